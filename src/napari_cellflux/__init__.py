@@ -1,0 +1,35 @@
+"""napari-cellflux: simulate how cells change under a drug or gene perturbation.
+
+The public API is small and imported lazily, so ``import napari_cellflux`` stays light
+(torch, rdkit and scikit-image load on first use)::
+
+    from napari_cellflux import load_model
+    model = load_model()                       # bundled demo weights
+    traj = model.simulate(images, "cyclohexamide", steps=20)
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+__all__ = ["load_model", "CellFluxModel", "Trajectory", "compound_fingerprint", "__version__"]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .core.model import CellFluxModel, Trajectory, load_model
+    from .core.perturbations import compound_fingerprint
+
+_LAZY = {
+    "load_model": "napari_cellflux.core.model",
+    "CellFluxModel": "napari_cellflux.core.model",
+    "Trajectory": "napari_cellflux.core.model",
+    "compound_fingerprint": "napari_cellflux.core.perturbations",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'napari_cellflux' has no attribute {name!r}")

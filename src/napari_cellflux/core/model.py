@@ -1,0 +1,356 @@
+"""The user-facing model: load weights, encode perturbations, simulate trajectories.
+
+``load_model`` returns a :class:`CellFluxModel`. Its ``iter_simulate`` is the streaming form
+the napari widget runs in a thread worker; ``simulate`` runs it to the end. Images go in and
+frames come out in the caller's raw intensity units, at the caller's crop size: the network
+works at its own crop size and normalisation, and only the change it predicts is resized
+back and added to the input, so frame 0 is exactly the input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import SOLVERS, UNetConfig, preset
+from .perturbations import (
+    CompoundEncoder, GeneEncoder, Perturbation, condition_vector, is_valid_smiles,
+)
+from .weights import demo_weights_path, read_weights, resolve_device, save_weights
+
+__all__ = ["CellFluxModel", "Trajectory", "load_model", "build_metadata", "DEFAULT_CHANNELS"]
+
+DEFAULT_CHANNELS = ("DNA", "Tubulin", "Actin")
+# Structures of three BBBC021 compounds (public chemistry), used only by the untrained fallback.
+_FALLBACK_VOCAB = {
+    "cyclohexamide": "CC1CC(C)C(=O)C(C1)C(O)CC2CC(=O)NC(=O)C2",
+    "nocodazole": "COC(=O)Nc1nc2cc(ccc2[nH]1)C(=O)c3cccs3",
+    "taxol": "CC(=O)O[C@H]1C(=O)[C@]2(C)[C@@H](O)C[C@H]3OC[C@@]3(OC(=O)C)[C@H]2[C@H]"
+             "(OC(=O)c4ccccc4)[C@]5(O)C[C@H](OC(=O)[C@H](O)[C@@H](NC(=O)c6ccccc6)c7ccccc7)"
+             "C(=C1C5(C)C)C",
+}
+
+
+@dataclass
+class Trajectory:
+    """A simulated trajectory: ``frames[i]`` is the state of every cell at ``times[i]``."""
+
+    times: np.ndarray            # (T,)
+    frames: np.ndarray           # (T, N, H, W, C) float32, input intensity units
+    perturbation: str
+    direction: str
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+def build_metadata(*, config: UNetConfig, preset_name: str, channels: Sequence[str],
+                   norm_low: Sequence[float], norm_high: Sequence[float], kind: str,
+                   vocabulary: Sequence[dict[str, Any]], use_dose: bool,
+                   name: str = "cellflux", description: str = "",
+                   training_data: dict[str, Any] | None = None,
+                   training: dict[str, Any] | None = None, untrained: bool = False,
+                   defaults: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Assemble the metadata dictionary stored in a weights file (see ``weights.py``).
+
+    ``vocabulary`` entries are dicts with ``name``, optional ``smiles``, optional
+    ``doses_uM`` (doses seen in training) and ``trained`` (False for embedding-table entries
+    the model never saw, which can still be simulated).
+    """
+    if len(channels) != config.in_channels:
+        raise ValueError(f"{len(channels)} channel names for a {config.in_channels}-channel net")
+    if kind not in ("compound", "gene"):
+        raise ValueError(f"perturbation kind must be 'compound' or 'gene', got {kind!r}")
+    return {
+        "name": name, "description": description, "preset": preset_name,
+        "config": config.to_dict(), "channels": list(channels), "crop_size": config.crop_size,
+        "normalization": {"low": [float(v) for v in norm_low],
+                          "high": [float(v) for v in norm_high]},
+        "perturbation_kind": kind, "vocabulary": [dict(v) for v in vocabulary],
+        "use_dose": bool(use_dose), "training_data": training_data or {},
+        "training": training or {}, "untrained": bool(untrained),
+        "defaults": {"guidance": 1.2, "steps": 20, "solver": "midpoint", **(defaults or {})},
+    }
+
+
+class CellFluxModel:
+    """A trained velocity field plus everything needed to use it on raw images.
+
+    Create it with :func:`load_model`. Thread-safe for one simulation at a time.
+    """
+
+    def __init__(self, network: Any, metadata: dict[str, Any], vocabulary_vectors: np.ndarray,
+                 device: Any, path: Path | None = None) -> None:
+        import torch
+
+        self.network = network.to(device).eval()
+        self.metadata = metadata
+        self.device = device
+        self.path = path
+        self.config: UNetConfig = network.config
+        norm = metadata["normalization"]
+        self._low = torch.tensor(norm["low"], dtype=torch.float32, device=device)
+        self._high = torch.tensor(norm["high"], dtype=torch.float32, device=device)
+        entries = metadata["vocabulary"]
+        self._vectors = {e["name"]: vocabulary_vectors[i] for i, e in enumerate(entries)}
+        self.kind: str = metadata["perturbation_kind"]
+        if self.kind == "compound":
+            smiles = {e["name"]: e.get("smiles") or "" for e in entries}
+            self.encoder: CompoundEncoder | GeneEncoder = CompoundEncoder(smiles, self._vectors)
+        else:
+            self.encoder = GeneEncoder(self._vectors)
+
+    # --- what the model knows -------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return str(self.metadata.get("name", "cellflux"))
+
+    @property
+    def channels(self) -> list[str]:
+        """Channel names, in the order the model expects them (last image axis)."""
+        return list(self.metadata["channels"])
+
+    @property
+    def perturbations(self) -> list[str]:
+        """Names of the perturbations the model was trained on."""
+        return [e["name"] for e in self.metadata["vocabulary"] if e.get("trained", True)]
+
+    @property
+    def crop_size(self) -> int:
+        return int(self.metadata["crop_size"])
+
+    @property
+    def use_dose(self) -> bool:
+        return bool(self.metadata.get("use_dose", False))
+
+    @property
+    def untrained(self) -> bool:
+        return bool(self.metadata.get("untrained", False))
+
+    def doses(self, name: str) -> list[float]:
+        """Doses (uM) the model saw for a known perturbation during training."""
+        for e in self.metadata["vocabulary"]:
+            if e["name"] == name:
+                return [float(d) for d in e.get("doses_uM", [])]
+        return []
+
+    def describe(self) -> str:
+        """A one-paragraph summary for the widget and logs."""
+        state = "UNTRAINED (random weights, for testing only)" if self.untrained else "trained"
+        return (f"{self.name} [{self.metadata.get('preset')}, {state}] on {self.device}; "
+                f"channels {', '.join(self.channels)}; {self.kind} perturbations: "
+                f"{', '.join(self.perturbations[:8])}"
+                f"{' ...' if len(self.perturbations) > 8 else ''}")
+
+    # --- inputs ---------------------------------------------------------------------
+    def encode(self, perturbation: str | Perturbation) -> Perturbation:
+        """Resolve a name, SMILES or gene symbol to an embedding, with helpful errors."""
+        if isinstance(perturbation, Perturbation):
+            if perturbation.kind != self.kind:
+                raise ValueError(
+                    f"this model was trained on {self.kind} perturbations, not "
+                    f"{perturbation.kind}s; load a {perturbation.kind} model instead")
+            return perturbation
+        if self.kind == "gene" and isinstance(perturbation, str) \
+                and perturbation.strip().upper() not in {n.upper() for n in self._vectors} \
+                and any(ch in perturbation for ch in "()=#[]") and is_valid_smiles(perturbation):
+            raise ValueError(
+                "this model was trained on gene perturbations; it cannot use a compound "
+                "SMILES. Type a gene symbol, or load a compound model.")
+        return self.encoder.encode(perturbation)
+
+    def _condition(self, pert: Perturbation, dose_uM: float | None) -> np.ndarray:
+        if dose_uM is not None and not self.use_dose:
+            raise ValueError(
+                "this model was trained without doses; leave the dose empty (it predicts the "
+                "average effect over the doses it saw)")
+        if self.use_dose and dose_uM is None:
+            seen = self.doses(pert.name) or [d for e in self.metadata["vocabulary"]
+                                              for d in e.get("doses_uM", [])]
+            dose_uM = float(np.median(seen)) if seen else 1.0
+        return condition_vector(pert, dose_uM, self.use_dose)
+
+    def _prepare(self, images: Any) -> tuple[np.ndarray, bool]:
+        from .images import validate_image
+
+        arr = np.asarray(images) if not isinstance(images, np.ndarray) else images
+        single = isinstance(arr, np.ndarray) and arr.ndim == 3
+        return validate_image(arr, len(self.channels)), single
+
+    def normalize(self, x: Any) -> Any:
+        """Raw intensities (B, C, H, W) tensor -> network units (about [-1, 1])."""
+        low, high = self._low[None, :, None, None], self._high[None, :, None, None]
+        return 2 * (x - low) / (high - low) - 1
+
+    def denormalize(self, x: Any) -> Any:
+        low, high = self._low[None, :, None, None], self._high[None, :, None, None]
+        return (x + 1) / 2 * (high - low) + low
+
+    # --- simulation -----------------------------------------------------------------
+    def iter_simulate(self, images: Any, perturbation: str | Perturbation, *,
+                      direction: str = "forward", steps: int = 20, guidance: float = 1.2,
+                      seed: int | None = 0, dose_uM: float | None = None,
+                      solver: str = "midpoint", noise: float = 0.0,
+                      max_batch: int | None = 64) -> Iterator[tuple[float, np.ndarray]]:
+        """Stream a trajectory: yields ``(t, frame)`` with frame (N, H, W, C) float32.
+
+        Parameters
+        ----------
+        images
+            Cells, (N, H, W, C) or (H, W, C), raw intensities (uint8, uint16 or float), any
+            crop size; channels in the order of :attr:`channels`.
+        perturbation
+            A name from :attr:`perturbations`, a SMILES (compound models) or a gene symbol.
+        direction
+            ``"forward"``: control -> perturbed (t 0 -> 1); ``"reverse"``: perturbed ->
+            control (t 1 -> 0).
+        steps
+            Integration intervals; ``steps + 1`` frames including the start.
+        guidance
+            Classifier-free guidance scale (0: unconditional, 1: conditional, >1 stronger).
+        seed
+            Seeds the optional start noise, so runs with ``noise > 0`` repeat exactly.
+        dose_uM
+            Concentration for dose-aware models (default: the median training dose).
+        solver
+            ``euler``, ``midpoint``, ``heun``, ``rk4`` or ``dopri5`` (adaptive).
+        noise
+            Std of Gaussian noise (network units) added to the start, for diverse samples.
+        max_batch
+            Cells per network call, to bound memory on large batches.
+
+        Closing the generator early (e.g. Cancel in the viewer) stops at the next frame.
+        """
+        import torch
+        import torch.nn.functional as F
+
+        from .config import SamplerConfig
+        from .flow import GuidedVelocity, integrate, time_grid
+
+        SamplerConfig(steps=steps, solver=solver, guidance=guidance, direction=direction)
+        pert = self.encode(perturbation)
+        cond_np = self._condition(pert, dose_uM)
+        raw, single = self._prepare(images)
+        if not np.isfinite(noise) or noise < 0:
+            raise ValueError(f"noise must be >= 0, got {noise!r}")
+
+        dev = self.device
+        size = self.crop_size
+        with torch.inference_mode():
+            x_raw = torch.from_numpy(raw).to(dev).permute(0, 3, 1, 2)
+            in_hw = tuple(x_raw.shape[-2:])
+            resized = in_hw != (size, size)
+            x = self.normalize(x_raw)
+            if resized:
+                x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True,
+                                  align_corners=False)
+            if noise > 0:
+                gen = torch.Generator(device="cpu").manual_seed(int(seed or 0))
+                x = x + noise * torch.randn(x.shape, generator=gen).to(dev)
+            start = x
+            cond = torch.from_numpy(cond_np).to(dev)[None]
+            velocity = GuidedVelocity(self.network, cond, guidance, max_batch=max_batch)
+            for t, xt in integrate(velocity, x, time_grid(steps, direction), solver):
+                delta = self.denormalize(xt) - self.denormalize(start)
+                if resized:
+                    delta = F.interpolate(delta, size=in_hw, mode="bilinear",
+                                          align_corners=False)
+                frame = (x_raw + delta).permute(0, 2, 3, 1).float().cpu().numpy()
+                yield t, (frame[0] if single else frame)
+
+    def simulate(self, images: Any, perturbation: str | Perturbation, *,
+                 direction: str = "forward", steps: int = 20, guidance: float = 1.2,
+                 seed: int | None = 0, dose_uM: float | None = None,
+                 solver: str = "midpoint", noise: float = 0.0,
+                 max_batch: int | None = 64) -> Trajectory:
+        """Run :meth:`iter_simulate` to the end; see there for the parameters.
+
+        Returns
+        -------
+        Trajectory
+            ``times`` (T,) and ``frames`` (T, N, H, W, C) float32 (``(T, H, W, C)`` when a
+            single (H, W, C) cell was given).
+        """
+        times, frames = [], []
+        for t, frame in self.iter_simulate(
+                images, perturbation, direction=direction, steps=steps, guidance=guidance,
+                seed=seed, dose_uM=dose_uM, solver=solver, noise=noise, max_batch=max_batch):
+            times.append(t)
+            frames.append(frame)
+        name = perturbation.name if isinstance(perturbation, Perturbation) else str(perturbation)
+        return Trajectory(
+            times=np.asarray(times, dtype=np.float64), frames=np.stack(frames),
+            perturbation=name, direction=direction,
+            settings={"steps": steps, "guidance": guidance, "seed": seed, "dose_uM": dose_uM,
+                      "solver": solver, "noise": noise, "weights": str(self.path or "")},
+        )
+
+    def save(self, path: str | Path) -> Path:
+        """Write this model (weights + metadata) to a ``.safetensors`` file."""
+        entries = self.metadata["vocabulary"]
+        vectors = np.stack([self._vectors[e["name"]] for e in entries]) if entries else \
+            np.zeros((0, self.encoder.dim), np.float32)
+        return save_weights(path, self.network.state_dict(), self.metadata, vectors)
+
+
+def _random_tiny(device: Any) -> CellFluxModel:
+    """An untrained ``tiny`` model (says so in its metadata) so everything runs end to end."""
+    import torch
+
+    from .perturbations import compound_fingerprint
+    from .unet import VelocityUNet
+
+    cfg = preset("tiny", cond_dim=1024 + 1)
+    torch.manual_seed(0)
+    net = VelocityUNet(cfg)
+    vocab = [{"name": k, "smiles": v, "trained": True, "doses_uM": [1.0]}
+             for k, v in _FALLBACK_VOCAB.items()]
+    vectors = np.stack([compound_fingerprint(v) for v in _FALLBACK_VOCAB.values()])
+    meta = build_metadata(
+        config=cfg, preset_name="tiny", channels=DEFAULT_CHANNELS, norm_low=[0, 0, 0],
+        norm_high=[4000, 4000, 4000], kind="compound", vocabulary=vocab, use_dose=True,
+        name="untrained-tiny", description="Randomly initialised; predicts no real effect.",
+        untrained=True)
+    return CellFluxModel(net, meta, vectors, device)
+
+
+def load_model(path: str | Path | None = None, device: str = "auto") -> CellFluxModel:
+    """Load a model from a ``.safetensors`` weights file (None: the bundled demo weights).
+
+    Parameters
+    ----------
+    path
+        A file written by ``python -m training.run``; None loads the demo weights shipped in
+        the package (or, if absent, an untrained ``tiny`` model marked as such).
+    device
+        ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"`` or ``"mps"``.
+
+    Raises
+    ------
+    ValueError
+        For a missing, foreign, corrupted or edited file, or an unavailable device.
+    """
+    from .unet import VelocityUNet
+
+    dev = resolve_device(device)
+    if path is None:
+        demo = demo_weights_path()
+        if not demo.is_file():
+            return _random_tiny(dev)
+        path = demo
+    path = Path(path)
+    state, meta, vectors = read_weights(path)
+    try:
+        config = UNetConfig.from_dict(meta["config"])
+        net = VelocityUNet(config)
+        net.load_state_dict(state, strict=True)
+    except (KeyError, TypeError, RuntimeError) as exc:
+        raise ValueError(
+            f"{path.name} does not match the napari-cellflux network ({exc}); it may come "
+            "from another version. Retrain with `python -m training.run`.") from None
+    return CellFluxModel(net, meta, vectors, dev, path=path)
+
+
+__all__ += ["SOLVERS"]

@@ -1,0 +1,220 @@
+"""Perturbation encoders: compounds (RDKit Morgan counts), genes (embedding table), dose.
+
+Every encoder turns what the user typed into a :class:`Perturbation` carrying the raw
+embedding vector; :func:`condition_vector` turns that (plus an optional dose) into the
+network's condition input. Unknown names get the closest known names in the error message.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+__all__ = [
+    "Perturbation", "PerturbationEncoder", "CompoundEncoder", "GeneEncoder",
+    "compound_fingerprint", "is_valid_smiles", "dose_feature", "condition_vector",
+    "load_embedding_table", "FINGERPRINT_BITS", "FINGERPRINT_RADIUS", "suggest",
+]
+
+FINGERPRINT_BITS = 1024
+FINGERPRINT_RADIUS = 2
+_SMILES_CHARS = set("()[]=#@+\\/%0123456789")
+
+
+@dataclass(frozen=True)
+class Perturbation:
+    """A resolved perturbation: what it is called, what kind, and its embedding."""
+
+    name: str
+    kind: str  # "compound" or "gene"
+    vector: np.ndarray
+    smiles: str | None = None
+
+
+@runtime_checkable
+class PerturbationEncoder(Protocol):
+    """What every encoder offers: a kind, a vector length, known names and ``encode``."""
+
+    kind: str
+
+    @property
+    def dim(self) -> int: ...
+
+    @property
+    def names(self) -> list[str]: ...
+
+    def encode(self, query: str) -> Perturbation: ...
+
+
+def suggest(query: str, names: Sequence[str], n: int = 3) -> str:
+    """A 'did you mean' phrase listing the closest known names (case-insensitive)."""
+    lower = {name.lower(): name for name in names}
+    close = difflib.get_close_matches(query.lower(), list(lower), n=n, cutoff=0.5)
+    if not close:
+        close = sorted(lower)[:n]
+        return "Known names include: " + ", ".join(lower[c] for c in close) + "."
+    return "Did you mean: " + ", ".join(lower[c] for c in close) + "?"
+
+
+def _rdkit_mol(smiles: str):
+    from rdkit import Chem, RDLogger
+
+    RDLogger.DisableLog("rdApp.*")  # parse failures become our ValueError, not stderr noise
+    return Chem.MolFromSmiles(smiles) if smiles.strip() else None
+
+
+def is_valid_smiles(smiles: str) -> bool:
+    """True when RDKit parses ``smiles`` into a molecule (used to validate as the user types)."""
+    return isinstance(smiles, str) and _rdkit_mol(smiles) is not None
+
+
+def compound_fingerprint(smiles: str) -> np.ndarray:
+    """RDKit Morgan COUNT fingerprint: radius 2, 1024 bits, no chirality, as float32 (1024,).
+
+    This is the compound encoding of IMPA and CellFlux; it reproduces their BBBC021 table.
+
+    Raises
+    ------
+    ValueError
+        If ``smiles`` is not a valid SMILES string.
+    """
+    if not isinstance(smiles, str):
+        raise ValueError(f"a SMILES must be a string, got {type(smiles).__name__}")
+    mol = _rdkit_mol(smiles)
+    if mol is None:
+        raise ValueError(
+            f"invalid SMILES {smiles!r}: RDKit could not parse it. Check brackets, ring "
+            "numbers and atom symbols, or copy the SMILES from PubChem."
+        )
+    from rdkit.Chem import rdFingerprintGenerator
+
+    gen = rdFingerprintGenerator.GetMorganGenerator(
+        radius=FINGERPRINT_RADIUS, fpSize=FINGERPRINT_BITS, includeChirality=False
+    )
+    return gen.GetCountFingerprintAsNumPy(mol).astype(np.float32)
+
+
+def _looks_like_smiles(text: str) -> bool:
+    return bool(_SMILES_CHARS & set(text)) or (text.isupper() and len(text) <= 4)
+
+
+class CompoundEncoder:
+    """Compounds by a known name (the model's vocabulary) or by any SMILES string."""
+
+    kind = "compound"
+
+    def __init__(self, vocabulary: Mapping[str, str],
+                 vectors: Mapping[str, np.ndarray] | None = None) -> None:
+        # name -> SMILES; names are matched case-insensitively. Stored ``vectors`` (from a
+        # weights file) take precedence, so known names work even without a SMILES.
+        self.vocabulary = dict(vocabulary)
+        self.vectors = {k: np.asarray(v, np.float32) for k, v in (vectors or {}).items()}
+        self._lower = {k.lower(): k for k in self.vocabulary}
+
+    @property
+    def dim(self) -> int:
+        return FINGERPRINT_BITS
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.vocabulary)
+
+    def encode(self, query: str) -> Perturbation:
+        if not isinstance(query, str) or not query.strip():
+            raise ValueError("no compound given: type a compound name or a SMILES string")
+        query = query.strip()
+        known = self._lower.get(query.lower())
+        if known is not None:
+            smiles = self.vocabulary[known] or None
+            vector = self.vectors.get(known)
+            if vector is None:
+                vector = compound_fingerprint(smiles or "")
+            return Perturbation(known, self.kind, vector, smiles)
+        if _rdkit_mol(query) is not None:
+            return Perturbation(query, self.kind, compound_fingerprint(query), query)
+        if _looks_like_smiles(query):
+            compound_fingerprint(query)  # raises the invalid-SMILES error
+        raise ValueError(
+            f"{query!r} is neither a compound this model knows nor a valid SMILES. "
+            f"{suggest(query, self.names)} Or paste the compound's SMILES."
+        )
+
+
+class GeneEncoder:
+    """Genes by symbol, embedded by a table of vectors (e.g. Gene2vec)."""
+
+    kind = "gene"
+
+    def __init__(self, table: Mapping[str, np.ndarray]) -> None:
+        self.table = {k: np.asarray(v, dtype=np.float32) for k, v in table.items()}
+        if not self.table:
+            raise ValueError("the gene embedding table is empty")
+        dims = {v.shape for v in self.table.values()}
+        if len(dims) != 1:
+            raise ValueError(f"gene vectors have different lengths: {sorted(dims)}")
+        self._upper = {k.upper(): k for k in self.table}
+
+    @property
+    def dim(self) -> int:
+        return int(next(iter(self.table.values())).shape[0])
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.table)
+
+    def encode(self, query: str) -> Perturbation:
+        if not isinstance(query, str) or not query.strip():
+            raise ValueError("no gene given: type a gene symbol such as the ones listed")
+        known = self._upper.get(query.strip().upper())
+        if known is None:
+            raise ValueError(
+                f"unknown gene {query!r}: this model has no embedding for it. "
+                f"{suggest(query.strip(), self.names)}"
+            )
+        return Perturbation(known, self.kind, self.table[known])
+
+
+def load_embedding_table(path: str | Path) -> dict[str, np.ndarray]:
+    """Read a CSV indexed by name (first column) with one embedding vector per row."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"embedding table {str(path)!r} does not exist")
+    frame = pd.read_csv(path, index_col=0)
+    if frame.shape[1] < 1 or not all(np.issubdtype(d, np.number) for d in frame.dtypes):
+        raise ValueError(
+            f"{path.name} is not an embedding table: expected a name column followed by "
+            "numeric columns"
+        )
+    return {str(k): row.to_numpy(np.float32) for k, row in frame.iterrows()}
+
+
+def dose_feature(dose_uM: float | None) -> float:
+    """Dose as a log feature: log(1 + concentration in uM); 0 means 'no dose given'."""
+    if dose_uM is None:
+        return 0.0
+    dose = float(dose_uM)
+    if not math.isfinite(dose) or dose < 0:
+        raise ValueError(f"dose must be a concentration in uM >= 0, got {dose_uM!r}")
+    return math.log1p(dose)
+
+
+def condition_vector(perturbation: Perturbation, dose_uM: float | None,
+                     use_dose: bool) -> np.ndarray:
+    """The network's condition input: embedding (compressed counts) plus the dose feature.
+
+    Fingerprint counts are log-compressed so a few frequent substructures do not dominate.
+    """
+    vec = perturbation.vector.astype(np.float32)
+    if perturbation.kind == "compound":
+        vec = np.log1p(vec)
+    if use_dose:
+        vec = np.concatenate([vec, np.float32([dose_feature(dose_uM)])])
+    return vec

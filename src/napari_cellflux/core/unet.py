@@ -1,0 +1,184 @@
+"""The velocity field ``v(x, t, c)``: a U-Net in pixel space.
+
+Four resolution stages (configurable), Fourier features for t, the condition embedded by a
+small MLP and added to the time embedding, and that joint embedding injected into every
+residual block as a scale and shift (FiLM). Dropped conditions (classifier-free guidance)
+use a learned null embedding instead of the condition MLP output.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import UNetConfig
+
+__all__ = ["VelocityUNet", "FourierTimeEmbedding"]
+
+
+def _groups(channels: int) -> int:
+    """Largest group count <= 8 that divides ``channels`` (GroupNorm needs a divisor)."""
+    for g in (8, 4, 2, 1):
+        if channels % g == 0:
+            return g
+    return 1
+
+
+class FourierTimeEmbedding(nn.Module):
+    """Embed scalar t in [0, 1] with fixed log-spaced sine/cosine features."""
+
+    def __init__(self, features: int) -> None:
+        super().__init__()
+        half = max(features // 2, 1)
+        freqs = torch.exp(torch.linspace(0.0, math.log(1000.0), half))
+        self.register_buffer("freqs", freqs * math.pi, persistent=False)
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        angles = t[:, None].float() * self.freqs[None, :]
+        return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+
+class ResBlock(nn.Module):
+    """GroupNorm-SiLU-conv twice, with the embedding as FiLM scale/shift before the 2nd conv."""
+
+    def __init__(self, cin: int, cout: int, embed_dim: int, dropout: float) -> None:
+        super().__init__()
+        self.norm1 = nn.GroupNorm(_groups(cin), cin)
+        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
+        self.film = nn.Linear(embed_dim, 2 * cout)
+        self.norm2 = nn.GroupNorm(_groups(cout), cout)
+        self.dropout = nn.Dropout(dropout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
+        self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        scale, shift = self.film(F.silu(emb))[:, :, None, None].chunk(2, dim=1)
+        h = self.norm2(h) * (1 + scale) + shift
+        h = self.conv2(self.dropout(F.silu(h)))
+        return h + self.skip(x)
+
+
+class SelfAttention(nn.Module):
+    """Single-head spatial self-attention, used only at the coarsest resolutions."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.norm = nn.GroupNorm(_groups(channels), channels)
+        self.qkv = nn.Conv2d(channels, 3 * channels, 1)
+        self.out = nn.Conv2d(channels, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        q, k, v = self.qkv(self.norm(x)).reshape(b, 3, c, h * w).unbind(1)
+        attn = F.scaled_dot_product_attention(
+            q.transpose(1, 2)[:, None], k.transpose(1, 2)[:, None], v.transpose(1, 2)[:, None]
+        )[:, 0]
+        return x + self.out(attn.transpose(1, 2).reshape(b, c, h, w))
+
+
+class VelocityUNet(nn.Module):
+    """U-Net velocity field ``v(x, t, c)`` for conditional flow matching.
+
+    Parameters
+    ----------
+    config
+        Architecture (see :class:`~napari_cellflux.core.config.UNetConfig`).
+
+    Notes
+    -----
+    ``forward(x, t, c, null_mask)`` takes images ``x`` (B, C, H, W) in normalised units, times
+    ``t`` (B,) in [0, 1], condition vectors ``c`` (B, cond_dim) and an optional boolean
+    ``null_mask`` (B,) marking samples whose condition is replaced by the null token.
+    H and W must be divisible by ``2 ** (stages - 1)``.
+    """
+
+    def __init__(self, config: UNetConfig) -> None:
+        super().__init__()
+        self.config = config
+        e = config.embed_dim
+        widths = [config.base_width * m for m in config.channel_mults]
+        self.time_embed = nn.Sequential(
+            FourierTimeEmbedding(config.time_features),
+            nn.Linear(2 * max(config.time_features // 2, 1), e), nn.SiLU(), nn.Linear(e, e),
+        )
+        self.cond_embed = nn.Sequential(
+            nn.Linear(config.cond_dim, e), nn.SiLU(), nn.Linear(e, e),
+        )
+        self.null_embedding = nn.Parameter(torch.zeros(e))
+        self.stem = nn.Conv2d(config.in_channels, widths[0], 3, padding=1)
+
+        self.down = nn.ModuleList()
+        skips = [widths[0]]
+        cin = widths[0]
+        for i, w in enumerate(widths):
+            stage = nn.ModuleList()
+            for _ in range(config.num_res_blocks):
+                stage.append(ResBlock(cin, w, e, config.dropout))
+                cin = w
+                if i in config.attention_stages:
+                    stage.append(SelfAttention(w))
+                skips.append(w)
+            if i < len(widths) - 1:
+                stage.append(nn.Conv2d(w, w, 3, stride=2, padding=1))
+                skips.append(w)
+            self.down.append(stage)
+
+        self.mid1 = ResBlock(cin, cin, e, config.dropout)
+        self.mid_attn = SelfAttention(cin) if config.attention_stages else nn.Identity()
+        self.mid2 = ResBlock(cin, cin, e, config.dropout)
+
+        self.up = nn.ModuleList()
+        for i, w in reversed(list(enumerate(widths))):
+            stage = nn.ModuleList()
+            for _ in range(config.num_res_blocks + 1):
+                stage.append(ResBlock(cin + skips.pop(), w, e, config.dropout))
+                cin = w
+                if i in config.attention_stages:
+                    stage.append(SelfAttention(w))
+            if i > 0:
+                stage.append(nn.Upsample(scale_factor=2, mode="nearest"))
+                stage.append(nn.Conv2d(w, w, 3, padding=1))
+            self.up.append(stage)
+
+        self.head = nn.Sequential(
+            nn.GroupNorm(_groups(cin), cin), nn.SiLU(),
+            nn.Conv2d(cin, config.in_channels, 3, padding=1),
+        )
+        # Start as the zero field: an untrained model leaves cells unchanged.
+        nn.init.zeros_(self.head[-1].weight)
+        nn.init.zeros_(self.head[-1].bias)
+
+    def embed(self, t: torch.Tensor, c: torch.Tensor,
+              null_mask: torch.Tensor | None) -> torch.Tensor:
+        """Joint time + condition embedding, with the null token where ``null_mask``."""
+        cond = self.cond_embed(c)
+        if null_mask is not None:
+            cond = torch.where(null_mask[:, None], self.null_embedding.to(cond.dtype), cond)
+        return self.time_embed(t) + cond
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, c: torch.Tensor,
+                null_mask: torch.Tensor | None = None) -> torch.Tensor:
+        if t.ndim == 0:
+            t = t.expand(x.shape[0])
+        emb = self.embed(t, c, null_mask)
+        h = self.stem(x)
+        hs = [h]
+        for stage in self.down:
+            for layer in stage:
+                h = layer(h, emb) if isinstance(layer, ResBlock) else layer(h)
+                if not isinstance(layer, SelfAttention):
+                    hs.append(h)
+                else:
+                    hs[-1] = h
+        h = self.mid2(self.mid_attn(self.mid1(h, emb)), emb)
+        for stage in self.up:
+            for layer in stage:
+                if isinstance(layer, ResBlock):
+                    h = layer(torch.cat([h, hs.pop()], dim=1), emb)
+                else:
+                    h = layer(h)
+        return self.head(h)

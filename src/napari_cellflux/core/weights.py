@@ -1,0 +1,159 @@
+"""One ``.safetensors`` file per model: tensors plus JSON metadata, loaded without unpickling.
+
+The metadata (under the key ``napari_cellflux``) carries the architecture config, channel
+names, crop size, per-channel intensity normalisation, the perturbation vocabulary and a
+description of the training data. A SHA-256 over metadata and tensors detects corrupted or
+edited files. Nothing in a weights file can run code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "FORMAT", "FORMAT_VERSION", "save_weights", "read_weights", "resolve_device",
+    "demo_weights_path", "WeightsError",
+]
+
+FORMAT = "napari-cellflux-weights"
+FORMAT_VERSION = 1
+_META_KEY = "napari_cellflux"
+_NET_PREFIX = "net."
+_VOCAB_KEY = "vocabulary.vectors"
+
+
+class WeightsError(ValueError):
+    """A weights file that is missing, foreign, corrupted or edited."""
+
+
+def demo_weights_path() -> Path:
+    """Where the bundled demo weights live inside the installed package."""
+    return Path(__file__).resolve().parent.parent / "weights" / "demo.safetensors"
+
+
+def _checksum(meta_json: str, tensors: dict[str, Any]) -> str:
+    import torch
+
+    digest = hashlib.sha256(meta_json.encode("utf-8"))
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def save_weights(path: str | Path, state_dict: dict[str, Any], metadata: dict[str, Any],
+                 vocabulary_vectors: np.ndarray) -> Path:
+    """Write network weights, vocabulary vectors and metadata to one safetensors file.
+
+    The file is written to a temporary name and renamed, so a crash never leaves a
+    half-written weights file under ``path``.
+    """
+    import torch
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {_NET_PREFIX + k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
+    tensors[_VOCAB_KEY] = torch.as_tensor(np.asarray(vocabulary_vectors, dtype=np.float32))
+    meta = dict(metadata, format=FORMAT, format_version=FORMAT_VERSION)
+    meta.pop("checksum", None)
+    meta_json = json.dumps(meta, sort_keys=True)
+    header = {_META_KEY: meta_json, "checksum": _checksum(meta_json, tensors)}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=header)
+    tmp.replace(path)
+    return path
+
+
+def read_weights(path: str | Path) -> tuple[dict[str, Any], dict[str, Any], np.ndarray]:
+    """Read and verify a weights file.
+
+    Returns
+    -------
+    state_dict, metadata, vocabulary_vectors
+
+    Raises
+    ------
+    WeightsError
+        If the file is missing, is not a safetensors file, was not written by napari-cellflux,
+        or its content does not match its checksum (corrupted or edited).
+    """
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(
+            f"weights file {str(path)!r} not found. Choose a model.safetensors written by "
+            "`python -m training.run`, or leave the path empty for the bundled demo weights."
+        )
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            header = handle.metadata() or {}
+            tensors = {k: handle.get_tensor(k) for k in handle.keys()}
+    except Exception as exc:  # safetensors raises its own error types for bad headers
+        raise WeightsError(
+            f"{path.name} is not a readable safetensors file ({exc}). It may be truncated or "
+            "corrupted: copy it again, or retrain with `python -m training.run`."
+        ) from None
+    meta_json = header.get(_META_KEY)
+    if meta_json is None:
+        raise WeightsError(
+            f"{path.name} is a safetensors file but not napari-cellflux weights (no "
+            f"'{_META_KEY}' metadata). Use a file written by `python -m training.run`."
+        )
+    try:
+        meta = json.loads(meta_json)
+    except json.JSONDecodeError:
+        raise WeightsError(f"{path.name}: its metadata is not valid JSON (corrupted)") from None
+    if meta.get("format") != FORMAT:
+        raise WeightsError(f"{path.name} is not a napari-cellflux weights file")
+    if int(meta.get("format_version", -1)) > FORMAT_VERSION:
+        raise WeightsError(
+            f"{path.name} uses weights format {meta.get('format_version')}, newer than this "
+            f"napari-cellflux understands ({FORMAT_VERSION}): upgrade napari-cellflux."
+        )
+    if header.get("checksum") != _checksum(meta_json, tensors):
+        raise WeightsError(
+            f"{path.name} failed its integrity check: its content was changed or corrupted "
+            "after it was written. Copy the original file again or retrain."
+        )
+    if _VOCAB_KEY not in tensors:
+        raise WeightsError(f"{path.name} has no perturbation vocabulary")
+    vocab = tensors.pop(_VOCAB_KEY).numpy()
+    state = {k[len(_NET_PREFIX):]: v for k, v in tensors.items() if k.startswith(_NET_PREFIX)}
+    return state, meta, vocab
+
+
+def resolve_device(device: str | None = "auto") -> "torch.device":  # noqa: F821
+    """Pick the compute device: ``auto`` tries CUDA, then Apple MPS, then the CPU.
+
+    Raises
+    ------
+    ValueError
+        If a device is forced that this machine does not have.
+    """
+    import torch
+
+    name = (device or "auto").lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was requested but no CUDA GPU is available; use 'cpu'")
+    if name == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ValueError("device 'mps' was requested but Apple MPS is not available")
+    if not (name == "cpu" or name == "mps" or name.startswith("cuda")):
+        raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda' or 'mps'")
+    return torch.device(name)
