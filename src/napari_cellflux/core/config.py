@@ -101,7 +101,7 @@ class UNetConfig:
 PRESETS: dict[str, UNetConfig] = {
     "paper": UNetConfig(base_width=128, channel_mults=(1, 2, 2, 2), num_res_blocks=2,
                         attention_stages=(3,), crop_size=96),
-    "fast": UNetConfig(base_width=32, channel_mults=(1, 2, 2, 4), num_res_blocks=1,
+    "fast": UNetConfig(base_width=16, channel_mults=(1, 2, 4, 4), num_res_blocks=1,
                        attention_stages=(), crop_size=64),
     "tiny": UNetConfig(base_width=8, channel_mults=(1, 2, 2, 2), num_res_blocks=1,
                        attention_stages=(), time_features=16, crop_size=32),
