@@ -188,7 +188,7 @@ def load_embedding_table(path: str | Path) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise ValueError(f"embedding table {str(path)!r} does not exist")
     frame = pd.read_csv(path, index_col=0)
-    if frame.shape[1] < 1 or not all(np.issubdtype(d, np.number) for d in frame.dtypes):
+    if frame.shape[1] < 1 or not all(pd.api.types.is_numeric_dtype(d) for d in frame.dtypes):
         raise ValueError(
             f"{path.name} is not an embedding table: expected a name column followed by "
             "numeric columns"

@@ -1,0 +1,129 @@
+"""The public API: load_model, simulate / iter_simulate, reversibility, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_cellflux import load_model
+
+
+def test_simulate_shapes_times_and_units(random_tiny_model, cells):
+    traj = random_tiny_model.simulate(cells, "cyclohexamide", steps=5, guidance=1.2)
+    assert traj.times.tolist() == pytest.approx([0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    assert traj.frames.shape == (6, 4, 32, 32, 3) and traj.frames.dtype == np.float32
+    np.testing.assert_allclose(traj.frames[0], cells, atol=0.05)  # frame 0 is the input
+    rev = random_tiny_model.simulate(cells, "cyclohexamide", steps=5, direction="reverse")
+    assert rev.times[0] == 1.0 and rev.times[-1] == 0.0
+
+
+def test_any_crop_size_in_same_size_out(random_tiny_model, cells):
+    big = np.repeat(np.repeat(cells, 2, axis=1), 2, axis=2)[:, :50, :62]  # 50 x 62
+    traj = random_tiny_model.simulate(big, "taxol", steps=2)
+    assert traj.frames.shape == (3, 4, 50, 62, 3)
+    np.testing.assert_array_equal(traj.frames[0], big.astype(np.float32))
+    one = random_tiny_model.simulate(cells[0], "taxol", steps=2)
+    assert one.frames.shape == (3, 32, 32, 3)
+
+
+def test_iter_simulate_streams_and_can_stop_early(random_tiny_model, cells):
+    gen = random_tiny_model.iter_simulate(cells, "taxol", steps=50)
+    first = [next(gen) for _ in range(3)]
+    gen.close()
+    assert [t for t, _ in first] == pytest.approx([0.0, 0.02, 0.04])
+    assert first[0][1].shape == (4, 32, 32, 3)
+
+
+def test_forward_then_reverse_returns_to_the_start(random_tiny_model, cells):
+    fwd = random_tiny_model.simulate(cells, "taxol", steps=20, solver="rk4", guidance=1.2)
+    moved = np.abs(fwd.frames[-1] - cells).mean()
+    back = random_tiny_model.simulate(fwd.frames[-1], "taxol", steps=20, solver="rk4",
+                                      direction="reverse", guidance=1.2)
+    err = np.abs(back.frames[-1] - cells.astype(np.float32)).max()
+    span = float(cells.max() - cells.min())
+    assert moved > 50.0              # intensity units: the field really moved the cells
+    assert err < 0.001 * span        # RK4, 20 steps: back to within 0.1% of the range
+
+
+def test_demo_model_reverses_within_stated_tolerance(cells):
+    """The bundled demo weights: forward then reverse (RK4, 20 steps) at the model's own crop
+    size returns each pixel to within 1% of the image's intensity range."""
+    model = load_model(device="cpu")
+    size = model.crop_size
+    crops = np.resize(cells, (4, size, size, 3)).astype(np.float32) + 200
+    name = model.perturbations[0]
+    fwd = model.simulate(crops, name, steps=20, solver="rk4")
+    back = model.simulate(fwd.frames[-1], name, steps=20, solver="rk4", direction="reverse")
+    span = float(crops.max() - crops.min())
+    assert np.abs(back.frames[-1] - crops).max() < 0.01 * span
+
+
+def test_untrained_fallback_says_so(monkeypatch, tmp_path):
+    from napari_cellflux.core import model as model_mod
+
+    monkeypatch.setattr(model_mod, "demo_weights_path", lambda: tmp_path / "none.safetensors")
+    m = model_mod.load_model()
+    assert m.untrained and "UNTRAINED" in m.describe()
+    traj = m.simulate(np.arange(2 * 32 * 32 * 3, dtype=np.uint16).reshape(2, 32, 32, 3), "taxol",
+                      steps=2)
+    assert traj.frames.shape == (3, 2, 32, 32, 3)
+
+
+@pytest.mark.parametrize("images, message", [
+    (np.zeros((4, 32, 32, 2), np.uint16) + 5, "channel"),
+    (np.zeros((32, 32), np.uint16) + 5, "channel"),
+    (np.zeros((1, 1, 4, 32, 32, 3)), "dimension|axes|rank|shape"),
+    (np.zeros((0, 32, 32, 3)), "empty|too small"),
+    (np.full((2, 32, 32, 3), np.nan), "finite|NaN"),
+    (np.zeros((2, 32, 32, 3), np.uint16), "blank|constant|zero"),
+])
+def test_bad_images_raise_clear_errors(random_tiny_model, images, message):
+    with pytest.raises(ValueError, match=f"(?i){message}"):
+        random_tiny_model.simulate(images, "taxol", steps=2)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"perturbation": "taxl"}, "Did you mean: taxol"),
+    ({"perturbation": "C1CC("}, "invalid SMILES"),
+    ({"direction": "sideways"}, "direction"),
+    ({"steps": 0}, "steps"),
+    ({"guidance": -1.0}, "guidance"),
+    ({"solver": "leapfrog"}, "solver"),
+    ({"dose_uM": -3.0}, "dose"),
+    ({"noise": -1.0}, "noise"),
+])
+def test_bad_arguments_raise_clear_errors(random_tiny_model, cells, kwargs, message):
+    args = {"perturbation": "taxol", **kwargs}
+    with pytest.raises(ValueError, match=message):
+        random_tiny_model.simulate(cells, args.pop("perturbation"), steps=args.pop("steps", 2),
+                                   **args)
+
+
+def test_perturbation_kind_the_model_was_not_trained_for(random_tiny_model, cells, tmp_path,
+                                                          shared_data):
+    import torch
+
+    from napari_cellflux.core.model import CellFluxModel, build_metadata
+    from napari_cellflux.core.perturbations import GeneEncoder, load_embedding_table
+
+    table = load_embedding_table(shared_data / "embeddings" / "rxrx1_gene2vec.csv")
+    names = list(table)[:5]
+    meta = dict(random_tiny_model.metadata)
+    cfg = random_tiny_model.config.replace(cond_dim=200)
+    from napari_cellflux.core.unet import VelocityUNet
+
+    meta = build_metadata(config=cfg, preset_name="tiny", channels=["DNA", "Tubulin", "Actin"],
+                          norm_low=[0] * 3, norm_high=[4000] * 3, kind="gene",
+                          vocabulary=[{"name": n} for n in names], use_dose=False)
+    gene_model = CellFluxModel(VelocityUNet(cfg), meta, np.stack([table[n] for n in names]),
+                               torch.device("cpu"))
+    assert gene_model.simulate(cells, names[0].lower(), steps=1).frames.shape[0] == 2
+    with pytest.raises(ValueError, match="gene perturbations"):
+        gene_model.simulate(cells, "CC(=O)Oc1ccccc1C(=O)O", steps=1)
+    with pytest.raises(ValueError, match="unknown gene"):
+        gene_model.simulate(cells, "NOTAGENE", steps=1)
+    with pytest.raises(ValueError, match="trained on compound perturbations"):
+        random_tiny_model.simulate(cells, gene_model.encode(names[0]), steps=1)
+    with pytest.raises(ValueError, match="without doses"):
+        gene_model.simulate(cells, names[0], steps=1, dose_uM=1.0)
+    assert isinstance(GeneEncoder(table).encode(names[1]).vector, np.ndarray)
