@@ -1,0 +1,439 @@
+"""Image and axis helpers, TIFF reading and the crops dataset format.
+
+Everything a user hands us (a napari layer, a TIFF, a NumPy array from a script) passes through
+:func:`validate_image` before it reaches the model, so that a wrong axis order, a missing channel
+or a blank image is reported in words a biologist understands instead of as a tensor shape
+error deep inside the network.
+
+The crops dataset format (see DESIGN.md, "Crops dataset") is a folder holding
+
+- ``crops.npz`` with one key, ``images``: an (N, H, W, C) array of raw intensities;
+- ``metadata.csv``: one row per crop in the same order, with at least the columns
+  ``plate``, ``compound``, ``concentration_uM`` and ``is_control``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:  # pandas is only needed by the dataset functions
+    import pandas as pd
+
+__all__ = [
+    "CROPS_FILE",
+    "METADATA_FILE",
+    "REQUIRED_COLUMNS",
+    "MIN_SIZE",
+    "to_channels_last",
+    "select_channels",
+    "validate_image",
+    "save_crops",
+    "load_crops",
+    "read_tiff",
+    "channel_axis_from_axes",
+    "channel_limits",
+]
+
+CROPS_FILE = "crops.npz"
+METADATA_FILE = "metadata.csv"
+REQUIRED_COLUMNS = ("plate", "compound", "concentration_uM", "is_control")
+#: Smallest height/width we accept: below this the U-Net's four down-sampling stages would
+#: reduce the image to nothing, and a crop that small cannot hold a cell anyway.
+MIN_SIZE = 8
+
+
+def _shape_str(shape: Sequence[int]) -> str:
+    return "(" + ", ".join(str(int(s)) for s in shape) + ")"
+
+
+def to_channels_last(image: np.ndarray, channel_axis: int | None) -> np.ndarray:
+    """Move the channel axis of ``image`` to the end.
+
+    Parameters
+    ----------
+    image : array-like
+        Image with a channel axis somewhere, e.g. (C, H, W) or (N, C, H, W).
+    channel_axis : int or None
+        Index of the channel axis; negative values count from the end. ``None`` means the
+        image has no channel axis (a single-channel 2-D image), which the model cannot use.
+
+    Returns
+    -------
+    numpy.ndarray
+        A view of ``image`` with the channel axis last.
+
+    Raises
+    ------
+    ValueError
+        If ``channel_axis`` is None or out of range.
+    """
+    arr = np.asarray(image)
+    if channel_axis is None:
+        raise ValueError(
+            f"The image (shape {_shape_str(arr.shape)}) has no channel axis. The model needs "
+            "several stained channels (for example DNA, tubulin and actin) of the same cells; "
+            "open a multichannel image, or stack the single-channel images into one and "
+            "choose which axis holds the channels."
+        )
+    axis = int(channel_axis)
+    if not -arr.ndim <= axis < arr.ndim:
+        raise ValueError(
+            f"Channel axis {axis} does not exist in an image with {arr.ndim} axes "
+            f"(shape {_shape_str(arr.shape)}); choose an axis between 0 and {arr.ndim - 1}."
+        )
+    return np.moveaxis(arr, axis, -1)
+
+
+def select_channels(image_hwc: np.ndarray, order: Sequence[int]) -> np.ndarray:
+    """Reorder or subset the channels (last axis) of an image.
+
+    Parameters
+    ----------
+    image_hwc : array-like
+        Image with channels last: (..., C).
+    order : sequence of int
+        Channel indices to keep, in the order the model expects, e.g. ``(2, 0, 1)``.
+
+    Returns
+    -------
+    numpy.ndarray
+        (..., len(order)) copy.
+
+    Raises
+    ------
+    ValueError
+        If ``order`` is empty or an index is not a channel of the image.
+    """
+    arr = np.asarray(image_hwc)
+    if arr.ndim < 1:
+        raise ValueError("Cannot select channels of a scalar; expected an image.")
+    idx = [int(i) for i in order]
+    n = arr.shape[-1]
+    if not idx:
+        raise ValueError("No channels selected; choose at least one channel.")
+    bad = [i for i in idx if not 0 <= i < n]
+    if bad:
+        raise ValueError(
+            f"Channel index {bad[0]} does not exist: the image has {n} channel(s) "
+            f"(indices 0 to {n - 1}, shape {_shape_str(arr.shape)}). Check the channel "
+            "order, or whether the right axis was chosen as the channel axis."
+        )
+    return arr[..., idx]
+
+
+def validate_image(image: Any, n_channels: int, *, allow_batch: bool = True) -> np.ndarray:
+    """Check an image for the model and return it as (N, H, W, C) float32.
+
+    Parameters
+    ----------
+    image : array-like
+        (H, W, C) for one image or (N, H, W, C) for a stack of crops, channels last, raw
+        intensities (uint8, uint16, other integers or float).
+    n_channels : int
+        Number of channels the model expects.
+    allow_batch : bool
+        Accept a 4-D stack; if False only a single (H, W, C) image is accepted.
+
+    Returns
+    -------
+    numpy.ndarray
+        (N, H, W, C) float32; a view when the input already is float32.
+
+    Raises
+    ------
+    ValueError
+        With a message that says what is wrong and what to do.
+    """
+    if image is None or isinstance(image, (str, bytes, dict, set)):
+        raise ValueError(
+            f"Expected an image (a NumPy array or an image layer's data), got "
+            f"{type(image).__name__}."
+        )
+    try:
+        arr = np.asarray(image)
+    except Exception as exc:  # ragged lists, exotic objects
+        raise ValueError(
+            f"Could not read {type(image).__name__} as an image array ({exc})."
+        ) from exc
+    if arr.dtype == object or arr.dtype.kind in "USVMm":
+        raise ValueError(
+            f"Expected an image of numbers, got an array of type {arr.dtype} "
+            f"(shape {_shape_str(arr.shape)})."
+        )
+    if arr.dtype.kind == "b":
+        raise ValueError(
+            "The image is a binary mask (True/False values), not an intensity image. Choose "
+            "the fluorescence image layer, not a labels or mask layer."
+        )
+    if arr.dtype.kind == "c":
+        raise ValueError(
+            "The image has complex values (for example a Fourier transform); the model needs "
+            "real fluorescence intensities."
+        )
+    if arr.ndim == 2:
+        raise ValueError(
+            f"The image is 2-D (shape {_shape_str(arr.shape)}), so it has no channel axis; the "
+            f"model needs {n_channels} channels. Open the channels as one multichannel image, "
+            "or stack the single-channel images and choose which axis holds the channels."
+        )
+    max_ndim = 4 if allow_batch else 3
+    if arr.ndim not in (3, max_ndim):
+        expected = "(H, W, C) or (N, H, W, C)" if allow_batch else "(H, W, C)"
+        raise ValueError(
+            f"Expected an image of shape {expected} with channels last, got {arr.ndim} axes "
+            f"(shape {_shape_str(arr.shape)}). Remove extra axes (time, z) or pick one plane."
+        )
+    if arr.ndim == 3:
+        arr = arr[None]
+    n, h, w, c = arr.shape
+    if c != n_channels:
+        hint = ""
+        given = np.shape(image)
+        first = len(given) - 3  # skip the stack axis of (N, ...) input
+        guesses = [i for i in range(first, len(given) - 1) if given[i] == n_channels]
+        if guesses:
+            hint = (
+                f" Axis {guesses[0]} has size {n_channels}: it may be the channel axis; move it "
+                "to the end (choose it as the channel axis)."
+            )
+        raise ValueError(
+            f"The model expects {n_channels} channels (last axis), but the image has shape "
+            f"{_shape_str(np.shape(image))}, i.e. {c} on the last axis.{hint} Choose the axis "
+            "that holds the channels, or select the channels the model was trained on."
+        )
+    if arr.size == 0 or h < MIN_SIZE or w < MIN_SIZE:
+        raise ValueError(
+            f"The image is too small (shape {_shape_str(np.shape(image))}): height and width "
+            f"must be at least {MIN_SIZE} pixels and the stack must hold at least one image."
+        )
+    out = np.asarray(arr, dtype=np.float32)
+    if out.dtype.kind == "f" and arr.dtype.kind == "f":
+        finite = np.isfinite(out)
+        if not finite.all():
+            bad = int(out.size - np.count_nonzero(finite))
+            raise ValueError(
+                f"The image contains {bad} NaN or infinite pixel value(s). Replace them (for "
+                "example with the background value) before simulating."
+            )
+    flat = out.reshape(n, -1)
+    blank = np.flatnonzero(flat.max(axis=1) == flat.min(axis=1))
+    if blank.size:
+        which = "The image is" if n == 1 else f"Image {int(blank[0])} of the stack is"
+        value = float(flat[blank[0], 0])
+        kind = "all zero" if value == 0 else f"constant ({value:g} everywhere)"
+        raise ValueError(
+            f"{which} blank: {kind}. Check that the right layer and channels were chosen, and "
+            "that the file holds the cells."
+        )
+    return out
+
+
+# --------------------------------------------------------------------------- crops dataset
+
+
+def _dataset_dir(directory: str | os.PathLike) -> Path:
+    path = Path(directory)
+    # Users often point at the file itself; accept that too.
+    return path.parent if path.name == CROPS_FILE else path
+
+
+def _check_metadata(metadata: pd.DataFrame, n: int, where: str) -> None:
+    missing = [col for col in REQUIRED_COLUMNS if col not in metadata.columns]
+    if missing:
+        raise ValueError(
+            f"{where} lacks the column(s) {', '.join(missing)}. A crops dataset needs one row "
+            f"per crop with the columns {', '.join(REQUIRED_COLUMNS)} (found: "
+            f"{', '.join(map(str, metadata.columns)) or 'none'})."
+        )
+    if len(metadata) != n:
+        raise ValueError(
+            f"{where} has {len(metadata)} row(s) but there are {n} crop image(s); there must be "
+            "exactly one row per crop, in the same order."
+        )
+
+
+def save_crops(
+    directory: str | os.PathLike, images: np.ndarray, metadata: pd.DataFrame
+) -> Path:
+    """Write a crops dataset: ``crops.npz`` (key ``images``) and ``metadata.csv``.
+
+    The archive is written uncompressed (``np.savez``) so that, once extracted, the ``.npy``
+    inside can be memory mapped by the training data loader.
+
+    Parameters
+    ----------
+    directory : path
+        Folder to write into (created if needed).
+    images : numpy.ndarray
+        (N, H, W, C) raw intensities; the dtype is kept.
+    metadata : pandas.DataFrame
+        One row per crop with at least ``plate``, ``compound``, ``concentration_uM``,
+        ``is_control``.
+
+    Returns
+    -------
+    pathlib.Path
+        The dataset folder.
+    """
+    images = np.asarray(images)
+    if images.ndim != 4:
+        raise ValueError(
+            f"Crops must be a stack of shape (N, H, W, C), got shape {_shape_str(images.shape)}."
+        )
+    _check_metadata(metadata, images.shape[0], "The metadata table")
+    out = _dataset_dir(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    np.savez(out / CROPS_FILE, images=images)
+    metadata.to_csv(out / METADATA_FILE, index=False)
+    return out
+
+
+def load_crops(directory: str | os.PathLike) -> tuple[np.ndarray, pd.DataFrame]:
+    """Read a crops dataset written by :func:`save_crops` (or the shared BBBC021 crops).
+
+    Parameters
+    ----------
+    directory : path
+        The dataset folder (or its ``crops.npz``).
+
+    Returns
+    -------
+    images : numpy.ndarray
+        (N, H, W, C) raw intensities, dtype as stored.
+    metadata : pandas.DataFrame
+        One row per crop; ``concentration_uM`` as float and ``is_control`` as int (0/1).
+
+    Raises
+    ------
+    FileNotFoundError
+        If the folder or one of its two files is missing.
+    ValueError
+        If the archive lacks ``images``, the array is not 4-D, or the table lacks required
+        columns or has a different number of rows.
+    """
+    import pandas as pd
+
+    folder = _dataset_dir(directory)
+    crops_path, meta_path = folder / CROPS_FILE, folder / METADATA_FILE
+    for path in (crops_path, meta_path):
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path} not found. A crops dataset folder holds {CROPS_FILE} (key 'images') "
+                f"and {METADATA_FILE}."
+            )
+    with np.load(crops_path, allow_pickle=False) as archive:
+        if "images" not in archive.files:
+            raise ValueError(
+                f"{crops_path} has no array named 'images' (found: "
+                f"{', '.join(archive.files) or 'nothing'})."
+            )
+        images = archive["images"]
+    if images.ndim != 4:
+        raise ValueError(
+            f"{crops_path}: 'images' must have shape (N, H, W, C), got "
+            f"{_shape_str(images.shape)}."
+        )
+    metadata = pd.read_csv(meta_path)
+    _check_metadata(metadata, images.shape[0], str(meta_path))
+    try:
+        metadata["concentration_uM"] = pd.to_numeric(metadata["concentration_uM"]).astype(float)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{meta_path}: concentration_uM must be numbers ({exc}).") from exc
+    control = metadata["is_control"]
+    if control.dtype == object:  # "True"/"False" written by some tools
+        control = control.astype(str).str.strip().str.lower().map(
+            {"true": 1, "false": 0, "1": 1, "0": 0}
+        )
+    if control.isna().any() or not set(np.unique(control.to_numpy())) <= {0, 1}:
+        raise ValueError(f"{meta_path}: is_control must be 0/1 (or True/False) in every row.")
+    metadata["is_control"] = control.astype(int)
+    return images, metadata
+
+
+# --------------------------------------------------------------------------- TIFF
+
+
+def read_tiff(path: str | os.PathLike) -> tuple[np.ndarray, str | None]:
+    """Read the first image series of a TIFF file.
+
+    Parameters
+    ----------
+    path : path
+        A TIFF / OME-TIFF / ImageJ TIFF file.
+
+    Returns
+    -------
+    image : numpy.ndarray
+        The pixel data as stored.
+    axes : str or None
+        The axes tifffile reports, e.g. ``"YX"``, ``"CYX"``, ``"YXS"`` (S: RGB samples);
+        None when the file says nothing about its axes beyond their count.
+    """
+    import tifffile
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found.")
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            image = series.asarray()
+            axes = str(series.axes)
+    except tifffile.TiffFileError as exc:
+        raise ValueError(f"{path} is not a readable TIFF file ({exc}).") from exc
+    # 'Q' (and 'I' for a plain page sequence) are tifffile's words for "unknown axis".
+    if not axes or set(axes) <= {"Q", "I"}:
+        return image, None
+    return image, axes
+
+
+def channel_axis_from_axes(axes: str | None) -> int | None:
+    """Index of the channel axis in a tifffile axes string (``C`` or ``S``), or None."""
+    if not axes:
+        return None
+    for letter in ("C", "S"):
+        if letter in axes:
+            return axes.index(letter)
+    return None
+
+
+def channel_limits(
+    image: np.ndarray, percentiles: tuple[float, float] = (0.5, 99.8)
+) -> np.ndarray:
+    """Per-channel contrast limits from intensity percentiles.
+
+    Used for fixed display limits computed once from the control image, so that the morph
+    along a trajectory is not hidden by per-frame autocontrast.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        (..., C) channels last (e.g. (H, W, C) or (N, H, W, C)); a 2-D array is one channel.
+    percentiles : (float, float)
+        Lower and upper percentiles.
+
+    Returns
+    -------
+    numpy.ndarray
+        (C, 2) float64 array of (low, high) with high > low.
+    """
+    arr = np.asarray(image)
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.ndim < 2 or arr.size == 0:
+        raise ValueError(f"Cannot compute contrast limits of an image of shape {arr.shape}.")
+    flat = arr.reshape(-1, arr.shape[-1])
+    # Percentiles of a few million pixels are as good as of all of them, and much faster.
+    step = max(1, flat.shape[0] // 2_000_000)
+    sample = flat[::step].astype(np.float64, copy=False)
+    sample = np.where(np.isfinite(sample), sample, np.nan)
+    lo, hi = np.nanpercentile(sample, percentiles, axis=0)
+    lo = np.nan_to_num(lo)
+    hi = np.nan_to_num(hi)
+    hi = np.where(hi > lo, hi, lo + 1.0)
+    return np.stack([lo, hi], axis=1)
