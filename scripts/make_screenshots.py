@@ -1,0 +1,124 @@
+"""Make the user-guide screenshots: forward, reverse and batch comparison on the sample data.
+
+Run under a (virtual) X server, from the repository root::
+
+    xvfb-run -a -s "-screen 0 1920x1200x24" python scripts/make_screenshots.py
+    xvfb-run -a python scripts/make_screenshots.py --weights path/to/model.safetensors
+
+It opens the real viewer, loads the plugin's sample data and dock widget through npe2 (as
+File > Open Sample and the Plugins menu do), runs the widget, and saves PNGs into
+``docs/images/``. napari's settings are redirected to a temporary folder, so the script never
+changes the user's remembered weights or device.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _wait(app, condition, timeout: float = 600.0) -> None:
+    start = time.monotonic()
+    while not condition():
+        app.processEvents()
+        time.sleep(0.02)
+        if time.monotonic() - start > timeout:
+            raise TimeoutError("the viewer did not finish in time")
+    for _ in range(20):  # let the canvas draw the last frame
+        app.processEvents()
+        time.sleep(0.01)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", default="", help="weights file (default: bundled demo)")
+    parser.add_argument("--out", default=str(ROOT / "docs" / "images"))
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--cells", type=int, default=16)
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args(argv)
+
+    os.environ["NAPARI_CONFIG"] = str(Path(tempfile.mkdtemp()) / "settings.yaml")
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    from napari_cellflux._sample_data import SAMPLE_COMPOUND, SAMPLE_DOSE_UM
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    viewer = napari.Viewer(title="napari-cellflux", show=True)
+    viewer.window.resize(1600, 1000)
+    app = QApplication.instance()
+    viewer.open_sample("napari-cellflux", "demo_set")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-cellflux", "CellFlux simulator")
+    mp = widget.model_panel
+    if args.weights or args.device != "auto":
+        _wait(app, lambda: widget.model is not None or "Could not" in mp.info.value)
+        mp.weights.value = args.weights
+        mp.device.value = args.device
+        widget.model = None
+        widget.load_weights()
+    _wait(app, lambda: widget.model is not None, timeout=120)
+    viewer.window.resize(1600, 1000)  # again: docking the widget may have grown the window
+    model = widget.model
+    print(model.describe())
+    if model.untrained:
+        print("WARNING: untrained model: the cells will not change", file=sys.stderr)
+
+    ip, pp, sp, cp = (widget.input_panel, widget.perturbation_panel, widget.sampler_panel,
+                      widget.compare_panel)
+    name = SAMPLE_COMPOUND if SAMPLE_COMPOUND in model.perturbations else model.perturbations[0]
+    pp.known.value = name
+    sp.steps.value = args.steps
+    ip.n_cells.value = args.cells
+    treated = f"{SAMPLE_COMPOUND} {SAMPLE_DOSE_UM:g}uM SynPlate1"
+
+    def source(label: str):
+        return next(s for s in ip.image.choices if s.name == label)
+
+    def run_and_shoot(filename: str, frame: int | None = None) -> None:
+        widget.run()
+        _wait(app, lambda: not widget.running)
+        axis = viewer.dims.ndim - 3
+        last = viewer.dims.nsteps[axis] - 1
+        viewer.dims.set_current_step(axis, last if frame is None else frame)
+        _wait(app, lambda: True)
+        viewer.screenshot(str(out / filename), canvas_only=False, flash=False)
+        print("wrote", out / filename, "-", widget.status.value)
+
+    # 1. forward: control SynPlate1 -> treated, cells detected in the field, mosaic beside it
+    ip.image.value = source("control SynPlate1")
+    run_and_shoot("forward.png")
+
+    # 2. reverse: from the treated field of the same batch back to the control state
+    for layer in viewer.layers:
+        layer.visible = layer.name.startswith(treated) or "reverse" in layer.name
+    ip.image.value = source(treated)
+    sp.direction.value = "reverse"
+    run_and_shoot("reverse.png")
+
+    # 3. batch comparison: the same perturbation on the controls of two plates
+    sp.direction.value = "forward"
+    cp.enabled_box.value = True
+    cp.batches.value = [s for s in cp.batches.choices
+                        if s.name in ("control SynPlate1", "control SynPlate2")]
+    run_and_shoot("batch_comparison.png")  # the README shows this one
+
+    # 4. the dock widget alone, with an invalid SMILES marked before Run
+    cp.enabled_box.value = False
+    pp.smiles.value = "CC(=O)Oc1ccccc1C(=O"
+    _wait(app, lambda: True)
+    widget.body.native.grab().save(str(out / "widget.png"))  # the whole, unscrolled form
+    print("wrote", out / "widget.png")
+    viewer.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

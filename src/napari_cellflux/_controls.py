@@ -1,0 +1,259 @@
+"""The widget's sections: model, input image, perturbation, sampler, batch comparison.
+
+Each section is a small magicgui ``Container`` with its children as attributes and its state
+read through properties; the main widget (:mod:`._widget`) wires them together. Nothing here
+computes: SMILES checks call the core encoder, which is fast.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from magicgui.widgets import (
+    CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, LineEdit, PushButton,
+    Select, SpinBox,
+)
+
+from ._settings import DEVICES, load_settings
+from ._sources import RGB_AXIS, Source, axis_choices, channel_labels, default_order
+
+__all__ = ["ModelPanel", "InputPanel", "PerturbationPanel", "SamplerPanel"]
+
+_BAD = "QLineEdit { border: 2px solid #d9534f; }"
+_GOOD = "QLineEdit { border: 2px solid #5cb85c; }"
+
+
+def _wrap(label: Label) -> Label:
+    label.native.setWordWrap(True)
+    return label
+
+
+class ModelPanel(Container):
+    """Weights file (empty: bundled demo), device, Load button and what the model is."""
+
+    def __init__(self) -> None:
+        saved = load_settings()
+        self.weights = FileEdit(label="Weights", mode="r", filter="*.safetensors",
+                                nullable=True, value=saved.weights_path or None)
+        self.weights.line_edit.native.setPlaceholderText("empty: bundled demo weights")
+        self.device = ComboBox(label="Device", choices=DEVICES, value=saved.device)
+        self.load = PushButton(text="Load weights")
+        self.info = _wrap(Label(value="loading model ..."))
+        super().__init__(widgets=[self.weights, self.device, self.load, self.info],
+                         label="Model")
+
+    @property
+    def weights_path(self) -> str:
+        return self.weights.line_edit.value.strip()
+
+
+class InputPanel(Container):
+    """Which image, how its channels map onto the model's, and how many cells."""
+
+    def __init__(self, sources: Any) -> None:
+        self._sources = sources  # callable -> list[Source]
+        self._model_channels: list[str] = []
+        self.image = ComboBox(label="Input image", choices=self._image_choices,
+                              tooltip="Control cells (or treated cells, for reverse)")
+        self.axis = ComboBox(label="Channel axis", choices=self._axis_choices)
+        self.order = Container(label="Channel order", layout="vertical", labels=True)
+        self.n_cells = SpinBox(label="Cells", min=1, max=400, value=16,
+                               tooltip="How many cells to detect and simulate in a field")
+        self.detect = PushButton(text="Detect cells")
+        self.paste = CheckBox(text="Paste simulated cells back into the field", value=False)
+        self.info = _wrap(Label(value=""))
+        super().__init__(widgets=[self.image, self.axis, self.order, self.n_cells,
+                                  self.detect, self.paste, self.info], label="Input")
+        self.image.changed.connect(self._update_axes)
+        self.axis.changed.connect(self._update_order)
+
+    def _image_choices(self, *_: Any) -> list[tuple[str, Source]]:
+        return [(s.name, s) for s in self._sources()]
+
+    def _axis_choices(self, *_: Any) -> list[tuple[str, Any]]:
+        # choices are callables: napari calls reset_choices() on every layer change
+        src = self.source
+        return axis_choices(src, len(self._model_channels)) if src is not None else []
+
+    @property
+    def source(self) -> Source | None:
+        return self.image.value
+
+    def set_model_channels(self, channels: list[str]) -> None:
+        self._model_channels = list(channels)
+        self._update_axes()
+
+    def refresh(self) -> None:
+        """Layers changed: update the image list, keeping the choice when it still exists."""
+        before = self.source
+        with self.image.changed.blocked():
+            self.image.reset_choices()
+        if self.source != before or before is None:
+            self._update_axes()
+
+    def _update_axes(self, *_: Any) -> None:
+        choices = self._axis_choices()
+        with self.axis.changed.blocked():
+            self.axis.reset_choices()
+            if choices:
+                self.axis.value = choices[0][1]
+        self._update_order()
+
+    def _update_order(self, *_: Any) -> None:
+        src = self.source
+        labels = channel_labels(src, self.axis.value) if src is not None else []
+        rgb = self.axis.value == RGB_AXIS
+        guess = default_order(self._model_channels, labels, rgb) if labels else []
+        self.order.clear()
+        for i, name in enumerate(self._model_channels):
+            box = ComboBox(label=name, choices=[(lb, j) for j, lb in enumerate(labels)])
+            if guess and guess[i] < len(labels):
+                box.value = guess[i]
+            self.order.append(box)
+        self.info.value = self._describe(src, labels)
+
+    def _describe(self, src: Source | None, labels: list[str]) -> str:
+        n = len(self._model_channels)
+        if src is None:
+            return "Open an image (or File > Open Sample > CellFlux)."
+        if not labels:
+            return (f"\u2717 '{src.name}' has no channel axis (shape {src.shape}); the model "
+                    f"needs {n} channels.")
+        if len(labels) < n:
+            return (f"\u2717 {len(labels)} channel(s) on this axis; the model needs {n} "
+                    f"({', '.join(self._model_channels)}).")
+        return f"{src.name}: shape {src.shape}, {len(labels)} channels"
+
+    @property
+    def channel_axis(self) -> Any:
+        return self.axis.value
+
+    @property
+    def channel_order(self) -> list[int]:
+        return [int(box.value) if box.value is not None else -1 for box in self.order]
+
+
+class PerturbationPanel(Container):
+    """Known perturbations, a SMILES box (checked while typing), a gene box, a dose."""
+
+    def __init__(self) -> None:
+        self._model: Any = None
+        self.known = ComboBox(label="Perturbation", choices=self._known_choices)
+        self.smiles = LineEdit(label="or SMILES")
+        self.smiles.native.setPlaceholderText("any compound, e.g. CC(=O)Oc1ccccc1C(=O)O")
+        self.gene = LineEdit(label="or gene", visible=False)
+        self.gene.native.setPlaceholderText("gene symbol")
+        self.dose = FloatSpinBox(label="Dose (uM)", min=0.0, max=1000.0, step=0.1, value=0.0,
+                                 tooltip="0: the median dose the model saw in training")
+        self.dose.native.setSpecialValueText("default")
+        self.status = _wrap(Label(value=""))
+        super().__init__(widgets=[self.known, self.smiles, self.gene, self.dose, self.status],
+                         label="Perturbation")
+        self.smiles.changed.connect(self._check)
+        self.gene.changed.connect(self._check)
+
+    @property
+    def _is_gene(self) -> bool:
+        return self._model is not None and self._model.kind == "gene"
+
+    def _known_choices(self, *_: Any) -> list[str]:
+        return list(self._model.perturbations) if self._model is not None else []
+
+    def set_model(self, model: Any) -> None:
+        self._model = model
+        self.known.reset_choices()
+        gene = model.kind == "gene"
+        self.smiles.visible, self.gene.visible = not gene, gene
+        self.dose.enabled = bool(model.use_dose)
+        self._check()
+
+    @property
+    def query(self) -> str:
+        """What to simulate: the typed SMILES or gene, else the chosen name."""
+        typed = (self.gene.value if self._is_gene else self.smiles.value).strip()
+        return typed or str(self.known.value or "")
+
+    @property
+    def dose_uM(self) -> float | None:
+        if self._model is None or not self._model.use_dose or self.dose.value <= 0:
+            return None
+        return float(self.dose.value)
+
+    @property
+    def valid(self) -> bool:
+        return self._check()
+
+    def _check(self, *_: Any) -> bool:
+        """Validate the typed text now, so a bad SMILES is marked before Run."""
+        box = self.gene if self._is_gene else self.smiles
+        text = box.value.strip()
+        if not text or self._model is None:
+            box.native.setStyleSheet("")
+            self.status.value = ""
+            return bool(self.query)
+        try:
+            pert = self._model.encode(text)
+        except ValueError as exc:
+            box.native.setStyleSheet(_BAD)
+            self.status.value = f"\u2717 {exc}"
+            return False
+        box.native.setStyleSheet(_GOOD)
+        known = pert.name in self._model.perturbations
+        self.status.value = (f"\u2713 {pert.name}" + ("" if known else
+                             " (not seen in training: the model extrapolates)"))
+        return True
+
+
+class SamplerPanel(Container):
+    """Direction, where a reverse run starts, steps, guidance, solver, seed."""
+
+    def __init__(self, solvers: tuple[str, ...]) -> None:
+        self.direction = ComboBox(label="Direction", choices=["forward", "reverse", "both"],
+                                  value="forward")
+        self.start = ComboBox(label="Reverse from",
+                              choices=["input image", "end of forward run"],
+                              value="input image", visible=False)
+        self.steps = SpinBox(label="Steps", min=1, max=200, value=20)
+        self.guidance = FloatSpinBox(label="Guidance", min=0.0, max=10.0, step=0.1, value=1.2)
+        self.solver = ComboBox(label="Solver", choices=list(solvers), value="midpoint")
+        self.seed = SpinBox(label="Seed", min=0, max=2**31 - 1, value=0)
+        super().__init__(widgets=[self.direction, self.start, self.steps, self.guidance,
+                                  self.solver, self.seed], label="Sampler")
+        self.direction.changed.connect(
+            lambda v: setattr(self.start, "visible", v == "reverse"))
+
+    def set_defaults(self, defaults: dict[str, Any]) -> None:
+        if "guidance" in defaults:
+            self.guidance.value = float(defaults["guidance"])
+        if "steps" in defaults:
+            self.steps.value = int(defaults["steps"])
+        if defaults.get("solver") in self.solver.choices:
+            self.solver.value = defaults["solver"]
+
+
+class ComparePanel(Container):
+    """Run the same perturbation on two or more control images, shown side by side."""
+
+    def __init__(self, sources: Any) -> None:
+        self._sources = sources
+        self.enabled_box = CheckBox(text="Compare batches side by side", value=False)
+        self.batches = Select(label="Controls", choices=self._choices, visible=False)
+        self.batches.native.setMaximumHeight(90)
+        super().__init__(widgets=[self.enabled_box, self.batches], label="Batches")
+        self.enabled_box.changed.connect(lambda v: setattr(self.batches, "visible", v))
+
+    def _choices(self, *_: Any) -> list[tuple[str, Source]]:
+        return [(s.name, s) for s in self._sources()]
+
+    @property
+    def active(self) -> bool:
+        return bool(self.enabled_box.value)
+
+    @property
+    def selected(self) -> list[Source]:
+        return list(self.batches.value or [])
+
+    def refresh(self) -> None:
+        before = self.selected
+        self.batches.reset_choices()
+        self.batches.value = [s for s in before if s in self.batches.choices]

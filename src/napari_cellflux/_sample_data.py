@@ -1,0 +1,77 @@
+"""Sample data: procedural fields of view from two batches (plates), control and treated.
+
+Every field is returned as one 2-D layer per channel, named ``"<field> [<channel>]"`` with
+the channel's colour and additive blending, which is how the widget recognises the three
+layers as one multichannel image. The images come from :mod:`napari_cellflux.core.synthetic`
+(the same generator that trains the demo weights), so they cost no download.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "SAMPLE_COMPOUND", "SAMPLE_DOSE_UM", "field_layer_data", "control_plate_1",
+    "control_plate_2", "treated_plate_1", "demo_set",
+]
+
+#: The treatment of the treated sample field (a compound every demo model knows).
+SAMPLE_COMPOUND = "taxol"
+SAMPLE_DOSE_UM = 3.0
+_SHAPE = (384, 384)
+_COLORS = {"DNA": "blue", "Tubulin": "green", "Actin": "red"}
+
+LayerData = tuple[np.ndarray, dict[str, Any], str]
+
+
+def field_layer_data(name: str, image_hwc: np.ndarray, channels: tuple[str, ...],
+                     visible: bool = True) -> LayerData:
+    """One layer-data tuple that napari splits into one additive layer per channel."""
+    from .core.images import channel_limits
+
+    limits = channel_limits(image_hwc)
+    meta = {
+        "channel_axis": 0,
+        "name": [f"{name} [{c}]" for c in channels],
+        "colormap": [_COLORS.get(c, "gray") for c in channels],
+        "blending": "additive",
+        "contrast_limits": [tuple(float(v) for v in lim) for lim in limits],
+        "visible": visible,
+    }
+    return np.moveaxis(image_hwc, -1, 0), meta, "image"
+
+
+def _field(plate: str, compound: str | None, dose: float, name: str,
+           visible: bool = True) -> LayerData:
+    from .core.synthetic import CHANNELS, make_field
+
+    image = make_field(plate, compound=compound, dose_uM=dose, shape=_SHAPE, seed=0)
+    return field_layer_data(name, image, tuple(CHANNELS), visible)
+
+
+def control_plate_1() -> list[LayerData]:
+    """Control (DMSO) field of view from batch SynPlate1."""
+    return [_field("SynPlate1", None, 0.0, "control SynPlate1")]
+
+
+def control_plate_2() -> list[LayerData]:
+    """Control (DMSO) field of view from batch SynPlate2 (other gain, offset, density)."""
+    return [_field("SynPlate2", None, 0.0, "control SynPlate2")]
+
+
+def treated_plate_1() -> list[LayerData]:
+    """The same batch as :func:`control_plate_1`, treated (for reverse trajectories)."""
+    return [_field("SynPlate1", SAMPLE_COMPOUND, SAMPLE_DOSE_UM,
+                   f"{SAMPLE_COMPOUND} {SAMPLE_DOSE_UM:g}uM SynPlate1")]
+
+
+def demo_set() -> list[LayerData]:
+    """All three fields; only the SynPlate1 control is visible at first."""
+    return [
+        _field("SynPlate1", None, 0.0, "control SynPlate1"),
+        _field("SynPlate2", None, 0.0, "control SynPlate2", visible=False),
+        _field("SynPlate1", SAMPLE_COMPOUND, SAMPLE_DOSE_UM,
+               f"{SAMPLE_COMPOUND} {SAMPLE_DOSE_UM:g}uM SynPlate1", visible=False),
+    ]

@@ -1,0 +1,55 @@
+"""The npe2 manifest: valid, importable, no generic TIFF reader, settings that persist."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from npe2 import PluginManifest
+
+from ._gui_helpers import MANIFEST
+
+
+def test_manifest_validates_with_imports():
+    manifest = PluginManifest.from_file(MANIFEST)
+    manifest.validate_imports()  # every python_name resolves
+    exe = Path(sys.executable).with_name("npe2")
+    if exe.exists():  # the CI command, against the installed package
+        out = subprocess.run([str(exe), "validate", "napari-cellflux", "--imports"],
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_contributions():
+    c = PluginManifest.from_file(MANIFEST).contributions
+    assert not c.readers  # napari's builtin reader opens TIFFs
+    assert [w.command for w in c.widgets] == ["napari-cellflux.make_widget"]
+    assert len(c.sample_data) >= 3
+    [writer] = c.writers
+    assert writer.filename_extensions == [".cellflux.tif", ".cellflux.tiff"]
+    assert writer.layer_types == ["image+"]
+    assert all(cmd.id.startswith("napari-cellflux.") for cmd in c.commands)
+    props = c.configurations["inference"].properties
+    assert set(props) == {"weights_path", "device"}
+
+
+def test_settings_round_trip(plugin_settings, npe2pm):
+    from napari.settings import get_plugin_settings
+
+    from napari_cellflux._settings import load_settings, save_settings
+
+    npe2pm.register(PluginManifest.from_file(MANIFEST))
+    assert load_settings().weights_path == "" and load_settings().device == "auto"
+    assert save_settings(weights_path="/data/model.safetensors", device="cpu")
+    section = get_plugin_settings("napari-cellflux")
+    assert section.inference.device == "cpu"
+    assert "model.safetensors" in section.config_path.read_text()  # auto-saved file
+    assert load_settings().weights_path == "/data/model.safetensors"
+
+
+def test_settings_fall_back_without_registration(npe2pm):
+    from napari_cellflux._settings import load_settings, save_settings
+
+    assert load_settings().device == "auto"
+    assert save_settings(device="cpu") is False

@@ -1,0 +1,232 @@
+"""The work done off the GUI thread: detect cells, crop, simulate, tile, measure.
+
+:func:`simulate_batches` is a generator of small event objects that the widget runs in a
+napari ``thread_worker``; the main thread only copies each frame into preallocated layer
+data. Cancel (``worker.quit()``) stops it at the next yield. Errors never escape: they are
+yielded as :class:`Failed` with a message for a napari notification, so the viewer never
+shows a traceback for a wrong SMILES or a bad image.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "Batch", "RunSettings", "CellsFound", "Ready", "Frame", "Failed", "detect_cells",
+    "simulate_batches", "load_model_safely", "MOSAIC_GAP",
+]
+
+_log = logging.getLogger(__name__)
+MOSAIC_GAP = 2  # dark pixels between cells in the mosaic
+
+
+@dataclass
+class Batch:
+    """One input to simulate: a field of view (cells to detect/crop) or crops."""
+
+    name: str
+    image: np.ndarray                 # (H, W, C) field or (N, H, W, C) crops, model order
+    is_field: bool
+    centroids: np.ndarray | None = None   # (K, 2) chosen cells; None: detect
+    n_cells: int = 16
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Everything the sampler needs; also written into layer metadata and TIFFs."""
+
+    perturbation: str
+    direction: str = "forward"        # forward | reverse | both (forward then back)
+    steps: int = 20
+    guidance: float = 1.2
+    solver: str = "midpoint"
+    seed: int = 0
+    dose_uM: float | None = None
+    paste_back: bool = False
+    weights: str = ""
+
+    @property
+    def n_frames(self) -> int:
+        return 2 * self.steps + 1 if self.direction == "both" else self.steps + 1
+
+    def times(self) -> np.ndarray:
+        up = np.linspace(0.0, 1.0, self.steps + 1)
+        if self.direction == "forward":
+            return up
+        if self.direction == "reverse":
+            return up[::-1].copy()
+        return np.concatenate([up, up[::-1][1:]])
+
+    def as_metadata(self) -> dict[str, Any]:
+        return {"perturbation": self.perturbation, "direction": self.direction,
+                "steps": self.steps, "guidance": self.guidance, "solver": self.solver,
+                "seed": self.seed, "dose_uM": self.dose_uM, "weights": self.weights}
+
+
+@dataclass
+class CellsFound:
+    batch: int
+    centroids: np.ndarray             # (K, 2) row, col in the field's pixels
+
+
+@dataclass
+class Ready:
+    """Crops are cut: the widget can allocate the (T, ...) stacks."""
+
+    crops: list[np.ndarray]           # per batch (N, h, w, C), the start frame
+    mosaic_hw: list[tuple[int, int]]
+    limits: np.ndarray                # (C, 2) contrast limits shared by all batches
+    scales: list[np.ndarray]          # per batch (C,) intensity factors applied
+
+
+@dataclass
+class Frame:
+    batch: int
+    index: int
+    t: float
+    mosaic: np.ndarray                # (Hm, Wm, C)
+    crops: np.ndarray                 # (N, h, w, C)
+    summary: dict[str, float]
+    field: np.ndarray | None = None   # (H, W, C) cells pasted back into the field
+
+
+@dataclass
+class Failed:
+    message: str
+
+
+@dataclass
+class _State:
+    crops: list[np.ndarray] = field(default_factory=list)
+    centroids: list[np.ndarray | None] = field(default_factory=list)
+
+
+def load_model_safely(path: str | None, device: str) -> Any:
+    """``load_model`` that returns the exception instead of raising (shown by the widget)."""
+    try:
+        from .core.model import load_model
+
+        return load_model(path or None, device=device)
+    except Exception as exc:  # a worker must not raise: napari would show a traceback
+        _log.debug("loading weights failed", exc_info=True)
+        return exc
+
+
+def _detect(batch: Batch, dna_index: int, n_cells: int, crop_size: int,
+            seed: int = 0) -> np.ndarray:
+    """Centres of ``n_cells`` representative cells of a field, in reading order.
+
+    A seeded random sample (not the largest nuclei, which over-represent clumps), preferring
+    cells whose crop lies inside the field, and ignoring specks much smaller than a nucleus.
+    """
+    from .core.cells import detect_nuclei
+
+    result = detect_nuclei(batch.image[..., dna_index])
+    if result.count == 0:
+        raise ValueError(
+            f"No nuclei were found in the DNA channel of '{batch.name}'. Check the channel "
+            "order (which image channel is DNA) and that the image shows cells.")
+    cen, areas = result.centroids, result.areas
+    h, w = batch.image.shape[:2]
+    half = crop_size / 2
+    inside = ((cen[:, 0] >= half) & (cen[:, 0] <= h - half)
+              & (cen[:, 1] >= half) & (cen[:, 1] <= w - half))
+    plausible = areas >= 0.3 * np.median(areas)
+    pool = np.flatnonzero(inside & plausible)
+    if pool.size < n_cells:
+        pool = np.flatnonzero(plausible)
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(pool, size=min(n_cells, pool.size), replace=False)
+    chosen = cen[pick]
+    return chosen[np.lexsort((chosen[:, 1], chosen[:, 0]))]
+
+
+def detect_cells(batches: Sequence[Batch], dna_index: int, crop_size: int,
+                 seed: int = 0) -> Iterator[CellsFound | Failed]:
+    """Detect nuclei in every field (worker generator for the 'Detect cells' button)."""
+    try:
+        for b, batch in enumerate(batches):
+            if batch.is_field:
+                yield CellsFound(b, _detect(batch, dna_index, batch.n_cells, crop_size, seed))
+    except Exception as exc:
+        yield Failed(_message(exc))
+
+
+def _message(exc: Exception) -> str:
+    if isinstance(exc, ValueError):
+        return str(exc)
+    _log.exception("napari-cellflux simulation failed")
+    return f"Simulation failed ({type(exc).__name__}: {exc}). See the log for details."
+
+
+def _trajectory(model: Any, crops: np.ndarray, s: RunSettings) -> Iterator[tuple[float, Any]]:
+    kw = dict(steps=s.steps, guidance=s.guidance, seed=s.seed, dose_uM=s.dose_uM,
+              solver=s.solver)
+    first = "reverse" if s.direction == "reverse" else "forward"
+    last = None
+    for t, frame in model.iter_simulate(crops, s.perturbation, direction=first, **kw):
+        last = frame
+        yield t, frame
+    if s.direction == "both" and last is not None:
+        back = model.iter_simulate(last, s.perturbation, direction="reverse", **kw)
+        next(back)  # its first frame is the end of the forward run, already shown
+        yield from back
+
+
+def simulate_batches(model: Any, batches: Sequence[Batch], settings: RunSettings,
+                     dna_index: int | None) -> Iterator[Any]:
+    """Simulate the same perturbation on every batch, frame by frame, round robin.
+
+    Yields :class:`CellsFound` (fields whose cells were detected here), one :class:`Ready`,
+    then ``n_frames * len(batches)`` :class:`Frame` events, or one :class:`Failed`.
+    """
+    from .core.cells import crop_cells, mosaic, paste_back
+    from .core.images import channel_limits
+    from .core.intensity import intensity_scale
+    from .core.readout import ReadoutSeries
+
+    try:
+        state = _State()
+        for b, batch in enumerate(batches):
+            if batch.is_field:
+                cen = batch.centroids
+                if cen is None or len(cen) == 0:
+                    cen = _detect(batch, dna_index if dna_index is not None else 0,
+                                  batch.n_cells, model.crop_size, settings.seed)
+                    yield CellsFound(b, cen)
+                crops = crop_cells(batch.image, cen, model.crop_size)
+            else:
+                cen, crops = None, batch.image
+            state.crops.append(np.asarray(crops))
+            state.centroids.append(cen)
+        # One factor and one set of contrast limits for all batches: rescaling each batch
+        # on its own would hide exactly the batch differences a comparison should show.
+        pixels = np.concatenate([c.reshape(-1, c.shape[-1]) for c in state.crops])[None]
+        high = model.metadata.get("normalization", {}).get("high")
+        scale = intensity_scale(pixels, high) if high is not None else np.ones(pixels.shape[-1])
+        scales = [scale for _ in state.crops]
+        limits = channel_limits(pixels)
+        mosaics = [mosaic(c[:, :, :, :1], gap=MOSAIC_GAP).shape[:2] for c in state.crops]
+        yield Ready(state.crops, mosaics, limits, scales)
+
+        channels = model.channels
+        series = [ReadoutSeries(channels, dna_index) for _ in batches]
+        gens = [_trajectory(model, c.astype(np.float32) * sc.astype(np.float32), settings)
+                for c, sc in zip(state.crops, scales, strict=True)]
+        for index in range(settings.n_frames):
+            for b, gen in enumerate(gens):
+                t, frame = next(gen)
+                frame = frame / scales[b].astype(np.float32)
+                summary = series[b].add(t, frame)
+                pasted = None
+                if settings.paste_back and batches[b].is_field:
+                    pasted = paste_back(batches[b].image, frame, state.centroids[b])
+                yield Frame(b, index, float(t), mosaic(frame, gap=MOSAIC_GAP), frame,
+                            summary, pasted)
+    except Exception as exc:
+        yield Failed(_message(exc))

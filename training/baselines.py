@@ -1,0 +1,227 @@
+"""Baselines and ablations the evaluation compares CellFlux with.
+
+Predictions (all return raw-intensity crops (N, H, W, C) float32 at the input crop size):
+
+- :func:`identity`: the control crop itself (no effect at all);
+- :func:`mean_shift`: the control crop plus the mean treated - control image of the
+  training data (same plate differences, averaged over plates; doses not seen in training
+  are interpolated on a log-dose scale) - :func:`mean_shift_delta`;
+- :func:`simulate_final`: the CellFlux model from the given controls (also used for the
+  ``no_guidance`` ablation with guidance 1 and for ``other_plate`` with controls of another
+  plate, the paper's batch-effect study);
+- :func:`sample_from_noise`: a model trained from Gaussian noise instead of controls (the
+  diffusion-style set-up of MorphoDiff, the paper's "w/o control").
+
+Training the noise-start model (``x0 ~ N(0, I)`` in normalised units instead of a control
+crop; everything else as ``python -m training.run``)::
+
+    python -m training.baselines train-noise-start --data ... --out DIR [training.run flags]
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["identity", "mean_shift", "mean_shift_delta", "simulate_final", "sample_from_noise",
+           "other_plate_rows", "train_noise_start", "main"]
+
+
+def identity(x0: np.ndarray) -> np.ndarray:
+    """The control crops, unchanged (what "no effect" scores)."""
+    return np.asarray(x0, np.float32).copy()
+
+
+def mean_shift(x0: np.ndarray, delta: np.ndarray) -> np.ndarray:
+    """Control crops plus a fixed mean difference image ``delta`` (H, W, C)."""
+    return np.asarray(x0, np.float32) + np.asarray(delta, np.float32)[None]
+
+
+def _doses_close(a: np.ndarray, b: float) -> np.ndarray:
+    return np.isclose(a, b, rtol=1e-6, atol=1e-9)
+
+
+def mean_shift_delta(images: np.ndarray, meta, perturbation: str, dose_uM: float,
+                     train_mask: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+    """Mean treated - control image of ``perturbation`` at ``dose_uM`` in the training rows.
+
+    The difference is taken within each plate that has both (so the batch cancels) and then
+    averaged over those plates, weighted by their treated counts. A dose absent from the
+    training rows is interpolated linearly in log dose between the nearest seen doses (or
+    the nearest one, outside their range).
+
+    Returns
+    -------
+    delta : numpy.ndarray
+        (H, W, C) float32 raw-intensity difference.
+    info : dict
+        The doses and plates used, for the metrics file.
+    """
+    plate = meta["plate"].to_numpy()
+    comp = meta["compound"].astype(str).to_numpy()
+    dose = meta["concentration_uM"].to_numpy(float)
+    ctrl = meta["is_control"].to_numpy(bool)
+    mine = train_mask & ~ctrl & (comp == perturbation)
+    seen = sorted({float(d) for d in dose[mine]})
+    if not seen:
+        raise ValueError(f"no training crops of {perturbation!r} for the mean-shift baseline")
+
+    def at(d: float) -> tuple[np.ndarray, list[str]]:
+        rows = mine & _doses_close(dose, d)
+        total, weight, used = 0.0, 0, []
+        for p in sorted(set(plate[rows])):
+            t = rows & (plate == p)
+            c = train_mask & ctrl & (plate == p)
+            if not c.any():
+                continue
+            diff = images[t].astype(np.float64).mean(0) - images[c].astype(np.float64).mean(0)
+            total = total + diff * t.sum()
+            weight += int(t.sum())
+            used.append(str(p))
+        if not weight:
+            raise ValueError(f"no plate has controls and {perturbation} at {d:g} uM")
+        return (total / weight).astype(np.float32), used
+
+    if any(abs(d - dose_uM) <= 1e-9 * max(1.0, dose_uM) for d in seen):
+        delta, used = at(dose_uM)
+        return delta, {"doses_uM": [dose_uM], "weights": [1.0], "plates": used}
+    logs = np.log(seen)
+    x = np.log(max(dose_uM, 1e-12))
+    hi = int(np.searchsorted(logs, x))
+    if hi == 0 or hi == len(seen):
+        d = seen[0] if hi == 0 else seen[-1]
+        delta, used = at(d)
+        return delta, {"doses_uM": [d], "weights": [1.0], "plates": used}
+    lo = hi - 1
+    w = float((x - logs[lo]) / (logs[hi] - logs[lo]))
+    (d_lo, p_lo), (d_hi, p_hi) = at(seen[lo]), at(seen[hi])
+    return ((1 - w) * d_lo + w * d_hi).astype(np.float32), {
+        "doses_uM": [seen[lo], seen[hi]], "weights": [1 - w, w],
+        "plates": sorted(set(p_lo) | set(p_hi))}
+
+
+def other_plate_rows(meta, plate: str, n: int, rng: np.random.Generator,
+                     source_plates: Sequence[str] | None = None) -> np.ndarray:
+    """``n`` control rows of other plates than ``plate``.
+
+    Drawn evenly (round robin) from ``source_plates`` (default: every other plate with
+    controls); fewer than ``n`` if those plates hold fewer controls.
+    """
+    ctrl = meta["is_control"].to_numpy(bool)
+    plates = meta["plate"].astype(str).to_numpy()
+    others = sorted(set(plates[ctrl]) - {plate}) if source_plates is None else \
+        [p for p in source_plates if p != plate]
+    if not others:
+        raise ValueError("the other-plate baseline needs controls of at least one other plate")
+    pools = [rng.permutation(np.flatnonzero(ctrl & (plates == p))) for p in others]
+    out, k = [], 0
+    while len(out) < n and any(k < len(p) for p in pools):
+        out += [int(p[k]) for p in pools if k < len(p)]
+        k += 1
+    return np.asarray(out[:n], dtype=np.int64)
+
+
+def simulate_final(model, x0: np.ndarray, perturbation: str, dose_uM: float | None, *,
+                   steps: int, guidance: float, solver: str, seed: int = 0) -> np.ndarray:
+    """The last frame of ``model.iter_simulate`` (only that frame is kept in memory)."""
+    last = None
+    for _, frame in model.iter_simulate(x0, perturbation, direction="forward", steps=steps,
+                                        guidance=guidance, seed=seed, dose_uM=dose_uM,
+                                        solver=solver):
+        last = frame
+    return np.asarray(last, np.float32)
+
+
+def sample_from_noise(model, n: int, perturbation: str, dose_uM: float | None, *, steps: int,
+                      guidance: float, solver: str, seed: int = 0,
+                      out_size: tuple[int, int] | None = None,
+                      max_batch: int = 64) -> np.ndarray:
+    """Crops generated by a noise-start model: integrate from x0 ~ N(0, I) (network units).
+
+    The result is denormalised with the model's stored intensity range and resized to
+    ``out_size`` (the evaluation crops' size) so that it is measured like real crops.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    from napari_cellflux.core.flow import GuidedVelocity, integrate, time_grid
+    from napari_cellflux.core.perturbations import condition_vector
+
+    pert = model.encode(perturbation)
+    dose = dose_uM if model.use_dose else None
+    if model.use_dose and dose is None:
+        dose = float(np.median(model.doses(pert.name) or [1.0]))
+    cond = torch.from_numpy(condition_vector(pert, dose, model.use_dose)).to(model.device)[None]
+    size = model.crop_size
+    gen = torch.Generator().manual_seed(int(seed))
+    x = torch.randn((n, len(model.channels), size, size), generator=gen).to(model.device)
+    velocity = GuidedVelocity(model.network, cond, guidance, max_batch=max_batch)
+    with torch.inference_mode():
+        last = x
+        for _, xt in integrate(velocity, x, time_grid(steps, "forward"), solver):
+            last = xt
+        out = model.denormalize(last)
+        if out_size is not None and tuple(out_size) != (size, size):
+            out = F.interpolate(out, size=tuple(out_size), mode="bilinear", align_corners=False)
+    return out.permute(0, 2, 3, 1).float().cpu().numpy()
+
+
+# --------------------------------------------------------------------- noise-start training
+
+
+def _noise_batches_class():
+    import torch
+
+    from .data import PairedBatches
+    from .distributed import step_seed
+
+    class NoiseSourceBatches(PairedBatches):
+        """Same treated crops and conditions, but x0 is Gaussian noise, not a control."""
+
+        def __getitem__(self, step: int) -> dict[str, Any]:
+            item = super().__getitem__(step)
+            gen = torch.Generator().manual_seed(
+                step_seed(self.seed, self.rank, int(step), stream=7))
+            item["x0"] = torch.randn(item["x0"].shape, generator=gen)
+            return item
+
+    return NoiseSourceBatches
+
+
+def train_noise_start(argv: Sequence[str]) -> int:
+    """``python -m training.run`` with x0 ~ N(0, I) (no controls), for the baseline.
+
+    The training loop is the project's own; only the batch source is swapped, so every other
+    setting (network, optimiser, EMA, condition dropout, steps) matches the CellFlux run it
+    is compared with. Source noise augmentation is switched off (noise plus noise is noise).
+    """
+    from unittest import mock
+
+    from . import loop, run
+
+    args = list(argv)
+    if "--noise-prob" not in args:
+        args += ["--noise-prob", "0"]
+    if "--name" not in args:
+        args += ["--name", "cellflux-noise-start"]
+    if "--description" not in args:
+        args += ["--description", "BASELINE: flow matching from Gaussian noise x0 ~ N(0, I) "
+                                  "to treated crops (no control images; MorphoDiff-style)"]
+    with mock.patch.object(loop, "PairedBatches", _noise_batches_class()):
+        return run.main(args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] != "train-noise-start":
+        print("usage: python -m training.baselines train-noise-start [training.run flags]",
+              file=sys.stderr)
+        return 2
+    return train_noise_start(args[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""``python -m training.bench``: speed figures of the interactive path, as one JSON object.
+
+For the ``paper`` and ``fast`` presets, on the same inputs (16 procedural cells at 96x96x3):
+seconds per image per forward pass, time to the first streamed frame and total time of a
+guided 20-frame forward trajectory, and peak resident memory. Each preset runs in its own
+child process so that peak memory is that preset's alone. Then the levers, one at a time, on
+the ``fast`` preset: batched vs separate guidance passes, inference mode vs autograd,
+channels-last, thread count, and the solver (network evaluations per frame).
+
+Weights do not change speed, so ``paper`` uses random weights of its architecture and
+``fast`` the bundled demo weights when they are ``fast`` (random otherwise).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import platform
+import resource
+import sys
+import time
+from typing import Any
+
+N_CELLS, SIZE, FRAMES = 16, 96, 20
+
+
+def _cells(n: int = N_CELLS, size: int = SIZE):
+    from napari_cellflux.core.synthetic import make_crops
+
+    images, _ = make_crops(n, size=size, plates=["SynPlate1"], compounds=[], seed=0)
+    return images[:n]
+
+
+def _model(preset_name: str):
+    import torch
+
+    from napari_cellflux import load_model
+    from napari_cellflux.core.config import preset
+    from napari_cellflux.core.model import CellFluxModel, _random_tiny
+    from napari_cellflux.core.unet import VelocityUNet
+
+    demo = load_model(device="cpu")
+    if demo.metadata.get("preset") == preset_name:
+        return demo, "bundled demo weights"
+    base = _random_tiny(torch.device("cpu"))
+    cfg = preset(preset_name, cond_dim=base.config.cond_dim)
+    torch.manual_seed(0)
+    meta = dict(base.metadata, config=cfg.to_dict(), crop_size=cfg.crop_size,
+                preset=preset_name, untrained=True)
+    vectors = __import__("numpy").stack([base._vectors[n] for n in base.perturbations])
+    return CellFluxModel(VelocityUNet(cfg), meta, vectors, torch.device("cpu")), "random"
+
+
+def _time_forward(net: Any, batch: int, size: int, cond_dim: int, repeats: int) -> float:
+    import torch
+
+    x = torch.randn(batch, net.config.in_channels, size, size)
+    t, c = torch.rand(batch), torch.randn(batch, cond_dim)
+    with torch.inference_mode():
+        net(x, t, c)  # warm-up: allocator and kernel selection
+        start = time.perf_counter()
+        for _ in range(repeats):
+            net(x, t, c)
+    return (time.perf_counter() - start) / repeats / batch
+
+
+def _trajectory(model: Any, cells: Any, solver: str, steps: int = FRAMES) -> dict[str, float]:
+    start = time.perf_counter()
+    first = None
+    frames = 0
+    for i, (_, _) in enumerate(model.iter_simulate(cells, model.perturbations[0], steps=steps,
+                                                   guidance=1.2, solver=solver)):
+        if i == 1:
+            first = time.perf_counter() - start
+        frames += 1
+    return {"first_frame_s": round(first or 0.0, 3),
+            "total_s": round(time.perf_counter() - start, 3), "frames": frames - 1}
+
+
+def _measure_preset(preset_name: str, solver: str, threads: int, queue: Any) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    model, weights = _model(preset_name)
+    cells = _cells()
+    per_image = _time_forward(model.network, 8, model.crop_size, model.config.cond_dim, 2)
+    traj = _trajectory(model, cells, solver)
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    queue.put({"preset": preset_name, "weights": weights, "crop_size": model.crop_size,
+               "parameters_M": round(sum(p.numel() for p in model.network.parameters()) / 1e6,
+                                     2),
+               "s_per_image_forward": round(per_image, 4),
+               "trajectory": traj, "peak_rss_mb": round(rss_mb, 1)})
+
+
+def _in_child(preset_name: str, solver: str, threads: int) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_measure_preset, args=(preset_name, solver, threads, queue))
+    proc.start()
+    result = queue.get()
+    proc.join()
+    return result
+
+
+def _levers(solver: str, threads: int) -> dict[str, Any]:
+    """Each lever on the fast preset, the rest held at the shipped setting."""
+    import torch
+
+    from napari_cellflux.core.flow import GuidedVelocity
+
+    torch.set_num_threads(threads)
+    model, _ = _model("fast")
+    net, size = model.network, model.crop_size
+    x = torch.randn(N_CELLS, net.config.in_channels, size, size)
+    cond = torch.randn(1, net.config.cond_dim)
+    t = torch.tensor(0.5)
+
+    def timed(fn: Any, repeats: int = 3) -> float:
+        fn()
+        start = time.perf_counter()
+        for _ in range(repeats):
+            fn()
+        return round((time.perf_counter() - start) / repeats, 4)
+
+    out: dict[str, Any] = {}
+    with torch.inference_mode():
+        guided = GuidedVelocity(net, cond, 1.2)
+        out["guided_eval_batched_s"] = timed(lambda: guided(x, t))
+        c16 = cond.expand(N_CELLS, -1)
+        on, off = torch.ones(N_CELLS, dtype=torch.bool), torch.zeros(N_CELLS, dtype=torch.bool)
+        out["guided_eval_two_passes_s"] = timed(
+            lambda: (net(x, t.expand(N_CELLS), c16, off), net(x, t.expand(N_CELLS), c16, on)))
+    with torch.no_grad():
+        out["guided_eval_no_grad_s"] = timed(lambda: guided(x, t))
+    out["guided_eval_autograd_s"] = timed(lambda: guided(x, t).sum())
+    cl_net = type(net)(net.config)
+    cl_net.load_state_dict(net.state_dict())
+    cl_net = cl_net.eval().to(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        xcl = x.contiguous(memory_format=torch.channels_last)
+        out["guided_eval_channels_last_s"] = timed(lambda: GuidedVelocity(cl_net, cond, 1.2)(
+            xcl, t))
+        for n in sorted({1, threads, os.cpu_count() or 1}):
+            torch.set_num_threads(n)
+            out[f"guided_eval_{n}_threads_s"] = timed(lambda: guided(x, t))
+        torch.set_num_threads(threads)
+    cells = _cells()
+    for name in ("euler", "midpoint", "rk4"):
+        out[f"trajectory_{name}"] = _trajectory(model, cells, name)
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(prog="python -m training.bench", description=__doc__)
+    parser.add_argument("--solver", default="euler", help="solver of the timed trajectory")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--presets", default="paper,fast")
+    parser.add_argument("--no-levers", action="store_true", help="skip the per-lever table")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    results = {p: _in_child(p, args.solver, args.threads) for p in args.presets.split(",")}
+    report: dict[str, Any] = {
+        "machine": {"platform": platform.platform(), "processor": platform.processor(),
+                    "cpu_count": os.cpu_count(), "python": sys.version.split()[0]},
+        "torch": torch.__version__, "threads": args.threads, "solver": args.solver,
+        "workload": {"cells": N_CELLS, "size": f"{SIZE}x{SIZE}x3", "frames": FRAMES,
+                     "guidance": 1.2},
+        "presets": results,
+    }
+    if "paper" in results and "fast" in results:
+        p, f = results["paper"], results["fast"]
+        report["speedup_fast_over_paper"] = {
+            "forward": round(p["s_per_image_forward"] / f["s_per_image_forward"], 1),
+            "trajectory": round(p["trajectory"]["total_s"] / f["trajectory"]["total_s"], 1),
+        }
+    if not args.no_levers:
+        report["levers_fast"] = _levers(args.solver, args.threads)
+    print(json.dumps(report, indent=2))
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,162 @@
+"""Resumable checkpoints and the exported ``model.safetensors``, never pickled.
+
+A checkpoint is ONE safetensors file: network, EMA and optimiser tensors, with everything
+else (step, optimiser hyper-parameters, the training config, normalisation, format version)
+as JSON in the file's metadata header. It is written to a temporary file, flushed to disk and
+renamed over the previous one, so a run killed at any moment leaves either the old or the new
+checkpoint, never a torn one. Loading uses ``safetensors`` and ``json`` only, so a
+checkpoint cannot run code.
+
+The step RNG needs no saving: every random draw is a function of ``(seed, rank, step)``
+(see :mod:`training.distributed`), which is what makes a resumed run continue exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["CHECKPOINT_NAME", "MODEL_NAME", "CheckpointError", "save_checkpoint",
+           "load_checkpoint", "export_model"]
+
+CHECKPOINT_NAME = "checkpoint.safetensors"
+MODEL_NAME = "model.safetensors"
+_FORMAT = "napari-cellflux-checkpoint"
+_VERSION = 1
+_KEY = "napari_cellflux_checkpoint"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, foreign or does not fit the run resuming it."""
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (np.generic,)):
+        return value.item()
+    if isinstance(value, torch.Tensor):
+        return value.item()
+    return value
+
+
+def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict]:
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for pid, entry in state["state"].items():
+        for key, value in entry.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optim.{pid}.{key}"] = value.detach().cpu().contiguous()
+            else:
+                scalars.setdefault(str(pid), {})[key] = _jsonable(value)
+    return tensors, {"param_groups": _jsonable(state["param_groups"]), "scalars": scalars}
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], info: dict) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in tensors.items():
+        _, pid, key = name.split(".", 2)
+        state.setdefault(int(pid), {})[key] = value
+    for pid, entry in info["scalars"].items():
+        state.setdefault(int(pid), {}).update(entry)
+    groups = []
+    for group in info["param_groups"]:
+        group = dict(group)
+        if "betas" in group:
+            group["betas"] = tuple(group["betas"])
+        groups.append(group)
+    return {"state": state, "param_groups": groups}
+
+
+def _atomic_save(tensors: dict[str, torch.Tensor], header: dict[str, str], path: Path) -> None:
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    save_file(tensors, str(tmp), metadata=header)
+    with open(tmp, "rb") as fh:  # the rename must not overtake the data on a crash
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    try:
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+def save_checkpoint(path: str | Path, *, model: dict[str, torch.Tensor],
+                    ema: dict[str, torch.Tensor], optimizer: dict[str, Any], step: int,
+                    info: dict[str, Any]) -> Path:
+    """Write a resumable checkpoint atomically (see the module docstring)."""
+    path = Path(path)
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.items()}
+    tensors.update({f"ema.{k}": v.detach().cpu().contiguous() for k, v in ema.items()})
+    optim_tensors, optim_info = _flatten_optimizer(optimizer)
+    tensors.update(optim_tensors)
+    meta = {"format": _FORMAT, "version": _VERSION, "step": int(step),
+            "optimizer": optim_info, **_jsonable(info)}
+    _atomic_save(tensors, {_KEY: json.dumps(meta, sort_keys=True)}, path)
+    return path
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint: ``model``, ``ema``, ``optimizer`` state dicts, ``step``, ``info``."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(
+            f"no checkpoint at {path}: nothing to resume. Start the run without --resume, or "
+            "point --out at the folder of the interrupted run")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            header = fh.metadata() or {}
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+    except Exception as exc:  # safetensors' own error types
+        raise CheckpointError(f"{path} is not a readable checkpoint ({exc})") from None
+    try:
+        meta = json.loads(header[_KEY])
+    except (KeyError, json.JSONDecodeError):
+        raise CheckpointError(f"{path} is not a napari-cellflux training checkpoint") from None
+    if meta.get("format") != _FORMAT or int(meta.get("version", 99)) > _VERSION:
+        raise CheckpointError(f"{path} has an unknown checkpoint format {meta.get('format')} "
+                              f"v{meta.get('version')}")
+    groups: dict[str, dict[str, torch.Tensor]] = {"model": {}, "ema": {}, "optim": {}}
+    for name, value in tensors.items():
+        prefix, _, rest = name.partition(".")
+        if prefix == "optim":
+            groups["optim"][name] = value
+        else:
+            groups[prefix][rest] = value
+    step = int(meta.pop("step"))
+    optim = _unflatten_optimizer(groups["optim"], meta.pop("optimizer"))
+    return {"model": groups["model"], "ema": groups["ema"], "optimizer": optim,
+            "step": step, "info": meta}
+
+
+def export_model(path: str | Path, *, state_dict: dict[str, torch.Tensor], config: Any,
+                 preset_name: str, data: Any, training: dict[str, Any], name: str,
+                 description: str) -> Path:
+    """Write the user-facing weights file (EMA weights + metadata) via the core format."""
+    from napari_cellflux.core.model import build_metadata
+    from napari_cellflux.core.weights import save_weights
+
+    meta = build_metadata(
+        config=config, preset_name=preset_name, channels=data.channels,
+        norm_low=data.norm_low.tolist(), norm_high=data.norm_high.tolist(), kind=data.kind,
+        vocabulary=data.vocabulary, use_dose=data.use_dose, name=name,
+        description=description, training_data=_jsonable(data.description),
+        training=_jsonable(training))
+    return save_weights(path, state_dict, meta, data.vocabulary_vectors)

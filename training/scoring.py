@@ -1,0 +1,242 @@
+"""Scoring of predictions for ``python -m training.evaluate`` (see its docstring).
+
+:class:`Condition` scores one method's predictions for one condition (perturbation x dose x
+plate) against the real crops, with bootstrap intervals; :func:`summarise` pools conditions
+into the paper-style FDo/FDc/KIDo/KIDc and averages the other figures; :func:`known_effect`
+reads the ground truth of the procedural plates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .metrics import LDA, bootstrap, effect_recovery, frechet_distance, kid
+
+__all__ = ["Condition", "summarise", "known_effect", "relative_change", "dose_label", "ci"]
+
+
+def dose_label(compound: str, dose: float) -> str:
+    return f"{compound}@{dose:g}"
+
+
+def known_effect(names: list[str], channels: list[str], plate: str, compound: str,
+                 dose: float) -> dict[str, Any] | None:
+    """What the procedural plates put in, and how to measure it from raw profiles."""
+    from napari_cellflux.core import synthetic as S
+
+    if plate not in S.PLATES or compound not in S.COMPOUNDS:
+        return None
+    truth = S.true_effect(compound, dose)
+    p = S.PLATES[plate]
+    keys, cols, bgs = [], [], []
+    for c, ch in enumerate(channels):
+        if f"{ch}_intensity" in truth:
+            keys.append(f"{ch}_intensity")
+            cols.append(names.index(f"{ch}_crop_mean"))
+            # Background of the raw images: camera offset + gain x the stain-free level 25.
+            bgs.append(p.offset[c] + 25.0 * p.gain[c])
+    keys.append("nucleus_area")
+    cols.append(names.index("nuc_area"))
+    bgs.append(0.0)
+    return {"keys": keys, "cols": np.array(cols), "bg": np.array(bgs),
+            "truth": np.array([truth[k] for k in keys])}
+
+
+def relative_change(known: dict[str, Any], raw_after: np.ndarray,
+                     raw_before: np.ndarray) -> np.ndarray:
+    a = raw_after[:, known["cols"]].mean(0) - known["bg"]
+    b = raw_before[:, known["cols"]].mean(0) - known["bg"]
+    return a / np.where(np.abs(b) > 1e-9, b, 1e-9) - 1
+
+
+def ci(est) -> dict[str, float]:
+    return {k: round(v, 6) if np.isfinite(v) else None for k, v in est.as_dict().items()}
+
+
+@dataclass
+class Condition:
+    """Everything needed to score predictions for one condition against the real crops."""
+
+    z: np.ndarray                 # standardised profiles of all real crops
+    raw: np.ndarray               # raw profiles of all real crops
+    names: list[str]
+    plate: np.ndarray             # plate of every real crop
+    p: str
+    c: str
+    d: float
+    tgt: np.ndarray               # rows of the real treated crops of this condition
+    p_ctrl: np.ndarray            # rows of this plate's real controls
+    known: dict[str, Any] | None
+    tp_clf: LDA | None
+    plate_clf: LDA
+    cond_clf: LDA
+    n_boot: int
+    seed: int
+    top_k: int
+
+    def __post_init__(self) -> None:
+        self.real_shift = self.z[self.tgt].mean(0) - self.z[self.p_ctrl].mean(0)
+        self.top = np.argsort(-np.abs(self.real_shift))[: self.top_k]
+
+    def real_shift_top(self) -> dict[str, float]:
+        return {self.names[i]: round(float(self.real_shift[i]), 4) for i in self.top}
+
+    def _boot(self, fn, sizes, bounds=(-np.inf, np.inf)) -> dict[str, float]:
+        return ci(bootstrap(fn, sizes, self.n_boot, seed=self.seed, bounds=bounds))
+
+    def _fraction(self, hit: np.ndarray) -> dict[str, float]:
+        h = hit.astype(float)
+        return self._boot(lambda i: h[i].mean(), (len(h),), (0, 1))
+
+    def score(self, g_raw: np.ndarray, g_z: np.ndarray, start_rows: np.ndarray | None,
+              same_start: bool) -> dict[str, Any]:
+        """Every figure for one method's predictions (profiles ``g_raw`` / ``g_z``)."""
+        z, tgt_z, ctrl_z = self.z, self.z[self.tgt], self.z[self.p_ctrl]
+        base_z = z[start_rows] if same_start else ctrl_z
+        base_raw = self.raw[start_rows] if same_start else self.raw[self.p_ctrl]
+        n_g, n_t = len(g_z), len(tgt_z)
+        res: dict[str, Any] = {
+            "fd": self._boot(lambda i, j: frechet_distance(g_z[i], tgt_z[j]), (n_g, n_t),
+                             (0, np.inf)),
+            "kid": self._boot(lambda i, j: kid(g_z[i], tgt_z[j]), (n_g, n_t)),
+        }
+
+        def shift(ig, it, ic, ib, key):
+            ib = ig if same_start else ib  # paired resampling of (start, prediction)
+            pred = g_z[ig].mean(0) - base_z[ib].mean(0)
+            real = tgt_z[it].mean(0) - ctrl_z[ic].mean(0)
+            return effect_recovery(pred, real, self.top_k)[key]
+
+        sizes = (n_g, n_t, len(ctrl_z), len(base_z))
+        for key, out in (("recovery", "effect_recovery"), ("relative_error", "effect_error"),
+                         ("cosine", "effect_cosine")):
+            res[out] = self._boot(lambda *idx, k=key: shift(*idx, k), sizes)
+        if start_rows is not None:
+            res["plate_recovery"] = self._fraction(
+                self.plate_clf.predict(g_z) == self.plate[start_rows])
+        if self.tp_clf is not None:
+            want = self.plate[start_rows] if start_rows is not None else np.full(n_g, self.p)
+            ok = np.isin(want, self.tp_clf.classes_)
+            if ok.any():
+                res["treated_plate_recovery"] = self._fraction(
+                    self.tp_clf.predict(g_z[ok]) == want[ok])
+        pred_cond = self.cond_clf.predict(g_z)
+        res["treated_fraction"] = self._fraction(pred_cond != "control")
+        res["condition_accuracy"] = self._fraction(pred_cond == dose_label(self.c, self.d))
+        if self.known is not None:
+            known = self.known
+
+            def known_err(ig, ib):
+                ib = ig if same_start else ib
+                pred = relative_change(known, g_raw[ig], base_raw[ib])
+                return float(np.abs(pred - known["truth"]).mean())
+
+            res["known_effect_error"] = self._boot(known_err, (len(g_raw), len(base_raw)),
+                                                   (0, np.inf))
+            res["known_effect_predicted"] = dict(zip(
+                known["keys"], np.round(relative_change(known, g_raw, base_raw), 4).tolist()))
+        pred_shift = g_z.mean(0) - base_z.mean(0)
+        res["pred_shift_top"] = {self.names[i]: round(float(pred_shift[i]), 4)
+                                 for i in self.top}
+        return res
+
+    def references(self, ref: np.ndarray, ctrl_b: np.ndarray) -> dict[str, Any]:
+        """Real crops scored like predictions: ``ref`` (held-out half of the treated crops,
+        unseen by the classifiers) and ``ctrl_b`` (held-out controls)."""
+        z, p, label = self.z, self.p, dose_label(self.c, self.d)
+        a_rows = np.setdiff1d(self.tgt, ref)
+        ref_z, a_z = z[ref], z[a_rows]
+        on_ref = self.cond_clf.predict(ref_z)
+        refs: dict[str, Any] = {
+            "real_split_fd": self._boot(lambda i, j: frechet_distance(ref_z[i], a_z[j]),
+                                        (len(ref), len(a_rows)), (0, np.inf)),
+            "real_split_kid": self._boot(lambda i, j: kid(ref_z[i], a_z[j]),
+                                         (len(ref), len(a_rows))),
+            "real_control_plate_recovery": float(np.mean(self.plate_clf.predict(z[ctrl_b])
+                                                         == p)),
+            "real_treated_plate_recovery": float(np.mean(self.plate_clf.predict(ref_z) == p)),
+            "real_treated_fraction": float(np.mean(on_ref != "control")),
+            "real_condition_accuracy": float(np.mean(on_ref == label)),
+            "real_control_treated_fraction": float(np.mean(self.cond_clf.predict(z[ctrl_b])
+                                                           != "control")),
+        }
+        if self.tp_clf is not None:
+            refs["real_treated_plate_recovery_tc"] = float(np.mean(self.tp_clf.predict(ref_z)
+                                                                   == p))
+            refs["treated_plate_classes"] = [str(k) for k in self.tp_clf.classes_]
+        if self.known is not None:
+            k = self.known
+            measured = relative_change(k, self.raw[self.tgt], self.raw[self.p_ctrl])
+            refs["known_effect_truth"] = dict(zip(k["keys"], k["truth"].round(4).tolist()))
+            refs["known_effect_measured_real"] = dict(zip(k["keys"],
+                                                          measured.round(4).tolist()))
+            refs["known_effect_error_real"] = float(np.abs(measured - k["truth"]).mean())
+        return refs
+
+
+def summarise(methods, results, pooled, n_boot: int, seed: int) -> dict[str, Any]:
+    """FDo/KIDo (pooled), FDc/KIDc and the other figures averaged over conditions."""
+    out: dict[str, Any] = {}
+    for name, _ in methods:
+        gens, tgts = pooled[name]["gen"], pooled[name]["tgt"]
+        g_all, t_all = np.concatenate(gens), np.concatenate(tgts)
+        # Pooled targets: each condition's real crops once.
+        sizes = [len(g) for g in gens] + [len(t) for t in tgts]
+        k = len(gens)
+
+        def per_cond(fn, *idx):
+            return float(np.mean([fn(gens[i][idx[i]], tgts[i][idx[k + i]]) for i in range(k)]))
+
+        s = {
+            "FDo": ci(bootstrap(lambda i, j: frechet_distance(g_all[i], t_all[j]),
+                                 (len(g_all), len(t_all)), n_boot, seed=seed,
+                                 bounds=(0, np.inf))),
+            "KIDo": ci(bootstrap(lambda i, j: kid(g_all[i], t_all[j]),
+                                  (len(g_all), len(t_all)), n_boot, seed=seed)),
+            "FDc": ci(bootstrap(lambda *idx: per_cond(frechet_distance, *idx), sizes,
+                                 n_boot, seed=seed, bounds=(0, np.inf))),
+            "KIDc": ci(bootstrap(lambda *idx: per_cond(kid, *idx), sizes, n_boot, seed=seed)),
+        }
+        for key in ("effect_recovery", "effect_error", "effect_cosine", "plate_recovery",
+                    "treated_plate_recovery", "treated_fraction", "condition_accuracy",
+                    "known_effect_error"):
+            vals = [r["methods"][name][key] for r in results if key in r["methods"][name]]
+            if vals:
+                # Mean over conditions; the interval is the mean of the per-condition bounds
+                # (conservative: it treats the conditions as fully correlated).
+                s[key] = {f: round(float(np.mean([v[f] for v in vals])), 6)
+                          for f in ("value", "ci_low", "ci_high")}
+        s["wall_s"] = round(sum(r["methods"][name]["wall_s"] for r in results), 1)
+        out[name] = s
+    # Paired differences to CellFlux (the same resampled targets and start crops for both),
+    # positive where CellFlux is better (lower distance).
+    if "cellflux" in pooled:
+        ref_g, tgts = pooled["cellflux"]["gen"], pooled["cellflux"]["tgt"]
+        k = len(ref_g)
+        for name, _ in methods:
+            gens = pooled[name]["gen"]
+            if name == "cellflux" or [len(g) for g in gens] != [len(g) for g in ref_g]:
+                continue
+            sizes = [len(g) for g in gens] + [len(t) for t in tgts]
+            for metric, fn in (("FDc", frechet_distance), ("KIDc", kid)):
+                def diff(*idx, fn=fn, gens=gens):
+                    return float(np.mean([fn(gens[i][idx[i]], tgts[i][idx[k + i]])
+                                          - fn(ref_g[i][idx[i]], tgts[i][idx[k + i]])
+                                          for i in range(k)]))
+                out[name][f"{metric}_minus_cellflux"] = ci(bootstrap(diff, sizes, n_boot,
+                                                                      seed=seed))
+    refs: dict[str, Any] = {}
+    for key in ("real_control_plate_recovery", "real_treated_plate_recovery",
+                "real_treated_plate_recovery_tc", "real_treated_fraction",
+                "real_condition_accuracy", "real_control_treated_fraction",
+                "known_effect_error_real"):
+        vals = [r["references"][key] for r in results if key in r["references"]]
+        if vals:
+            refs[key] = round(float(np.mean(vals)), 4)
+    refs["real_split_fd"] = round(float(np.mean(
+        [r["references"]["real_split_fd"]["value"] for r in results])), 4)
+    out["references"] = refs
+    return out

@@ -1,0 +1,212 @@
+"""Evaluation: the metrics measure what they claim, baselines do what they say, and
+``python -m training.evaluate`` writes a complete metrics file."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from training.metrics import LDA, bootstrap, effect_recovery, frechet_distance, kid
+
+from .conftest import run_cli
+
+
+def _gauss(n, d=6, shift=0.0, seed=0):
+    return np.random.default_rng(seed).normal(size=(n, d)) + shift
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def test_frechet_distance_zero_for_identical_and_grows_with_shift():
+    a = _gauss(400)
+    assert frechet_distance(a, a) == pytest.approx(0, abs=1e-8)
+    fds = [frechet_distance(a, a + s) for s in (0.5, 1.0, 2.0)]
+    # pure mean shift s along every one of 6 features: FD = 6 s^2 exactly
+    np.testing.assert_allclose(fds, [6 * 0.25, 6 * 1.0, 6 * 4.0], rtol=1e-6)
+    # two samples of one distribution: small, and far below a 1 SD shift
+    assert frechet_distance(a, _gauss(400, seed=1)) < 0.2 * fds[1]
+
+
+def test_frechet_distance_sees_covariance_not_only_means():
+    a, b = _gauss(2000), _gauss(2000, seed=1) * 2.0
+    # N(0, I) vs N(0, 4 I) in 6 dims: tr(I + 4I - 2 * 2I) = 6
+    assert frechet_distance(a, b) == pytest.approx(6.0, rel=0.1)
+
+
+def test_kid_about_zero_for_same_distribution_and_positive_for_shift():
+    a, b = _gauss(300), _gauss(300, seed=1)
+    same = kid(a, b)
+    shifted = kid(a, _gauss(300, seed=1, shift=1.0))
+    assert abs(same) < 0.05 * shifted
+    assert shifted > 0
+
+
+def test_effect_recovery_perfect_identity_half():
+    real = np.array([2.0, -1.5, 0.8, 0.1, 0.0])
+    assert effect_recovery(real, real, top_k=3)["recovery"] == pytest.approx(1.0)
+    assert effect_recovery(real, real, top_k=3)["relative_error"] == pytest.approx(0.0)
+    none = effect_recovery(np.zeros(5), real, top_k=3)
+    assert none["recovery"] == 0.0 and none["relative_error"] == pytest.approx(1.0)
+    assert effect_recovery(0.5 * real, real, top_k=3)["recovery"] == pytest.approx(0.5)
+    assert effect_recovery(-real, real)["cosine"] == pytest.approx(-1.0)
+
+
+def test_bootstrap_interval_contains_estimate_and_shrinks_with_n():
+    rng = np.random.default_rng(0)
+    widths = []
+    for n in (50, 800):
+        x = rng.normal(3.0, 1.0, n)
+        est = bootstrap(lambda i, x=x: x[i].mean(), (n,), n_boot=300, seed=1)
+        assert est.low <= est.value <= est.high
+        assert est.low < 3.0 < est.high
+        widths.append(est.high - est.low)
+    assert widths[1] < widths[0] / 2
+    # a distance between two close sets: the plain percentile interval would lie wholly
+    # above the estimate (resampling inflates distances); the bias-shifted one contains it
+    a, b = _gauss(150), _gauss(150, seed=1, shift=0.3)
+    est = bootstrap(lambda i, j: frechet_distance(a[i], b[j]), (150, 150), n_boot=200,
+                    bounds=(0, np.inf))
+    assert est.low <= est.value <= est.high
+
+
+def test_lda_separates_gaussian_classes():
+    x = np.concatenate([_gauss(200, seed=0), _gauss(200, seed=1, shift=1.5)])
+    y = np.repeat(["a", "b"], 200)
+    clf = LDA().fit(x, y)
+    assert (clf.predict(x) == y).mean() > 0.95
+    np.testing.assert_allclose(clf.predict_proba(x).sum(1), 1.0)
+
+
+def test_plate_classifier_recovers_procedural_plates():
+    """Batch effects of the procedural plates are visible in control profiles."""
+    from napari_cellflux.core.features import Standardizer, log_columns, morphology_features
+    from napari_cellflux.core.synthetic import make_crops
+
+    images, meta = make_crops(0, size=48, plates=["SynPlate1", "SynPlate2", "SynPlate3"],
+                              compounds=[], n_controls=60, seed=0)
+    raw = morphology_features(images, as_frame=False)
+    names = list(morphology_features(images[:1]).columns)
+    z = Standardizer.fit(raw, log_columns(names), clip=10).transform(raw)
+    y = meta["plate"].to_numpy()
+    train = np.arange(len(y)) % 2 == 0
+    clf = LDA().fit(z[train], y[train])
+    assert (clf.predict(z[~train]) == y[~train]).mean() > 0.8
+
+
+# --------------------------------------------------------------------------- baselines
+
+
+def test_mean_shift_delta_within_plates_and_log_dose_interpolation():
+    from training.baselines import mean_shift, mean_shift_delta
+
+    rows = []
+    images = []
+    for plate, base, per_dose in (("A", 1.0, {1.0: 2.0, 100.0: 6.0}),
+                                  ("B", 10.0, {1.0: 4.0, 100.0: 8.0})):
+        for _ in range(3):
+            rows.append((plate, "DMSO", 0.0, 1))
+            images.append(np.full((4, 4, 2), base))
+        for dose, effect in per_dose.items():
+            for _ in range(2 if plate == "A" else 6):
+                rows.append((plate, "drug", dose, 0))
+                images.append(np.full((4, 4, 2), base + effect))
+    meta = pd.DataFrame(rows, columns=["plate", "compound", "concentration_uM", "is_control"])
+    images = np.stack(images).astype(np.float32)
+    every = np.ones(len(meta), bool)
+    delta, info = mean_shift_delta(images, meta, "drug", 1.0, every)
+    # the plate offset (1 vs 10) cancels; plates weighted by treated counts 2 and 6
+    assert delta[0, 0, 0] == pytest.approx((2 * 2.0 + 6 * 4.0) / 8)
+    assert sorted(info["plates"]) == ["A", "B"]
+    mid, info = mean_shift_delta(images, meta, "drug", 10.0, every)  # halfway in log dose
+    assert info["weights"] == pytest.approx([0.5, 0.5])
+    assert mid[0, 0, 0] == pytest.approx(0.5 * (28 / 8) + 0.5 * ((2 * 6 + 6 * 8) / 8))
+    x0 = np.zeros((3, 4, 4, 2), np.float32)
+    assert np.allclose(mean_shift(x0, delta), delta[None])
+
+
+def test_other_plate_rows_never_use_the_target_plate():
+    from training.baselines import other_plate_rows
+
+    meta = pd.DataFrame({"plate": list("AAABBBCCC"), "is_control": [1] * 9})
+    rows = other_plate_rows(meta, "A", 4, np.random.default_rng(0))
+    assert len(rows) == 4 and set(meta.plate[rows]) == {"B", "C"}
+    only_c = other_plate_rows(meta, "A", 5, np.random.default_rng(0), ["C"])
+    assert set(meta.plate[only_c]) == {"C"} and len(only_c) == 3
+
+
+def test_noise_start_batches_replace_controls_by_gaussian_noise(syn_dir):
+    from training.baselines import _noise_batches_class
+    from training.config import TrainConfig
+    from training.data import PairedBatches, prepare
+
+    data = prepare(TrainConfig(data=str(syn_dir), out="unused"))
+    plain = PairedBatches(data, batch_size=16, crop_size=32, seed=0)[0]
+    noisy = _noise_batches_class()(data, batch_size=16, crop_size=32, seed=0)[0]
+    assert torch_equal(plain["x1"], noisy["x1"]) and torch_equal(plain["cond"], noisy["cond"])
+    assert not torch_equal(plain["x0"], noisy["x0"])
+    assert abs(float(noisy["x0"].mean())) < 0.05 and abs(float(noisy["x0"].std()) - 1) < 0.05
+
+
+def torch_equal(a, b) -> bool:
+    return bool((a == b).all())
+
+
+def test_sample_from_noise_shapes(random_tiny_model_eval):
+    from training.baselines import sample_from_noise
+
+    out = sample_from_noise(random_tiny_model_eval, 3, "cyclohexamide", 1.0, steps=2,
+                            guidance=1.2, solver="euler", out_size=(40, 40))
+    assert out.shape == (3, 40, 40, 3) and np.isfinite(out).all()
+
+
+@pytest.fixture()
+def random_tiny_model_eval():
+    import torch
+
+    from napari_cellflux.core.model import _random_tiny
+
+    return _random_tiny(torch.device("cpu"))
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+def test_evaluate_cli_on_procedural_plates(tmp_path, syn_dir, random_tiny_model_eval):
+    """A complete (tiny) run: every figure present with its interval, baselines behave."""
+    model_path = random_tiny_model_eval.save(tmp_path / "tiny.safetensors")
+    out = tmp_path / "metrics.json"
+    run_cli("--model", model_path, "--data", syn_dir, "--out", out, "--holdout-plate",
+            "SynPlate2", "--doses", "10", "--max-cells", "6", "--steps", "2",
+            "--n-boot", "20", "--noise-start", model_path,
+            "--ablation", f"again={model_path}", module=("-m", "training.evaluate"),
+            timeout=400)
+    m = json.loads(out.read_text())
+    assert len(m["model"]["sha256"]) == 64 and m["settings"]["seed"] == 0
+    assert m["split"]["eval_plates"] == ["SynPlate2"] and m["split"]["doses_uM"] == [10.0]
+    conds = m["conditions"]
+    assert {(c["perturbation"], c["dose_uM"]) for c in conds} == \
+        {("cyclohexamide", 10.0), ("taxol", 10.0)}
+    methods = {"cellflux", "identity", "mean_shift", "other_plate", "no_guidance", "again",
+               "noise_start"}
+    assert set(m["summary"]) == methods | {"references"}
+    for c in conds:
+        ident = c["methods"]["identity"]
+        assert ident["effect_recovery"]["value"] == 0.0
+        assert ident["effect_error"]["value"] == pytest.approx(1.0)
+        # mean shift learnt on the same plates moves the profile the right way
+        assert c["methods"]["mean_shift"]["effect_cosine"]["value"] > 0.5
+        assert set(c["references"]["known_effect_truth"]) >= {"DNA_intensity", "nucleus_area"}
+        for name, res in c["methods"].items():
+            for key in ("fd", "kid", "effect_recovery", "treated_fraction"):
+                v = res[key]
+                assert v["ci_low"] <= v["value"] <= v["ci_high"], (name, key, v)
+            assert "known_effect_error" in res
+    assert m["summary"]["cellflux"]["FDc"]["value"] >= 0
+    # an identical model gives identical numbers (deterministic sampling)
+    assert m["summary"]["again"]["FDc"] == m["summary"]["cellflux"]["FDc"]
+    assert m["summary"]["again"]["FDc_minus_cellflux"]["value"] == pytest.approx(0, abs=1e-9)
+    assert "FDc_minus_cellflux" in m["summary"]["identity"]
