@@ -249,11 +249,11 @@ class CellFluxModel:
             if noise > 0:
                 gen = torch.Generator(device="cpu").manual_seed(int(seed or 0))
                 x = x + noise * torch.randn(x.shape, generator=gen).to(dev)
-            start = x
+            start_raw = self.denormalize(x)
             cond = torch.from_numpy(cond_np).to(dev)[None]
             velocity = GuidedVelocity(self.network, cond, guidance, max_batch=max_batch)
             for t, xt in integrate(velocity, x, time_grid(steps, direction), solver):
-                delta = self.denormalize(xt) - self.denormalize(start)
+                delta = self.denormalize(xt) - start_raw
                 if resized:
                     delta = F.interpolate(delta, size=in_hw, mode="bilinear",
                                           align_corners=False)
