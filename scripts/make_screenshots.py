@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     viewer = napari.Viewer(title="napari-cellflux", show=True)
-    viewer.window.resize(1600, 1000)
+    viewer.window.resize(1600, 1100)
     app = QApplication.instance()
     viewer.open_sample("napari-cellflux", "demo_set")
     _, widget = viewer.window.add_plugin_dock_widget("napari-cellflux", "CellFlux simulator")
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         widget.model = None
         widget.load_weights()
     _wait(app, lambda: widget.model is not None, timeout=120)
-    viewer.window.resize(1600, 1000)  # again: docking the widget may have grown the window
+    viewer.window.resize(1600, 1100)  # again: docking the widget may have grown the window
     model = widget.model
     print(model.describe())
     if model.untrained:
@@ -82,33 +82,35 @@ def main(argv: list[str] | None = None) -> int:
     def source(label: str):
         return next(s for s in ip.image.choices if s.name == label)
 
-    def run_and_shoot(filename: str, frame: int | None = None) -> None:
+    def run_and_shoot(filename: str, show: list, frame: int | None = None) -> None:
         widget.run()
         _wait(app, lambda: not widget.running)
         axis = viewer.dims.ndim - 3
         last = viewer.dims.nsteps[axis] - 1
         viewer.dims.set_current_step(axis, last if frame is None else frame)
+        for part in show:  # scroll the settings to what this picture is about
+            widget.scroll_to(part)
         _wait(app, lambda: True)
         viewer.screenshot(str(out / filename), canvas_only=False, flash=False)
         print("wrote", out / filename, "-", widget.status.value)
 
     # 1. forward: control SynPlate1 -> treated, cells detected in the field, mosaic beside it
     ip.image.value = source("control SynPlate1")
-    run_and_shoot("forward.png")
+    run_and_shoot("forward.png", [widget.perturbation_panel, widget.readout_box])
 
     # 2. reverse: from the treated field of the same batch back to the control state
     for layer in viewer.layers:
         layer.visible = layer.name.startswith(treated) or "reverse" in layer.name
     ip.image.value = source(treated)
     sp.direction.value = "reverse"
-    run_and_shoot("reverse.png")
+    run_and_shoot("reverse.png", [widget.readout_box, widget.sampler_panel])
 
     # 3. batch comparison: the same perturbation on the controls of two plates
     sp.direction.value = "forward"
     cp.enabled_box.value = True
     cp.batches.value = [s for s in cp.batches.choices
                         if s.name in ("control SynPlate1", "control SynPlate2")]
-    run_and_shoot("batch_comparison.png")  # the README shows this one
+    run_and_shoot("batch_comparison.png", [widget.readout_box])  # the README shows this one
 
     # 4. the dock widget alone, with an invalid SMILES marked before Run
     cp.enabled_box.value = False

@@ -2,7 +2,8 @@
 
 Percentage change from the first frame of the mean over the simulated cells: nuclear area
 and the mean intensity of every channel share one axis. In a batch comparison each batch
-gets its own line style. Matplotlib is imported when the widget is built, not at import.
+gets its own line style. Matplotlib is imported when the widget is built, not at import;
+without matplotlib, :func:`make_readout` falls back to a small text table of the same numbers.
 """
 
 from __future__ import annotations
@@ -11,35 +12,28 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["ReadoutPlot"]
+__all__ = ["ReadoutPlot", "ReadoutTable", "make_readout"]
 
 _STYLES = ("-", "--", ":", "-.")
 
 
-class ReadoutPlot:
-    """Matplotlib canvas (``.native`` is the Qt widget) plus the data it shows."""
+def make_readout() -> ReadoutPlot | ReadoutTable:
+    """The plot, or the text table where matplotlib is not installed."""
+    try:
+        return ReadoutPlot()
+    except ImportError:
+        return ReadoutTable()
+
+
+class _Series:
+    """Per batch, the mean of every measurement at every frame so far."""
 
     def __init__(self) -> None:
-        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-        from matplotlib.figure import Figure
-
-        self.figure = Figure(figsize=(3.2, 2.3), dpi=90, layout="constrained")
-        self.native = FigureCanvasQTAgg(self.figure)
-        self.native.setMinimumHeight(190)
-        self.axes = self.figure.add_subplot()
         self._colors: dict[str, str] = {}
         self._fg = "black"
         self._batches: list[str] = []
         self._times: list[list[float]] = []
         self._values: list[dict[str, list[float]]] = []
-        self.clear()
-
-    def apply_theme(self, background: str, foreground: str) -> None:
-        """Match the viewer's theme (napari's dark theme by default)."""
-        self._fg = foreground
-        self.figure.set_facecolor(background)
-        self.axes.set_facecolor(background)
-        self.redraw()
 
     def reset(self, batches: Sequence[str], colors: dict[str, str]) -> None:
         """Start a new run: one set of lines per batch; ``colors`` maps measure -> colour."""
@@ -63,6 +57,57 @@ class ReadoutPlot:
     @property
     def n_points(self) -> int:
         return len(self._times[0]) if self._times else 0
+
+    def clear(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+class ReadoutTable(_Series):
+    """Fallback without matplotlib: the latest changes as a small text table."""
+
+    def __init__(self) -> None:
+        from qtpy.QtWidgets import QLabel
+
+        super().__init__()
+        self.native = QLabel()
+        self.native.setWordWrap(True)
+
+    def apply_theme(self, background: str, foreground: str) -> None:
+        self._fg = foreground
+
+    def clear(self) -> None:
+        self.native.setText("")
+
+    def redraw(self) -> None:
+        rows = []
+        for b, name in enumerate(self._batches):
+            if self._times[b]:
+                rel = self.relative(b)
+                cells = ", ".join(f"{k} {v[-1]:+.1f}%" for k, v in rel.items())
+                rows.append(f"{name} (t = {self._times[b][-1]:.2f}): {cells}")
+        self.native.setText("\n".join(rows))
+
+
+class ReadoutPlot(_Series):
+    """Matplotlib canvas (``.native`` is the Qt widget) plus the data it shows."""
+
+    def __init__(self) -> None:
+        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+        from matplotlib.figure import Figure
+
+        super().__init__()
+        self.figure = Figure(figsize=(3.2, 2.3), dpi=90, layout="constrained")
+        self.native = FigureCanvasQTAgg(self.figure)
+        self.native.setMinimumHeight(190)
+        self.axes = self.figure.add_subplot()
+        self.clear()
+
+    def apply_theme(self, background: str, foreground: str) -> None:
+        """Match the viewer's theme (napari's dark theme by default)."""
+        self._fg = foreground
+        self.figure.set_facecolor(background)
+        self.axes.set_facecolor(background)
+        self.redraw()
 
     def clear(self) -> None:
         ax = self.axes

@@ -70,9 +70,9 @@ class CellFluxWidget(Container):
                                        self.perturbation_panel, self.sampler_panel,
                                        self.compare_panel, self.readout_box], labels=False)
         super().__init__(widgets=[self.run_button, self.status], labels=False)
-        from ._readout import ReadoutPlot
+        from ._readout import make_readout
 
-        self.readout = ReadoutPlot()
+        self.readout = make_readout()
         self.readout_box.native.layout().addWidget(self.readout.native)
         self._scroll = _scroll_area(self.body.native)
         self.native.layout().insertWidget(0, self._scroll)  # Run stays visible below it
@@ -172,6 +172,10 @@ class CellFluxWidget(Container):
         # The settings scroll vertically (small screens) but are never cut off at the side.
         bar = self._scroll.verticalScrollBar().sizeHint().width()
         self._scroll.setMinimumWidth(self.body.native.minimumSizeHint().width() + bar + 4)
+
+    def scroll_to(self, part: Any) -> None:
+        """Scroll the settings so that ``part`` (e.g. ``self.readout_box``) is visible."""
+        self._scroll.ensureWidgetVisible(part.native)
 
     def reset_choices(self, *_: Any) -> None:
         """napari calls this when layers change; the choices live in the scrolled body."""

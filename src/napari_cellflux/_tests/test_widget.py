@@ -294,3 +294,15 @@ def test_detect_select_cells_and_paste_back(viewer_widget, qtbot):
     changed = np.abs(pasted[-1] - control) > 1e-3
     r, c = np.rint(cells.data[0]).astype(int)
     assert changed[r, c] and not changed[0, 0]  # the chosen cell moves, far pixels do not
+
+
+def test_readout_table_without_matplotlib(qtbot):
+    from napari_cellflux._readout import ReadoutTable
+
+    table = ReadoutTable()
+    table.reset(["plate A"], {})
+    for t, area in ((0.0, 100.0), (0.5, 110.0), (1.0, 125.0)):
+        table.add(0, t, {"nuclear area": area, "mean DNA": 50.0})
+    table.redraw()
+    assert table.n_points == 3
+    assert "nuclear area +25.0%" in table.native.text() and "t = 1.00" in table.native.text()
