@@ -47,9 +47,10 @@ def test_forward_then_reverse_returns_to_the_start(random_tiny_model, cells):
 
 def test_demo_model_reverses_within_stated_tolerance():
     """The bundled demo weights: forward then reverse (RK4, 20 steps) on procedural control
-    cells at the model's own crop size returns each cell to within 0.5% (mean absolute error)
-    of its intensity range (measured: below 0.03%). The demo network suppresses noise-like texture it never saw, so
-    inputs unlike its training crops reverse less exactly (see docs/model-card.md)."""
+    cells at the model's own crop size returns each cell to within 0.5% (mean absolute
+    error) of its intensity range (measured: below 0.03%). The demo network suppresses
+    noise-like texture it never saw, so inputs unlike its training crops reverse less
+    exactly (see docs/model-card.md)."""
     from napari_cellflux.core.synthetic import make_crops
 
     model = load_model(device="cpu")
