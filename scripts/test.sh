@@ -22,7 +22,9 @@ fi
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+# pip's index warnings about absent local mirrors are noise; its exit status is not.
 .venv/bin/python -m pip install -q -c constraints.txt -e ".[testing]" 2>&1 \
-  | grep -v "^WARNING: Location" || true
+  | { grep -v "^WARNING: Location" || true; }
+[ "${PIPESTATUS[0]}" = 0 ] || { echo "pip install failed" >&2; exit 1; }
 .venv/bin/npe2 validate napari-cellflux --imports
 exec .venv/bin/python -m pytest -p xvfb "$@"
