@@ -33,5 +33,7 @@ PY
     --data-description "$DESCRIPTION" "$@"
 
 mkdir -p src/napari_cellflux/weights
-cp "$WORK/run/model.safetensors" src/napari_cellflux/weights/demo.safetensors
+# Stored as float16 (half the size; the model computes in float32 after loading).
+"$PYTHON" -c "import sys; from napari_cellflux import load_model; load_model(sys.argv[1], device='cpu').save(sys.argv[2], storage_dtype='float16')" \
+    "$WORK/run/model.safetensors" src/napari_cellflux/weights/demo.safetensors
 echo "wrote src/napari_cellflux/weights/demo.safetensors ($(du -h src/napari_cellflux/weights/demo.safetensors | cut -f1))"

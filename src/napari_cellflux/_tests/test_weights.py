@@ -92,3 +92,19 @@ def test_device_choice():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA GPU"):
             resolve_device("cuda")
+
+
+def test_float16_storage_halves_the_file_and_computes_in_float32(random_tiny_model, cells,
+                                                                 tmp_path):
+    full = random_tiny_model.save(tmp_path / "full.safetensors")
+    half = random_tiny_model.save(tmp_path / "half.safetensors", storage_dtype="float16")
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    loaded = load_model(half, device="cpu")
+    assert loaded.metadata["storage_dtype"] == "float16"
+    assert all(p.dtype == torch.float32 for p in loaded.network.parameters())
+    a = random_tiny_model.simulate(cells, "taxol", steps=4).frames[-1]
+    b = loaded.simulate(cells, "taxol", steps=4).frames[-1]
+    effect = np.abs(a - cells).mean()
+    assert np.abs(a - b).mean() < 0.02 * effect  # rounding the weights barely changes output
+    with pytest.raises(ValueError, match="storage_dtype"):
+        random_tiny_model.save(tmp_path / "x.safetensors", storage_dtype="int8")

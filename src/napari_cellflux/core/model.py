@@ -287,12 +287,16 @@ class CellFluxModel:
                       "solver": solver, "noise": noise, "weights": str(self.path or "")},
         )
 
-    def save(self, path: str | Path) -> Path:
-        """Write this model (weights + metadata) to a ``.safetensors`` file."""
+    def save(self, path: str | Path, storage_dtype: str = "float32") -> Path:
+        """Write this model (weights + metadata) to a ``.safetensors`` file.
+
+        ``storage_dtype="float16"`` halves the file; the model still computes in float32.
+        """
         entries = self.metadata["vocabulary"]
         vectors = np.stack([self._vectors[e["name"]] for e in entries]) if entries else \
             np.zeros((0, self.encoder.dim), np.float32)
-        return save_weights(path, self.network.state_dict(), self.metadata, vectors)
+        return save_weights(path, self.network.state_dict(), self.metadata, vectors,
+                            storage_dtype=storage_dtype)
 
 
 def _random_tiny(device: Any) -> CellFluxModel:

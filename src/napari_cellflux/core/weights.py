@@ -48,20 +48,26 @@ def _checksum(meta_json: str, tensors: dict[str, Any]) -> str:
 
 
 def save_weights(path: str | Path, state_dict: dict[str, Any], metadata: dict[str, Any],
-                 vocabulary_vectors: np.ndarray) -> Path:
+                 vocabulary_vectors: np.ndarray, *, storage_dtype: str = "float32") -> Path:
     """Write network weights, vocabulary vectors and metadata to one safetensors file.
 
     The file is written to a temporary name and renamed, so a crash never leaves a
-    half-written weights file under ``path``.
+    half-written weights file under ``path``. ``storage_dtype="float16"`` halves the file
+    (used for the bundled demo weights); loading always computes in float32.
     """
     import torch
     from safetensors.torch import save_file
 
+    if storage_dtype not in ("float32", "float16"):
+        raise ValueError(f"storage_dtype must be 'float32' or 'float16', got {storage_dtype!r}")
+    dtype = getattr(torch, storage_dtype)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {_NET_PREFIX + k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
+    tensors = {_NET_PREFIX + k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu()
+               .contiguous() for k, v in state_dict.items()}
     tensors[_VOCAB_KEY] = torch.as_tensor(np.asarray(vocabulary_vectors, dtype=np.float32))
-    meta = dict(metadata, format=FORMAT, format_version=FORMAT_VERSION)
+    meta = dict(metadata, format=FORMAT, format_version=FORMAT_VERSION,
+                storage_dtype=storage_dtype)
     meta.pop("checksum", None)
     meta_json = json.dumps(meta, sort_keys=True)
     header = {_META_KEY: meta_json, "checksum": _checksum(meta_json, tensors)}
