@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .config import SOLVERS, UNetConfig, preset
+from .config import UNetConfig, preset
 from .perturbations import (
     CompoundEncoder, GeneEncoder, Perturbation, condition_vector, is_valid_smiles,
 )
@@ -175,9 +175,8 @@ class CellFluxModel:
     def _prepare(self, images: Any) -> tuple[np.ndarray, bool]:
         from .images import validate_image
 
-        arr = np.asarray(images) if not isinstance(images, np.ndarray) else images
-        single = isinstance(arr, np.ndarray) and arr.ndim == 3
-        return validate_image(arr, len(self.channels)), single
+        single = np.ndim(images) == 3
+        return validate_image(images, len(self.channels)), single
 
     def normalize(self, x: Any) -> Any:
         """Raw intensities (B, C, H, W) tensor -> network units (about [-1, 1])."""
@@ -356,5 +355,3 @@ def load_model(path: str | Path | None = None, device: str = "auto") -> CellFlux
             "from another version. Retrain with `python -m training.run`.") from None
     return CellFluxModel(net, meta, vectors, dev, path=path)
 
-
-__all__ += ["SOLVERS"]
