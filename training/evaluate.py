@@ -25,6 +25,12 @@ with a bootstrap confidence interval:
   far from every plate's controls, so this classifier transfers poorly to treated cells;
   ``treated_plate_recovery`` uses instead an LDA trained on real treated crops of the same
   condition on every plate that has it (where there are at least two such plates);
+- ``batch_signature``: the same method also runs from the controls of a partner plate (another
+  plate with the condition); both sets of predictions are centred on the mean of their two
+  means (removing the drug's effect they share) and an LDA trained on the two plates' real
+  controls, centred the same way, labels them: the fraction given the plate they started
+  from (chance 0.5). References: held-out real controls and real treated crops of the two
+  plates, centred the same way. The other-plate ablation starts from these partner crops;
 - ``treated_fraction`` / ``condition_accuracy``: a classifier of control vs perturbation@dose
   trained on real crops; fraction of predictions called treated / called the right dose;
 - on procedural plates (:mod:`napari_cellflux.core.synthetic`), ``known_effect_error``: the
@@ -49,7 +55,7 @@ from typing import Any
 
 import numpy as np
 
-from .metrics import LDA
+from .metrics import LDA, centre_balanced
 from .scoring import Condition, dose_label, known_effect, summarise
 
 __all__ = ["evaluate", "main", "build_parser", "sha256"]
@@ -153,6 +159,16 @@ def evaluate(model_path: str | Path, data: str | Path, *, eval_plates: Sequence[
                                    "other": sorted(set(plate[same]) - {p})})
     if not conditions:
         raise ValueError("no treated crops to evaluate on the chosen plates and doses")
+    # Partner plates (another plate with the same condition): half of their controls are
+    # kept out of the classifiers too; predictions from them measure the batch signature,
+    # and the other-plate ablation starts from them.
+    for cond in conditions:
+        cond["partner"] = cond["other"][0] if cond["other"] else None
+        q = cond["partner"]
+        if q is not None and q not in start_pool:
+            rows = rng.permutation(np.flatnonzero(ctrl & (plate == q)))
+            start_pool[q] = rows[: len(rows) // 2]
+            held_rows |= set(start_pool[q].tolist())
     clf_train = np.array([i not in held_rows for i in range(len(meta))])
     plate_clf = LDA().fit(z[clf_train & ctrl], plate[clf_train & ctrl])
     treated_plates = set(plate[~ctrl])
@@ -191,10 +207,37 @@ def evaluate(model_path: str | Path, data: str | Path, *, eval_plates: Sequence[
         tp_train = cond["same"] & clf_train
         tp_clf = LDA().fit(z[tp_train], plate[tp_train]) \
             if len(set(plate[tp_train])) >= 2 and p in set(plate[tp_train]) else None
+        # Batch signature: this plate vs the partner, on controls centred per plate pair.
+        q = cond["partner"]
+        sig_clf, xq, xq_rows = None, None, None
+        if q is not None:
+            pair = clf_train & ctrl & np.isin(plate, [p, q])
+            sig_clf = LDA().fit(centre_balanced(z[pair], plate[pair]), plate[pair])
+            xq_rows = start_pool[q][:max_cells]
+            xq = images[xq_rows].astype(np.float32)
         ctx = Condition(z=z, raw=raw, names=prof.names, plate=plate, p=p, c=c, d=d,
                         tgt=tgt, p_ctrl=p_ctrl, known=known, tp_clf=tp_clf,
                         plate_clf=plate_clf, cond_clf=cond_clf, n_boot=n_boot, seed=seed,
-                        top_k=top_k)
+                        top_k=top_k, partner=q, sig_clf=sig_clf)
+        delta_info: dict[str, Any] = {}
+
+        def predict(name: str, kind: str, x: np.ndarray) -> np.ndarray:
+            """Method ``name``'s predictions from control crops ``x``."""
+            if name in ("cellflux", "other_plate"):
+                return B.simulate_final(model, x, c, dose_arg, guidance=guidance, **sim)
+            if name == "no_guidance":
+                return B.simulate_final(model, x, c, dose_arg, guidance=1.0, **sim)
+            if name == "identity":
+                return B.identity(x)
+            if name == "mean_shift":
+                if not delta_info:
+                    delta_info["delta"], delta_info["info"] = B.mean_shift_delta(
+                        images, meta, c, d, train_mask)
+                return B.mean_shift(x, delta_info["delta"])
+            m = extra_models[name]  # an ablation model
+            return B.simulate_final(m, x, c, d if m.use_dose else None, guidance=guidance,
+                                    **sim)
+        from_partner: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         entry: dict[str, Any] = {"plate": p, "perturbation": c, "dose_uM": d,
                                  "n_target": int(len(tgt)), "n_start": int(len(x0_rows)),
                                  "real_shift_top": ctx.real_shift_top(), "methods": {}}
@@ -203,38 +246,36 @@ def evaluate(model_path: str | Path, data: str | Path, *, eval_plates: Sequence[
             t0 = time.perf_counter()
             start_rows = x0_rows
             info: dict[str, Any] = {}
-            if name == "cellflux":
-                gen = B.simulate_final(model, x0, c, dose_arg, guidance=guidance, **sim)
-            elif name == "no_guidance":
-                gen = B.simulate_final(model, x0, c, dose_arg, guidance=1.0, **sim)
-            elif name == "identity":
-                gen = B.identity(x0)
-            elif name == "mean_shift":
-                delta, info = B.mean_shift_delta(images, meta, c, d, train_mask)
-                gen = B.mean_shift(x0, delta)
-            elif name == "other_plate":
-                start_rows = B.other_plate_rows(meta, p, len(x0_rows), rng,
-                                                cond["other"][:1] or None)
+            if name == "other_plate":
+                # The model's predictions from the partner's controls (computed once).
+                start_rows = xq_rows if xq_rows is not None else \
+                    B.other_plate_rows(meta, p, len(x0_rows), rng)
                 info = {"start_plates": sorted(set(plate[start_rows]))}
-                gen = B.simulate_final(model, images[start_rows].astype(np.float32), c,
-                                       dose_arg, guidance=guidance, **sim)
-            elif kind == "ablation":
-                m = extra_models[name]
-                gen = B.simulate_final(m, x0, c, d if m.use_dose else None,
-                                       guidance=guidance, **sim)
-            else:  # noise_start
+                if q is not None and "cellflux" in from_partner:
+                    g_raw, g_z = from_partner["cellflux"]
+                else:
+                    g_raw, g_z = prof.of(predict(name, kind,
+                                                 images[start_rows].astype(np.float32)))
+            elif kind == "noise_start":
                 m = extra_models[name]
                 start_rows = None
-                gen = B.sample_from_noise(m, len(x0_rows), c, d if m.use_dose else None,
-                                          guidance=guidance, out_size=x0.shape[1:3], **sim)
-            g_raw, g_z = prof.of(gen)
-            timings[name] += time.perf_counter() - t0
+                g_raw, g_z = prof.of(B.sample_from_noise(
+                    m, len(x0_rows), c, d if m.use_dose else None, guidance=guidance,
+                    out_size=x0.shape[1:3], **sim))
+            else:
+                g_raw, g_z = prof.of(predict(name, kind, x0))
+                if name == "mean_shift":
+                    info = delta_info["info"]
             pooled[name]["gen"].append(g_z)
             pooled[name]["tgt"].append(z[tgt])
             # Shifts are measured from the crops a method started from when they are this
             # plate's controls (paired, so sampling noise cancels), else from all of them.
             res = ctx.score(g_raw, g_z, start_rows,
                             same_start=start_rows is not None and name != "other_plate")
+            if xq is not None and start_rows is not None and name != "other_plate":
+                from_partner[name] = prof.of(predict(name, kind, xq))
+                res["batch_signature"] = ctx.batch_signature(g_z, from_partner[name][1])
+            timings[name] += time.perf_counter() - t0
             res["wall_s"] = round(time.perf_counter() - t0, 2)
             if info:
                 res["info"] = info
@@ -242,8 +283,12 @@ def evaluate(model_path: str | Path, data: str | Path, *, eval_plates: Sequence[
             log(f"  {name:14s} FD {res['fd']['value']:8.3f}  recovery "
                 f"{res['effect_recovery']['value']:6.3f}  plate "
                 f"{res.get('treated_plate_recovery', {'value': np.nan})['value']:.2f}  "
+                f"signature {res.get('batch_signature', {'value': np.nan})['value']:.2f}  "
                 f"treated {res['treated_fraction']['value']:.2f}  ({res['wall_s']:.0f} s)")
-        refs = ctx.references(cond["ref_rows"], start_pool[p])
+        refs = ctx.references(cond["ref_rows"], start_pool[p],
+                              start_pool[q] if q is not None else None,
+                              np.flatnonzero(cond["same"] & (plate == q))
+                              if q is not None else None)
         entry["references"] = refs
         results.append(entry)
 

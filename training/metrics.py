@@ -139,6 +139,18 @@ class LDA:
         return e / e.sum(1, keepdims=True)
 
 
+def centre_balanced(x, groups) -> np.ndarray:
+    """``x`` minus the mean of its per-group means (every group weighs the same).
+
+    Removes what all groups share (for profiles: the effect of a condition common to every
+    plate) and keeps how the groups differ from each other (the plate signature).
+    """
+    x = _as2d(x)
+    groups = np.asarray(groups)
+    centre = np.mean([x[groups == g].mean(0) for g in np.unique(groups)], axis=0)
+    return x - centre
+
+
 @dataclass
 class Estimate:
     """A figure with its bootstrap confidence interval."""

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .metrics import LDA, bootstrap, effect_recovery, frechet_distance, kid
+from .metrics import LDA, bootstrap, centre_balanced, effect_recovery, frechet_distance, kid
 
 __all__ = ["Condition", "summarise", "known_effect", "relative_change", "dose_label", "ci"]
 
@@ -76,6 +76,8 @@ class Condition:
     n_boot: int
     seed: int
     top_k: int
+    partner: str | None = None    # a second plate with this condition (batch signature)
+    sig_clf: LDA | None = None    # plate classifier (this plate vs partner) on centred controls
 
     def __post_init__(self) -> None:
         self.real_shift = self.z[self.tgt].mean(0) - self.z[self.p_ctrl].mean(0)
@@ -143,9 +145,30 @@ class Condition:
                                  for i in self.top}
         return res
 
-    def references(self, ref: np.ndarray, ctrl_b: np.ndarray) -> dict[str, Any]:
+    def _signature_hits(self, z_here: np.ndarray, z_partner: np.ndarray) -> np.ndarray:
+        labels = np.array([self.p] * len(z_here) + [self.partner] * len(z_partner))
+        x = centre_balanced(np.concatenate([z_here, z_partner]), labels)
+        return self.sig_clf.predict(x) == labels
+
+    def batch_signature(self, g_z: np.ndarray, g_z_partner: np.ndarray) -> dict[str, float]:
+        """Does a prediction keep the plate signature of the controls it started from?
+
+        ``g_z`` comes from this plate's controls, ``g_z_partner`` from the partner plate's,
+        under the same perturbation and dose. Both sets are centred on the mean of their two
+        means, which removes what they share (the drug's effect, which moves treated cells
+        far from every plate's controls), and a plate classifier trained on the real
+        controls of the two plates, centred the same way, labels them: the fraction given
+        their start plate. Chance is 0.5; identity keeps the signature by construction.
+        """
+        return self._fraction(self._signature_hits(g_z, g_z_partner))
+
+    def references(self, ref: np.ndarray, ctrl_b: np.ndarray,
+                   partner_ctrl: np.ndarray | None = None,
+                   partner_tgt: np.ndarray | None = None) -> dict[str, Any]:
         """Real crops scored like predictions: ``ref`` (held-out half of the treated crops,
-        unseen by the classifiers) and ``ctrl_b`` (held-out controls)."""
+        unseen by the classifiers) and ``ctrl_b`` (held-out controls); with a partner plate,
+        its held-out controls and its treated crops of the condition give the batch-signature
+        references."""
         z, p, label = self.z, self.p, dose_label(self.c, self.d)
         a_rows = np.setdiff1d(self.tgt, ref)
         ref_z, a_z = z[ref], z[a_rows]
@@ -167,6 +190,12 @@ class Condition:
             refs["real_treated_plate_recovery_tc"] = float(np.mean(self.tp_clf.predict(ref_z)
                                                                    == p))
             refs["treated_plate_classes"] = [str(k) for k in self.tp_clf.classes_]
+        if self.sig_clf is not None and partner_ctrl is not None and partner_tgt is not None:
+            refs["real_control_batch_signature"] = float(np.mean(
+                self._signature_hits(z[ctrl_b], z[partner_ctrl])))
+            refs["real_treated_batch_signature"] = float(np.mean(
+                self._signature_hits(z[self.tgt], z[partner_tgt])))
+            refs["batch_signature_plates"] = [p, self.partner]
         if self.known is not None:
             k = self.known
             measured = relative_change(k, self.raw[self.tgt], self.raw[self.p_ctrl])
@@ -201,8 +230,8 @@ def summarise(methods, results, pooled, n_boot: int, seed: int) -> dict[str, Any
             "KIDc": ci(bootstrap(lambda *idx: per_cond(kid, *idx), sizes, n_boot, seed=seed)),
         }
         for key in ("effect_recovery", "effect_error", "effect_cosine", "plate_recovery",
-                    "treated_plate_recovery", "treated_fraction", "condition_accuracy",
-                    "known_effect_error"):
+                    "treated_plate_recovery", "batch_signature", "treated_fraction",
+                    "condition_accuracy", "known_effect_error"):
             vals = [r["methods"][name][key] for r in results if key in r["methods"][name]]
             if vals:
                 # Mean over conditions; the interval is the mean of the per-condition bounds
@@ -230,7 +259,8 @@ def summarise(methods, results, pooled, n_boot: int, seed: int) -> dict[str, Any
                                                                       seed=seed))
     refs: dict[str, Any] = {}
     for key in ("real_control_plate_recovery", "real_treated_plate_recovery",
-                "real_treated_plate_recovery_tc", "real_treated_fraction",
+                "real_treated_plate_recovery_tc", "real_control_batch_signature",
+                "real_treated_batch_signature", "real_treated_fraction",
                 "real_condition_accuracy", "real_control_treated_fraction",
                 "known_effect_error_real"):
         vals = [r["references"][key] for r in results if key in r["references"]]

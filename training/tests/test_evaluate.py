@@ -9,7 +9,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.metrics import LDA, bootstrap, effect_recovery, frechet_distance, kid
+from training.metrics import (
+    LDA,
+    bootstrap,
+    centre_balanced,
+    effect_recovery,
+    frechet_distance,
+    kid,
+)
+from training.scoring import Condition
 
 from .conftest import run_cli
 
@@ -95,6 +103,54 @@ def test_plate_classifier_recovers_procedural_plates():
     train = np.arange(len(y)) % 2 == 0
     clf = LDA().fit(z[train], y[train])
     assert (clf.predict(z[~train]) == y[~train]).mean() > 0.8
+
+
+def test_centre_balanced_removes_the_shared_shift_and_keeps_group_differences():
+    x = np.concatenate([_gauss(100, seed=0), _gauss(300, seed=1, shift=2.0)]) + 7.0
+    g = np.repeat(["a", "b"], [100, 300])
+    c = centre_balanced(x, g)
+    # unequal group sizes weigh the same: the two group means are symmetric about 0
+    np.testing.assert_allclose(c[g == "a"].mean(0), -c[g == "b"].mean(0), atol=1e-12)
+    np.testing.assert_allclose(c[g == "b"].mean(0) - c[g == "a"].mean(0),
+                               x[g == "b"].mean(0) - x[g == "a"].mean(0), atol=1e-12)
+
+
+def _signature_case(n=300, seed=0):
+    """Two plates whose controls differ on feature 0; a condition scorer for plate A."""
+    rng = np.random.default_rng(seed)
+    za, zb = rng.normal(size=(n, 5)), rng.normal(size=(n, 5))
+    zb[:, 0] += 2.0
+    z = np.concatenate([za, zb])
+    plate = np.repeat(["A", "B"], n)
+    train = np.arange(2 * n) % 2 == 0
+    sig = LDA().fit(centre_balanced(z[train], plate[train]), plate[train])
+    raw_clf = LDA().fit(z[train], plate[train])
+    ctx = Condition(z=z, raw=z, names=[f"f{i}" for i in range(5)], plate=plate, p="A",
+                    c="drug", d=1.0, tgt=np.arange(10), p_ctrl=np.flatnonzero(plate == "A"),
+                    known=None, tp_clf=None, plate_clf=raw_clf, cond_clf=raw_clf, n_boot=50,
+                    seed=0, top_k=3, partner="B", sig_clf=sig)
+    held_a, held_b = za[1::2], zb[1::2]
+    return ctx, raw_clf, held_a, held_b
+
+
+def test_batch_signature_survives_a_drug_shift_that_defeats_a_raw_plate_classifier():
+    """A large common shift (the drug) keeps the plate difference: the centred classifier
+    still finds the start plate, while the raw control-trained classifier does not."""
+    ctx, raw_clf, held_a, held_b = _signature_case()
+    drug = np.array([-6.0, 3.0, 4.0, 0.0, 1.0])
+    kept = ctx.batch_signature(held_a + drug, held_b + drug)
+    assert kept["value"] > 0.8 and kept["ci_low"] <= kept["value"] <= kept["ci_high"]
+    raw_hits = np.concatenate([raw_clf.predict(held_a + drug) == "A",
+                               raw_clf.predict(held_b + drug) == "B"])
+    assert raw_hits.mean() < 0.6
+
+
+def test_batch_signature_is_at_chance_when_predictions_forget_their_start_plate():
+    ctx, _, held_a, held_b = _signature_case()
+    rng = np.random.default_rng(1)
+    pooled = rng.permutation(np.concatenate([held_a, held_b]))  # plate-blind predictions
+    lost = ctx.batch_signature(pooled[: len(held_a)] + 3.0, pooled[len(held_a):] + 3.0)
+    assert 0.35 < lost["value"] < 0.65
 
 
 # --------------------------------------------------------------------------- baselines
@@ -210,3 +266,15 @@ def test_evaluate_cli_on_procedural_plates(tmp_path, syn_dir, random_tiny_model_
     assert m["summary"]["again"]["FDc"] == m["summary"]["cellflux"]["FDc"]
     assert m["summary"]["again"]["FDc_minus_cellflux"]["value"] == pytest.approx(0, abs=1e-9)
     assert "FDc_minus_cellflux" in m["summary"]["identity"]
+    # batch signature: every method that starts from controls is also run from the partner
+    # plate's controls; the other-plate ablation starts from exactly that plate
+    for c in conds:
+        partner = c["references"]["batch_signature_plates"][1]
+        assert partner != "SynPlate2"
+        assert c["methods"]["other_plate"]["info"]["start_plates"] == [partner]
+        for name in ("cellflux", "identity", "mean_shift", "no_guidance", "again"):
+            v = c["methods"][name]["batch_signature"]
+            assert 0 <= v["ci_low"] <= v["value"] <= v["ci_high"] <= 1
+        assert "batch_signature" not in c["methods"]["noise_start"]
+        assert 0 <= c["references"]["real_control_batch_signature"] <= 1
+    assert m["summary"]["again"]["batch_signature"] == m["summary"]["cellflux"]["batch_signature"]
