@@ -12,7 +12,9 @@ continues where it stopped; --force redoes everything):
    ``bbbc_main`` (plate Week4_27821 held out), ``bbbc_nonoise`` (same, no source noise
    augmentation), ``bbbc_noisestart`` (same, trained from Gaussian noise instead of
    controls), ``bbbc_dose15`` (15 uM held out) and ``syn_main`` (procedural plates,
-   SynPlate4 held out, on a procedural dataset written to the workdir);
+   SynPlate4 held out, on a procedural dataset written to the workdir), all at the same
+   small budget (--steps), plus ``bbbc_main_long`` (--long-steps) and, at a larger budget
+   (--budget-steps), ``bbbc_main_N``, ``bbbc_nonoise_N`` and ``syn_main_N``;
 2. evaluate them with ``python -m training.evaluate`` (metrics JSON in the workdir, copied to
    docs/benchmarks/);
 3. write docs/benchmarks.md (everything except a ``## Speed`` section, which is kept as it
@@ -54,6 +56,15 @@ METHOD_LABELS = {
 }
 
 
+def label(method: str) -> str:
+    """Table label of a method (models of a larger budget are named ``..._<N>_steps``)."""
+    m = re.fullmatch(r"(cellflux|no_noise_aug)_(\d+)_steps", method)
+    if m and method not in METHOD_LABELS:
+        what = "CellFlux" if m.group(1) == "cellflux" else "ablation: no noise augmentation,"
+        return f"{what} trained {m.group(2)} steps instead of 300"
+    return METHOD_LABELS.get(method, method)
+
+
 def sh(cmd: list[str], log: Path) -> float:
     """Run a command (one CPU thread), tee to a log; returns the wall time in seconds."""
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"),
@@ -69,7 +80,8 @@ def sh(cmd: list[str], log: Path) -> float:
     return wall
 
 
-def train_commands(work: Path, steps: int, long_steps: int) -> dict[str, list[str]]:
+def train_commands(work: Path, steps: int, long_steps: int,
+                   budget_steps: int = 0) -> dict[str, list[str]]:
     py = sys.executable
     def common(n: int) -> list[str]:
         return ["--preset", "fast", "--steps", str(n), "--batch-size", "32", "--lr", "3e-4",
@@ -77,7 +89,7 @@ def train_commands(work: Path, steps: int, long_steps: int) -> dict[str, list[st
 
     data = ["--data", str(BBBC), "--smiles-table", str(SMILES)]
     bbbc = [*data, *common(steps)]
-    return {
+    cmds = {
         "bbbc_main": [py, "-m", "training.run", *bbbc, "--holdout-plates", EVAL_PLATE],
         "bbbc_main_long": [py, "-m", "training.run", *data, *common(long_steps),
                            "--holdout-plates", EVAL_PLATE],
@@ -89,6 +101,14 @@ def train_commands(work: Path, steps: int, long_steps: int) -> dict[str, list[st
         "syn_main": [py, "-m", "training.run", "--data", str(work / "syn_data"), *common(steps),
                      "--holdout-plates", "SynPlate4"],
     }
+    if budget_steps:  # the same recipes with a larger training budget
+        n = budget_steps
+        cmds[f"bbbc_main_{n}"] = [py, "-m", "training.run", *data, *common(n),
+                                  "--holdout-plates", EVAL_PLATE]
+        cmds[f"bbbc_nonoise_{n}"] = [*cmds[f"bbbc_main_{n}"], "--noise-prob", "0"]
+        cmds[f"syn_main_{n}"] = [py, "-m", "training.run", "--data", str(work / "syn_data"),
+                                 *common(n), "--holdout-plates", "SynPlate4"]
+    return cmds
 
 
 def eval_commands(work: Path, args) -> dict[str, list[str]]:
@@ -103,13 +123,19 @@ def eval_commands(work: Path, args) -> dict[str, list[str]]:
                   "--noise-start", m("bbbc_noisestart"),
                   *(["--ablation", f"cellflux_{args.long_steps}_steps={m('bbbc_main_long')}"]
                     if args.long_steps else []),
+                  *([a for name, model in ((f"cellflux_{n}_steps", "bbbc_main"),
+                                          (f"no_noise_aug_{n}_steps", "bbbc_nonoise"))
+                     for a in ("--ablation", f"{name}={m(f'{model}_{n}')}")]
+                    if (n := args.budget_steps) else []),
                   *[a for e in args.extra for a in ("--ablation", e)], *common],
         "dose": [py, "-m", "training.evaluate", "--model", m("bbbc_dose15"), "--data",
                  str(BBBC), "--holdout-plate", EVAL_PLATE, "--doses", "15",
                  "--max-cells", str(args.max_cells), *common],
         "syn": [py, "-m", "training.evaluate", "--model", m("syn_main"), "--data",
                 str(work / "syn_data"), "--holdout-plate", "SynPlate4", "--doses", "1", "10",
-                "--max-cells", str(args.syn_cells), *common],
+                "--max-cells", str(args.syn_cells),
+                *(["--ablation", f"cellflux_{n}_steps={m(f'syn_main_{n}')}"]
+                  if (n := args.budget_steps) else []), *common],
     }
 
 
@@ -137,8 +163,10 @@ def fmt(v: dict | None, digits: int = 2, pct: bool = False) -> str:
 
 
 def method_order(summary: dict) -> list[str]:
-    order = ["cellflux", "cellflux_500_steps", "no_guidance", "no_noise_aug", "other_plate",
-             "noise_start", "mean_shift", "identity"]
+    budget = sorted((m for m in summary if re.fullmatch(r"\w+_\d+_steps", m)
+                     and m != "cellflux_500_steps"), key=lambda m: m.startswith("no_"))
+    order = ["cellflux", "cellflux_500_steps", *budget, "no_guidance", "no_noise_aug",
+             "other_plate", "noise_start", "mean_shift", "identity"]
     return [m for m in order if m in summary] + \
         [m for m in summary if m not in order and m != "references"]
 
@@ -152,7 +180,7 @@ def quality_table(metrics: dict, known: bool = False) -> str:
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for m in method_order(s):
         r = s[m]
-        row = [METHOD_LABELS.get(m, m), fmt(r["FDo"], 1), fmt(r["FDc"], 1), fmt(r["KIDc"], 2),
+        row = [label(m), fmt(r["FDo"], 1), fmt(r["FDc"], 1), fmt(r["KIDc"], 2),
                fmt(r.get("effect_recovery")), fmt(r.get("effect_error")),
                fmt(r.get("plate_recovery"), pct=True),
                fmt(r.get("treated_plate_recovery"), pct=True),
@@ -455,7 +483,9 @@ def write_doc(results: dict[str, dict], walls: dict[str, float], cmds: dict, wor
     figs = figures(results)
     train_rows = []
     for name in ("bbbc_main", "bbbc_main_long", "bbbc_nonoise", "bbbc_noisestart",
-                 "bbbc_dose15", "syn_main"):
+                 "bbbc_dose15", "syn_main", *(f"{k}_{args.budget_steps}" for k in
+                                              ("bbbc_main", "bbbc_nonoise", "syn_main")
+                                              if args.budget_steps)):
         meta_path = work / name / "model.safetensors"
         if not meta_path.is_file():
             continue
@@ -639,6 +669,9 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=300, help="training steps per model")
     p.add_argument("--long-steps", type=int, default=500,
                    help="also train and evaluate the CellFlux model this long (0: no)")
+    p.add_argument("--budget-steps", type=int, default=2000,
+                   help="also train CellFlux, its no-noise-augmentation ablation and the "
+                        "procedural model this long (a larger budget; 0: no)")
     p.add_argument("--sample-steps", type=int, default=10, help="Euler steps when sampling")
     p.add_argument("--max-cells", type=int, default=300)
     p.add_argument("--syn-cells", type=int, default=128)
@@ -656,10 +689,13 @@ def main(argv=None) -> int:
         sys.exit(f"{BBBC} not found: the benchmark needs ../shared/data beside the repository")
     work = args.workdir.resolve()
     work.mkdir(parents=True, exist_ok=True)
+    n = args.budget_steps
     need = {"plate": ["bbbc_main", "bbbc_nonoise", "bbbc_noisestart"]
-            + (["bbbc_main_long"] if args.long_steps else []),
-            "dose": ["bbbc_dose15"], "syn": ["syn_main"]}
-    tcmds, ecmds = train_commands(work, args.steps, args.long_steps), eval_commands(work, args)
+            + (["bbbc_main_long"] if args.long_steps else [])
+            + ([f"bbbc_main_{n}", f"bbbc_nonoise_{n}"] if n else []),
+            "dose": ["bbbc_dose15"], "syn": ["syn_main"] + ([f"syn_main_{n}"] if n else [])}
+    tcmds = train_commands(work, args.steps, args.long_steps, n)
+    ecmds = eval_commands(work, args)
     walls: dict[str, float] = {}
     if not args.docs_only:
         for key in args.only:

@@ -14,7 +14,7 @@ from magicgui.widgets import (
     Select, SpinBox,
 )
 
-from ._settings import DEVICES, load_settings
+from ._settings import DEVICES, load_settings, usable_cores
 from ._sources import RGB_AXIS, Source, axis_choices, channel_labels, default_order
 
 __all__ = ["ModelPanel", "InputPanel", "PerturbationPanel", "SamplerPanel"]
@@ -37,10 +37,14 @@ class ModelPanel(Container):
                                 nullable=True, value=saved.weights_path or None)
         self.weights.line_edit.native.setPlaceholderText("empty: bundled demo weights")
         self.device = ComboBox(label="Device", choices=DEVICES, value=saved.device)
+        self.cpu_threads = SpinBox(
+            label="CPU threads", min=0, max=max(64, usable_cores()), value=saved.cpu_threads,
+            tooltip="Torch threads on the CPU; 0: automatic (one fewer than the cores, so "
+                    "napari can draw while the model computes)")
         self.load = PushButton(text="Load weights")
         self.info = _wrap(Label(value="loading model ..."))
-        super().__init__(widgets=[self.weights, self.device, self.load, self.info],
-                         label="Model")
+        super().__init__(widgets=[self.weights, self.device, self.cpu_threads, self.load,
+                                  self.info], label="Model")
 
     @property
     def weights_path(self) -> str:

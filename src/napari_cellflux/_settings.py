@@ -1,19 +1,22 @@
-"""Remembered plugin settings (weights file, device) through npe2 ``configurations``.
+"""Remembered plugin settings (weights file, device, CPU threads) through npe2
+``configurations``.
 
-The manifest declares a configuration ``inference`` with the properties ``weights_path``
-and ``device``; napari (>= 0.9) turns it into a page of its Preferences dialog and a settings
-file ``napari-cellflux.yaml`` beside its own settings (see ``napari --info``), auto-saved on
-change. Older napari versions have no plugin settings: then the defaults are used and
-nothing is remembered, which is never an error.
+The manifest declares a configuration ``inference`` with the properties ``weights_path``,
+``device`` and ``cpu_threads``; napari (>= 0.9) turns it into a page of its Preferences
+dialog and a settings file ``napari-cellflux.yaml`` beside its own settings (see ``napari
+--info``), auto-saved on change. Older napari versions have no plugin settings: then the
+defaults are used and nothing is remembered, which is never an error.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["PLUGIN_NAME", "DEVICES", "InferenceSettings", "load_settings", "save_settings"]
+__all__ = ["PLUGIN_NAME", "DEVICES", "InferenceSettings", "load_settings", "save_settings",
+           "cpu_threads_for", "usable_cores"]
 
 PLUGIN_NAME = "napari-cellflux"
 CONFIG_KEY = "inference"
@@ -27,6 +30,30 @@ class InferenceSettings:
 
     weights_path: str = ""
     device: str = "auto"
+    cpu_threads: int = 0  # 0: automatic (see cpu_threads_for)
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def cpu_threads_for(setting: int) -> int:
+    """Torch CPU threads for a simulation: ``setting`` when > 0, else one core fewer than
+    the machine has (at least one).
+
+    napari's GUI thread draws every streamed frame while the model computes the next one.
+    When torch's OpenMP threads take every core they wait on each other whenever the GUI
+    (or any other program) holds one: on a 2-core machine with one core busy, a trajectory
+    took 152 s with two threads and 8.7 s with one (docs/benchmarks.md, Speed). Leaving a
+    core free keeps that from happening at a modest cost on an idle machine.
+    """
+    if setting and setting > 0:
+        return int(setting)
+    return max(1, usable_cores() - 1)
 
 
 def _section() -> Any | None:
@@ -47,14 +74,21 @@ def load_settings() -> InferenceSettings:
     if section is None:
         return InferenceSettings()
     device = str(getattr(section, "device", "auto") or "auto")
+    try:
+        threads = max(0, int(getattr(section, "cpu_threads", 0) or 0))
+    except (TypeError, ValueError):
+        threads = 0
     return InferenceSettings(
         weights_path=str(getattr(section, "weights_path", "") or ""),
         device=device if device in DEVICES else "auto",
+        cpu_threads=threads,
     )
 
 
-def save_settings(weights_path: str | None = None, device: str | None = None) -> bool:
-    """Remember a weights file and/or device; returns False where settings are unavailable."""
+def save_settings(weights_path: str | None = None, device: str | None = None,
+                  cpu_threads: int | None = None) -> bool:
+    """Remember a weights file, device and/or CPU thread count; returns False where settings
+    are unavailable."""
     section = _section()
     if section is None:
         return False
@@ -63,6 +97,8 @@ def save_settings(weights_path: str | None = None, device: str | None = None) ->
             section.weights_path = str(weights_path)
         if device is not None:
             section.device = device
+        if cpu_threads is not None:
+            section.cpu_threads = int(cpu_threads)
     except Exception as exc:  # a validation error must never break the widget
         _log.warning("could not save napari-cellflux settings: %s", exc)
         return False

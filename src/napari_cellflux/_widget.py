@@ -18,7 +18,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from ._controls import ComparePanel, InputPanel, ModelPanel, PerturbationPanel, SamplerPanel
 from ._display import RunDisplay
 from ._layers import cells_from_layer, show_cells
-from ._settings import save_settings
+from ._settings import cpu_threads_for, save_settings
 from ._sources import Source, extract, find_sources
 from ._worker import (
     Batch, CellsFound, Failed, Frame, Ready, RunSettings, detect_cells, load_model_safely,
@@ -88,8 +88,11 @@ class CellFluxWidget(Container):
         self._queue: deque[Any] = deque()
         self._handling = False
         self._failed: str | None = None
+        self.frames_shown = 0  # frames of the current run drawn so far
 
         self.model_panel.load.changed.connect(self.load_weights)
+        self.model_panel.cpu_threads.changed.connect(
+            lambda n: save_settings(cpu_threads=int(n)))
         self.input_panel.detect.changed.connect(self.detect)
         self.run_button.changed.connect(self._on_run_clicked)
         for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
@@ -284,6 +287,8 @@ class CellFluxWidget(Container):
             paste_back=bool(self.input_panel.paste.value),
             weights=str(self.model.path or "bundled demo"))
         self._batches, self._failed = batches, None
+        self.frames_shown = 0
+        self._set_cpu_threads()
         self.display.start(self.model, batches, settings, self._placement, self._view_layers)
         self._progress = progress(total=settings.n_frames * len(batches),
                                   desc=f"CellFlux {settings.direction}: {query[:30]}")
@@ -298,6 +303,13 @@ class CellFluxWidget(Container):
         self.status.value = f"Simulating {query[:40]} ({settings.direction}) ..."
         worker.start()
         return worker
+
+    def _set_cpu_threads(self) -> None:
+        """Torch's CPU thread count for this run (see :func:`cpu_threads_for`)."""
+        import torch
+
+        if str(self.model.device).startswith("cpu"):
+            torch.set_num_threads(cpu_threads_for(int(self.model_panel.cpu_threads.value)))
 
     def cancel(self) -> None:
         """Stop at the next frame; the frames computed so far stay in the layers."""
@@ -325,6 +337,7 @@ class CellFluxWidget(Container):
             self._on_finished()
         elif isinstance(event, Frame):
             self.display.frame(event)
+            self.frames_shown += 1
             if self._progress is not None:
                 self._progress.update(1)
         elif isinstance(event, CellsFound):

@@ -31,7 +31,8 @@ def test_contributions():
     assert writer.layer_types == ["image+"]
     assert all(cmd.id.startswith("napari-cellflux.") for cmd in c.commands)
     props = c.configurations["inference"].properties
-    assert set(props) == {"weights_path", "device"}
+    assert set(props) == {"weights_path", "device", "cpu_threads"}
+    assert props["cpu_threads"].default == 0
 
 
 def test_settings_round_trip(plugin_settings, npe2pm):
@@ -46,6 +47,18 @@ def test_settings_round_trip(plugin_settings, npe2pm):
     assert section.inference.device == "cpu"
     assert "model.safetensors" in section.config_path.read_text()  # auto-saved file
     assert load_settings().weights_path == "/data/model.safetensors"
+    assert load_settings().cpu_threads == 0
+    assert save_settings(cpu_threads=3) and load_settings().cpu_threads == 3
+    assert "cpu_threads: 3" in section.config_path.read_text()
+
+
+def test_cpu_thread_policy_leaves_a_core_for_the_viewer(monkeypatch):
+    from napari_cellflux import _settings
+
+    assert _settings.cpu_threads_for(3) == 3  # an explicit choice is kept
+    for cores, auto in ((1, 1), (2, 1), (16, 15)):
+        monkeypatch.setattr(_settings, "usable_cores", lambda c=cores: c)
+        assert _settings.cpu_threads_for(0) == auto
 
 
 def test_settings_fall_back_without_registration(npe2pm):

@@ -119,6 +119,22 @@ def test_forward_run_fills_a_t_stack_and_reruns_in_place(viewer_widget, qtbot):
     assert again[0].metadata["cellflux"]["perturbation"] == widget.model.perturbations[1]
 
 
+def test_cpu_thread_setting_applies_to_the_run_and_is_remembered(viewer_widget, qtbot):
+    import torch
+
+    from napari_cellflux._settings import cpu_threads_for, load_settings
+
+    viewer, widget = viewer_widget
+    widget.model_panel.cpu_threads.value = 0  # automatic
+    _run(qtbot, widget)
+    assert torch.get_num_threads() == cpu_threads_for(0)
+    assert widget.frames_shown == STEPS + 1  # every frame reached the canvas
+    widget.model_panel.cpu_threads.value = 2
+    _run(qtbot, widget)
+    assert torch.get_num_threads() == 2
+    assert load_settings().cpu_threads == 2
+
+
 def test_cancel_keeps_a_valid_partial_stack(viewer_widget, qtbot):
     from napari_cellflux._worker import Frame
 
