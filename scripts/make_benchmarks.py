@@ -37,33 +37,22 @@ import sys
 import time
 from pathlib import Path
 
+from benchmark_figures import figures
+from benchmark_tables import (
+    EVAL_PLATE,
+    findings,
+    known_effect_table,
+    per_condition_table,
+    quality_table,
+    targets,
+    verdicts,
+)
+
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
 DATA = (REPO / ".." / "shared" / "data").resolve()
 BBBC = DATA / "bbbc021_cyclohexamide"
 SMILES = DATA / "bbbc021_annotations" / "BBBC021_v1_compound.csv"
-EVAL_PLATE = "Week4_27821"
-
-METHOD_LABELS = {
-    "cellflux": "CellFlux (ours, guidance 1.2)",
-    "cellflux_500_steps": "CellFlux trained 500 steps instead of 300",
-    "identity": "identity (control crop)",
-    "mean_shift": "mean shift (training mean treated - control image)",
-    "noise_start": "trained from noise (MorphoDiff-style, w/o control)",
-    "no_guidance": "ablation: no guidance (scale 1)",
-    "no_noise_aug": "ablation: no noise augmentation",
-    "other_plate": "ablation: start from controls of another plate",
-}
-
-
-def label(method: str) -> str:
-    """Table label of a method (models of a larger budget are named ``..._<N>_steps``)."""
-    m = re.fullmatch(r"(cellflux|no_noise_aug)_(\d+)_steps", method)
-    if m and method not in METHOD_LABELS:
-        what = "CellFlux" if m.group(1) == "cellflux" else "ablation: no noise augmentation,"
-        return f"{what} trained {m.group(2)} steps instead of 300"
-    return METHOD_LABELS.get(method, method)
-
 
 def sh(cmd: list[str], log: Path) -> float:
     """Run a command (one CPU thread), tee to a log; returns the wall time in seconds."""
@@ -150,290 +139,6 @@ def make_syn_data(work: Path) -> None:
 # ------------------------------------------------------------------------------ tables
 
 
-def fmt(v: dict | None, digits: int = 2, pct: bool = False) -> str:
-    if not v or v.get("value") is None:
-        return "-"
-    k = 100.0 if pct else 1.0
-    f = f"{{:.{0 if pct else digits}f}}"
-    lo, hi = v.get("ci_low"), v.get("ci_high")
-    body = f.format(v["value"] * k)
-    if lo is None or hi is None:
-        return body
-    return f"{body} [{f.format(lo * k)}, {f.format(hi * k)}]"
-
-
-def method_order(summary: dict) -> list[str]:
-    budget = sorted((m for m in summary if re.fullmatch(r"\w+_\d+_steps", m)
-                     and m != "cellflux_500_steps"), key=lambda m: m.startswith("no_"))
-    order = ["cellflux", "cellflux_500_steps", *budget, "no_guidance", "no_noise_aug",
-             "other_plate", "noise_start", "mean_shift", "identity"]
-    return [m for m in order if m in summary] + \
-        [m for m in summary if m not in order and m != "references"]
-
-
-def quality_table(metrics: dict, known: bool = False) -> str:
-    s = metrics["summary"]
-    head = ("| method | FDo | FDc | KIDc | effect recovery | effect error | plate recovery "
-            "(control clf.) | plate recovery (treated clf.) | batch signature | called "
-            "treated | right dose |"
-            + (" known-effect error |" if known else ""))
-    lines = [head, "|" + "---|" * (head.count("|") - 1)]
-    for m in method_order(s):
-        r = s[m]
-        row = [label(m), fmt(r["FDo"], 1), fmt(r["FDc"], 1), fmt(r["KIDc"], 2),
-               fmt(r.get("effect_recovery")), fmt(r.get("effect_error")),
-               fmt(r.get("plate_recovery"), pct=True),
-               fmt(r.get("treated_plate_recovery"), pct=True),
-               fmt(r.get("batch_signature"), pct=True),
-               fmt(r.get("treated_fraction"), pct=True),
-               fmt(r.get("condition_accuracy"), pct=True)]
-        if known:
-            row.append(fmt(r.get("known_effect_error"), 3))
-        lines.append("| " + " | ".join(row) + " |")
-    ref = s["references"]
-    row = ["real treated crops (reference)", "-", f"{ref['real_split_fd']:.1f} (half vs half)",
-           "-", "1 (by definition)", "0",
-           f"{100 * ref['real_treated_plate_recovery']:.0f} (controls: "
-           f"{100 * ref['real_control_plate_recovery']:.0f})",
-           f"{100 * ref['real_treated_plate_recovery_tc']:.0f}"
-           if "real_treated_plate_recovery_tc" in ref else "-",
-           f"{100 * ref['real_treated_batch_signature']:.0f} (controls: "
-           f"{100 * ref['real_control_batch_signature']:.0f})"
-           if "real_control_batch_signature" in ref else "-",
-           f"{100 * ref['real_treated_fraction']:.0f}",
-           f"{100 * ref['real_condition_accuracy']:.0f}"]
-    if known:
-        row.append(f"{ref.get('known_effect_error_real', float('nan')):.3f}")
-    lines.append("| " + " | ".join(row) + " |")
-    return "\n".join(lines)
-
-
-def per_condition_table(metrics: dict) -> str:
-    lines = ["| condition | method | FD | effect recovery | effect error | called treated |",
-             "|---|---|---|---|---|---|"]
-    for c in metrics["conditions"]:
-        name = f"{c['perturbation']} {c['dose_uM']:g} uM, {c['plate']}"
-        for m in method_order(c["methods"]):
-            r = c["methods"][m]
-            lines.append(f"| {name} | {m} | {fmt(r['fd'], 1)} | {fmt(r['effect_recovery'])} | "
-                         f"{fmt(r['effect_error'])} | {fmt(r['treated_fraction'], pct=True)} |")
-        lines.append(f"| {name} | real half vs half | "
-                     f"{fmt(c['references']['real_split_fd'], 1)} | - | - | "
-                     f"{100 * c['references']['real_treated_fraction']:.0f} |")
-    return "\n".join(lines)
-
-
-def known_effect_table(metrics: dict) -> str:
-    methods = [m for m in method_order(metrics["summary"])]
-    keys = None
-    lines = []
-    for c in metrics["conditions"]:
-        truth = c["references"].get("known_effect_truth")
-        if not truth:
-            continue
-        if keys is None:
-            keys = list(truth)
-            lines = ["| condition | quantity | truth | measured on real | "
-                     + " | ".join(methods) + " |",
-                     "|" + "---|" * (4 + len(methods))]
-        real = c["references"]["known_effect_measured_real"]
-        for k in keys:
-            vals = [f"{c['methods'][m]['known_effect_predicted'][k]:+.2f}" for m in methods]
-            lines.append(f"| {c['perturbation']} {c['dose_uM']:g} uM | {k} | {truth[k]:+.2f} | "
-                         f"{real[k]:+.2f} | " + " | ".join(vals) + " |")
-    return "\n".join(lines)
-
-
-def _better(a: dict, b: dict, lower: bool) -> str:
-    """'yes' when a beats b with non-overlapping intervals, 'within noise' when the point
-    estimate is better but the intervals overlap, 'no' otherwise."""
-    va, vb = a["value"], b["value"]
-    better = va < vb if lower else va > vb
-    if not better:
-        return "**no**"
-    sep = a["ci_high"] < b["ci_low"] if lower else a["ci_low"] > b["ci_high"]
-    return "yes" if sep else "better point estimate, intervals overlap"
-
-
-def _paired(d: dict | None) -> str:
-    """Verdict from a paired difference (other - CellFlux; > 0: CellFlux better)."""
-    if not d:
-        return "-"
-    body = f"difference {fmt(d, 1)}"
-    if d["value"] <= 0:
-        return f"**no** ({body})"
-    return f"yes ({body})" if d["ci_low"] > 0 else f"within noise ({body})"
-
-
-def verdicts(metrics: dict) -> str:
-    s = metrics["summary"]
-    if "cellflux" not in s:
-        return ""
-    c = s["cellflux"]
-    out = []
-    for other in ("identity", "mean_shift", "noise_start", "other_plate", "no_guidance",
-                  "no_noise_aug"):
-        if other not in s:
-            continue
-        o = s[other]
-        rec = abs(1 - c["effect_recovery"]["value"]) < abs(1 - o["effect_recovery"]["value"])
-        out.append(f"- CellFlux vs {other}: FDc {_paired(o.get('FDc_minus_cellflux'))}; "
-                   f"effect error {_better(c['effect_error'], o['effect_error'], True)}; "
-                   f"effect recovery closer to 1: {'yes' if rec else '**no**'}")
-    return "\n".join(out)
-
-
-def findings(results: dict[str, dict]) -> str:
-    """One line per protocol: what CellFlux beats and, plainly, what it does not."""
-    names = {"plate": f"Held-out plate {EVAL_PLATE}", "dose": "Held-out dose 15 uM",
-             "syn": "Procedural plates"}
-    lines = []
-    for key, r in results.items():
-        s = r["summary"]
-        if "cellflux" not in s:
-            continue
-        wins, losses, ties = [], [], []
-        for m in method_order(s):
-            d = s[m].get("FDc_minus_cellflux")
-            if m == "cellflux" or not d:
-                continue
-            (wins if d["ci_low"] > 0 else losses if d["ci_high"] < 0 else ties).append(m)
-        mine = s["cellflux"]["effect_error"]
-        err_losses = [m for m in method_order(s) if m != "cellflux"
-                      and s[m]["effect_error"]["ci_high"] < mine["ci_low"]]
-        text = f"- **{names.get(key, key)}**: on FDc CellFlux beats {', '.join(wins) or 'nothing'}"
-        if ties:
-            text += f"; ties (interval of the difference contains 0) with {', '.join(ties)}"
-        if losses:
-            text += f"; **does not beat {', '.join(losses)}** (better than CellFlux)"
-        if err_losses:
-            text += (f". On effect error **{', '.join(err_losses)} "
-                     f"{'is' if len(err_losses) == 1 else 'are'} better than CellFlux**")
-        lines.append(text + ".")
-    return "\n".join(lines)
-
-
-def targets(metrics: dict) -> str:
-    """The targets of issue 5, each with the measured numbers and whether it is met."""
-    s = metrics["summary"]
-    if "cellflux" not in s:
-        return ""
-    c, ref = s["cellflux"], s["references"]
-    rows = ["| target | measured | met? |", "|---|---|---|"]
-
-    def met(ok: bool | None) -> str:
-        return "-" if ok is None else ("yes" if ok else "**no**")
-
-    for other in ("identity", "mean_shift", "noise_start"):
-        if other not in s:
-            continue
-        d = s[other].get("FDc_minus_cellflux")
-        ok_fd = None if not d else d["ci_low"] > 0
-        rows.append(f"| beats {other} on FDc | CellFlux {fmt(c['FDc'], 1)} vs "
-                    f"{fmt(s[other]['FDc'], 1)}; paired difference {fmt(d, 1)} | {met(ok_fd)} |")
-        e_c, e_o = c["effect_error"], s[other]["effect_error"]
-        ok_err = e_c["ci_high"] < e_o["ci_low"]
-        rows.append(f"| beats {other} on effect recovery (effect error; median ratio) | "
-                    f"error {fmt(e_c)} vs {fmt(e_o)}; recovery {fmt(c['effect_recovery'])} vs "
-                    f"{fmt(s[other]['effect_recovery'])} | {met(ok_err)} |")
-    if "other_plate" in s:
-        d = s["other_plate"].get("FDc_minus_cellflux")
-        rows.append(f"| same-plate start beats other-plate start (FDc) | "
-                    f"{fmt(c['FDc'], 1)} vs {fmt(s['other_plate']['FDc'], 1)}; paired "
-                    f"difference {fmt(d, 1)} | {met(None if not d else d['ci_low'] > 0)} |")
-    if "batch_signature" in c and "real_control_batch_signature" in ref:
-        bs = c["batch_signature"]
-        rows.append(f"| plate recovery close to real controls (batch signature: control "
-                    f"classifier after removing the shared drug effect) | {fmt(bs, pct=True)} "
-                    f"% vs real controls {100 * ref['real_control_batch_signature']:.0f} %, "
-                    f"real treated {100 * ref['real_treated_batch_signature']:.0f} % | "
-                    f"{met(abs(bs['value'] - ref['real_control_batch_signature']) < 0.1)} |")
-    if "plate_recovery" in c:
-        pr = c["plate_recovery"]
-        rows.append(f"| plate recovery close to real controls (control classifier) | "
-                    f"{fmt(pr, pct=True)} % vs real controls "
-                    f"{100 * ref['real_control_plate_recovery']:.0f} %, real treated "
-                    f"{100 * ref['real_treated_plate_recovery']:.0f} % | "
-                    f"{met(abs(pr['value'] - ref['real_control_plate_recovery']) < 0.1)} |")
-    if "treated_plate_recovery" in c and "real_treated_plate_recovery_tc" in ref:
-        tp = c["treated_plate_recovery"]
-        rows.append(f"| plate recovery close to real crops (treated-crop classifier) | "
-                    f"{fmt(tp, pct=True)} % vs real treated "
-                    f"{100 * ref['real_treated_plate_recovery_tc']:.0f} % | "
-                    f"{met(abs(tp['value'] - ref['real_treated_plate_recovery_tc']) < 0.1)} |")
-    return "\n".join(rows)
-
-
-def figures(results: dict[str, dict]) -> list[str]:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:  # figures are optional
-        return []
-    made = []
-    (DOCS / "figures").mkdir(parents=True, exist_ok=True)
-    for key, title in (("plate", f"held-out plate {EVAL_PLATE}"), ("dose", "held-out dose 15 uM"),
-                       ("syn", "procedural plates, SynPlate4 held out")):
-        if key not in results:
-            continue
-        s = results[key]["summary"]
-        methods = method_order(s)
-        fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-        panels = (("FDc", "FDc (lower is better)"),
-                  ("effect_error", "effect error (lower is better)"),
-                  ("effect_recovery", "effect recovery (1 is ideal)"))
-        for ax, (metric, label) in zip(axes, panels):
-            vals = [s[m][metric]["value"] for m in methods]
-            lo = [s[m][metric]["value"] - s[m][metric]["ci_low"] for m in methods]
-            hi = [s[m][metric]["ci_high"] - s[m][metric]["value"] for m in methods]
-            colors = ["tab:blue" if m == "cellflux" else "tab:gray" for m in methods]
-            ax.barh(range(len(methods)), vals, xerr=[lo, hi], color=colors, capsize=3)
-            ax.set_yticks(range(len(methods)))
-            ax.set_yticklabels(methods if ax is axes[0] else [""] * len(methods))
-            ax.invert_yaxis()
-            ax.set_title(label, fontsize=10)
-            if metric == "effect_recovery":
-                ax.axvline(1.0, color="k", lw=0.8, ls="--")
-            if metric in ("FDc", "effect_error") and max(vals) > 20 * max(min(vals), 1e-9):
-                ax.set_xscale("log")  # one bad method would squash the others
-                ax.set_title(label + ", log scale", fontsize=10)
-            if key == "plate" and metric == "FDc":
-                ax.axvline(s["references"]["real_split_fd"], color="tab:green", lw=0.8, ls=":")
-        fig.suptitle(title)
-        fig.tight_layout()
-        path = DOCS / "figures" / f"benchmark_{key}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        made.append(path.relative_to(DOCS).as_posix())
-    if "plate" in results:
-        conds = results["plate"]["conditions"]
-        fig, axes = plt.subplots(1, len(conds), figsize=(6 * len(conds), 4), squeeze=False)
-        for ax, c in zip(axes[0], conds):
-            names = list(c["real_shift_top"])
-            real = [c["real_shift_top"][n] for n in names]
-            y = range(len(names))
-            ax.plot(real, y, "ko", label="real")
-            for m, mk in (("cellflux", "s"), ("mean_shift", "^"), ("noise_start", "x")):
-                if m in c["methods"]:
-                    ax.plot([c["methods"][m]["pred_shift_top"][n] for n in names], y, mk,
-                            label=m, alpha=0.8)
-            ax.set_yticks(list(y))
-            ax.set_yticklabels(names, fontsize=7)
-            ax.invert_yaxis()
-            ax.axvline(0, color="k", lw=0.5)
-            ax.set_xlabel("shift of the mean (SD of real controls)")
-            ax.set_title(f"{c['perturbation']} {c['dose_uM']:g} uM on {c['plate']}", fontsize=10)
-            ax.legend(fontsize=7)
-        fig.tight_layout()
-        path = DOCS / "figures" / "benchmark_feature_shifts.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        made.append(path.relative_to(DOCS).as_posix())
-    return made
-
-
 def machine() -> str:
     cpu = platform.processor() or ""
     try:
@@ -480,7 +185,7 @@ def write_doc(results: dict[str, dict], walls: dict[str, float], cmds: dict, wor
               args) -> Path:
     path = DOCS / "benchmarks.md"
     speed = speed_section(path)
-    figs = figures(results)
+    figs = figures(results, DOCS)
     train_rows = []
     for name in ("bbbc_main", "bbbc_main_long", "bbbc_nonoise", "bbbc_noisestart",
                  "bbbc_dose15", "syn_main", *(f"{k}_{args.budget_steps}" for k in
