@@ -226,6 +226,10 @@ def targets(metrics: dict) -> str:
                     f"% vs real controls {100 * ref['real_control_batch_signature']:.0f} %, "
                     f"real treated {100 * ref['real_treated_batch_signature']:.0f} % | "
                     f"{met(abs(bs['value'] - ref['real_control_batch_signature']) < 0.1)} |")
+        rows.append(f"| batch signature close to real treated crops (how much of it the real "
+                    f"drug keeps) | {fmt(bs, pct=True)} % vs real treated "
+                    f"{100 * ref['real_treated_batch_signature']:.0f} % | "
+                    f"{met(abs(bs['value'] - ref['real_treated_batch_signature']) < 0.1)} |")
     if "plate_recovery" in c:
         pr = c["plate_recovery"]
         rows.append(f"| plate recovery close to real controls (control classifier) | "

@@ -178,7 +178,10 @@ def setup(results: dict[str, dict]) -> str:
         f"no-guidance ablation); start crops per condition ({cells}); {st['n_boot']} "
         "bootstrap replicates. This is a small CPU budget (about 10 000 training pairs per "
         "model), far below the paper's 100 epochs: the tables rank methods under equal "
-        "budgets; they are not a reproduction of the paper's numbers.")
+        "budgets; they are not a reproduction of the paper's numbers. Rows named \"trained N "
+        "steps instead of 300\" are the same recipe with a larger budget (2000 steps = 64 000 "
+        "pairs, about 73 passes over the 878 treated training crops of the BBBC021 protocol, "
+        "which all come from one plate).")
 
 
 def write_doc(results: dict[str, dict], walls: dict[str, float], cmds: dict, work: Path,
@@ -343,7 +346,7 @@ def write_doc(results: dict[str, dict], walls: dict[str, float], cmds: dict, wor
         "### Machine, commands and wall times",
         "",
         f"- Machine: {machine()}; the two cores were shared with other jobs while these ran "
-        "(load average 4-6), so wall times are pessimistic.",
+        "(up to three trainings at once, one thread each), so wall times are pessimistic.",
         "- Training (wall time as recorded in each weights file):",
         "",
         "| model | steps x batch | final loss (smoothed) | wall (s) |",
