@@ -219,28 +219,24 @@ def targets(metrics: dict) -> str:
         rows.append(f"| same-plate start beats other-plate start (FDc) | "
                     f"{fmt(c['FDc'], 1)} vs {fmt(s['other_plate']['FDc'], 1)}; paired "
                     f"difference {fmt(d, 1)} | {met(None if not d else d['ci_low'] > 0)} |")
+    def close(title: str, est: dict, ref_key: str, ref_name: str, also: str = "") -> None:
+        """A row "within 10 points of a real-crop reference" for a percentage figure."""
+        want = ref[ref_key]
+        rows.append(f"| {title} | {fmt(est, pct=True)} % vs {ref_name} {100 * want:.0f} %"
+                    f"{also} | {met(abs(est['value'] - want) < 0.1)} |")
+
     if "batch_signature" in c and "real_control_batch_signature" in ref:
         bs = c["batch_signature"]
-        rows.append(f"| plate recovery close to real controls (batch signature: control "
-                    f"classifier after removing the shared drug effect) | {fmt(bs, pct=True)} "
-                    f"% vs real controls {100 * ref['real_control_batch_signature']:.0f} %, "
-                    f"real treated {100 * ref['real_treated_batch_signature']:.0f} % | "
-                    f"{met(abs(bs['value'] - ref['real_control_batch_signature']) < 0.1)} |")
-        rows.append(f"| batch signature close to real treated crops (how much of it the real "
-                    f"drug keeps) | {fmt(bs, pct=True)} % vs real treated "
-                    f"{100 * ref['real_treated_batch_signature']:.0f} % | "
-                    f"{met(abs(bs['value'] - ref['real_treated_batch_signature']) < 0.1)} |")
+        close("plate recovery close to real controls (batch signature: control classifier "
+              "after removing the shared drug effect)", bs, "real_control_batch_signature",
+              "real controls", f", real treated {100 * ref['real_treated_batch_signature']:.0f} %")
+        close("batch signature close to real treated crops (how much of it the real drug "
+              "keeps)", bs, "real_treated_batch_signature", "real treated")
     if "plate_recovery" in c:
-        pr = c["plate_recovery"]
-        rows.append(f"| plate recovery close to real controls (control classifier) | "
-                    f"{fmt(pr, pct=True)} % vs real controls "
-                    f"{100 * ref['real_control_plate_recovery']:.0f} %, real treated "
-                    f"{100 * ref['real_treated_plate_recovery']:.0f} % | "
-                    f"{met(abs(pr['value'] - ref['real_control_plate_recovery']) < 0.1)} |")
+        close("plate recovery close to real controls (control classifier)", c["plate_recovery"],
+              "real_control_plate_recovery", "real controls",
+              f", real treated {100 * ref['real_treated_plate_recovery']:.0f} %")
     if "treated_plate_recovery" in c and "real_treated_plate_recovery_tc" in ref:
-        tp = c["treated_plate_recovery"]
-        rows.append(f"| plate recovery close to real crops (treated-crop classifier) | "
-                    f"{fmt(tp, pct=True)} % vs real treated "
-                    f"{100 * ref['real_treated_plate_recovery_tc']:.0f} % | "
-                    f"{met(abs(tp['value'] - ref['real_treated_plate_recovery_tc']) < 0.1)} |")
+        close("plate recovery close to real crops (treated-crop classifier)",
+              c["treated_plate_recovery"], "real_treated_plate_recovery_tc", "real treated")
     return "\n".join(rows)
