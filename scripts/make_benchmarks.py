@@ -338,6 +338,15 @@ def write_doc(results: dict[str, dict], walls: dict[str, float], cmds: dict, wor
         "plate's side by extrapolation.",
         "- Effect recovery above 1 means the prediction overshoots the real shift of the "
         "mean; the effect error counts overshoot and undershoot alike.",
+        "- Batch signature: identity and mean shift keep the controls' plate signature by "
+        "construction (they move every crop the same way), so their high values say nothing "
+        "about the drug; read a model's value against the two reference rows. Real treated "
+        "crops keep less of the control signature than controls (the drug interacts with "
+        "the plate), which bounds what a faithful model should show.",
+        "- Larger budgets are not monotonically better on the held-out plate: every treated "
+        "training crop comes from one plate, and at 2000 steps (about 73 passes over them) "
+        "the model's predictions are called treated less often than at 300 or 500 steps, "
+        "a sign of fitting that plate's treated cells rather than the effect.",
         "",
     ]
     if figs:
