@@ -46,10 +46,10 @@ def cpu_threads_for(setting: int) -> int:
     the machine has (at least one).
 
     napari's GUI thread draws every streamed frame while the model computes the next one.
-    When torch's OpenMP threads take every core they wait on each other whenever the GUI
-    (or any other program) holds one: on a 2-core machine with one core busy, a trajectory
-    took 152 s with two threads and 8.7 s with one (docs/benchmarks.md, Speed). Leaving a
-    core free keeps that from happening at a modest cost on an idle machine.
+    Measured on a 2-core machine (docs/benchmarks.md, Speed): a 16-cell, 20-frame run in the
+    viewer took 11.9 s with one thread and 14.0 s with two, and the same with a busy program
+    on the other core (27.5 vs 27.9 s); while another torch program ran, a trajectory took
+    152 s with two threads and 8.7 s with one (OpenMP threads waiting on each other).
     """
     if setting and setting > 0:
         return int(setting)
