@@ -158,7 +158,8 @@ def sample_from_noise(model, n: int, perturbation: str, dose_uM: float | None, *
     size = model.crop_size
     gen = torch.Generator().manual_seed(int(seed))
     x = torch.randn((n, len(model.channels), size, size), generator=gen).to(model.device)
-    velocity = GuidedVelocity(model.network, cond, guidance, max_batch=max_batch)
+    velocity = GuidedVelocity(model.network, cond, guidance, max_batch=max_batch,
+                              compute_dtype=model.compute_dtype)
     with torch.inference_mode():
         last = x
         for _, xt in integrate(velocity, x, time_grid(steps, "forward"), solver):

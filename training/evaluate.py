@@ -95,20 +95,33 @@ class _Profiles:
         return raw, self.std.transform(raw)
 
 
+def _load(path: str | Path, precision: str) -> Any:
+    """A model on the CPU computing in ``precision``."""
+    from napari_cellflux.core.model import load_model
+
+    model = load_model(path, device="cpu")
+    model.precision = precision
+    return model
+
+
 def evaluate(model_path: str | Path, data: str | Path, *, eval_plates: Sequence[str] = (),
              doses: Sequence[float] = (), baselines: Sequence[str] = DEFAULT_BASELINES,
              ablations: dict[str, str] | None = None, noise_start: str | None = None,
              max_cells: int = 200, steps: int = 10, solver: str = "euler",
              guidance: float = 1.2, n_boot: int = 200, seed: int = 0, top_k: int = 10,
+             precision: str = "float32",
              log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run the protocol and return the metrics dictionary (see the module docstring)."""
+    """Run the protocol and return the metrics dictionary (see the module docstring).
+
+    ``precision`` is the network arithmetic of every model (``float32`` by default, so the
+    figures do not depend on the CPU; ``auto`` measures what the viewer computes).
+    """
     from napari_cellflux.core.images import load_crops
-    from napari_cellflux.core.model import load_model
 
     from . import baselines as B
 
     t_start = time.perf_counter()
-    model = load_model(model_path, device="cpu")
+    model = _load(model_path, precision)
     images, meta = load_crops(data)
     meta = meta.reset_index(drop=True)
     comp = meta["compound"].astype(str).to_numpy()
@@ -184,11 +197,11 @@ def evaluate(model_path: str | Path, data: str | Path, *, eval_plates: Sequence[
     unknown = [b for b in baselines if b not in DEFAULT_BASELINES]
     if unknown:
         raise ValueError(f"unknown baseline(s) {unknown}; choose from {DEFAULT_BASELINES}")
-    extra_models = {name: load_model(path, device="cpu") for name, path in
+    extra_models = {name: _load(path, precision) for name, path in
                     (ablations or {}).items()}
     methods += [(name, "ablation") for name in extra_models]
     if noise_start:
-        extra_models["noise_start"] = load_model(noise_start, device="cpu")
+        extra_models["noise_start"] = _load(noise_start, precision)
         methods.append(("noise_start", "noise_start"))
 
     sim = dict(steps=steps, solver=solver, seed=seed)
@@ -312,6 +325,7 @@ def evaluate(model_path: str | Path, data: str | Path, *, eval_plates: Sequence[
                   "evaluation plate's controls (the other half trains the classifiers)",
                   "classifier_train_crops": int(clf_train.sum())},
         "settings": {"steps": steps, "solver": solver, "guidance": guidance,
+                     "precision": "float32" if model.compute_dtype is None else "bfloat16",
                      "max_cells": max_cells, "n_boot": n_boot, "seed": seed, "top_k": top_k,
                      "ci": "95 % bootstrap percentile interval, shifted by the bootstrap bias"},
         "features": {"n": len(prof.names), "names": prof.names},
@@ -353,6 +367,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=10,
                    help="features summarised by effect recovery")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--precision", choices=["float32", "auto", "bfloat16"], default="float32",
+                   help="network arithmetic (default float32; auto: what the viewer uses)")
     return p
 
 
@@ -373,6 +389,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                            noise_start=args.noise_start, max_cells=args.max_cells,
                            steps=args.steps, solver=args.solver, guidance=args.guidance,
                            n_boot=args.n_boot, seed=args.seed, top_k=args.top_k,
+                           precision=args.precision,
                            log=lambda m: print(m, file=sys.stderr, flush=True))
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)

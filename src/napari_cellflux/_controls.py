@@ -15,6 +15,7 @@ from magicgui.widgets import (
 )
 
 from ._settings import DEVICES, load_settings, usable_cores
+from .core.acceleration import PRECISIONS
 from ._sources import RGB_AXIS, Source, axis_choices, channel_labels, default_order
 
 __all__ = ["ModelPanel", "InputPanel", "PerturbationPanel", "SamplerPanel"]
@@ -29,7 +30,8 @@ def _wrap(label: Label) -> Label:
 
 
 class ModelPanel(Container):
-    """Weights file (empty: bundled demo), device, Load button and what the model is."""
+    """Weights file (empty: bundled demo), device, CPU threads, precision, Load button and
+    what the model is."""
 
     def __init__(self) -> None:
         saved = load_settings()
@@ -41,10 +43,14 @@ class ModelPanel(Container):
             label="CPU threads", min=0, max=max(64, usable_cores()), value=saved.cpu_threads,
             tooltip="Torch threads on the CPU; 0: automatic (one fewer than the cores, so "
                     "napari can draw while the model computes)")
+        self.precision = ComboBox(
+            label="Precision", choices=PRECISIONS, value=saved.precision,
+            tooltip="auto: bfloat16 on CPUs with native bfloat16 (about 1.8x faster, frames "
+                    "within a few percent of the change), float32 elsewhere")
         self.load = PushButton(text="Load weights")
         self.info = _wrap(Label(value="loading model ..."))
-        super().__init__(widgets=[self.weights, self.device, self.cpu_threads, self.load,
-                                  self.info], label="Model")
+        super().__init__(widgets=[self.weights, self.device, self.cpu_threads, self.precision,
+                                  self.load, self.info], label="Model")
 
     @property
     def weights_path(self) -> str:

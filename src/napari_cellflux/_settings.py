@@ -1,11 +1,11 @@
-"""Remembered plugin settings (weights file, device, CPU threads) through npe2
+"""Remembered plugin settings (weights file, device, CPU threads, precision) through npe2
 ``configurations``.
 
 The manifest declares a configuration ``inference`` with the properties ``weights_path``,
-``device`` and ``cpu_threads``; napari (>= 0.9) turns it into a page of its Preferences
-dialog and a settings file ``napari-cellflux.yaml`` beside its own settings (see ``napari
---info``), auto-saved on change. Older napari versions have no plugin settings: then the
-defaults are used and nothing is remembered, which is never an error.
+``device``, ``cpu_threads`` and ``precision``; napari (>= 0.9) turns it into a page of its
+Preferences dialog and a settings file ``napari-cellflux.yaml`` beside its own settings
+(see ``napari --info``), auto-saved on change. Older napari versions have no plugin
+settings: then the defaults are used and nothing is remembered, which is never an error.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import logging
 import os
 from dataclasses import dataclass
 from typing import Any
+
+from .core.acceleration import PRECISIONS
 
 __all__ = ["PLUGIN_NAME", "DEVICES", "InferenceSettings", "load_settings", "save_settings",
            "cpu_threads_for", "usable_cores"]
@@ -31,6 +33,7 @@ class InferenceSettings:
     weights_path: str = ""
     device: str = "auto"
     cpu_threads: int = 0  # 0: automatic (see cpu_threads_for)
+    precision: str = "auto"  # see napari_cellflux.core.acceleration
 
 
 def usable_cores() -> int:
@@ -69,7 +72,7 @@ def _section() -> Any | None:
 
 
 def load_settings() -> InferenceSettings:
-    """The remembered weights file and device (defaults when unavailable)."""
+    """The remembered settings (defaults when unavailable or invalid)."""
     section = _section()
     if section is None:
         return InferenceSettings()
@@ -78,17 +81,19 @@ def load_settings() -> InferenceSettings:
         threads = max(0, int(getattr(section, "cpu_threads", 0) or 0))
     except (TypeError, ValueError):
         threads = 0
+    precision = str(getattr(section, "precision", "auto") or "auto")
     return InferenceSettings(
         weights_path=str(getattr(section, "weights_path", "") or ""),
         device=device if device in DEVICES else "auto",
         cpu_threads=threads,
+        precision=precision if precision in PRECISIONS else "auto",
     )
 
 
 def save_settings(weights_path: str | None = None, device: str | None = None,
-                  cpu_threads: int | None = None) -> bool:
-    """Remember a weights file, device and/or CPU thread count; returns False where settings
-    are unavailable."""
+                  cpu_threads: int | None = None, precision: str | None = None) -> bool:
+    """Remember a weights file, device, CPU thread count and/or precision; returns False
+    where settings are unavailable."""
     section = _section()
     if section is None:
         return False
@@ -99,6 +104,8 @@ def save_settings(weights_path: str | None = None, device: str | None = None,
             section.device = device
         if cpu_threads is not None:
             section.cpu_threads = int(cpu_threads)
+        if precision is not None:
+            section.precision = str(precision)
     except Exception as exc:  # a validation error must never break the widget
         _log.warning("could not save napari-cellflux settings: %s", exc)
         return False

@@ -93,6 +93,8 @@ class CellFluxWidget(Container):
         self.model_panel.load.changed.connect(self.load_weights)
         self.model_panel.cpu_threads.changed.connect(
             lambda n: save_settings(cpu_threads=int(n)))
+        self.model_panel.precision.changed.connect(
+            lambda v: save_settings(precision=str(v)))
         self.input_panel.detect.changed.connect(self.detect)
         self.run_button.changed.connect(self._on_run_clicked)
         for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
@@ -280,12 +282,18 @@ class CellFluxWidget(Container):
         except ValueError as exc:
             show_error(str(exc))
             return None
+        try:
+            self.model.precision = str(self.model_panel.precision.value)
+        except ValueError as exc:  # e.g. bfloat16 on Apple MPS
+            show_error(str(exc))
+            return None
         settings = RunSettings(
             perturbation=query, direction=str(sp.direction.value), steps=int(sp.steps.value),
             guidance=float(sp.guidance.value), solver=str(sp.solver.value),
             seed=int(sp.seed.value), dose_uM=pp.dose_uM,
             paste_back=bool(self.input_panel.paste.value),
-            weights=str(self.model.path or "bundled demo"))
+            weights=str(self.model.path or "bundled demo"),
+            precision="float32" if self.model.compute_dtype is None else "bfloat16")
         self._batches, self._failed = batches, None
         self.frames_shown = 0
         self._set_cpu_threads()

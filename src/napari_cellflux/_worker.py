@@ -49,6 +49,7 @@ class RunSettings:
     dose_uM: float | None = None
     paste_back: bool = False
     weights: str = ""
+    precision: str = "float32"        # what the network computed in (resolved, not "auto")
 
     @property
     def n_frames(self) -> int:
@@ -65,7 +66,8 @@ class RunSettings:
     def as_metadata(self) -> dict[str, Any]:
         return {"perturbation": self.perturbation, "direction": self.direction,
                 "steps": self.steps, "guidance": self.guidance, "solver": self.solver,
-                "seed": self.seed, "dose_uM": self.dose_uM, "weights": self.weights}
+                "seed": self.seed, "dose_uM": self.dose_uM, "weights": self.weights,
+                "precision": self.precision}
 
 
 @dataclass

@@ -112,6 +112,22 @@ def test_guidance_scales_and_batched_forward():
         torch.testing.assert_close(chunked(x, t), expected, rtol=1e-5, atol=1e-5)
 
 
+def test_bfloat16_autocast_returns_float32_close_to_float32():
+    net = _random_net()
+    x = torch.randn(3, 3, 32, 32)
+    t = torch.tensor(0.4)
+    cond = torch.randn(1, 6)
+    with torch.inference_mode():
+        ref = flow.GuidedVelocity(net, cond, 1.2)(x, t)
+        low = flow.GuidedVelocity(net, cond, 1.2, compute_dtype=torch.bfloat16)(x, t)
+        chunks = flow.GuidedVelocity(net, cond, 1.2, max_batch=2,
+                                     compute_dtype=torch.bfloat16)(x, t)
+    assert low.dtype == torch.float32 and chunks.dtype == torch.float32
+    rel = ((low - ref).norm() / ref.norm()).item()
+    assert 0.0 < rel < 0.05   # bfloat16 really ran, and stays within a few percent
+    torch.testing.assert_close(chunks, low, rtol=0.05, atol=0.05)
+
+
 def test_guided_velocity_uses_one_batched_forward():
     net = _random_net()
     calls = []

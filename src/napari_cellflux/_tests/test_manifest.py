@@ -31,8 +31,9 @@ def test_contributions():
     assert writer.layer_types == ["image+"]
     assert all(cmd.id.startswith("napari-cellflux.") for cmd in c.commands)
     props = c.configurations["inference"].properties
-    assert set(props) == {"weights_path", "device", "cpu_threads"}
+    assert set(props) == {"weights_path", "device", "cpu_threads", "precision"}
     assert props["cpu_threads"].default == 0
+    assert props["precision"].default == "auto"
 
 
 def test_settings_round_trip(plugin_settings, npe2pm):
@@ -50,6 +51,8 @@ def test_settings_round_trip(plugin_settings, npe2pm):
     assert load_settings().cpu_threads == 0
     assert save_settings(cpu_threads=3) and load_settings().cpu_threads == 3
     assert "cpu_threads: 3" in section.config_path.read_text()
+    assert load_settings().precision == "auto"
+    assert save_settings(precision="float32") and load_settings().precision == "float32"
 
 
 def test_cpu_thread_policy_leaves_a_core_for_the_viewer(monkeypatch):

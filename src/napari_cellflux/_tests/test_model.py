@@ -35,6 +35,7 @@ def test_iter_simulate_streams_and_can_stop_early(random_tiny_model, cells):
 
 
 def test_forward_then_reverse_returns_to_the_start(random_tiny_model, cells):
+    random_tiny_model.precision = "float32"  # the solver's own accuracy, without bfloat16
     fwd = random_tiny_model.simulate(cells, "taxol", steps=20, solver="rk4", guidance=1.2)
     moved = np.abs(fwd.frames[-1] - cells).mean()
     back = random_tiny_model.simulate(fwd.frames[-1], "taxol", steps=20, solver="rk4",
@@ -137,3 +138,35 @@ def test_perturbation_kind_the_model_was_not_trained_for(random_tiny_model, cell
     with pytest.raises(ValueError, match="without doses"):
         gene_model.simulate(cells, names[0], steps=1, dose_uM=1.0)
     assert isinstance(GeneEncoder(table).encode(names[1]).vector, np.ndarray)
+
+
+def test_precision_auto_matches_float32_to_a_few_percent_of_the_change():
+    """bfloat16 autocast (``auto`` on CPUs with native bfloat16, else float32) changes the
+    end frame of the demo model by a small fraction of what the simulation changes, and the
+    frames stay float32 in the caller's units."""
+    from napari_cellflux.core.acceleration import compute_dtype
+    from napari_cellflux.core.synthetic import make_crops
+
+    model = load_model(device="cpu")
+    images, meta = make_crops(4, size=model.crop_size, plates=["SynPlate1"], compounds=[],
+                              seed=3)
+    crops = images[meta["is_control"].to_numpy() == 1][:4].astype(np.float32)
+    name = model.perturbations[0]
+    model.precision = "float32"
+    assert model.compute_dtype is None
+    ref = model.simulate(crops, name, steps=10).frames[-1]
+    model.precision = "bfloat16"
+    low = model.simulate(crops, name, steps=10).frames[-1]
+    assert low.dtype == np.float32 and low.shape == ref.shape
+    change = np.sqrt(np.mean((ref - crops) ** 2))
+    diff = np.sqrt(np.mean((low - ref) ** 2))
+    assert change > 10.0
+    assert 0.0 < diff < 0.1 * change   # measured about 3 % on the demo cells
+    model.precision = "auto"
+    assert model.compute_dtype == compute_dtype("auto", "cpu")
+
+
+def test_precision_rejects_unknown_values(random_tiny_model):
+    with pytest.raises(ValueError, match="precision must be one of"):
+        random_tiny_model.precision = "float16"
+    assert random_tiny_model.precision == "auto"

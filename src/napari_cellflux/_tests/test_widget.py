@@ -135,6 +135,24 @@ def test_cpu_thread_setting_applies_to_the_run_and_is_remembered(viewer_widget, 
     assert load_settings().cpu_threads == 2
 
 
+def test_precision_setting_applies_to_the_run_and_is_recorded(viewer_widget, qtbot):
+    from napari_cellflux._settings import load_settings
+
+    viewer, widget = viewer_widget
+    widget.model_panel.precision.value = "float32"
+    _run(qtbot, widget)
+    assert widget.model.compute_dtype is None
+    meta = _stack(viewer, "CellFlux forward")[0].metadata["cellflux"]
+    assert meta["precision"] == "float32"
+    ref = _stack(viewer, "CellFlux forward")[0].data[-1].copy()
+    widget.model_panel.precision.value = "bfloat16"
+    _run(qtbot, widget)
+    layer = _stack(viewer, "CellFlux forward")[0]
+    assert layer.metadata["cellflux"]["precision"] == "bfloat16"
+    assert not np.array_equal(layer.data[-1], ref)  # the other arithmetic really ran
+    assert load_settings().precision == "bfloat16"
+
+
 def test_cancel_keeps_a_valid_partial_stack(viewer_widget, qtbot):
     from napari_cellflux._worker import Frame
 

@@ -80,14 +80,18 @@ class GuidedVelocity:
     The conditional and null passes run as ONE batched forward (2B samples). Scale 1 needs only
     the conditional pass and scale 0 only the null pass, so those skip the other half.
     ``max_batch`` splits very large cell batches into chunks to bound memory.
+    ``compute_dtype`` (e.g. ``torch.bfloat16``) runs the network under autocast; the
+    velocity is returned in float32 either way, so the integrated state stays float32.
     """
 
     def __init__(self, network: torch.nn.Module, cond: torch.Tensor, guidance: float,
-                 max_batch: int | None = None) -> None:
+                 max_batch: int | None = None,
+                 compute_dtype: torch.dtype | None = None) -> None:
         self.network = network
         self.cond = cond
         self.guidance = float(guidance)
         self.max_batch = max_batch
+        self.compute_dtype = compute_dtype
         self.evaluations = 0
 
     def _forward(self, x: torch.Tensor, t: torch.Tensor, null: torch.Tensor) -> torch.Tensor:
@@ -95,12 +99,14 @@ class GuidedVelocity:
         reps = x.shape[0] // self.cond.shape[0] if self.cond.shape[0] > 1 else 1
         cond = self.cond.repeat(reps, 1).expand(x.shape[0], -1)
         tt = t.reshape(()).expand(x.shape[0]).to(x.dtype)
-        if self.max_batch is None or x.shape[0] <= self.max_batch:
-            return self.network(x, tt, cond, null)
-        outs = [self.network(x[i:i + self.max_batch], tt[i:i + self.max_batch],
-                             cond[i:i + self.max_batch], null[i:i + self.max_batch])
-                for i in range(0, x.shape[0], self.max_batch)]
-        return torch.cat(outs)
+        with torch.autocast(x.device.type, dtype=self.compute_dtype or torch.bfloat16,
+                            enabled=self.compute_dtype is not None):
+            if self.max_batch is None or x.shape[0] <= self.max_batch:
+                return self.network(x, tt, cond, null).to(x.dtype)
+            outs = [self.network(x[i:i + self.max_batch], tt[i:i + self.max_batch],
+                                 cond[i:i + self.max_batch], null[i:i + self.max_batch])
+                    for i in range(0, x.shape[0], self.max_batch)]
+        return torch.cat(outs).to(x.dtype)
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         self.evaluations += 1

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from .acceleration import channels_last_pays
+from .acceleration import compute_dtype as _resolve_dtype
 from .config import UNetConfig, preset
 from .perturbations import (
     CompoundEncoder, GeneEncoder, Perturbation, condition_vector, is_valid_smiles,
@@ -86,9 +88,12 @@ class CellFluxModel:
         import torch
 
         self.network = network.to(device).eval()
+        if channels_last_pays(device):
+            self.network = self.network.to(memory_format=torch.channels_last)
         self.metadata = metadata
         self.device = device
         self.path = path
+        self._precision = "auto"
         self.config: UNetConfig = network.config
         norm = metadata["normalization"]
         self._low = torch.tensor(norm["low"], dtype=torch.float32, device=device)
@@ -101,6 +106,29 @@ class CellFluxModel:
             self.encoder: CompoundEncoder | GeneEncoder = CompoundEncoder(smiles, self._vectors)
         else:
             self.encoder = GeneEncoder(self._vectors)
+
+    # --- how it computes -------------------------------------------------------------
+    @property
+    def precision(self) -> str:
+        """Arithmetic of the network during simulation: ``auto`` (default), ``float32`` or
+        ``bfloat16``.
+
+        ``auto`` uses bfloat16 autocast on CPUs with native bfloat16 instructions (about
+        1.7x faster there, velocities within about 0.5 %; see
+        :mod:`napari_cellflux.core.acceleration`) and float32 everywhere else. The trajectory
+        itself is integrated in float32 either way. Evaluations pin ``float32``.
+        """
+        return self._precision
+
+    @precision.setter
+    def precision(self, value: str) -> None:
+        _resolve_dtype(value, self.device)  # raises ValueError for a bad value or device
+        self._precision = value
+
+    @property
+    def compute_dtype(self) -> Any | None:
+        """The autocast dtype :attr:`precision` resolves to here (None: float32)."""
+        return _resolve_dtype(self._precision, self.device)
 
     # --- what the model knows -------------------------------------------------------
     @property
@@ -249,8 +277,11 @@ class CellFluxModel:
                 gen = torch.Generator(device="cpu").manual_seed(int(seed or 0))
                 x = x + noise * torch.randn(x.shape, generator=gen).to(dev)
             start_raw = self.denormalize(x)
+            if channels_last_pays(dev):
+                x = x.contiguous(memory_format=torch.channels_last)
             cond = torch.from_numpy(cond_np).to(dev)[None]
-            velocity = GuidedVelocity(self.network, cond, guidance, max_batch=max_batch)
+            velocity = GuidedVelocity(self.network, cond, guidance, max_batch=max_batch,
+                                      compute_dtype=self.compute_dtype)
             for t, xt in integrate(velocity, x, time_grid(steps, direction), solver):
                 delta = self.denormalize(xt) - start_raw
                 if resized:
