@@ -2,10 +2,13 @@
 
 For the ``paper`` and ``fast`` presets, on the same inputs (16 procedural cells at 96x96x3):
 seconds per image per forward pass, time to the first streamed frame and total time of a
-guided 20-frame forward trajectory, and peak resident memory. Each preset runs in its own
-child process so that peak memory is that preset's alone. Then the levers, one at a time, on
-the ``fast`` preset: batched vs separate guidance passes, inference mode vs autograd,
-channels-last, thread count, and the solver (network evaluations per frame).
+guided 20-frame forward trajectory, and peak resident memory, all with the shipped
+inference settings (channels-last on the CPU, ``--precision auto``: bfloat16 where the CPU
+has it natively). Each preset runs in its own child process so that peak memory is that
+preset's alone. Then the levers, one at a time, on the ``fast`` preset, from a plain float32
+network in the default memory layout: batched vs separate guidance passes, inference mode
+vs autograd, channels-last, bfloat16 autocast, thread count, and the solver (network
+evaluations per frame) at both precisions.
 
 Weights do not change speed, so ``paper`` uses random weights of its architecture and
 ``fast`` the bundled demo weights when they are ``fast`` (random otherwise).
@@ -53,12 +56,20 @@ def _model(preset_name: str):
     return CellFluxModel(VelocityUNet(cfg), meta, vectors, torch.device("cpu")), "random"
 
 
-def _time_forward(net: Any, batch: int, size: int, cond_dim: int, repeats: int) -> float:
+def _time_forward(model: Any, batch: int, repeats: int) -> float:
+    """Seconds per image of one network pass, in the model's layout and precision."""
     import torch
 
+    from napari_cellflux.core.acceleration import channels_last_pays
+
+    net, size = model.network, model.crop_size
     x = torch.randn(batch, net.config.in_channels, size, size)
-    t, c = torch.rand(batch), torch.randn(batch, cond_dim)
-    with torch.inference_mode():
+    if channels_last_pays(model.device):
+        x = x.contiguous(memory_format=torch.channels_last)
+    t, c = torch.rand(batch), torch.randn(batch, net.config.cond_dim)
+    dtype = model.compute_dtype
+    with torch.inference_mode(), torch.autocast("cpu", dtype=dtype or torch.bfloat16,
+                                                enabled=dtype is not None):
         net(x, t, c)  # warm-up: allocator and kernel selection
         start = time.perf_counter()
         for _ in range(repeats):
@@ -79,53 +90,66 @@ def _trajectory(model: Any, cells: Any, solver: str, steps: int = FRAMES) -> dic
             "total_s": round(time.perf_counter() - start, 3), "frames": frames - 1}
 
 
-def _measure_preset(preset_name: str, solver: str, threads: int, queue: Any) -> None:
+def _precision_name(model: Any) -> str:
+    return "float32" if model.compute_dtype is None else "bfloat16"
+
+
+def _measure_preset(preset_name: str, solver: str, threads: int, precision: str,
+                    queue: Any) -> None:
     import torch
 
     torch.set_num_threads(threads)
     model, weights = _model(preset_name)
+    model.precision = precision
     cells = _cells()
-    per_image = _time_forward(model.network, 8, model.crop_size, model.config.cond_dim, 2)
+    per_image = _time_forward(model, 8, 2)
     traj = _trajectory(model, cells, solver)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     queue.put({"preset": preset_name, "weights": weights, "crop_size": model.crop_size,
+               "precision": _precision_name(model),
                "parameters_M": round(sum(p.numel() for p in model.network.parameters()) / 1e6,
                                      2),
                "s_per_image_forward": round(per_image, 4),
                "trajectory": traj, "peak_rss_mb": round(rss_mb, 1)})
 
 
-def _in_child(preset_name: str, solver: str, threads: int) -> dict[str, Any]:
+def _in_child(preset_name: str, solver: str, threads: int, precision: str) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_measure_preset, args=(preset_name, solver, threads, queue))
+    proc = ctx.Process(target=_measure_preset,
+                       args=(preset_name, solver, threads, precision, queue))
     proc.start()
     result = queue.get()
     proc.join()
     return result
 
 
-def _levers(solver: str, threads: int) -> dict[str, Any]:
-    """Each lever on the fast preset, the rest held at the shipped setting."""
+def _levers(threads: int) -> dict[str, Any]:
+    """Each lever on the fast preset, from a plain float32, default-layout network."""
     import torch
 
+    from napari_cellflux.core.acceleration import cpu_has_native_bf16
     from napari_cellflux.core.flow import GuidedVelocity
 
     torch.set_num_threads(threads)
     model, _ = _model("fast")
-    net, size = model.network, model.crop_size
+    shipped, size = model.network, model.crop_size  # channels-last on the CPU
+    net = type(shipped)(shipped.config)
+    net.load_state_dict(shipped.state_dict())
+    net.eval()
     x = torch.randn(N_CELLS, net.config.in_channels, size, size)
+    xcl = x.contiguous(memory_format=torch.channels_last)
     cond = torch.randn(1, net.config.cond_dim)
     t = torch.tensor(0.5)
 
-    def timed(fn: Any, repeats: int = 3) -> float:
+    def timed(fn: Any, repeats: int = 5) -> float:
         fn()
         start = time.perf_counter()
         for _ in range(repeats):
             fn()
         return round((time.perf_counter() - start) / repeats, 4)
 
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"native_bf16": cpu_has_native_bf16()}
     with torch.inference_mode():
         guided = GuidedVelocity(net, cond, 1.2)
         out["guided_eval_batched_s"] = timed(lambda: guided(x, t))
@@ -136,20 +160,25 @@ def _levers(solver: str, threads: int) -> dict[str, Any]:
     with torch.no_grad():
         out["guided_eval_no_grad_s"] = timed(lambda: guided(x, t))
     out["guided_eval_autograd_s"] = timed(lambda: guided(x, t).sum())
-    cl_net = type(net)(net.config)
-    cl_net.load_state_dict(net.state_dict())
-    cl_net = cl_net.eval().to(memory_format=torch.channels_last)
     with torch.inference_mode():
-        xcl = x.contiguous(memory_format=torch.channels_last)
-        out["guided_eval_channels_last_s"] = timed(lambda: GuidedVelocity(cl_net, cond, 1.2)(
-            xcl, t))
+        out["guided_eval_channels_last_s"] = timed(
+            lambda: GuidedVelocity(shipped, cond, 1.2)(xcl, t))
+        low = GuidedVelocity(net, cond, 1.2, compute_dtype=torch.bfloat16)
+        out["guided_eval_bf16_s"] = timed(lambda: low(x, t))
+        both = GuidedVelocity(shipped, cond, 1.2, compute_dtype=torch.bfloat16)
+        out["guided_eval_channels_last_bf16_s"] = timed(lambda: both(xcl, t))
+        ref = GuidedVelocity(shipped, cond, 1.2)(xcl, t)
+        out["bf16_velocity_relative_error"] = round(
+            float((both(xcl, t) - ref).norm() / ref.norm()), 5)
         for n in sorted({1, threads, os.cpu_count() or 1}):
             torch.set_num_threads(n)
             out[f"guided_eval_{n}_threads_s"] = timed(lambda: guided(x, t))
         torch.set_num_threads(threads)
     cells = _cells()
-    for name in ("euler", "midpoint", "rk4"):
-        out[f"trajectory_{name}"] = _trajectory(model, cells, name)
+    for precision in ("float32", "bfloat16"):
+        model.precision = precision
+        for name in ("euler", "midpoint", "rk4"):
+            out[f"trajectory_{name}_{precision}"] = _trajectory(model, cells, name)
     return out
 
 
@@ -158,16 +187,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--solver", default="euler", help="solver of the timed trajectory")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--presets", default="paper,fast")
+    parser.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16"],
+                        help="network arithmetic of the preset figures (default: as shipped)")
     parser.add_argument("--no-levers", action="store_true", help="skip the per-lever table")
     args = parser.parse_args(argv)
 
     import torch
 
-    results = {p: _in_child(p, args.solver, args.threads) for p in args.presets.split(",")}
+    results = {p: _in_child(p, args.solver, args.threads, args.precision)
+               for p in args.presets.split(",")}
     report: dict[str, Any] = {
         "machine": {"platform": platform.platform(), "processor": platform.processor(),
                     "cpu_count": os.cpu_count(), "python": sys.version.split()[0]},
         "torch": torch.__version__, "threads": args.threads, "solver": args.solver,
+        "precision_setting": args.precision,
         "workload": {"cells": N_CELLS, "size": f"{SIZE}x{SIZE}x3", "frames": FRAMES,
                      "guidance": 1.2},
         "presets": results,
@@ -179,7 +212,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "trajectory": round(p["trajectory"]["total_s"] / f["trajectory"]["total_s"], 1),
         }
     if not args.no_levers:
-        report["levers_fast"] = _levers(args.solver, args.threads)
+        report["levers_fast"] = _levers(args.threads)
     print(json.dumps(report, indent=2))
     return report
 
