@@ -4,7 +4,7 @@
 Run under a (virtual) X server, from the repository root::
 
     xvfb-run -a -s "-screen 0 1920x1200x24" python scripts/bench_widget.py [--threads 1 2]
-        [--busy 1] [--repeats 2]
+        [--precision auto float32] [--busy 1] [--repeats 2]
 
 Each configuration runs in its own child process: the viewer opens the demo set, docks the
 "CellFlux simulator" widget (bundled demo weights), and runs a guided forward trajectory of
@@ -12,7 +12,9 @@ Each configuration runs in its own child process: the viewer opens the demo set,
 streamed frame. Printed as one JSON object: seconds from Run to the first frame on the
 canvas and to the end, per thread count. ``--busy N`` starts N busy-looping processes during
 the runs (another program using cores, as on a shared workstation), to see which thread
-count degrades gracefully. ``--threads 0`` stands for the plugin's automatic choice.
+count degrades gracefully. ``--threads 0`` stands for the plugin's automatic choice;
+``--precision`` lists the widget's Precision settings to compare (every pair with the thread
+counts runs).
 
 This is what issue 6's thread lever looks like from the user's chair; ``python -m
 training.bench`` measures the model alone.
@@ -37,7 +39,7 @@ def _busy() -> None:
         pass
 
 
-def _child(threads: int, steps: int, cells: int, repeats: int) -> dict:
+def _child(threads: int, precision: str, steps: int, cells: int, repeats: int) -> dict:
     os.environ["NAPARI_CONFIG"] = str(Path(tempfile.mkdtemp()) / "settings.yaml")
     import napari
     import torch
@@ -54,6 +56,7 @@ def _child(threads: int, steps: int, cells: int, repeats: int) -> dict:
         time.sleep(0.02)
     if threads:
         widget.model_panel.cpu_threads.value = threads
+    widget.model_panel.precision.value = precision
     widget.input_panel.n_cells.value = cells
     widget.sampler_panel.steps.value = steps
     runs = []
@@ -70,6 +73,8 @@ def _child(threads: int, steps: int, cells: int, repeats: int) -> dict:
                      "total_s": round(time.perf_counter() - t0, 3)})
     used = torch.get_num_threads()
     out = {"threads_setting": threads or "auto", "torch_threads": used,
+           "precision_setting": precision,
+           "precision": "float32" if widget.model.compute_dtype is None else "bfloat16",
            "auto_would_use": cpu_threads_for(0), "solver": str(widget.sampler_panel.solver.value),
            "runs": runs, "best_total_s": min(r["total_s"] for r in runs)}
     viewer.close()
@@ -79,6 +84,8 @@ def _child(threads: int, steps: int, cells: int, repeats: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--precision", nargs="+", default=["auto"],
+                   choices=["auto", "float32", "bfloat16"])
     p.add_argument("--busy", type=int, default=0, help="busy-looping processes to start")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--cells", type=int, default=16)
@@ -86,18 +93,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child is not None:
-        print(json.dumps(_child(args.child, args.steps, args.cells, args.repeats)))
+        print(json.dumps(_child(args.child, args.precision[0], args.steps, args.cells,
+                                args.repeats)))
         return 0
     hogs = [mp.Process(target=_busy, daemon=True) for _ in range(args.busy)]
     for h in hogs:
         h.start()
     results = []
     try:
-        for n in args.threads:
-            cmd = [sys.executable, __file__, "--child", str(n), "--steps", str(args.steps),
-                   "--cells", str(args.cells), "--repeats", str(args.repeats)]
-            done = subprocess.run(cmd, capture_output=True, text=True, check=True)
-            results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        for precision in args.precision:
+            for n in args.threads:
+                cmd = [sys.executable, __file__, "--child", str(n), "--precision", precision,
+                       "--steps", str(args.steps), "--cells", str(args.cells),
+                       "--repeats", str(args.repeats)]
+                done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+                results.append(json.loads(done.stdout.strip().splitlines()[-1]))
     finally:
         for h in hogs:
             h.terminate()
