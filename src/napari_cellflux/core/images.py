@@ -1,15 +1,11 @@
-"""Image and axis helpers, TIFF reading and the crops dataset format.
+"""Image and axis helpers and TIFF reading.
 
 Everything a user hands us (a napari layer, a TIFF, a NumPy array from a script) passes through
 :func:`validate_image` before it reaches the model, so that a wrong axis order, a missing channel
 or a blank image is reported in words a biologist understands instead of as a tensor shape
 error deep inside the network.
 
-The crops dataset format (see DESIGN.md, "Crops dataset") is a folder holding
-
-- ``crops.npz`` with one key, ``images``: an (N, H, W, C) array of raw intensities;
-- ``metadata.csv``: one row per crop in the same order, with at least the columns
-  ``plate``, ``compound``, ``concentration_uM`` and ``is_control``.
+The crops dataset format lives in :mod:`.crops_dataset`; its names are re-exported here.
 """
 
 from __future__ import annotations
@@ -17,12 +13,13 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:  # pandas is only needed by the dataset functions
-    import pandas as pd
+from .crops_dataset import (  # re-exported: the dataset format used to live here
+    CROPS_FILE, METADATA_FILE, REQUIRED_COLUMNS, _shape_str, load_crops, save_crops,
+)
 
 __all__ = [
     "CROPS_FILE",
@@ -39,16 +36,9 @@ __all__ = [
     "channel_limits",
 ]
 
-CROPS_FILE = "crops.npz"
-METADATA_FILE = "metadata.csv"
-REQUIRED_COLUMNS = ("plate", "compound", "concentration_uM", "is_control")
 #: Smallest height/width we accept: below this the U-Net's four down-sampling stages would
 #: reduce the image to nothing, and a crop that small cannot hold a cell anyway.
 MIN_SIZE = 8
-
-
-def _shape_str(shape: Sequence[int]) -> str:
-    return "(" + ", ".join(str(int(s)) for s in shape) + ")"
 
 
 def to_channels_last(image: np.ndarray, channel_axis: int | None) -> np.ndarray:
@@ -231,128 +221,6 @@ def validate_image(image: Any, n_channels: int, *, allow_batch: bool = True) -> 
             "that the file holds the cells."
         )
     return out
-
-
-# --------------------------------------------------------------------------- crops dataset
-
-
-def _dataset_dir(directory: str | os.PathLike) -> Path:
-    path = Path(directory)
-    # Users often point at the file itself; accept that too.
-    return path.parent if path.name == CROPS_FILE else path
-
-
-def _check_metadata(metadata: pd.DataFrame, n: int, where: str) -> None:
-    missing = [col for col in REQUIRED_COLUMNS if col not in metadata.columns]
-    if missing:
-        raise ValueError(
-            f"{where} lacks the column(s) {', '.join(missing)}. A crops dataset needs one row "
-            f"per crop with the columns {', '.join(REQUIRED_COLUMNS)} (found: "
-            f"{', '.join(map(str, metadata.columns)) or 'none'})."
-        )
-    if len(metadata) != n:
-        raise ValueError(
-            f"{where} has {len(metadata)} row(s) but there are {n} crop image(s); there must be "
-            "exactly one row per crop, in the same order."
-        )
-
-
-def save_crops(
-    directory: str | os.PathLike, images: np.ndarray, metadata: pd.DataFrame
-) -> Path:
-    """Write a crops dataset: ``crops.npz`` (key ``images``) and ``metadata.csv``.
-
-    The archive is written uncompressed (``np.savez``) so that, once extracted, the ``.npy``
-    inside can be memory mapped by the training data loader.
-
-    Parameters
-    ----------
-    directory : path
-        Folder to write into (created if needed).
-    images : numpy.ndarray
-        (N, H, W, C) raw intensities; the dtype is kept.
-    metadata : pandas.DataFrame
-        One row per crop with at least ``plate``, ``compound``, ``concentration_uM``,
-        ``is_control``.
-
-    Returns
-    -------
-    pathlib.Path
-        The dataset folder.
-    """
-    images = np.asarray(images)
-    if images.ndim != 4:
-        raise ValueError(
-            f"Crops must be a stack of shape (N, H, W, C), got shape {_shape_str(images.shape)}."
-        )
-    _check_metadata(metadata, images.shape[0], "The metadata table")
-    out = _dataset_dir(directory)
-    out.mkdir(parents=True, exist_ok=True)
-    np.savez(out / CROPS_FILE, images=images)
-    metadata.to_csv(out / METADATA_FILE, index=False)
-    return out
-
-
-def load_crops(directory: str | os.PathLike) -> tuple[np.ndarray, pd.DataFrame]:
-    """Read a crops dataset written by :func:`save_crops` (or the shared BBBC021 crops).
-
-    Parameters
-    ----------
-    directory : path
-        The dataset folder (or its ``crops.npz``).
-
-    Returns
-    -------
-    images : numpy.ndarray
-        (N, H, W, C) raw intensities, dtype as stored.
-    metadata : pandas.DataFrame
-        One row per crop; ``concentration_uM`` as float and ``is_control`` as int (0/1).
-
-    Raises
-    ------
-    FileNotFoundError
-        If the folder or one of its two files is missing.
-    ValueError
-        If the archive lacks ``images``, the array is not 4-D, or the table lacks required
-        columns or has a different number of rows.
-    """
-    import pandas as pd
-
-    folder = _dataset_dir(directory)
-    crops_path, meta_path = folder / CROPS_FILE, folder / METADATA_FILE
-    for path in (crops_path, meta_path):
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"{path} not found. A crops dataset folder holds {CROPS_FILE} (key 'images') "
-                f"and {METADATA_FILE}."
-            )
-    with np.load(crops_path, allow_pickle=False) as archive:
-        if "images" not in archive.files:
-            raise ValueError(
-                f"{crops_path} has no array named 'images' (found: "
-                f"{', '.join(archive.files) or 'nothing'})."
-            )
-        images = archive["images"]
-    if images.ndim != 4:
-        raise ValueError(
-            f"{crops_path}: 'images' must have shape (N, H, W, C), got "
-            f"{_shape_str(images.shape)}."
-        )
-    metadata = pd.read_csv(meta_path)
-    _check_metadata(metadata, images.shape[0], str(meta_path))
-    try:
-        metadata["concentration_uM"] = pd.to_numeric(metadata["concentration_uM"]).astype(float)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{meta_path}: concentration_uM must be numbers ({exc}).") from exc
-    control = metadata["is_control"]
-    if control.dtype == object:  # "True"/"False" written by some tools
-        control = control.astype(str).str.strip().str.lower().map(
-            {"true": 1, "false": 0, "1": 1, "0": 0}
-        )
-    if control.isna().any() or not set(np.unique(control.to_numpy())) <= {0, 1}:
-        raise ValueError(f"{meta_path}: is_control must be 0/1 (or True/False) in every row.")
-    metadata["is_control"] = control.astype(int)
-    return images, metadata
 
 
 # --------------------------------------------------------------------------- TIFF
