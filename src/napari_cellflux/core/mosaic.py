@@ -109,10 +109,10 @@ def paste_back(
 ) -> np.ndarray:
     """Blend crops into a copy of the field at the positions they were cut from.
 
-    The inverse of :func:`~napari_cellflux.core.cells.crop_cells` (same centring
-    convention), with a soft edge so that simulated cells sit in their original context
-    without hard seams. Pixels outside every crop's window keep their original values exactly; crops reaching past the border are
-    clipped. Where crops overlap, later ones are blended over earlier ones.
+    The inverse of :func:`~napari_cellflux.core.cells.crop_cells` (same centring convention),
+    with a soft edge so that simulated cells sit in their original context without hard seams.
+    Pixels outside every crop's window keep their original values exactly; crops reaching past
+    the border are clipped. Where crops overlap, later ones are blended over earlier ones.
 
     Parameters
     ----------
