@@ -1,0 +1,117 @@
+"""One batch per optimisation step, each treated crop paired with a control of its plate.
+
+:class:`PairedBatches` yields treated crops x1 from a per-epoch permutation sharded over
+processes (like ``DistributedSampler``), each paired with a control crop x0 drawn at random
+from the SAME plate, redrawn at every step.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .distributed import step_seed
+from .readers import DataError
+
+if TYPE_CHECKING:
+    from .data import TrainingData
+
+__all__ = ["PairedBatches"]
+
+
+class PairedBatches:
+    """Map-style dataset whose item ``step`` is this process's whole batch for that step.
+
+    Treated crops follow a per-epoch permutation (the same on every process) cut into
+    ``world`` interleaved shards of equal length, as ``DistributedSampler(drop_last=True)``
+    does; a shard shorter than a batch simply wraps into the next epoch. Controls, flips and
+    rotations are drawn from ``step_seed(seed, rank, step)``, so a batch is a pure function
+    of the step: DataLoader workers can build batches in any order and a resumed run sees
+    exactly the batches the interrupted one would have.
+    """
+
+    def __init__(self, data: TrainingData, *, batch_size: int, crop_size: int, seed: int,
+                 rank: int = 0, world_size: int = 1, total_steps: int = 0,
+                 augment: bool = True) -> None:
+        self.data = data
+        self.batch_size = int(batch_size)
+        self.crop_size = int(crop_size)
+        self.seed = int(seed)
+        self.rank = int(rank)
+        self.world = int(world_size)
+        self.total_steps = int(total_steps)
+        self.augment = bool(augment)
+        self.shard = len(data.treated) // self.world
+        if self.shard < 1:
+            raise DataError(f"{len(data.treated)} treated crop(s) cannot be split over "
+                            f"{self.world} processes; use fewer processes or more data")
+        self._perm_cache: tuple[int, np.ndarray] | None = None
+
+    def steps_for_epochs(self, epochs: float) -> int:
+        return max(1, int(np.ceil(epochs * self.shard / self.batch_size)))
+
+    def __len__(self) -> int:
+        return self.total_steps
+
+    def _shard_of_epoch(self, epoch: int) -> np.ndarray:
+        if self._perm_cache is None or self._perm_cache[0] != epoch:
+            rng = np.random.default_rng(np.random.SeedSequence([self.seed, epoch, 0x5EED]))
+            perm = rng.permutation(len(self.data.treated))[: self.shard * self.world]
+            self._perm_cache = (epoch, perm[self.rank:: self.world])
+        return self._perm_cache[1]
+
+    def indices(self, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Rows of (treated, control) crops, the treated positions and dihedral codes."""
+        pos = step * self.batch_size + np.arange(self.batch_size)
+        epochs, within = pos // self.shard, pos % self.shard
+        sel = np.empty(self.batch_size, dtype=np.int64)
+        for e in np.unique(epochs):
+            m = epochs == e
+            sel[m] = self._shard_of_epoch(int(e))[within[m]]
+        rng = np.random.default_rng(step_seed(self.seed, self.rank, step, stream=1))
+        t_rows = self.data.treated[sel]
+        c_rows = np.empty_like(t_rows)
+        for k, plate in enumerate(self.data.treated_plate[sel]):
+            pool = self.data.control_pools[plate]
+            c_rows[k] = pool[rng.integers(len(pool))]
+        codes = (rng.integers(0, 8, size=(2, self.batch_size)) if self.augment
+                 else np.zeros((2, self.batch_size), dtype=np.int64))
+        return t_rows, c_rows, sel, codes
+
+    def _load(self, rows: np.ndarray) -> Any:
+        import torch
+        import torch.nn.functional as F
+
+        order = np.argsort(rows, kind="stable")
+        arr = np.empty((len(rows), *self.data.images.shape[1:]), dtype=np.float32)
+        arr[order] = np.asarray(self.data.images[rows[order]], dtype=np.float32)
+        x = torch.from_numpy(arr).permute(0, 3, 1, 2)
+        low = torch.from_numpy(self.data.norm_low)[None, :, None, None]
+        high = torch.from_numpy(self.data.norm_high)[None, :, None, None]
+        x = 2 * (x - low) / (high - low) - 1
+        if tuple(x.shape[-2:]) != (self.crop_size, self.crop_size):
+            # The same resize the model applies to users' crops at inference.
+            x = F.interpolate(x, size=(self.crop_size, self.crop_size), mode="bilinear",
+                              antialias=True, align_corners=False)
+        return x.contiguous()
+
+    @staticmethod
+    def _dihedral(x: Any, codes: np.ndarray) -> Any:
+        import torch
+
+        out = []
+        for img, k in zip(x, codes):
+            img = torch.rot90(img, int(k) % 4, dims=(-2, -1))
+            out.append(img.flip(-1) if k >= 4 else img)
+        return torch.stack(out).contiguous()
+
+    def __getitem__(self, step: int) -> dict[str, Any]:
+        import torch
+
+        t_rows, c_rows, sel, codes = self.indices(int(step))
+        x1, x0 = self._load(t_rows), self._load(c_rows)
+        if self.augment:
+            x1, x0 = self._dihedral(x1, codes[0]), self._dihedral(x0, codes[1])
+        cond = torch.from_numpy(self.data.cond_table[self.data.cond_index[sel]])
+        return {"x0": x0, "x1": x1, "cond": cond, "step": int(step)}
