@@ -32,11 +32,9 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = (REPO / ".." / "shared" / "data").resolve()
-BBBC = DATA / "bbbc021_cyclohexamide"
-SMILES = DATA / "bbbc021_annotations" / "BBBC021_v1_compound.csv"
-EVAL_PLATE = "Week4_27821"
+from benchmark_paths import BBBC, DOCS, REPO, SMILES
+from benchmark_tables import EVAL_PLATE
+
 ROWS = (("FDc", "FDc (lower is better)"), ("KIDc", "KIDc"),
         ("effect_error", "effect error (0 ideal)"), ("batch_signature", "batch signature"),
         ("treated_fraction", "called treated"))
@@ -108,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
                     work / "eval.log", args.threads)
         print(f"evaluation wall time {wall:.0f} s", flush=True)
     metrics = json.loads(out.read_text(encoding="utf-8"))
-    shutil.copy(out, REPO / "docs" / "benchmarks" / out.name)
+    shutil.copy(out, DOCS / "benchmarks" / out.name)
     print(table(metrics))
     return 0
 
