@@ -77,15 +77,22 @@ def _time_forward(model: Any, batch: int, repeats: int) -> float:
     return (time.perf_counter() - start) / repeats / batch
 
 
-def _trajectory(model: Any, cells: Any, solver: str, steps: int = FRAMES) -> dict[str, float]:
+def _trajectory(model: Any, cells: Any, solver: str, steps: int = FRAMES,
+                keep: list | None = None) -> dict[str, float]:
+    """Times of one guided forward trajectory; its last frame is appended to ``keep``."""
     start = time.perf_counter()
     first = None
     frames = 0
-    for i, (_, _) in enumerate(model.iter_simulate(cells, model.perturbations[0], steps=steps,
-                                                   guidance=1.2, solver=solver)):
+    last = None
+    for i, (_, frame) in enumerate(model.iter_simulate(cells, model.perturbations[0],
+                                                       steps=steps, guidance=1.2,
+                                                       solver=solver)):
         if i == 1:
             first = time.perf_counter() - start
         frames += 1
+        last = frame
+    if keep is not None:
+        keep.append(last)
     return {"first_frame_s": round(first or 0.0, 3),
             "total_s": round(time.perf_counter() - start, 3), "frames": frames - 1}
 
@@ -175,10 +182,28 @@ def _levers(threads: int) -> dict[str, Any]:
             out[f"guided_eval_{n}_threads_s"] = timed(lambda: guided(x, t))
         torch.set_num_threads(threads)
     cells = _cells()
+    ends: dict[str, list] = {"float32": [], "bfloat16": []}
     for precision in ("float32", "bfloat16"):
         model.precision = precision
         for name in ("euler", "midpoint", "rk4"):
-            out[f"trajectory_{name}_{precision}"] = _trajectory(model, cells, name)
+            out[f"trajectory_{name}_{precision}"] = _trajectory(model, cells, name,
+                                                                keep=ends[precision])
+    # How far bfloat16 moves the last frame, next to how far the solver choice moves it
+    # (float32 Euler and midpoint against float32 RK4), as % of the simulated change.
+    import numpy as np
+
+    rk4 = ends["float32"][2]
+    change = float(np.sqrt(np.mean((rk4 - cells.astype(np.float32)) ** 2)))
+
+    def pct(a: Any) -> float:
+        return round(100 * float(np.sqrt(np.mean((a - rk4) ** 2))) / change, 2)
+
+    out["end_frame_difference_pct_of_change"] = {
+        "bf16_vs_fp32_midpoint": round(100 * float(np.sqrt(np.mean(
+            (ends["bfloat16"][1] - ends["float32"][1]) ** 2))) / change, 2),
+        "fp32_euler_vs_rk4": pct(ends["float32"][0]),
+        "fp32_midpoint_vs_rk4": pct(ends["float32"][1]),
+    }
     return out
 
 
