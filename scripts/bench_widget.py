@@ -74,7 +74,7 @@ def _child(threads: int, precision: str, steps: int, cells: int, repeats: int) -
     used = torch.get_num_threads()
     out = {"threads_setting": threads or "auto", "torch_threads": used,
            "precision_setting": precision,
-           "precision": "float32" if widget.model.compute_dtype is None else "bfloat16",
+           "precision": widget.model.precision_in_use,
            "auto_would_use": cpu_threads_for(0), "solver": str(widget.sampler_panel.solver.value),
            "runs": runs, "best_total_s": min(r["total_s"] for r in runs)}
     viewer.close()

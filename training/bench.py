@@ -97,10 +97,6 @@ def _trajectory(model: Any, cells: Any, solver: str, steps: int = FRAMES,
             "total_s": round(time.perf_counter() - start, 3), "frames": frames - 1}
 
 
-def _precision_name(model: Any) -> str:
-    return "float32" if model.compute_dtype is None else "bfloat16"
-
-
 def _measure_preset(preset_name: str, solver: str, threads: int, precision: str,
                     queue: Any) -> None:
     import torch
@@ -113,7 +109,7 @@ def _measure_preset(preset_name: str, solver: str, threads: int, precision: str,
     traj = _trajectory(model, cells, solver)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     queue.put({"preset": preset_name, "weights": weights, "crop_size": model.crop_size,
-               "precision": _precision_name(model),
+               "precision": model.precision_in_use,
                "parameters_M": round(sum(p.numel() for p in model.network.parameters()) / 1e6,
                                      2),
                "s_per_image_forward": round(per_image, 4),

@@ -325,7 +325,7 @@ def evaluate(model_path: str | Path, data: str | Path, *, eval_plates: Sequence[
                   "evaluation plate's controls (the other half trains the classifiers)",
                   "classifier_train_crops": int(clf_train.sum())},
         "settings": {"steps": steps, "solver": solver, "guidance": guidance,
-                     "precision": "float32" if model.compute_dtype is None else "bfloat16",
+                     "precision": model.precision_in_use,
                      "max_cells": max_cells, "n_boot": n_boot, "seed": seed, "top_k": top_k,
                      "ci": "95 % bootstrap percentile interval, shifted by the bootstrap bias"},
         "features": {"n": len(prof.names), "names": prof.names},

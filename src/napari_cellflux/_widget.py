@@ -293,7 +293,7 @@ class CellFluxWidget(Container):
             seed=int(sp.seed.value), dose_uM=pp.dose_uM,
             paste_back=bool(self.input_panel.paste.value),
             weights=str(self.model.path or "bundled demo"),
-            precision="float32" if self.model.compute_dtype is None else "bfloat16")
+            precision=self.model.precision_in_use)
         self._batches, self._failed = batches, None
         self.frames_shown = 0
         self._set_cpu_threads()

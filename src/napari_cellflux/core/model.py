@@ -130,6 +130,11 @@ class CellFluxModel:
         """The autocast dtype :attr:`precision` resolves to here (None: float32)."""
         return _resolve_dtype(self._precision, self.device)
 
+    @property
+    def precision_in_use(self) -> str:
+        """``"float32"`` or ``"bfloat16"``: what :attr:`precision` means on this machine."""
+        return "float32" if self.compute_dtype is None else "bfloat16"
+
     # --- what the model knows -------------------------------------------------------
     @property
     def name(self) -> str:
