@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DistEnv", "setup", "cleanup", "all_reduce_mean", "gather_strings", "step_seed",
-           "state_hash"]
+__all__ = ["DistEnv", "setup", "cleanup", "barrier", "all_reduce_mean", "gather_strings",
+           "step_seed", "state_hash"]
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,20 @@ def setup(device: str = "auto") -> DistEnv:
     if not dist.is_initialized():
         dist.init_process_group(backend=backend)
     return DistEnv(rank, world, local, dev, backend)
+
+
+def barrier(env: DistEnv) -> None:
+    """Wait until every process gets here (nothing to wait for in a single process).
+
+    Called once training has finished on every rank, before leaving the group: a rank that
+    tears its gloo connections down while rank 0 is still writing the weights can make the
+    other side abort (SIGABRT) on the closed socket.
+    """
+    if env.distributed:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.barrier()
 
 
 def cleanup(env: DistEnv) -> None:

@@ -73,7 +73,10 @@ def run_cli(*args: str, timeout: float = 240, module: tuple[str, ...] = ("-m", "
     proc = subprocess.run(cmd, cwd=REPO, env=cli_env(), capture_output=True, text=True,
                           timeout=timeout)
     if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+        err = proc.stderr
+        if len(err) > 8000:  # the first error (e.g. a worker's own traceback) and the end
+            err = f"{err[:4000]}\n[... {len(err) - 8000} characters ...]\n{err[-4000:]}"
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err}")
     return proc
 
 
