@@ -8,7 +8,7 @@ has it natively). Each preset runs in its own child process so that peak memory 
 preset's alone. Then the levers, one at a time, on the ``fast`` preset, from a plain float32
 network in the default memory layout: batched vs separate guidance passes, inference mode
 vs autograd, channels-last, bfloat16 autocast, thread count, and the solver (network
-evaluations per frame) at both precisions.
+evaluations per frame) at both precisions; with ``--compile`` also ``torch.compile``.
 
 Weights do not change speed, so ``paper`` uses random weights of its architecture and
 ``fast`` the bundled demo weights when they are ``fast`` (random otherwise).
@@ -23,6 +23,7 @@ import os
 import platform
 import resource
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -127,6 +128,15 @@ def _in_child(preset_name: str, solver: str, threads: int, precision: str) -> di
     return result
 
 
+def _timed(fn: Any, repeats: int = 5) -> float:
+    """Mean seconds of ``fn()`` over ``repeats`` calls, after one untimed warm-up call."""
+    fn()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return round((time.perf_counter() - start) / repeats, 4)
+
+
 def _levers(threads: int) -> dict[str, Any]:
     """Each lever on the fast preset, from a plain float32, default-layout network."""
     import torch
@@ -145,13 +155,7 @@ def _levers(threads: int) -> dict[str, Any]:
     cond = torch.randn(1, net.config.cond_dim)
     t = torch.tensor(0.5)
 
-    def timed(fn: Any, repeats: int = 5) -> float:
-        fn()
-        start = time.perf_counter()
-        for _ in range(repeats):
-            fn()
-        return round((time.perf_counter() - start) / repeats, 4)
-
+    timed = _timed
     out: dict[str, Any] = {"native_bf16": cpu_has_native_bf16()}
     with torch.inference_mode():
         guided = GuidedVelocity(net, cond, 1.2)
@@ -203,6 +207,47 @@ def _levers(threads: int) -> dict[str, Any]:
     return out
 
 
+def _compile_lever(threads: int) -> dict[str, Any]:
+    """``torch.compile`` (inductor) of the shipped ``fast`` network against eager mode.
+
+    One guided evaluation of 16 cells at both precisions, plus the seconds the first
+    compiled call takes with an empty compile cache (paid again for every new batch shape).
+    Opt-in (``--compile``): it needs a C++ compiler and takes over a minute on a 2-core CPU.
+    """
+    import torch
+
+    from napari_cellflux.core.flow import GuidedVelocity
+
+    torch.set_num_threads(threads)
+    model, _ = _model("fast")
+    net, size = model.network, model.crop_size
+    x = torch.randn(N_CELLS, net.config.in_channels, size, size).contiguous(
+        memory_format=torch.channels_last)
+    cond, t = torch.randn(1, net.config.cond_dim), torch.tensor(0.5)
+    out: dict[str, Any] = {}
+    before = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    # a fresh inductor cache, so the first call is what a user meets the first time
+    with tempfile.TemporaryDirectory(prefix="cellflux-inductor-") as cache:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache
+        compiled = torch.compile(net)
+        try:
+            with torch.inference_mode():
+                for label, dtype in (("float32", None), ("bfloat16", torch.bfloat16)):
+                    eager = GuidedVelocity(net, cond, 1.2, compute_dtype=dtype)
+                    fast = GuidedVelocity(compiled, cond, 1.2, compute_dtype=dtype)
+                    start = time.perf_counter()
+                    fast(x, t)
+                    out[f"first_call_s_{label}"] = round(time.perf_counter() - start, 1)
+                    out[f"guided_eval_eager_s_{label}"] = _timed(lambda: eager(x, t))
+                    out[f"guided_eval_compiled_s_{label}"] = _timed(lambda: fast(x, t))
+        finally:
+            if before is None:
+                os.environ.pop("TORCHINDUCTOR_CACHE_DIR", None)
+            else:
+                os.environ["TORCHINDUCTOR_CACHE_DIR"] = before
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog="python -m training.bench", description=__doc__)
     parser.add_argument("--solver", default="euler", help="solver of the timed trajectory")
@@ -211,6 +256,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16"],
                         help="network arithmetic of the preset figures (default: as shipped)")
     parser.add_argument("--no-levers", action="store_true", help="skip the per-lever table")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time torch.compile of the fast network (slow, needs a C++ "
+                             "compiler)")
     args = parser.parse_args(argv)
 
     import torch
@@ -234,6 +282,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         }
     if not args.no_levers:
         report["levers_fast"] = _levers(args.threads)
+    if args.compile:
+        report["torch_compile_fast"] = _compile_lever(args.threads)
     print(json.dumps(report, indent=2))
     return report
 
