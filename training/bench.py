@@ -155,31 +155,30 @@ def _levers(threads: int) -> dict[str, Any]:
     cond = torch.randn(1, net.config.cond_dim)
     t = torch.tensor(0.5)
 
-    timed = _timed
     out: dict[str, Any] = {"native_bf16": cpu_has_native_bf16()}
     with torch.inference_mode():
         guided = GuidedVelocity(net, cond, 1.2)
-        out["guided_eval_batched_s"] = timed(lambda: guided(x, t))
+        out["guided_eval_batched_s"] = _timed(lambda: guided(x, t))
         c16 = cond.expand(N_CELLS, -1)
         on, off = torch.ones(N_CELLS, dtype=torch.bool), torch.zeros(N_CELLS, dtype=torch.bool)
-        out["guided_eval_two_passes_s"] = timed(
+        out["guided_eval_two_passes_s"] = _timed(
             lambda: (net(x, t.expand(N_CELLS), c16, off), net(x, t.expand(N_CELLS), c16, on)))
     with torch.no_grad():
-        out["guided_eval_no_grad_s"] = timed(lambda: guided(x, t))
-    out["guided_eval_autograd_s"] = timed(lambda: guided(x, t).sum())
+        out["guided_eval_no_grad_s"] = _timed(lambda: guided(x, t))
+    out["guided_eval_autograd_s"] = _timed(lambda: guided(x, t).sum())
     with torch.inference_mode():
-        out["guided_eval_channels_last_s"] = timed(
+        out["guided_eval_channels_last_s"] = _timed(
             lambda: GuidedVelocity(shipped, cond, 1.2)(xcl, t))
         low = GuidedVelocity(net, cond, 1.2, compute_dtype=torch.bfloat16)
-        out["guided_eval_bf16_s"] = timed(lambda: low(x, t))
+        out["guided_eval_bf16_s"] = _timed(lambda: low(x, t))
         both = GuidedVelocity(shipped, cond, 1.2, compute_dtype=torch.bfloat16)
-        out["guided_eval_channels_last_bf16_s"] = timed(lambda: both(xcl, t))
+        out["guided_eval_channels_last_bf16_s"] = _timed(lambda: both(xcl, t))
         ref = GuidedVelocity(shipped, cond, 1.2)(xcl, t)
         out["bf16_velocity_relative_error"] = round(
             float((both(xcl, t) - ref).norm() / ref.norm()), 5)
         for n in sorted({1, threads, os.cpu_count() or 1}):
             torch.set_num_threads(n)
-            out[f"guided_eval_{n}_threads_s"] = timed(lambda: guided(x, t))
+            out[f"guided_eval_{n}_threads_s"] = _timed(lambda: guided(x, t))
         torch.set_num_threads(threads)
     cells = _cells()
     ends: dict[str, list] = {"float32": [], "bfloat16": []}

@@ -86,9 +86,8 @@ def setup(device: str = "auto") -> DistEnv:
 def barrier(env: DistEnv) -> None:
     """Wait until every process gets here (nothing to wait for in a single process).
 
-    Called once training has finished on every rank, before leaving the group: a rank that
-    tears its gloo connections down while rank 0 is still writing the weights can make the
-    other side abort (SIGABRT) on the closed socket.
+    Called once training has finished on every rank (rank 0 has written the weights), so
+    that no process destroys its process group while another one is still working in it.
     """
     if env.distributed:
         import torch.distributed as dist
