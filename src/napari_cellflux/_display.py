@@ -22,7 +22,11 @@ from ._worker import Batch, Frame, Ready, RunSettings
 
 __all__ = ["RunDisplay"]
 
-_REFRESH_S = 0.25   # redraw the layers at most this often while frames stream in
+# Redraw the layers and the read-out at most this often while frames stream in. Drawing runs
+# on napari's main thread and holds the GIL the worker needs between its torch calls: in the
+# viewer on a 2-core CPU (scripts/bench_widget.py, 16 cells, 20 frames), refreshing every
+# 0.25 s (every frame) took 8.9-9.5 s per Run, every 0.5 s 6.6-7.2 s (docs/benchmarks.md).
+_REFRESH_S = 0.5
 _MOSAIC_GAP_PX = 16  # between a field and the mosaic of its cells
 
 

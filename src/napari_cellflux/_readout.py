@@ -96,8 +96,8 @@ class ReadoutPlot(_Series):
         from matplotlib.figure import Figure
 
         super().__init__()
-        # Fixed margins instead of constrained layout: the plot is redrawn with every
-        # streamed frame, and constrained layout cost most of each draw (profiled in the
+        # Fixed margins instead of constrained layout: the plot is redrawn while frames
+        # stream in, and constrained layout cost most of each draw (profiled in the
         # viewer: about 60 % of 0.3 s per draw on a loaded 2-core machine).
         self.figure = Figure(figsize=(3.2, 2.3), dpi=90)
         self.figure.subplots_adjust(left=0.2, right=0.97, bottom=0.18, top=0.88)

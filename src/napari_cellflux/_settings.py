@@ -48,7 +48,7 @@ def cpu_threads_for(setting: int) -> int:
     """Torch CPU threads for a simulation: ``setting`` when > 0, else one core fewer than
     the machine has (at least one).
 
-    napari's GUI thread draws every streamed frame while the model computes the next one.
+    napari's GUI thread draws the streamed frames while the model computes the next one.
     Measured on a 2-core machine (docs/benchmarks.md, Speed): a 16-cell, 20-frame run in the
     viewer took 11.9 s with one thread and 14.0 s with two, and the same with a busy program
     on the other core (27.5 vs 27.9 s); while another torch program ran, a trajectory took
