@@ -2,7 +2,9 @@
 
 :class:`PairedBatches` yields treated crops x1 from a per-epoch permutation sharded over
 processes (like ``DistributedSampler``), each paired with a control crop x0 drawn at random
-from the SAME plate, redrawn at every step.
+from the SAME plate, redrawn at every step. With ``coupling="ot"`` the controls drawn for a
+step are then re-paired within each plate by minibatch optimal transport
+(:mod:`training.coupling`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .coupling import COUPLINGS, ot_permutation
 from .distributed import step_seed
 from .readers import DataError
 
@@ -33,7 +36,10 @@ class PairedBatches:
 
     def __init__(self, data: TrainingData, *, batch_size: int, crop_size: int, seed: int,
                  rank: int = 0, world_size: int = 1, total_steps: int = 0,
-                 augment: bool = True) -> None:
+                 augment: bool = True, coupling: str = "random") -> None:
+        if coupling not in COUPLINGS:
+            raise ValueError(f"coupling must be one of {', '.join(COUPLINGS)}, "
+                             f"got {coupling!r}")
         self.data = data
         self.batch_size = int(batch_size)
         self.crop_size = int(crop_size)
@@ -42,6 +48,7 @@ class PairedBatches:
         self.world = int(world_size)
         self.total_steps = int(total_steps)
         self.augment = bool(augment)
+        self.coupling = coupling
         self.shard = len(data.treated) // self.world
         if self.shard < 1:
             raise DataError(f"{len(data.treated)} treated crop(s) cannot be split over "
@@ -113,5 +120,7 @@ class PairedBatches:
         x1, x0 = self._load(t_rows), self._load(c_rows)
         if self.augment:
             x1, x0 = self._dihedral(x1, codes[0]), self._dihedral(x0, codes[1])
+        if self.coupling == "ot":
+            x0 = x0[torch.from_numpy(ot_permutation(x0, x1, self.data.treated_plate[sel]))]
         cond = torch.from_numpy(self.data.cond_table[self.data.cond_index[sel]])
         return {"x0": x0, "x1": x1, "cond": cond, "step": int(step)}

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .coupling import COUPLINGS
+
 __all__ = ["TrainConfig", "load_config_file", "RESUMABLE_CHANGES", "DEFAULT_EPOCHS"]
 
 #: Paper setting (CellFlux appendix C: 100 epochs, Adam 1e-4, batch 128, p_e 0.5, p_c 0.2).
@@ -67,6 +69,10 @@ class TrainConfig:
     threads
         CPU threads per process for torch (default: torch's choice). On a machine shared
         with other jobs, ``1`` avoids OpenMP oversubscription, which can be 10x slower.
+    coupling
+        ``random`` (CellFlux: each treated crop with a random control of its plate) or ``ot``
+        (the controls of a batch re-paired within each plate by minibatch optimal transport,
+        :mod:`training.coupling`).
     precision
         ``auto`` (bf16 autocast on CUDA, fp32 elsewhere), ``bf16`` or ``fp32``.
     """
@@ -103,6 +109,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     precision: str = "auto"
     augment: bool = True
+    coupling: str = "random"
     progress: bool = True
     name: str = ""
     description: str = ""
@@ -133,6 +140,9 @@ class TrainConfig:
             problems.append(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.crop_size is not None and self.crop_size < 8:
             problems.append(f"crop_size must be >= 8 pixels, got {self.crop_size}")
+        if self.coupling not in COUPLINGS:
+            problems.append(f"coupling must be one of {', '.join(COUPLINGS)}, "
+                            f"got {self.coupling!r}")
         if self.precision not in _PRECISIONS:
             problems.append(f"precision must be one of {', '.join(_PRECISIONS)}")
         for key in ("log_every", "ckpt_every"):

@@ -120,7 +120,8 @@ def train(cfg: TrainConfig, env: DistEnv, data: TrainingData, out: Path,
     net = build_network(cfg, data).to(device)
     crop = net.config.crop_size
     batches = PairedBatches(data, batch_size=cfg.batch_size, crop_size=crop, seed=cfg.seed,
-                            rank=env.rank, world_size=env.world_size, augment=cfg.augment)
+                            rank=env.rank, world_size=env.world_size, augment=cfg.augment,
+                            coupling=cfg.coupling)
     total = total_steps(cfg, batches)
     batches.total_steps = total
     optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr)
@@ -150,8 +151,9 @@ def train(cfg: TrainConfig, env: DistEnv, data: TrainingData, out: Path,
                  len(data.plates), data.description["n_controls_train"],
                  sum(v["trained"] for v in data.vocabulary), data.use_dose)
         log.info("training steps %d -> %d, batch %d x %d process(es), lr %g, p_noise %g, "
-                 "noise scale %g, p_drop %g", start, total, cfg.batch_size, env.world_size,
-                 cfg.lr, cfg.noise_prob, cfg.noise_scale, cfg.cond_drop)
+                 "noise scale %g, p_drop %g, coupling %s", start, total, cfg.batch_size,
+                 env.world_size, cfg.lr, cfg.noise_prob, cfg.noise_scale, cfg.cond_drop,
+                 cfg.coupling)
     metrics = (out / "metrics.jsonl").open("a", encoding="utf-8") if env.is_main else None
     bar = tqdm(total=total, initial=start, disable=not (env.is_main and cfg.progress),
                unit="step", dynamic_ncols=True, mininterval=1.0, smoothing=0.1)
@@ -229,6 +231,7 @@ def train(cfg: TrainConfig, env: DistEnv, data: TrainingData, out: Path,
                 "grad_clip": cfg.grad_clip, "seed": cfg.seed, "device": str(device),
                 "precision": "bf16" if _use_bf16(cfg, device) else "fp32",
                 "final_loss_smoothed": smooth, "augment": cfg.augment,
+                "coupling": cfg.coupling,
                 "rank_weight_hashes": hashes, "ranks_in_sync": in_sync,
                 "wall_s_last_session": round(wall, 1), "images_per_s": round(ips, 2),
             }

@@ -86,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--grad-clip", type=float, help="gradient norm clip (1.0; 0 disables)")
     g.add_argument("--precision", choices=["auto", "bf16", "fp32"],
                    help="auto: bf16 autocast on CUDA, fp32 elsewhere")
+    g.add_argument("--coupling", choices=["random", "ot"],
+                   help="which control each treated crop flows from: random (CellFlux, "
+                        "default) or ot (re-paired within each plate by minibatch optimal "
+                        "transport)")
     g.add_argument("--no-augment", dest="augment", action="store_false",
                    help="no random flips / 90-degree rotations")
     g = p.add_argument_group("run")
