@@ -9,12 +9,15 @@ Stages (each skipped when its output already exists in --workdir, so an interrup
 continues where it stopped; --force redoes everything):
 
 1. train the models with ``python -m training.run`` / ``python -m training.baselines``:
-   ``bbbc_main`` (plate Week4_27821 held out), ``bbbc_nonoise`` (same, no source noise
-   augmentation), ``bbbc_noisestart`` (same, trained from Gaussian noise instead of
-   controls), ``bbbc_dose15`` (15 uM held out) and ``syn_main`` (procedural plates,
-   SynPlate4 held out, on a procedural dataset written to the workdir), all at the same
-   small budget (--steps), plus ``bbbc_main_long`` (--long-steps) and, at a larger budget
-   (--budget-steps), ``bbbc_main_N``, ``bbbc_nonoise_N`` and ``syn_main_N``;
+   ``bbbc_main`` (plate Week4_27821 held out; also ``bbbc_main_seed1`` / ``_seed2``, the
+   same with other seeds), ``bbbc_nonoise`` (same, no source noise augmentation),
+   ``bbbc_noise0.1`` / ``bbbc_noise0.3`` (noise sigma 0.1 / 0.3 instead of 1),
+   ``bbbc_main_ot`` (minibatch-OT pairing, ``--coupling ot``), ``bbbc_noisestart`` (same,
+   trained from Gaussian noise instead of controls), ``bbbc_dose15`` (15 uM held out) and
+   ``syn_main`` / ``syn_main_ot`` (procedural plates, SynPlate4 held out, on a procedural
+   dataset written to the workdir), all at the same small budget (--steps), plus
+   ``bbbc_main_long`` (--long-steps) and, at a larger budget (--budget-steps),
+   ``bbbc_main_N``, ``bbbc_nonoise_N`` and ``syn_main_N``;
 2. evaluate them with ``python -m training.evaluate`` (metrics JSON in the workdir, copied to
    docs/benchmarks/);
 3. write docs/benchmarks.md (everything except a ``## Speed`` section, which is kept as it
@@ -54,26 +57,38 @@ def sh(cmd: list[str], log: Path) -> float:
     return wall
 
 
+#: Noise-augmentation scales (sigma) of the sweep; the default recipe uses 1.0.
+NOISE_SWEEP = ("0.1", "0.3")
+#: Extra training seeds of the main held-out-plate model (the default recipe uses seed 0).
+SEEDS = (1, 2)
+
+
 def train_commands(work: Path, steps: int, long_steps: int,
                    budget_steps: int = 0) -> dict[str, list[str]]:
     py = sys.executable
-    def common(n: int) -> list[str]:
+    def common(n: int, seed: int = 0) -> list[str]:
         return ["--preset", "fast", "--steps", str(n), "--batch-size", "32", "--lr", "3e-4",
-                "--seed", "0", "--no-progress", "--log-every", "20", "--overwrite"]
+                "--seed", str(seed), "--no-progress", "--log-every", "20", "--overwrite"]
 
     data = ["--data", str(BBBC), "--smiles-table", str(SMILES)]
     bbbc = [*data, *common(steps)]
+    plate = [py, "-m", "training.run", *bbbc, "--holdout-plates", EVAL_PLATE]
+    syn = [py, "-m", "training.run", "--data", str(work / "syn_data"), *common(steps),
+           "--holdout-plates", "SynPlate4"]
     cmds = {
-        "bbbc_main": [py, "-m", "training.run", *bbbc, "--holdout-plates", EVAL_PLATE],
+        "bbbc_main": plate,
         "bbbc_main_long": [py, "-m", "training.run", *data, *common(long_steps),
                            "--holdout-plates", EVAL_PLATE],
-        "bbbc_nonoise": [py, "-m", "training.run", *bbbc, "--holdout-plates", EVAL_PLATE,
-                         "--noise-prob", "0"],
+        "bbbc_nonoise": [*plate, "--noise-prob", "0"],
+        "bbbc_main_ot": [*plate, "--coupling", "ot"],
+        **{f"bbbc_noise{s}": [*plate, "--noise-scale", s] for s in NOISE_SWEEP},
+        **{f"bbbc_main_seed{k}": [py, "-m", "training.run", *data, *common(steps, k),
+                                  "--holdout-plates", EVAL_PLATE] for k in SEEDS},
         "bbbc_dose15": [py, "-m", "training.run", *bbbc, "--holdout-doses", "15"],
         "bbbc_noisestart": [py, "-m", "training.baselines", "train-noise-start", *bbbc,
                             "--holdout-plates", EVAL_PLATE],
-        "syn_main": [py, "-m", "training.run", "--data", str(work / "syn_data"), *common(steps),
-                     "--holdout-plates", "SynPlate4"],
+        "syn_main": syn,
+        "syn_main_ot": [*syn, "--coupling", "ot"],
     }
     if budget_steps:  # the same recipes with a larger training budget
         n = budget_steps
@@ -90,10 +105,14 @@ def eval_commands(work: Path, args) -> dict[str, list[str]]:
     common = ["--steps", str(args.sample_steps), "--solver", "euler", "--guidance", "1.2",
               "--n-boot", str(args.n_boot), "--seed", "0"]
     m = lambda name: str(work / name / "model.safetensors")  # noqa: E731
+    plate = ["--data", str(BBBC), "--holdout-plate", EVAL_PLATE,
+             "--max-cells", str(args.max_cells)]
     return {
-        "plate": [py, "-m", "training.evaluate", "--model", m("bbbc_main"), "--data", str(BBBC),
-                  "--holdout-plate", EVAL_PLATE, "--max-cells", str(args.max_cells),
+        "plate": [py, "-m", "training.evaluate", "--model", m("bbbc_main"), *plate,
                   "--ablation", f"no_noise_aug={m('bbbc_nonoise')}",
+                  *[a for s in NOISE_SWEEP
+                    for a in ("--ablation", f"noise_scale_{s}={m(f'bbbc_noise{s}')}")],
+                  "--ablation", f"ot_coupling={m('bbbc_main_ot')}",
                   "--noise-start", m("bbbc_noisestart"),
                   *(["--ablation", f"cellflux_{args.long_steps}_steps={m('bbbc_main_long')}"]
                     if args.long_steps else []),
@@ -102,12 +121,16 @@ def eval_commands(work: Path, args) -> dict[str, list[str]]:
                      for a in ("--ablation", f"{name}={m(f'{model}_{n}')}")]
                     if (n := args.budget_steps) else []),
                   *[a for e in args.extra for a in ("--ablation", e)], *common],
+        **{f"plate_seed{k}": [py, "-m", "training.evaluate", "--model",
+                              m(f"bbbc_main_seed{k}"), *plate, "--baselines", "other_plate",
+                              *common] for k in SEEDS},
         "dose": [py, "-m", "training.evaluate", "--model", m("bbbc_dose15"), "--data",
                  str(BBBC), "--holdout-plate", EVAL_PLATE, "--doses", "15",
                  "--max-cells", str(args.max_cells), *common],
         "syn": [py, "-m", "training.evaluate", "--model", m("syn_main"), "--data",
                 str(work / "syn_data"), "--holdout-plate", "SynPlate4", "--doses", "1", "10",
                 "--max-cells", str(args.syn_cells),
+                "--ablation", f"ot_coupling={m('syn_main_ot')}",
                 *(["--ablation", f"cellflux_{n}_steps={m(f'syn_main_{n}')}"]
                   if (n := args.budget_steps) else []), *common],
     }
@@ -140,8 +163,8 @@ def main(argv=None) -> int:
     p.add_argument("--extra", action="append", default=[], metavar="NAME=FILE",
                    help="another model evaluated in the held-out plate protocol (e.g. a "
                         "longer-trained one); repeatable")
-    p.add_argument("--only", nargs="+", choices=["plate", "dose", "syn"],
-                   default=["plate", "dose", "syn"])
+    p.add_argument("--only", nargs="+", choices=["plate", "seeds", "dose", "syn"],
+                   default=["plate", "seeds", "dose", "syn"])
     p.add_argument("--force", action="store_true", help="retrain and re-evaluate everything")
     p.add_argument("--docs-only", action="store_true",
                    help="only rewrite docs from the metrics already in --workdir")
@@ -151,15 +174,20 @@ def main(argv=None) -> int:
     work = args.workdir.resolve()
     work.mkdir(parents=True, exist_ok=True)
     n = args.budget_steps
-    need = {"plate": ["bbbc_main", "bbbc_nonoise", "bbbc_noisestart"]
+    need = {"plate": ["bbbc_main", "bbbc_nonoise", "bbbc_noisestart", "bbbc_main_ot",
+                      *(f"bbbc_noise{s}" for s in NOISE_SWEEP)]
             + (["bbbc_main_long"] if args.long_steps else [])
             + ([f"bbbc_main_{n}", f"bbbc_nonoise_{n}"] if n else []),
-            "dose": ["bbbc_dose15"], "syn": ["syn_main"] + ([f"syn_main_{n}"] if n else [])}
+            "dose": ["bbbc_dose15"],
+            "syn": ["syn_main", "syn_main_ot"] + ([f"syn_main_{n}"] if n else []),
+            **{f"plate_seed{k}": [f"bbbc_main_seed{k}"] for k in SEEDS}}
+    stages = [k for key in args.only for k in
+              ([f"plate_seed{k}" for k in SEEDS] if key == "seeds" else [key])]
     tcmds = train_commands(work, args.steps, args.long_steps, n)
     ecmds = eval_commands(work, args)
     walls: dict[str, float] = {}
     if not args.docs_only:
-        for key in args.only:
+        for key in stages:
             if key == "syn" and (args.force or not (work / "syn_data" / "crops.npz").is_file()):
                 make_syn_data(work)
             for name in need[key]:
@@ -172,7 +200,7 @@ def main(argv=None) -> int:
                                           work / f"eval_{key}.log")
     results = {}
     (DOCS / "benchmarks").mkdir(parents=True, exist_ok=True)
-    for key in ("plate", "dose", "syn"):
+    for key in ("plate", *(f"plate_seed{k}" for k in SEEDS), "dose", "syn"):
         out = work / f"metrics_{key}.json"
         if out.is_file():
             results[key] = json.loads(out.read_text())
