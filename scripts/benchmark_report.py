@@ -83,7 +83,7 @@ def write_doc(results: dict[str, dict], walls: dict[str, float], cmds: dict, wor
     train_rows = []
     for name in ("bbbc_main", *(f"bbbc_main_seed{k}" for k in (1, 2)), "bbbc_main_long",
                  "bbbc_nonoise", "bbbc_noise0.1", "bbbc_noise0.3", "bbbc_main_ot",
-                 "bbbc_noisestart", "bbbc_dose15", "syn_main", "syn_main_ot",
+                 "bbbc_noisestart", "bbbc_dose15", "syn_main", "syn_main_ot", "syn_noise0.1",
                  *(f"{k}_{args.budget_steps}" for k in
                                               ("bbbc_main", "bbbc_nonoise", "syn_main")
                                               if args.budget_steps)):

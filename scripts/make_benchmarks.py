@@ -14,9 +14,9 @@ continues where it stopped; --force redoes everything):
    ``bbbc_noise0.1`` / ``bbbc_noise0.3`` (noise sigma 0.1 / 0.3 instead of 1),
    ``bbbc_main_ot`` (minibatch-OT pairing, ``--coupling ot``), ``bbbc_noisestart`` (same,
    trained from Gaussian noise instead of controls), ``bbbc_dose15`` (15 uM held out) and
-   ``syn_main`` / ``syn_main_ot`` (procedural plates, SynPlate4 held out, on a procedural
-   dataset written to the workdir), all at the same small budget (--steps), plus
-   ``bbbc_main_long`` (--long-steps) and, at a larger budget (--budget-steps),
+   ``syn_main`` / ``syn_main_ot`` / ``syn_noise0.1`` (procedural plates, SynPlate4 held
+   out, on a procedural dataset written to the workdir), all at the same small budget
+   (--steps), plus ``bbbc_main_long`` (--long-steps) and, at a larger budget (--budget-steps),
    ``bbbc_main_N``, ``bbbc_nonoise_N`` and ``syn_main_N``;
 2. evaluate them with ``python -m training.evaluate`` (metrics JSON in the workdir, copied to
    docs/benchmarks/);
@@ -89,6 +89,7 @@ def train_commands(work: Path, steps: int, long_steps: int,
                             "--holdout-plates", EVAL_PLATE],
         "syn_main": syn,
         "syn_main_ot": [*syn, "--coupling", "ot"],
+        "syn_noise0.1": [*syn, "--noise-scale", "0.1"],
     }
     if budget_steps:  # the same recipes with a larger training budget
         n = budget_steps
@@ -131,6 +132,7 @@ def eval_commands(work: Path, args) -> dict[str, list[str]]:
                 str(work / "syn_data"), "--holdout-plate", "SynPlate4", "--doses", "1", "10",
                 "--max-cells", str(args.syn_cells),
                 "--ablation", f"ot_coupling={m('syn_main_ot')}",
+                "--ablation", f"noise_scale_0.1={m('syn_noise0.1')}",
                 *(["--ablation", f"cellflux_{n}_steps={m(f'syn_main_{n}')}"]
                   if (n := args.budget_steps) else []), *common],
     }
@@ -179,7 +181,8 @@ def main(argv=None) -> int:
             + (["bbbc_main_long"] if args.long_steps else [])
             + ([f"bbbc_main_{n}", f"bbbc_nonoise_{n}"] if n else []),
             "dose": ["bbbc_dose15"],
-            "syn": ["syn_main", "syn_main_ot"] + ([f"syn_main_{n}"] if n else []),
+            "syn": ["syn_main", "syn_main_ot", "syn_noise0.1"]
+            + ([f"syn_main_{n}"] if n else []),
             **{f"plate_seed{k}": [f"bbbc_main_seed{k}"] for k in SEEDS}}
     stages = [k for key in args.only for k in
               ([f"plate_seed{k}" for k in SEEDS] if key == "seeds" else [key])]
