@@ -8,7 +8,7 @@ import re
 EVAL_PLATE = "Week4_27821"  # the held-out plate of the BBBC021 protocol
 
 METHOD_LABELS = {
-    "cellflux": "CellFlux (ours, guidance 1.2)",
+    "cellflux": "CellFlux (ours, guidance 1.2, noise sigma 1)",
     "cellflux_500_steps": "CellFlux trained 500 steps instead of 300",
     "identity": "identity (control crop)",
     "mean_shift": "mean shift (training mean treated - control image)",
@@ -28,7 +28,8 @@ def label(method: str) -> str:
         return f"{what} trained {m.group(2)} steps instead of 300"
     m = re.fullmatch(r"noise_scale_([\d.]+)", method)
     if m:
-        return f"ablation: noise augmentation sigma {m.group(1)} instead of 1"
+        return (f"noise augmentation sigma {m.group(1)} instead of 1"
+                + (" (the training default since this sweep)" if m.group(1) == "0.1" else ""))
     return METHOD_LABELS.get(method, method)
 
 
@@ -273,4 +274,21 @@ def seeds_table(main: dict, seeds: dict[str, dict]) -> str:
               f"{sum(fdc) / len(fdc):.1f}); batch signature {min(sig):.0f} to {max(sig):.0f} %; "
               f"same-plate start beats other-plate start (whole paired interval > 0) with "
               f"{wins} of {len(rows)} seeds."]
+    return "\n".join(lines)
+
+
+def reversibility_table(rev: dict) -> str:
+    """Round trip (forward then reverse) per model and dose, from training.reversibility."""
+    doses = list(next(iter(rev["models"].values()))["doses"])
+    head = "| method | " + " | ".join(
+        f"{d} uM: round trip, % of range | {d} uM: round trip / change | "
+        f"{d} uM: forward change, % of range" for d in doses) + " |"
+    lines = [head, "|" + "---|" * (1 + 3 * len(doses))]
+    for name in method_order(rev["models"]):
+        cells = []
+        for d in doses:
+            r = rev["models"][name]["doses"][d]
+            cells += [fmt(r["roundtrip_pct_range"]), fmt(r["roundtrip_of_change"]),
+                      f"{r['forward_change_pct_range']:.1f}"]
+        lines.append(f"| {label(name)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lr", type=float, help="Adam learning rate (default 1e-4)")
     g.add_argument("--seed", type=int, help="random seed (default 0)")
     g.add_argument("--noise-prob", type=float, help="source noise probability p_e (0.5)")
-    g.add_argument("--noise-scale", type=float, help="source noise std, normalised units (1.0)")
+    g.add_argument("--noise-scale", type=float, help="source noise std, normalised units (0.1)")
     g.add_argument("--cond-drop", type=float, help="condition dropout p_c (0.2)")
     g.add_argument("--ema-decay", type=float, help="EMA decay of exported weights (0.999)")
     g.add_argument("--grad-clip", type=float, help="gradient norm clip (1.0; 0 disables)")

@@ -59,7 +59,7 @@ def condition_dropout_mask(batch: int, prob: float, device: torch.device | str =
 
 
 def flow_matching_loss(network: torch.nn.Module, x0: torch.Tensor, x1: torch.Tensor,
-                       cond: torch.Tensor, *, noise_prob: float = 0.5, noise_scale: float = 1.0,
+                       cond: torch.Tensor, *, noise_prob: float = 0.5, noise_scale: float = 0.1,
                        cond_drop: float = 0.2,
                        generator: torch.Generator | None = None) -> torch.Tensor:
     """Conditional flow-matching loss for one batch of same-plate pairs (x0, x1).
