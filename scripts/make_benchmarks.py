@@ -107,7 +107,7 @@ def train_commands(work: Path, steps: int, long_steps: int,
     return cmds
 
 
-def REV_PLATE_MODELS(args) -> list[tuple[str, str]]:  # noqa: N802 (a table, as a function)
+def rev_plate_models(args) -> list[tuple[str, str]]:
     """(row name, model folder) of the held-out-plate models whose round trip is measured."""
     n = args.budget_steps
     return [("cellflux", "bbbc_main"), ("no_noise_aug", "bbbc_nonoise"),
@@ -119,7 +119,7 @@ def REV_PLATE_MODELS(args) -> list[tuple[str, str]]:  # noqa: N802 (a table, as 
                (f"no_noise_aug_{n}_steps", f"bbbc_nonoise_{n}")] if n else [])]
 
 
-def REV_SYN_MODELS(args) -> list[tuple[str, str]]:  # noqa: N802
+def rev_syn_models(args) -> list[tuple[str, str]]:
     n = args.budget_steps
     return [("cellflux", "syn_main"), ("noise_scale_0.1", "syn_noise0.1"),
             ("ot_coupling", "syn_main_ot"),
@@ -153,13 +153,13 @@ def eval_commands(work: Path, args) -> dict[str, list[str]]:
                               m(f"bbbc_main_seed{k}"), *plate, "--baselines", "other_plate",
                               *common] for k in SEEDS},
         "rev_plate": [py, "-m", "training.reversibility",
-                      *[a for name, model in REV_PLATE_MODELS(args)
+                      *[a for name, model in rev_plate_models(args)
                         for a in ("--model", f"{name}={m(model)}")],
                       "--data", str(BBBC), "--plate", EVAL_PLATE, "--perturbation",
-                      "cyclohexamide", "--doses", "15", "50", "--cells", str(args.rev_cells),
+                      "cyclohexamide", "--doses", "15", "--cells", str(args.rev_cells),
                       "--steps", "20", "--solver", "midpoint", "--n-boot", str(args.n_boot)],
         "rev_syn": [py, "-m", "training.reversibility",
-                    *[a for name, model in REV_SYN_MODELS(args)
+                    *[a for name, model in rev_syn_models(args)
                       for a in ("--model", f"{name}={m(model)}")],
                     "--data", str(work / "syn_data"), "--plate", "SynPlate4", "--perturbation",
                     "taxol", "--doses", "10", "--cells", str(args.rev_cells), "--steps", "20",
@@ -226,8 +226,8 @@ def main(argv=None) -> int:
             + ([f"syn_main_{n}"] if n else []),
             **{f"plate_seed{k}": [f"bbbc_main_seed{k}"] for k in SEEDS}}
     need["plate_sigma0.1"] = ["bbbc_noise0.1"]
-    need["rev_plate"] = [model for _, model in REV_PLATE_MODELS(args)]
-    need["rev_syn"] = [model for _, model in REV_SYN_MODELS(args)]
+    need["rev_plate"] = [model for _, model in rev_plate_models(args)]
+    need["rev_syn"] = [model for _, model in rev_syn_models(args)]
     groups = {"seeds": [*(f"plate_seed{k}" for k in SEEDS), "plate_sigma0.1"],
               "rev": ["rev_plate", "rev_syn"]}
     stages = [k for key in args.only for k in groups.get(key, [key])]
