@@ -24,6 +24,7 @@ from typing import Any
 
 from .checkpoint import CHECKPOINT_NAME, MODEL_NAME, CheckpointError, load_checkpoint
 from .config import RESUMABLE_CHANGES, TrainConfig, load_config_file
+from .coupling import COUPLINGS
 from .data import DataError, prepare
 from .distributed import DistEnv, barrier, cleanup, setup
 from .loop import NonFiniteLossError, TrainResult, train
@@ -86,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--grad-clip", type=float, help="gradient norm clip (1.0; 0 disables)")
     g.add_argument("--precision", choices=["auto", "bf16", "fp32"],
                    help="auto: bf16 autocast on CUDA, fp32 elsewhere")
-    g.add_argument("--coupling", choices=["random", "ot"],
+    g.add_argument("--coupling", choices=list(COUPLINGS),
                    help="which control each treated crop flows from: random (CellFlux, "
                         "default) or ot (re-paired within each plate by minibatch optimal "
                         "transport)")
