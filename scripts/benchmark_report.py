@@ -250,8 +250,9 @@ def write_doc(results: dict[str, dict], walls: dict[str, float], cmds: dict, wor
             "### Reversibility: forward, then reverse",
             "",
             "The viewer's reverse run takes simulated cells back towards control. Here "
-            f"(`python -m training.reversibility`) {st['cells']} real control crops of the "
-            "evaluation plate are simulated forward to t=1 and then in reverse back to t=0 "
+            f"(`python -m training.reversibility`) {st['cells']} control crops of the "
+            "evaluation plate (real for BBBC021, procedural for SynPlate4) are simulated "
+            "forward to t=1 and then in reverse back to t=0 "
             f"with the viewer's defaults ({st['steps']} {st['solver']} steps each way, "
             f"guidance {st['guidance']}, float32), and the result is compared with the start: "
             "**round trip, % of range** is the mean absolute difference in % of each "
