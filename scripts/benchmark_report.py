@@ -22,6 +22,7 @@ from benchmark_tables import (
     per_condition_table,
     quality_table,
     reversibility_table,
+    seeds_summary,
     seeds_table,
     targets,
     verdicts,
@@ -155,6 +156,8 @@ def write_doc(results: dict[str, dict], walls: dict[str, float], cmds: dict, wor
         "**Findings** (from the tables below; paired bootstrap intervals of FDc differences):",
         "",
         findings(results),
+        *([f"- **Training seeds (held-out plate)**: {seeds_summary(results['plate'], seeds)}"]
+          if seeds and "plate" in results else []),
         "",
     ]
     if "plate" in results:
