@@ -81,12 +81,15 @@ def write_doc(results: dict[str, dict], walls: dict[str, float], cmds: dict, wor
     path = DOCS / "benchmarks.md"
     results = dict(results)
     seeds = {k: results.pop(k) for k in list(results) if k.startswith("plate_seed")}
+    sigma_seeds = {k.replace("plate_sigma0.1_", "plate_"): results.pop(k)
+                   for k in list(results) if k.startswith("plate_sigma0.1_seed")}
     rev = {k: results.pop(k) for k in list(results) if k.startswith("rev_")}
     sigma = results.pop("plate_sigma0.1", None)
     speed = speed_section(path)
     figs = figures(results, DOCS)
     train_rows = []
-    for name in ("bbbc_main", *(f"bbbc_main_seed{k}" for k in (1, 2)), "bbbc_main_long",
+    for name in ("bbbc_main", *(f"bbbc_main_seed{k}" for k in (1, 2)),
+                 *(f"bbbc_noise0.1_seed{k}" for k in (1, 2)), "bbbc_main_long",
                  "bbbc_nonoise", "bbbc_noise0.1", "bbbc_noise0.3", "bbbc_main_ot",
                  "bbbc_noisestart", "bbbc_dose15", "syn_main", "syn_main_ot", "syn_noise0.1",
                  *(f"{k}_{args.budget_steps}" for k in
@@ -211,6 +214,9 @@ def write_doc(results: dict[str, dict], walls: dict[str, float], cmds: dict, wor
                 targets(sigma),
                 "",
             ]
+            if sigma_seeds:
+                parts += ["Sigma 0.1 with training seeds 1 and 2, each evaluated the same "
+                          "way:", "", seeds_table(sigma, sigma_seeds), ""]
     if "dose" in results:
         r = results["dose"]
         parts += [

@@ -10,7 +10,8 @@ continues where it stopped; --force redoes everything):
 
 1. train the models with ``python -m training.run`` / ``python -m training.baselines``:
    ``bbbc_main`` (plate Week4_27821 held out; also ``bbbc_main_seed1`` / ``_seed2``, the
-   same with other seeds), ``bbbc_nonoise`` (same, no source noise augmentation),
+   same with other seeds, and ``bbbc_noise0.1_seed1`` / ``_seed2`` for sigma 0.1),
+   ``bbbc_nonoise`` (same, no source noise augmentation),
    ``bbbc_noise0.1`` / ``bbbc_noise0.3`` (noise sigma 0.1 / 0.3 instead of 1),
    ``bbbc_main_ot`` (minibatch-OT pairing, ``--coupling ot``), ``bbbc_noisestart`` (same,
    trained from Gaussian noise instead of controls), ``bbbc_dose15`` (15 uM held out) and
@@ -89,6 +90,9 @@ def train_commands(work: Path, steps: int, long_steps: int,
                               "--holdout-plates", EVAL_PLATE] for s in NOISE_SWEEP},
         **{f"bbbc_main_seed{k}": [py, "-m", "training.run", *data, *common(steps, k),
                                   "--holdout-plates", EVAL_PLATE] for k in SEEDS},
+        **{f"bbbc_noise0.1_seed{k}": [py, "-m", "training.run", *data,
+                                      *common(steps, k, sigma="0.1"),
+                                      "--holdout-plates", EVAL_PLATE] for k in SEEDS},
         "bbbc_dose15": [py, "-m", "training.run", *bbbc, "--holdout-doses", "15"],
         "bbbc_noisestart": [py, "-m", "training.baselines", "train-noise-start", *bbbc,
                             "--holdout-plates", EVAL_PLATE],
@@ -152,6 +156,9 @@ def eval_commands(work: Path, args) -> dict[str, list[str]]:
         **{f"plate_seed{k}": [py, "-m", "training.evaluate", "--model",
                               m(f"bbbc_main_seed{k}"), *plate, "--baselines", "other_plate",
                               *common] for k in SEEDS},
+        **{f"plate_sigma0.1_seed{k}": [py, "-m", "training.evaluate", "--model",
+                                       m(f"bbbc_noise0.1_seed{k}"), *plate, "--baselines",
+                                       "other_plate", *common] for k in SEEDS},
         "rev_plate": [py, "-m", "training.reversibility",
                       *[a for name, model in rev_plate_models(args)
                         for a in ("--model", f"{name}={m(model)}")],
@@ -226,9 +233,11 @@ def main(argv=None) -> int:
             + ([f"syn_main_{n}"] if n else []),
             **{f"plate_seed{k}": [f"bbbc_main_seed{k}"] for k in SEEDS}}
     need["plate_sigma0.1"] = ["bbbc_noise0.1"]
+    need.update({f"plate_sigma0.1_seed{k}": [f"bbbc_noise0.1_seed{k}"] for k in SEEDS})
     need["rev_plate"] = [model for _, model in rev_plate_models(args)]
     need["rev_syn"] = [model for _, model in rev_syn_models(args)]
-    groups = {"seeds": [*(f"plate_seed{k}" for k in SEEDS), "plate_sigma0.1"],
+    groups = {"seeds": [*(f"plate_seed{k}" for k in SEEDS), "plate_sigma0.1",
+                        *(f"plate_sigma0.1_seed{k}" for k in SEEDS)],
               "rev": ["rev_plate", "rev_syn"]}
     stages = [k for key in args.only for k in groups.get(key, [key])]
     tcmds = train_commands(work, args.steps, args.long_steps, n)
@@ -250,8 +259,9 @@ def main(argv=None) -> int:
                                           work / f"eval_{key}.log")
     results = {}
     (DOCS / "benchmarks").mkdir(parents=True, exist_ok=True)
-    for key in ("plate", *(f"plate_seed{k}" for k in SEEDS), "plate_sigma0.1", "dose", "syn",
-                "rev_plate", "rev_syn"):
+    for key in ("plate", *(f"plate_seed{k}" for k in SEEDS), "plate_sigma0.1",
+                *(f"plate_sigma0.1_seed{k}" for k in SEEDS), "dose", "syn", "rev_plate",
+                "rev_syn"):
         out = work / f"metrics_{key}.json"
         if out.is_file():
             results[key] = json.loads(out.read_text())
