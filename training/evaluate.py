@@ -372,15 +372,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    ablations = {}
-    for item in args.ablation:
+def named_files(items: Sequence[str], flag: str) -> dict[str, str]:
+    """Repeated ``NAME=FILE`` arguments as {name: file}; ValueError naming ``flag`` for a
+    malformed one (shared by the evaluation and reversibility commands)."""
+    out = {}
+    for item in items:
         name, sep, path = item.partition("=")
         if not sep or not name or not path:
-            print(f"error: --ablation needs NAME=FILE, got {item!r}", file=sys.stderr)
-            return 2
-        ablations[name] = path
+            raise ValueError(f"{flag} needs NAME=FILE, got {item!r}")
+        out[name] = path
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        ablations = named_files(args.ablation, "--ablation")
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     baselines = [] if args.baselines.strip().lower() == "none" else \
         [b.strip() for b in args.baselines.split(",") if b.strip()]
     try:

@@ -137,17 +137,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .evaluate import named_files
+
     args = build_parser().parse_args(argv)
-    models = {}
-    for item in args.model:
-        name, sep, path = item.partition("=")
-        if not sep or not name or not path:
-            print(f"error: --model wants NAME=FILE, got {item!r}", file=sys.stderr)
-            return 2
+    try:
+        models = named_files(args.model, "--model")
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for path in models.values():
         if not Path(path).is_file():
             print(f"error: weights file {path!r} does not exist", file=sys.stderr)
             return 2
-        models[name] = path
     try:
         result = run(models, args.data, args.plate, args.perturbation, args.doses,
                      cells=args.cells, steps=args.steps, solver=args.solver,
