@@ -111,8 +111,9 @@ def train_commands(work: Path, steps: int, long_steps: int,
     return cmds
 
 
-def rev_plate_models(args) -> list[tuple[str, str]]:
-    """(row name, model folder) of the held-out-plate models whose round trip is measured."""
+def plate_models(args) -> list[tuple[str, str]]:
+    """(row name, model folder) of the held-out-plate protocol: the main model, then the
+    ablations evaluated with it (and measured for reversibility)."""
     n = args.budget_steps
     return [("cellflux", "bbbc_main"), ("no_noise_aug", "bbbc_nonoise"),
             *((f"noise_scale_{s}", f"bbbc_noise{s}") for s in NOISE_SWEEP),
@@ -123,10 +124,11 @@ def rev_plate_models(args) -> list[tuple[str, str]]:
                (f"no_noise_aug_{n}_steps", f"bbbc_nonoise_{n}")] if n else [])]
 
 
-def rev_syn_models(args) -> list[tuple[str, str]]:
+def syn_models(args) -> list[tuple[str, str]]:
+    """The same for the procedural protocol."""
     n = args.budget_steps
-    return [("cellflux", "syn_main"), ("noise_scale_0.1", "syn_noise0.1"),
-            ("ot_coupling", "syn_main_ot"),
+    return [("cellflux", "syn_main"), ("ot_coupling", "syn_main_ot"),
+            ("noise_scale_0.1", "syn_noise0.1"),
             *([(f"cellflux_{n}_steps", f"syn_main_{n}")] if n else [])]
 
 
@@ -137,19 +139,13 @@ def eval_commands(work: Path, args) -> dict[str, list[str]]:
     m = lambda name: str(work / name / "model.safetensors")  # noqa: E731
     plate = ["--data", str(BBBC), "--holdout-plate", EVAL_PLATE,
              "--max-cells", str(args.max_cells)]
+
+    def ablations(models: list[tuple[str, str]]) -> list[str]:
+        return [a for name, model in models[1:] for a in ("--ablation", f"{name}={m(model)}")]
+
     return {
         "plate": [py, "-m", "training.evaluate", "--model", m("bbbc_main"), *plate,
-                  "--ablation", f"no_noise_aug={m('bbbc_nonoise')}",
-                  *[a for s in NOISE_SWEEP
-                    for a in ("--ablation", f"noise_scale_{s}={m(f'bbbc_noise{s}')}")],
-                  "--ablation", f"ot_coupling={m('bbbc_main_ot')}",
-                  "--noise-start", m("bbbc_noisestart"),
-                  *(["--ablation", f"cellflux_{args.long_steps}_steps={m('bbbc_main_long')}"]
-                    if args.long_steps else []),
-                  *([a for name, model in ((f"cellflux_{n}_steps", "bbbc_main"),
-                                          (f"no_noise_aug_{n}_steps", "bbbc_nonoise"))
-                     for a in ("--ablation", f"{name}={m(f'{model}_{n}')}")]
-                    if (n := args.budget_steps) else []),
+                  *ablations(plate_models(args)), "--noise-start", m("bbbc_noisestart"),
                   *[a for e in args.extra for a in ("--ablation", e)], *common],
         "plate_sigma0.1": [py, "-m", "training.evaluate", "--model", m("bbbc_noise0.1"),
                            *plate, "--baselines", "other_plate", *common],
@@ -160,13 +156,13 @@ def eval_commands(work: Path, args) -> dict[str, list[str]]:
                                        m(f"bbbc_noise0.1_seed{k}"), *plate, "--baselines",
                                        "other_plate", *common] for k in SEEDS},
         "rev_plate": [py, "-m", "training.reversibility",
-                      *[a for name, model in rev_plate_models(args)
+                      *[a for name, model in plate_models(args)
                         for a in ("--model", f"{name}={m(model)}")],
                       "--data", str(BBBC), "--plate", EVAL_PLATE, "--perturbation",
                       "cyclohexamide", "--doses", "15", "--cells", str(args.rev_cells),
                       "--steps", "20", "--solver", "midpoint", "--n-boot", str(args.n_boot)],
         "rev_syn": [py, "-m", "training.reversibility",
-                    *[a for name, model in rev_syn_models(args)
+                    *[a for name, model in syn_models(args)
                       for a in ("--model", f"{name}={m(model)}")],
                     "--data", str(work / "syn_data"), "--plate", "SynPlate4", "--perturbation",
                     "taxol", "--doses", "10", "--cells", str(args.rev_cells), "--steps", "20",
@@ -176,11 +172,7 @@ def eval_commands(work: Path, args) -> dict[str, list[str]]:
                  "--max-cells", str(args.max_cells), *common],
         "syn": [py, "-m", "training.evaluate", "--model", m("syn_main"), "--data",
                 str(work / "syn_data"), "--holdout-plate", "SynPlate4", "--doses", "1", "10",
-                "--max-cells", str(args.syn_cells),
-                "--ablation", f"ot_coupling={m('syn_main_ot')}",
-                "--ablation", f"noise_scale_0.1={m('syn_noise0.1')}",
-                *(["--ablation", f"cellflux_{n}_steps={m(f'syn_main_{n}')}"]
-                  if (n := args.budget_steps) else []), *common],
+                "--max-cells", str(args.syn_cells), *ablations(syn_models(args)), *common],
     }
 
 
@@ -224,18 +216,13 @@ def main(argv=None) -> int:
     work = args.workdir.resolve()
     work.mkdir(parents=True, exist_ok=True)
     n = args.budget_steps
-    need = {"plate": ["bbbc_main", "bbbc_nonoise", "bbbc_noisestart", "bbbc_main_ot",
-                      *(f"bbbc_noise{s}" for s in NOISE_SWEEP)]
-            + (["bbbc_main_long"] if args.long_steps else [])
-            + ([f"bbbc_main_{n}", f"bbbc_nonoise_{n}"] if n else []),
-            "dose": ["bbbc_dose15"],
-            "syn": ["syn_main", "syn_main_ot", "syn_noise0.1"]
-            + ([f"syn_main_{n}"] if n else []),
-            **{f"plate_seed{k}": [f"bbbc_main_seed{k}"] for k in SEEDS}}
-    need["plate_sigma0.1"] = ["bbbc_noise0.1"]
-    need.update({f"plate_sigma0.1_seed{k}": [f"bbbc_noise0.1_seed{k}"] for k in SEEDS})
-    need["rev_plate"] = [model for _, model in rev_plate_models(args)]
-    need["rev_syn"] = [model for _, model in rev_syn_models(args)]
+    plate_folders = [model for _, model in plate_models(args)]
+    syn_folders = [model for _, model in syn_models(args)]
+    need = {"plate": [*plate_folders, "bbbc_noisestart"], "rev_plate": plate_folders,
+            "syn": syn_folders, "rev_syn": syn_folders, "dose": ["bbbc_dose15"],
+            "plate_sigma0.1": ["bbbc_noise0.1"],
+            **{f"plate_seed{k}": [f"bbbc_main_seed{k}"] for k in SEEDS},
+            **{f"plate_sigma0.1_seed{k}": [f"bbbc_noise0.1_seed{k}"] for k in SEEDS}}
     groups = {"seeds": [*(f"plate_seed{k}" for k in SEEDS), "plate_sigma0.1",
                         *(f"plate_sigma0.1_seed{k}" for k in SEEDS)],
               "rev": ["rev_plate", "rev_syn"]}
