@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmark_tables import EVAL_PLATE, method_order
+from benchmark_tables import EVAL_PLATE, FOLD2_PLATE, method_order
 
 
 def figures(results: dict[str, dict], docs: Path) -> list[str]:
@@ -19,7 +19,10 @@ def figures(results: dict[str, dict], docs: Path) -> list[str]:
         return []
     made = []
     (docs / "figures").mkdir(parents=True, exist_ok=True)
-    for key, title in (("plate", f"held-out plate {EVAL_PLATE}"), ("dose", "held-out dose 15 uM"),
+    for key, title in (("default", f"held-out plate {EVAL_PLATE}, default recipe"),
+                       ("fold2", f"held-out plate {FOLD2_PLATE}, default recipe"),
+                       ("plate", f"held-out plate {EVAL_PLATE}, sigma-1 recipe"),
+                       ("dose", "held-out dose 15 uM"),
                        ("syn", "procedural plates, SynPlate4 held out")):
         if key not in results:
             continue
@@ -44,7 +47,7 @@ def figures(results: dict[str, dict], docs: Path) -> list[str]:
             if metric in ("FDc", "effect_error") and max(vals) > 20 * max(min(vals), 1e-9):
                 ax.set_xscale("log")  # one bad method would squash the others
                 ax.set_title(label + ", log scale", fontsize=10)
-            if key == "plate" and metric == "FDc":
+            if key in ("default", "fold2", "plate") and metric == "FDc":
                 ax.axvline(s["references"]["real_split_fd"], color="tab:green", lw=0.8, ls=":")
         fig.suptitle(title)
         fig.tight_layout()
@@ -52,8 +55,9 @@ def figures(results: dict[str, dict], docs: Path) -> list[str]:
         fig.savefig(path, dpi=110)
         plt.close(fig)
         made.append(path.relative_to(docs).as_posix())
-    if "plate" in results:
-        conds = results["plate"]["conditions"]
+    shifts = results.get("default") or results.get("plate")
+    if shifts:
+        conds = shifts["conditions"]
         fig, axes = plt.subplots(1, len(conds), figsize=(6 * len(conds), 4), squeeze=False)
         for ax, c in zip(axes[0], conds):
             names = list(c["real_shift_top"])

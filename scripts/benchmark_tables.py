@@ -6,9 +6,9 @@ from __future__ import annotations
 import re
 
 EVAL_PLATE = "Week4_27821"  # the held-out plate of the BBBC021 protocol
+FOLD2_PLATE = "Week4_27801"  # the second held-out plate (fold 2)
 
 METHOD_LABELS = {
-    "cellflux": "CellFlux (ours, guidance 1.2, noise sigma 1)",
     "cellflux_500_steps": "CellFlux trained 500 steps instead of 300",
     "identity": "identity (control crop)",
     "mean_shift": "mean shift (training mean treated - control image)",
@@ -20,17 +20,28 @@ METHOD_LABELS = {
 }
 
 
-def label(method: str) -> str:
-    """Table label of a method (models of a larger budget are named ``..._<N>_steps``)."""
+def label(method: str, main_sigma: str = "1") -> str:
+    """Table label of a method (models of a larger budget are named ``..._<N>_steps``,
+    replicates ``seed<N>``); ``main_sigma`` is the noise scale of the table's main model."""
     m = re.fullmatch(r"(cellflux|no_noise_aug)_(\d+)_steps", method)
     if m and method not in METHOD_LABELS:
         what = "CellFlux" if m.group(1) == "cellflux" else "ablation: no noise augmentation,"
         return f"{what} trained {m.group(2)} steps instead of 300"
+    m = re.fullmatch(r"seed(\d+)", method)
+    if m:
+        return f"same recipe, training seed {m.group(1)}"
     m = re.fullmatch(r"noise_scale_([\d.]+)", method)
     if m:
-        return (f"noise augmentation sigma {m.group(1)} instead of 1"
-                + (" (the training default since this sweep)" if m.group(1) == "0.1" else ""))
+        return (f"noise augmentation sigma {m.group(1)} instead of {main_sigma}"
+                + (" (the training default)" if m.group(1) == "0.1" else ""))
+    if method == "cellflux":
+        return f"CellFlux (ours, guidance 1.2, noise sigma {main_sigma})"
     return METHOD_LABELS.get(method, method)
+
+
+def main_sigma(metrics: dict) -> str:
+    """The noise-augmentation scale the main model of a metrics file was trained with."""
+    return f"{float(metrics['model'].get('training', {}).get('noise_scale', 1.0)):g}"
 
 
 def fmt(v: dict | None, digits: int = 2, pct: bool = False) -> str:
@@ -50,8 +61,9 @@ def method_order(summary: dict) -> list[str]:
                      and m != "cellflux_500_steps"), key=lambda m: m.startswith("no_"))
     sweep = sorted((m for m in summary if m.startswith("noise_scale_")),
                    key=lambda m: float(m.rsplit("_", 1)[1]))
-    order = ["cellflux", "cellflux_500_steps", *budget, "no_guidance", "no_noise_aug", *sweep,
-             "ot_coupling", "other_plate", "noise_start", "mean_shift", "identity"]
+    seeds = sorted(m for m in summary if re.fullmatch(r"seed\d+", m))
+    order = ["cellflux", *seeds, "cellflux_500_steps", *budget, "no_guidance", "no_noise_aug",
+             *sweep, "ot_coupling", "other_plate", "noise_start", "mean_shift", "identity"]
     return [m for m in order if m in summary] + \
         [m for m in summary if m not in order and m != "references"]
 
@@ -63,9 +75,10 @@ def quality_table(metrics: dict, known: bool = False) -> str:
             "treated | right dose |"
             + (" known-effect error |" if known else ""))
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    sigma = main_sigma(metrics)
     for m in method_order(s):
         r = s[m]
-        row = [label(m), fmt(r["FDo"], 1), fmt(r["FDc"], 1), fmt(r["KIDc"], 2),
+        row = [label(m, sigma), fmt(r["FDo"], 1), fmt(r["FDc"], 1), fmt(r["KIDc"], 2),
                fmt(r.get("effect_recovery")), fmt(r.get("effect_error")),
                fmt(r.get("plate_recovery"), pct=True),
                fmt(r.get("treated_plate_recovery"), pct=True),
@@ -171,8 +184,10 @@ def verdicts(metrics: dict) -> str:
 
 def findings(results: dict[str, dict]) -> str:
     """One line per protocol: what CellFlux beats and, plainly, what it does not."""
-    names = {"plate": f"Held-out plate {EVAL_PLATE}", "dose": "Held-out dose 15 uM",
-             "syn": "Procedural plates"}
+    names = {"default": f"Held-out plate {EVAL_PLATE}, default recipe (sigma 0.1)",
+             "fold2": f"Second held-out plate {FOLD2_PLATE}, default recipe",
+             "plate": f"Held-out plate {EVAL_PLATE}, sigma-1 recipe",
+             "dose": "Held-out dose 15 uM (sigma 1)", "syn": "Procedural plates (sigma 1)"}
     lines = []
     for key, r in results.items():
         s = r["summary"]
@@ -181,11 +196,12 @@ def findings(results: dict[str, dict]) -> str:
         wins, losses, ties = [], [], []
         for m in method_order(s):
             d = s[m].get("FDc_minus_cellflux")
-            if m == "cellflux" or not d:
+            if m == "cellflux" or not d or re.fullmatch(r"seed\d+", m):
                 continue
             (wins if d["ci_low"] > 0 else losses if d["ci_high"] < 0 else ties).append(m)
         mine = s["cellflux"]["effect_error"]
         err_losses = [m for m in method_order(s) if m != "cellflux"
+                      and not re.fullmatch(r"seed\d+", m)
                       and s[m]["effect_error"]["ci_high"] < mine["ci_low"]]
         text = f"- **{names.get(key, key)}**: on FDc CellFlux beats {', '.join(wins) or 'nothing'}"
         if ties:
@@ -227,6 +243,13 @@ def targets(metrics: dict) -> str:
         rows.append(f"| same-plate start beats other-plate start (FDc) | "
                     f"{fmt(c['FDc'], 1)} vs {fmt(s['other_plate']['FDc'], 1)}; paired "
                     f"difference {fmt(d, 1)} | {met(None if not d else d['ci_low'] > 0)} |")
+    sm = s.get("seed_mean", {})
+    if "other_minus_same_FDc" in sm:
+        d = sm["other_minus_same_FDc"]
+        per = ", ".join(f"{s[m]['other_minus_same_FDc']['value']:+.1f}" for m in sm["models"])
+        rows.append(f"| same-plate start beats other-plate start, mean of {len(sm['models'])} "
+                    f"training seeds (FDc) | other minus same {fmt(d, 1)} (seeds: {per}) | "
+                    f"{met(d['ci_low'] > 0)} |")
     def close(title: str, est: dict, ref_key: str, ref_name: str, also: str = "") -> None:
         """A row "within 10 points of a real-crop reference" for a percentage figure."""
         want = ref[ref_key]
@@ -240,6 +263,14 @@ def targets(metrics: dict) -> str:
               "real controls", f", real treated {100 * ref['real_treated_batch_signature']:.0f} %")
         close("batch signature close to real treated crops (how much of it the real drug "
               "keeps)", bs, "real_treated_batch_signature", "real treated")
+        if "batch_signature" in sm:
+            b = sm["batch_signature"]
+            want = ref["real_control_batch_signature"]
+            per = ", ".join(f"{100 * v:.0f}" for v in b["per_model"])
+            rows.append(f"| plate recovery close to real controls, mean of "
+                        f"{len(b['per_model'])} training seeds | {100 * b['mean']:.0f} % "
+                        f"(seeds: {per}) vs real controls {100 * want:.0f} % | "
+                        f"{met(abs(b['mean'] - want) < 0.1)} |")
     if "plate_recovery" in c:
         close("plate recovery close to real controls (control classifier)", c["plate_recovery"],
               "real_control_plate_recovery", "real controls",
@@ -305,4 +336,51 @@ def reversibility_table(rev: dict) -> str:
             cells += [fmt(r["roundtrip_pct_range"]), fmt(r["roundtrip_of_change"]),
                       f"{r['forward_change_pct_range']:.1f}"]
         lines.append(f"| {label(name)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def start_plate_context(metrics: dict) -> str:
+    """How far apart the evaluation plate and its partner are among real crops, which
+    bounds what starting from the right plate can gain."""
+    ref = metrics["summary"]["references"]
+    keys = ("real_control_split_fd", "real_control_partner_fd", "real_split_fd",
+            "real_partner_treated_fd")
+    if not all(k in ref for k in keys):
+        return ""
+    cs, cp, ts, tp = (ref[k] for k in keys)
+    return (f"How much a start plate can matter, measured on real crops with the same FD "
+            f"(mean over conditions): real controls of the partner plate vs this plate's "
+            f"controls {cp:.1f}, against {cs:.1f} for two halves of this plate's controls (a "
+            f"plate gap of {cp - cs:.1f} among controls, which is all a start crop can carry); "
+            f"real treated crops of the partner plate vs this plate's {tp:.1f}, against "
+            f"{ts:.1f} half vs half (the treated gap adds the plates' different responses to "
+            f"the drug, which no start crop holds).")
+
+
+def replicates_table(metrics: dict) -> str:
+    """The main model and its replicates (same recipe, other training seeds) from one
+    evaluation run, and their joint average."""
+    s = metrics["summary"]
+    sm = s.get("seed_mean")
+    if not sm:
+        return ""
+    lines = ["| model | FDc | effect error | effect recovery | batch signature | called "
+             "treated | other-plate start FDc | other-plate minus same-plate FDc |",
+             "|---|---|---|---|---|---|---|---|"]
+    for m in sm["models"]:
+        r = s[m]
+        name = "training seed 0 (main)" if m == "cellflux" else label(m)
+        lines.append(f"| {name} | {fmt(r['FDc'], 1)} | {fmt(r['effect_error'])} | "
+                     f"{fmt(r['effect_recovery'])} | {fmt(r.get('batch_signature'), pct=True)} "
+                     f"| {fmt(r.get('treated_fraction'), pct=True)} | "
+                     f"{fmt(r.get('other_plate_FDc'), 1)} | "
+                     f"{fmt(r.get('other_minus_same_FDc'), 1)} |")
+
+    def mean(key: str, pct: bool = False) -> str:
+        v = sm.get(key)
+        return "-" if not v else (f"{100 * v['mean']:.0f}" if pct else f"{v['mean']:.2f}")
+    lines.append(f"| mean of {len(sm['models'])} seeds (joint bootstrap) | {fmt(sm['FDc'], 1)} | "
+                 f"{mean('effect_error')} | {mean('effect_recovery')} | "
+                 f"{mean('batch_signature', True)} | {mean('treated_fraction', True)} | - | "
+                 f"{fmt(sm.get('other_minus_same_FDc'), 1)} |")
     return "\n".join(lines)

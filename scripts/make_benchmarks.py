@@ -41,7 +41,7 @@ from pathlib import Path
 
 from benchmark_paths import BBBC, DOCS, REPO, SMILES
 from benchmark_report import write_doc
-from benchmark_tables import EVAL_PLATE
+from benchmark_tables import EVAL_PLATE, FOLD2_PLATE
 
 def sh(cmd: list[str], log: Path) -> float:
     """Run a command (one CPU thread), tee to a log; returns the wall time in seconds."""
@@ -65,6 +65,9 @@ RECIPE_SIGMA = "1"
 NOISE_SWEEP = ("0.1", "0.3")
 #: Extra training seeds of the main held-out-plate model (the default recipe uses seed 0).
 SEEDS = (1, 2)
+#: The second held-out plate ("fold 2": the other plate with treated crops), evaluated with
+#: the training default (sigma 0.1) and three seeds, at the doses both plates have.
+FOLD2_DOSES = ("15", "50")
 
 
 def train_commands(work: Path, steps: int, long_steps: int,
@@ -93,6 +96,9 @@ def train_commands(work: Path, steps: int, long_steps: int,
         **{f"bbbc_noise0.1_seed{k}": [py, "-m", "training.run", *data,
                                       *common(steps, k, sigma="0.1"),
                                       "--holdout-plates", EVAL_PLATE] for k in SEEDS},
+        **{"bbbc_fold2" + (f"_seed{k}" if k else ""): [
+            py, "-m", "training.run", *data, *common(steps, k, sigma="0.1"),
+            "--holdout-plates", FOLD2_PLATE] for k in (0, *SEEDS)},
         "bbbc_dose15": [py, "-m", "training.run", *bbbc, "--holdout-doses", "15"],
         "bbbc_noisestart": [py, "-m", "training.baselines", "train-noise-start", *bbbc,
                             "--holdout-plates", EVAL_PLATE],
@@ -143,18 +149,24 @@ def eval_commands(work: Path, args) -> dict[str, list[str]]:
     def ablations(models: list[tuple[str, str]]) -> list[str]:
         return [a for name, model in models[1:] for a in ("--ablation", f"{name}={m(model)}")]
 
+    def replicates(folder: str) -> list[str]:
+        return [a for k in SEEDS for a in ("--replicate", f"seed{k}={m(f'{folder}_seed{k}')}")]
+
     return {
+        "default": [py, "-m", "training.evaluate", "--model", m("bbbc_noise0.1"), *plate,
+                    *replicates("bbbc_noise0.1"), "--ablation",
+                    f"no_noise_aug={m('bbbc_nonoise')}", "--ablation",
+                    f"noise_scale_{RECIPE_SIGMA}={m('bbbc_main')}", "--noise-start",
+                    m("bbbc_noisestart"), *common],
+        "fold2": [py, "-m", "training.evaluate", "--model", m("bbbc_fold2"), "--data",
+                  str(BBBC), "--holdout-plate", FOLD2_PLATE, "--doses", *FOLD2_DOSES,
+                  "--max-cells", str(args.max_cells), *replicates("bbbc_fold2"), *common],
         "plate": [py, "-m", "training.evaluate", "--model", m("bbbc_main"), *plate,
                   *ablations(plate_models(args)), "--noise-start", m("bbbc_noisestart"),
                   *[a for e in args.extra for a in ("--ablation", e)], *common],
-        "plate_sigma0.1": [py, "-m", "training.evaluate", "--model", m("bbbc_noise0.1"),
-                           *plate, "--baselines", "other_plate", *common],
         **{f"plate_seed{k}": [py, "-m", "training.evaluate", "--model",
                               m(f"bbbc_main_seed{k}"), *plate, "--baselines", "other_plate",
                               *common] for k in SEEDS},
-        **{f"plate_sigma0.1_seed{k}": [py, "-m", "training.evaluate", "--model",
-                                       m(f"bbbc_noise0.1_seed{k}"), *plate, "--baselines",
-                                       "other_plate", *common] for k in SEEDS},
         "rev_plate": [py, "-m", "training.reversibility",
                       *[a for name, model in plate_models(args)
                         for a in ("--model", f"{name}={m(model)}")],
@@ -205,8 +217,9 @@ def main(argv=None) -> int:
     p.add_argument("--extra", action="append", default=[], metavar="NAME=FILE",
                    help="another model evaluated in the held-out plate protocol (e.g. a "
                         "longer-trained one); repeatable")
-    p.add_argument("--only", nargs="+", choices=["plate", "seeds", "dose", "syn", "rev"],
-                   default=["plate", "seeds", "dose", "syn", "rev"])
+    p.add_argument("--only", nargs="+",
+                   choices=["default", "fold2", "plate", "seeds", "dose", "syn", "rev"],
+                   default=["default", "fold2", "plate", "seeds", "dose", "syn", "rev"])
     p.add_argument("--force", action="store_true", help="retrain and re-evaluate everything")
     p.add_argument("--docs-only", action="store_true",
                    help="only rewrite docs from the metrics already in --workdir")
@@ -220,12 +233,11 @@ def main(argv=None) -> int:
     syn_folders = [model for _, model in syn_models(args)]
     need = {"plate": [*plate_folders, "bbbc_noisestart"], "rev_plate": plate_folders,
             "syn": syn_folders, "rev_syn": syn_folders, "dose": ["bbbc_dose15"],
-            "plate_sigma0.1": ["bbbc_noise0.1"],
-            **{f"plate_seed{k}": [f"bbbc_main_seed{k}"] for k in SEEDS},
-            **{f"plate_sigma0.1_seed{k}": [f"bbbc_noise0.1_seed{k}"] for k in SEEDS}}
-    groups = {"seeds": [*(f"plate_seed{k}" for k in SEEDS), "plate_sigma0.1",
-                        *(f"plate_sigma0.1_seed{k}" for k in SEEDS)],
-              "rev": ["rev_plate", "rev_syn"]}
+            "default": ["bbbc_noise0.1", *(f"bbbc_noise0.1_seed{k}" for k in SEEDS),
+                        "bbbc_nonoise", "bbbc_main", "bbbc_noisestart"],
+            "fold2": ["bbbc_fold2", *(f"bbbc_fold2_seed{k}" for k in SEEDS)],
+            **{f"plate_seed{k}": [f"bbbc_main_seed{k}"] for k in SEEDS}}
+    groups = {"seeds": [f"plate_seed{k}" for k in SEEDS], "rev": ["rev_plate", "rev_syn"]}
     stages = [k for key in args.only for k in groups.get(key, [key])]
     tcmds = train_commands(work, args.steps, args.long_steps, n)
     ecmds = eval_commands(work, args)
@@ -246,9 +258,8 @@ def main(argv=None) -> int:
                                           work / f"eval_{key}.log")
     results = {}
     (DOCS / "benchmarks").mkdir(parents=True, exist_ok=True)
-    for key in ("plate", *(f"plate_seed{k}" for k in SEEDS), "plate_sigma0.1",
-                *(f"plate_sigma0.1_seed{k}" for k in SEEDS), "dose", "syn", "rev_plate",
-                "rev_syn"):
+    for key in ("default", "fold2", "plate", *(f"plate_seed{k}" for k in SEEDS), "dose",
+                "syn", "rev_plate", "rev_syn"):
         out = work / f"metrics_{key}.json"
         if out.is_file():
             results[key] = json.loads(out.read_text())

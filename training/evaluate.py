@@ -107,7 +107,8 @@ def _load(path: str | Path, precision: str) -> Any:
 def evaluate(model_path: str | Path, data: str | Path, *, eval_plates: Sequence[str] = (),
              doses: Sequence[float] = (), baselines: Sequence[str] = DEFAULT_BASELINES,
              ablations: dict[str, str] | None = None, noise_start: str | None = None,
-             max_cells: int = 200, steps: int = 10, solver: str = "euler",
+             replicates: dict[str, str] | None = None, max_cells: int = 200,
+             steps: int = 10, solver: str = "euler",
              guidance: float = 1.2, n_boot: int = 200, seed: int = 0, top_k: int = 10,
              precision: str = "float32",
              log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -115,11 +116,17 @@ def evaluate(model_path: str | Path, data: str | Path, *, eval_plates: Sequence[
 
     ``precision`` is the network arithmetic of every model (``float32`` by default, so the
     figures do not depend on the CPU; ``auto`` measures what the viewer computes).
+    ``replicates`` ({name: file}) are the main model's recipe trained with other seeds: each
+    is scored like an ablation, and ``summary["seed_mean"]`` averages them with the main
+    model under one joint bootstrap, so that training noise does not decide a comparison.
     """
     from napari_cellflux.core.images import load_crops
 
     from . import baselines as B
 
+    clash = sorted(set(ablations or {}) & set(replicates or {}))
+    if clash:
+        raise ValueError(f"{clash} named both as an ablation and as a replicate")
     t_start = time.perf_counter()
     model = _load(model_path, precision)
     images, meta = load_crops(data)
@@ -198,7 +205,7 @@ def evaluate(model_path: str | Path, data: str | Path, *, eval_plates: Sequence[
     if unknown:
         raise ValueError(f"unknown baseline(s) {unknown}; choose from {DEFAULT_BASELINES}")
     extra_models = {name: _load(path, precision) for name, path in
-                    (ablations or {}).items()}
+                    {**(ablations or {}), **(replicates or {})}.items()}
     methods += [(name, "ablation") for name in extra_models]
     if noise_start:
         extra_models["noise_start"] = _load(noise_start, precision)
@@ -288,6 +295,7 @@ def evaluate(model_path: str | Path, data: str | Path, *, eval_plates: Sequence[
             if xq is not None and start_rows is not None and name != "other_plate":
                 from_partner[name] = prof.of(predict(name, kind, xq))
                 res["batch_signature"] = ctx.batch_signature(g_z, from_partner[name][1])
+                pooled[name].setdefault("partner", []).append(from_partner[name][1])
             timings[name] += time.perf_counter() - t0
             res["wall_s"] = round(time.perf_counter() - t0, 2)
             if info:
@@ -305,15 +313,17 @@ def evaluate(model_path: str | Path, data: str | Path, *, eval_plates: Sequence[
         entry["references"] = refs
         results.append(entry)
 
-    summary = summarise(methods, results, pooled, n_boot, seed)
+    summary = summarise(methods, results, pooled, n_boot, seed,
+                        seed_group=["cellflux", *(replicates or {})] if replicates else None)
     return {
         "schema": "napari-cellflux-evaluation/1",
         "model": {"path": str(Path(model_path).resolve()), "sha256": sha256(model_path),
                   "name": model.name, "preset": model.metadata.get("preset"),
                   "training": model.metadata.get("training", {}),
                   "training_data": model.metadata.get("training_data", {})},
+        "replicates": sorted(replicates or {}),
         "extra_models": {name: {"path": str(Path(p).resolve()), "sha256": sha256(p)}
-                         for name, p in {**(ablations or {}),
+                         for name, p in {**(ablations or {}), **(replicates or {}),
                                          **({"noise_start": noise_start}
                                             if noise_start else {})}.items()},
         "data": {"path": str(Path(data).resolve()), "n_crops": int(len(images)),
@@ -356,6 +366,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ablation", action="append", default=[], metavar="NAME=FILE",
                    help="another model evaluated exactly like the main one (e.g. "
                         "no_noise_aug=runs/nonoise/model.safetensors); repeatable")
+    p.add_argument("--replicate", action="append", default=[], metavar="NAME=FILE",
+                   help="the main model's recipe trained with another seed (e.g. "
+                        "seed1=runs/seed1/model.safetensors): scored like an ablation and "
+                        "averaged with the main model in summary.seed_mean; repeatable")
     p.add_argument("--noise-start", metavar="FILE",
                    help="a model trained from noise (python -m training.baselines "
                         "train-noise-start)")
@@ -388,6 +402,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         ablations = named_files(args.ablation, "--ablation")
+        replicates = named_files(args.replicate, "--replicate")
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -396,7 +411,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         metrics = evaluate(args.model, args.data, eval_plates=args.holdout_plate,
                            doses=args.doses, baselines=baselines, ablations=ablations,
-                           noise_start=args.noise_start, max_cells=args.max_cells,
+                           noise_start=args.noise_start, replicates=replicates,
+                           max_cells=args.max_cells,
                            steps=args.steps, solver=args.solver, guidance=args.guidance,
                            n_boot=args.n_boot, seed=args.seed, top_k=args.top_k,
                            precision=args.precision,

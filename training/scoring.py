@@ -162,6 +162,24 @@ class Condition:
         """
         return self._fraction(self._signature_hits(g_z, g_z_partner))
 
+    def _start_plate_ceiling(self, ref, a_rows, ctrl_b, partner_ctrl, partner_tgt):
+        """How far apart two plates are, in the FD of the tables: real treated crops of the
+        partner plate vs this plate's (next to ``real_split_fd``, this plate's half vs half,
+        with as many crops), and the same for controls (``ctrl_b`` split in two halves vs
+        as many partner controls). The control gap bounds what a start crop can carry; the
+        treated gap adds the plates' different responses to the drug."""
+        z, rng = self.z, np.random.default_rng(self.seed)
+        part_t = rng.permutation(partner_tgt)[: len(ref)]
+        half = len(ctrl_b) // 2
+        c1, c2 = ctrl_b[:half], ctrl_b[half: 2 * half]
+        part_c = rng.permutation(partner_ctrl)[:half]
+
+        def fd(a, b):
+            return self._boot(lambda i, j: frechet_distance(z[a][i], z[b][j]), (len(a), len(b)),
+                              (0, np.inf))
+        return {"real_partner_treated_fd": fd(part_t, a_rows),
+                "real_control_split_fd": fd(c1, c2), "real_control_partner_fd": fd(part_c, c2)}
+
     def references(self, ref: np.ndarray, ctrl_b: np.ndarray,
                    partner_ctrl: np.ndarray | None = None,
                    partner_tgt: np.ndarray | None = None) -> dict[str, Any]:
@@ -196,6 +214,8 @@ class Condition:
             refs["real_treated_batch_signature"] = float(np.mean(
                 self._signature_hits(z[self.tgt], z[partner_tgt])))
             refs["batch_signature_plates"] = [p, self.partner]
+            refs.update(self._start_plate_ceiling(ref, a_rows, ctrl_b, partner_ctrl,
+                                                  partner_tgt))
         if self.known is not None:
             k = self.known
             measured = relative_change(k, self.raw[self.tgt], self.raw[self.p_ctrl])
@@ -206,8 +226,62 @@ class Condition:
         return refs
 
 
-def summarise(methods, results, pooled, n_boot: int, seed: int) -> dict[str, Any]:
-    """FDo/KIDo (pooled), FDc/KIDc and the other figures averaged over conditions."""
+def _fd_c(gens, tgts, idx_g, idx_t) -> float:
+    """FDc: the Frechet distance per condition, averaged over conditions."""
+    return float(np.mean([frechet_distance(g[i], t[j])
+                          for g, t, i, j in zip(gens, tgts, idx_g, idx_t)]))
+
+
+def _start_plate_effect(pooled, name: str, n_boot: int, seed: int) -> dict[str, Any]:
+    """FDc of a method run from the partner plate's controls, and minus its FDc from this
+    plate's (> 0: starting from the right plate helps); the same resampled targets for both."""
+    gens, parts, tgts = (pooled[name][k] for k in ("gen", "partner", "tgt"))
+    k = len(gens)
+    sizes = [len(g) for g in gens] + [len(g) for g in parts] + [len(t) for t in tgts]
+    return {
+        "other_plate_FDc": ci(bootstrap(lambda *ix: _fd_c(parts, tgts, ix[k:2 * k], ix[2 * k:]),
+                                        sizes, n_boot, seed=seed, bounds=(0, np.inf))),
+        "other_minus_same_FDc": ci(bootstrap(
+            lambda *ix: _fd_c(parts, tgts, ix[k:2 * k], ix[2 * k:])
+            - _fd_c(gens, tgts, ix[:k], ix[2 * k:]), sizes, n_boot, seed=seed)),
+    }
+
+
+def _seed_mean(pooled, out, group: list[str], n_boot: int, seed: int) -> dict[str, Any]:
+    """FDc and the start-plate effect averaged over models trained with different seeds.
+
+    The models start from the same crops and face the same targets, so one joint bootstrap
+    (the same resample for every model) gives the interval of the average: what is left is
+    the evaluation's sampling noise, with the training noise averaged over the seeds.
+    """
+    tgts = pooled[group[0]]["tgt"]
+    gens = [pooled[m]["gen"] for m in group]
+    k = len(tgts)
+    sizes = [len(g) for g in gens[0]] + [len(t) for t in tgts]
+    res: dict[str, Any] = {"models": list(group), "FDc": ci(bootstrap(
+        lambda *ix: float(np.mean([_fd_c(g, tgts, ix[:k], ix[k:]) for g in gens])),
+        sizes, n_boot, seed=seed, bounds=(0, np.inf)))}
+    if all("partner" in pooled[m] and len(pooled[m]["partner"]) == k for m in group):
+        parts = [pooled[m]["partner"] for m in group]
+        sizes = [len(g) for g in gens[0]] + [len(g) for g in parts[0]] + [len(t) for t in tgts]
+
+        def diff(*ix):
+            return float(np.mean([_fd_c(p, tgts, ix[k:2 * k], ix[2 * k:])
+                                  - _fd_c(g, tgts, ix[:k], ix[2 * k:])
+                                  for g, p in zip(gens, parts)]))
+        res["other_minus_same_FDc"] = ci(bootstrap(diff, sizes, n_boot, seed=seed))
+    for key in ("effect_error", "effect_recovery", "batch_signature", "treated_fraction"):
+        vals = [out[m][key]["value"] for m in group if key in out[m]]
+        if len(vals) == len(group):
+            res[key] = {"mean": round(float(np.mean(vals)), 6),
+                        "per_model": [round(float(v), 6) for v in vals]}
+    return res
+
+
+def summarise(methods, results, pooled, n_boot: int, seed: int,
+              seed_group: list[str] | None = None) -> dict[str, Any]:
+    """FDo/KIDo (pooled), FDc/KIDc and the other figures averaged over conditions; with
+    ``seed_group`` (the main model and its replicates), their joint average."""
     out: dict[str, Any] = {}
     for name, _ in methods:
         gens, tgts = pooled[name]["gen"], pooled[name]["tgt"]
@@ -238,6 +312,8 @@ def summarise(methods, results, pooled, n_boot: int, seed: int) -> dict[str, Any
                 # (conservative: it treats the conditions as fully correlated).
                 s[key] = {f: round(float(np.mean([v[f] for v in vals])), 6)
                           for f in ("value", "ci_low", "ci_high")}
+        if len(pooled[name].get("partner", [])) == k:
+            s.update(_start_plate_effect(pooled, name, n_boot, seed))
         s["wall_s"] = round(sum(r["methods"][name]["wall_s"] for r in results), 1)
         out[name] = s
     # Paired differences to CellFlux (the same resampled targets and start crops for both),
@@ -266,7 +342,12 @@ def summarise(methods, results, pooled, n_boot: int, seed: int) -> dict[str, Any
         vals = [r["references"][key] for r in results if key in r["references"]]
         if vals:
             refs[key] = round(float(np.mean(vals)), 4)
-    refs["real_split_fd"] = round(float(np.mean(
-        [r["references"]["real_split_fd"]["value"] for r in results])), 4)
+    for key in ("real_split_fd", "real_partner_treated_fd", "real_control_split_fd",
+                "real_control_partner_fd"):
+        vals = [r["references"][key]["value"] for r in results if key in r["references"]]
+        if len(vals) == len(results):
+            refs[key] = round(float(np.mean(vals)), 4)
     out["references"] = refs
+    if seed_group:
+        out["seed_mean"] = _seed_mean(pooled, out, seed_group, n_boot, seed)
     return out

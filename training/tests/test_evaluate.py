@@ -238,7 +238,8 @@ def test_evaluate_cli_on_procedural_plates(tmp_path, syn_dir, random_tiny_model_
     run_cli("--model", model_path, "--data", syn_dir, "--out", out, "--holdout-plate",
             "SynPlate2", "--doses", "10", "--max-cells", "6", "--steps", "2",
             "--n-boot", "20", "--noise-start", model_path,
-            "--ablation", f"again={model_path}", module=("-m", "training.evaluate"),
+            "--ablation", f"again={model_path}", "--replicate", f"seed1={model_path}",
+            module=("-m", "training.evaluate"),
             timeout=400)
     m = json.loads(out.read_text())
     assert len(m["model"]["sha256"]) == 64 and m["settings"]["seed"] == 0
@@ -247,8 +248,9 @@ def test_evaluate_cli_on_procedural_plates(tmp_path, syn_dir, random_tiny_model_
     assert {(c["perturbation"], c["dose_uM"]) for c in conds} == \
         {("cyclohexamide", 10.0), ("taxol", 10.0)}
     methods = {"cellflux", "identity", "mean_shift", "other_plate", "no_guidance", "again",
-               "noise_start"}
-    assert set(m["summary"]) == methods | {"references"}
+               "noise_start", "seed1"}
+    assert set(m["summary"]) == methods | {"references", "seed_mean"}
+    assert m["replicates"] == ["seed1"]
     for c in conds:
         ident = c["methods"]["identity"]
         assert ident["effect_recovery"]["value"] == 0.0
@@ -278,3 +280,50 @@ def test_evaluate_cli_on_procedural_plates(tmp_path, syn_dir, random_tiny_model_
         assert "batch_signature" not in c["methods"]["noise_start"]
         assert 0 <= c["references"]["real_control_batch_signature"] <= 1
     assert m["summary"]["again"]["batch_signature"] == m["summary"]["cellflux"]["batch_signature"]
+    # start-plate effect: every model run from both plates gets other-minus-same FDc; the
+    # main model's equals the other-plate ablation's paired difference
+    s = m["summary"]
+    assert s["cellflux"]["other_minus_same_FDc"]["value"] == pytest.approx(
+        s["other_plate"]["FDc_minus_cellflux"]["value"], rel=1e-6, abs=1e-9)
+    assert s["cellflux"]["other_plate_FDc"]["value"] == pytest.approx(
+        s["other_plate"]["FDc"]["value"], rel=1e-6)
+    assert "other_minus_same_FDc" not in s["noise_start"]
+    # an identical replicate leaves the seed average where the main model is
+    assert s["seed_mean"]["models"] == ["cellflux", "seed1"]
+    assert s["seed_mean"]["FDc"]["value"] == pytest.approx(s["cellflux"]["FDc"]["value"])
+    assert s["seed_mean"]["other_minus_same_FDc"]["value"] == pytest.approx(
+        s["cellflux"]["other_minus_same_FDc"]["value"], abs=1e-9)
+    assert s["seed_mean"]["batch_signature"]["per_model"][0] == \
+        pytest.approx(s["cellflux"]["batch_signature"]["value"])
+    # how far apart the two plates are, on real crops
+    for key in ("real_partner_treated_fd", "real_control_split_fd", "real_control_partner_fd"):
+        assert s["references"][key] >= 0
+
+
+def test_evaluate_rejects_a_model_named_as_ablation_and_replicate(tmp_path, syn_dir,
+                                                                  random_tiny_model_eval):
+    from training.evaluate import evaluate
+
+    path = random_tiny_model_eval.save(tmp_path / "tiny.safetensors")
+    with pytest.raises(ValueError, match="both as an ablation and as a replicate"):
+        evaluate(path, syn_dir, ablations={"x": str(path)}, replicates={"x": str(path)})
+
+
+def test_start_plate_effect_and_seed_mean_see_a_plate_shift():
+    """Predictions that match the targets from this plate and sit 1 SD off from the
+    partner's: the other-minus-same difference is positive, for one model and for the
+    average of two."""
+    from training.scoring import _seed_mean, _start_plate_effect
+
+    tgts = [_gauss(150, seed=1), _gauss(150, seed=2)]
+    pooled = {m: {"gen": [_gauss(150, seed=10 + k + 2 * i) for i in range(2)],
+                  "partner": [_gauss(150, shift=1.0, seed=20 + k + 2 * i) for i in range(2)],
+                  "tgt": tgts} for k, m in enumerate(("a", "b"))}
+    one = _start_plate_effect(pooled, "a", n_boot=50, seed=0)
+    d = one["other_minus_same_FDc"]
+    assert d["ci_low"] > 0 and d["value"] == pytest.approx(6.0, abs=1.5)  # |shift|^2 = 6
+    out = {"a": {"batch_signature": {"value": 0.7}}, "b": {"batch_signature": {"value": 0.6}}}
+    both = _seed_mean(pooled, out, ["a", "b"], n_boot=50, seed=0)
+    assert both["other_minus_same_FDc"]["ci_low"] > 0
+    assert both["batch_signature"] == {"mean": 0.65, "per_model": [0.7, 0.6]}
+    assert both["FDc"]["value"] < 1.0
