@@ -65,7 +65,7 @@ def method_order(summary: dict) -> list[str]:
     order = ["cellflux", *seeds, "cellflux_500_steps", *budget, "no_guidance", "no_noise_aug",
              *sweep, "ot_coupling", "other_plate", "noise_start", "mean_shift", "identity"]
     return [m for m in order if m in summary] + \
-        [m for m in summary if m not in order and m != "references"]
+        [m for m in summary if m not in order and m not in ("references", "seed_mean")]
 
 
 def quality_table(metrics: dict, known: bool = False) -> str:
@@ -383,4 +383,75 @@ def replicates_table(metrics: dict) -> str:
                  f"{mean('effect_error')} | {mean('effect_recovery')} | "
                  f"{mean('batch_signature', True)} | {mean('treated_fraction', True)} | - | "
                  f"{fmt(sm.get('other_minus_same_FDc'), 1)} |")
+    return "\n".join(lines)
+
+
+#: Metrics files of the default recipe on the two held-out plates, and their plates.
+DEFAULT_PLATES = (("default", EVAL_PLATE), ("fold2", FOLD2_PLATE))
+
+
+def pooled_mean(estimates: list[dict]) -> dict:
+    """Equal-weight mean of independent estimates, each with a 95 % interval; its interval
+    by the normal approximation (each half-width / 1.96 taken as a standard error). Used
+    for the two held-out plates, whose evaluation crops do not overlap."""
+    import math
+
+    n = len(estimates)
+    value = sum(e["value"] for e in estimates) / n
+    se = math.sqrt(sum(((e["ci_high"] - e["ci_low"]) / 3.92) ** 2 for e in estimates)) / n
+    return {"value": value, "ci_low": value - 1.96 * se, "ci_high": value + 1.96 * se}
+
+
+def _default_runs(results: dict[str, dict]) -> list[tuple[str, dict]]:
+    return [(plate, results[key]["summary"]) for key, plate in DEFAULT_PLATES
+            if key in results and "seed_mean" in results[key]["summary"]]
+
+
+def two_plate_targets(results: dict[str, dict]) -> str:
+    """Issue 5's targets for the default recipe (three seeds) on both held-out plates."""
+    runs = _default_runs(results)
+    if len(runs) < 2:
+        return ""
+    lines = ["| target | " + " | ".join(p for p, _ in runs) + " | both plates | met? |",
+             "|---|" + "---|" * (len(runs) + 2)]
+
+    def yes(ok: bool) -> str:
+        return "yes" if ok else "**no**"
+
+    for other in ("identity", "mean_shift", "noise_start"):
+        cells, oks = [], []
+        for _, s in runs:
+            if other not in s:
+                cells.append("not run")
+                continue
+            mine, theirs = s["seed_mean"]["FDc"], s[other]["FDc"]
+            cells.append(f"{fmt(mine, 1)} vs {fmt(theirs, 1)}")
+            oks.append(mine["ci_high"] < theirs["ci_low"])
+        lines.append(f"| beats {other} on FDc (seed mean vs {other}) | " + " | ".join(cells)
+                     + f" | - | {yes(all(oks))} |")
+        cells, oks = [], []
+        for _, s in runs:
+            if other not in s:
+                cells.append("not run")
+                continue
+            err = s["seed_mean"]["effect_error"]
+            cells.append(f"{err['mean']:.2f} (seeds {min(err['per_model']):.2f}-"
+                         f"{max(err['per_model']):.2f}) vs {fmt(s[other]['effect_error'])}")
+            oks.append(max(err["per_model"]) < s[other]["effect_error"]["ci_low"])
+        lines.append(f"| beats {other} on effect error (every seed below its interval) | "
+                     + " | ".join(cells) + f" | - | {yes(all(oks))} |")
+    diffs = [s["seed_mean"]["other_minus_same_FDc"] for _, s in runs]
+    both = pooled_mean(diffs)
+    lines.append("| same-plate start beats other-plate start (other minus same FDc, seed "
+                 "mean) | " + " | ".join(fmt(d, 1) for d in diffs)
+                 + f" | {fmt(both, 1)} | {yes(both['ci_low'] > 0)} |")
+    cells, oks = [], []
+    for _, s in runs:
+        b, want = s["seed_mean"]["batch_signature"], s["references"]
+        want = want["real_control_batch_signature"]
+        cells.append(f"{100 * b['mean']:.0f} % vs {100 * want:.0f} %")
+        oks.append(abs(b["mean"] - want) < 0.1)
+    lines.append("| plate recovery close to real controls (batch signature, seed mean vs real "
+                 "controls; within 10 points) | " + " | ".join(cells)
+                 + f" | - | {yes(all(oks))} |")
     return "\n".join(lines)

@@ -99,6 +99,10 @@ def train_commands(work: Path, steps: int, long_steps: int,
         **{"bbbc_fold2" + (f"_seed{k}" if k else ""): [
             py, "-m", "training.run", *data, *common(steps, k, sigma="0.1"),
             "--holdout-plates", FOLD2_PLATE] for k in (0, *SEEDS)},
+        "bbbc_fold2_nonoise": [py, "-m", "training.run", *data, *common(steps, sigma="0.1"),
+                               "--holdout-plates", FOLD2_PLATE, "--noise-prob", "0"],
+        f"bbbc_fold2_sigma{RECIPE_SIGMA}": [py, "-m", "training.run", *data, *common(steps),
+                                            "--holdout-plates", FOLD2_PLATE],
         "bbbc_dose15": [py, "-m", "training.run", *bbbc, "--holdout-doses", "15"],
         "bbbc_noisestart": [py, "-m", "training.baselines", "train-noise-start", *bbbc,
                             "--holdout-plates", EVAL_PLATE],
@@ -160,7 +164,10 @@ def eval_commands(work: Path, args) -> dict[str, list[str]]:
                     m("bbbc_noisestart"), *common],
         "fold2": [py, "-m", "training.evaluate", "--model", m("bbbc_fold2"), "--data",
                   str(BBBC), "--holdout-plate", FOLD2_PLATE, "--doses", *FOLD2_DOSES,
-                  "--max-cells", str(args.max_cells), *replicates("bbbc_fold2"), *common],
+                  "--max-cells", str(args.max_cells), *replicates("bbbc_fold2"),
+                  "--ablation", f"no_noise_aug={m('bbbc_fold2_nonoise')}", "--ablation",
+                  f"noise_scale_{RECIPE_SIGMA}={m(f'bbbc_fold2_sigma{RECIPE_SIGMA}')}",
+                  *common],
         "plate": [py, "-m", "training.evaluate", "--model", m("bbbc_main"), *plate,
                   *ablations(plate_models(args)), "--noise-start", m("bbbc_noisestart"),
                   *[a for e in args.extra for a in ("--ablation", e)], *common],
@@ -235,7 +242,8 @@ def main(argv=None) -> int:
             "syn": syn_folders, "rev_syn": syn_folders, "dose": ["bbbc_dose15"],
             "default": ["bbbc_noise0.1", *(f"bbbc_noise0.1_seed{k}" for k in SEEDS),
                         "bbbc_nonoise", "bbbc_main", "bbbc_noisestart"],
-            "fold2": ["bbbc_fold2", *(f"bbbc_fold2_seed{k}" for k in SEEDS)],
+            "fold2": ["bbbc_fold2", *(f"bbbc_fold2_seed{k}" for k in SEEDS),
+                      "bbbc_fold2_nonoise", f"bbbc_fold2_sigma{RECIPE_SIGMA}"],
             **{f"plate_seed{k}": [f"bbbc_main_seed{k}"] for k in SEEDS}}
     groups = {"seeds": [f"plate_seed{k}" for k in SEEDS], "rev": ["rev_plate", "rev_syn"]}
     stages = [k for key in args.only for k in groups.get(key, [key])]
