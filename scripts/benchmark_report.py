@@ -169,8 +169,9 @@ def write_doc(results: dict[str, dict], walls: dict[str, float], cmds: dict, wor
         *([f"- **Training seeds (held-out plate, sigma-1 recipe)**: "
            f"{seeds_summary(results['plate'], seeds)}"]
           if seeds and "plate" in results else []),
-        *([f"- **Start plate**: {start_plate_context(results['default'])}"]
-          if "default" in results and start_plate_context(results["default"]) else []),
+        *(f"- **Start plate, {plate}**: {start_plate_context(results[key])}"
+          for key, plate in (("default", EVAL_PLATE), ("fold2", FOLD2_PLATE))
+          if key in results and start_plate_context(results[key])),
         "",
     ]
     both = two_plate_targets(results)
