@@ -232,28 +232,33 @@ def _fd_c(gens, tgts, idx_g, idx_t) -> float:
                           for g, t, i, j in zip(gens, tgts, idx_g, idx_t)]))
 
 
-def _start_plate_effect(pooled, name: str, n_boot: int, seed: int) -> dict[str, Any]:
-    """FDc of a method run from the partner plate's controls, and minus its FDc from this
-    plate's (> 0: starting from the right plate helps); the same resampled targets for both."""
-    gens, parts, tgts = (pooled[name][k] for k in ("gen", "partner", "tgt"))
-    k = len(gens)
-    sizes = [len(g) for g in gens] + [len(g) for g in parts] + [len(t) for t in tgts]
-    return {
-        "other_plate_FDc": ci(bootstrap(lambda *ix: _fd_c(parts, tgts, ix[k:2 * k], ix[2 * k:]),
-                                        sizes, n_boot, seed=seed, bounds=(0, np.inf))),
-        "other_minus_same_FDc": ci(bootstrap(
-            lambda *ix: _fd_c(parts, tgts, ix[k:2 * k], ix[2 * k:])
-            - _fd_c(gens, tgts, ix[:k], ix[2 * k:]), sizes, n_boot, seed=seed)),
-    }
+def _start_plate_effect(gens: list, parts: list, tgts, n_boot: int,
+                        seed: int) -> dict[str, Any]:
+    """FDc of models run from the partner plate's controls, and minus their FDc from this
+    plate's (> 0: starting from the right plate helps), averaged over the models.
+
+    ``gens[m]`` / ``parts[m]``: model m's predictions per condition from this plate's and
+    from the partner's controls. All models start from the same crops and face the same
+    targets, so one joint bootstrap (the same resample for every model) gives the interval:
+    for several models trained with different seeds, what is left is the evaluation's
+    sampling noise, with the training noise averaged over the seeds.
+    """
+    k = len(tgts)
+    sizes = [len(g) for g in gens[0]] + [len(g) for g in parts[0]] + [len(t) for t in tgts]
+
+    def other(*ix):
+        return float(np.mean([_fd_c(p, tgts, ix[k:2 * k], ix[2 * k:]) for p in parts]))
+
+    def diff(*ix):
+        return other(*ix) - float(np.mean([_fd_c(g, tgts, ix[:k], ix[2 * k:]) for g in gens]))
+    return {"other_plate_FDc": ci(bootstrap(other, sizes, n_boot, seed=seed,
+                                            bounds=(0, np.inf))),
+            "other_minus_same_FDc": ci(bootstrap(diff, sizes, n_boot, seed=seed))}
 
 
 def _seed_mean(pooled, out, group: list[str], n_boot: int, seed: int) -> dict[str, Any]:
-    """FDc and the start-plate effect averaged over models trained with different seeds.
-
-    The models start from the same crops and face the same targets, so one joint bootstrap
-    (the same resample for every model) gives the interval of the average: what is left is
-    the evaluation's sampling noise, with the training noise averaged over the seeds.
-    """
+    """FDc, the start-plate effect (:func:`_start_plate_effect`) and the other figures
+    averaged over the models of ``group`` (one recipe trained with different seeds)."""
     tgts = pooled[group[0]]["tgt"]
     gens = [pooled[m]["gen"] for m in group]
     k = len(tgts)
@@ -261,15 +266,10 @@ def _seed_mean(pooled, out, group: list[str], n_boot: int, seed: int) -> dict[st
     res: dict[str, Any] = {"models": list(group), "FDc": ci(bootstrap(
         lambda *ix: float(np.mean([_fd_c(g, tgts, ix[:k], ix[k:]) for g in gens])),
         sizes, n_boot, seed=seed, bounds=(0, np.inf)))}
-    if all("partner" in pooled[m] and len(pooled[m]["partner"]) == k for m in group):
-        parts = [pooled[m]["partner"] for m in group]
-        sizes = [len(g) for g in gens[0]] + [len(g) for g in parts[0]] + [len(t) for t in tgts]
-
-        def diff(*ix):
-            return float(np.mean([_fd_c(p, tgts, ix[k:2 * k], ix[2 * k:])
-                                  - _fd_c(g, tgts, ix[:k], ix[2 * k:])
-                                  for g, p in zip(gens, parts)]))
-        res["other_minus_same_FDc"] = ci(bootstrap(diff, sizes, n_boot, seed=seed))
+    if all(len(pooled[m].get("partner", [])) == k for m in group):
+        res["other_minus_same_FDc"] = _start_plate_effect(
+            gens, [pooled[m]["partner"] for m in group], tgts, n_boot,
+            seed)["other_minus_same_FDc"]
     for key in ("effect_error", "effect_recovery", "batch_signature", "treated_fraction"):
         vals = [out[m][key]["value"] for m in group if key in out[m]]
         if len(vals) == len(group):
@@ -313,7 +313,7 @@ def summarise(methods, results, pooled, n_boot: int, seed: int,
                 s[key] = {f: round(float(np.mean([v[f] for v in vals])), 6)
                           for f in ("value", "ci_low", "ci_high")}
         if len(pooled[name].get("partner", [])) == k:
-            s.update(_start_plate_effect(pooled, name, n_boot, seed))
+            s.update(_start_plate_effect([gens], [pooled[name]["partner"]], tgts, n_boot, seed))
         s["wall_s"] = round(sum(r["methods"][name]["wall_s"] for r in results), 1)
         out[name] = s
     # Paired differences to CellFlux (the same resampled targets and start crops for both),

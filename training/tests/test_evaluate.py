@@ -319,7 +319,8 @@ def test_start_plate_effect_and_seed_mean_see_a_plate_shift():
     pooled = {m: {"gen": [_gauss(150, seed=10 + k + 2 * i) for i in range(2)],
                   "partner": [_gauss(150, shift=1.0, seed=20 + k + 2 * i) for i in range(2)],
                   "tgt": tgts} for k, m in enumerate(("a", "b"))}
-    one = _start_plate_effect(pooled, "a", n_boot=50, seed=0)
+    one = _start_plate_effect([pooled["a"]["gen"]], [pooled["a"]["partner"]], tgts, n_boot=50,
+                              seed=0)
     d = one["other_minus_same_FDc"]
     assert d["ci_low"] > 0 and d["value"] == pytest.approx(6.0, abs=1.5)  # |shift|^2 = 6
     out = {"a": {"batch_signature": {"value": 0.7}}, "b": {"batch_signature": {"value": 0.6}}}
