@@ -71,9 +71,9 @@ def setup(results: dict[str, dict]) -> str:
         f"OT-pairing row), condition dropout {tr.get('cond_drop')}, EMA, one CPU thread. "
         f"Noise sigma of each table's main model ({sigmas}): the default recipe (sigma 0.1, "
         "the training default) heads the two held-out-plate tables, each main model with "
-        "training seeds 0, 1 and 2; the held-out dose, procedural and \"sigma-1 recipe\" "
-        "tables keep the paper-style sigma 1 they were first run with (sigma 0.1 appears "
-        "there as a row). Sampling: "
+        "training seeds 0, 1 and 2, and the held-out dose table (one seed, sigma 1 as a "
+        "row); the procedural and \"sigma-1 recipe\" tables keep the paper-style sigma 1 "
+        "they were first run with (sigma 0.1 appears there as a row). Sampling: "
         f"{st['steps']} {st['solver']} steps, guidance {st['guidance']} (1.0 for the "
         f"no-guidance ablation); start crops per condition ({cells}); {st['n_boot']} "
         "bootstrap replicates. This is a small CPU budget (about 10 000 training pairs per "
@@ -256,8 +256,8 @@ def write_doc(results: dict[str, dict], walls: dict[str, float], cmds: dict, wor
     if "dose" in results:
         r = results["dose"]
         parts += [
-            "### Held-out dose: trained on all plates without 15 uM, evaluated at 15 uM on "
-            f"{EVAL_PLATE}",
+            "### Held-out dose, default recipe: trained on all plates without 15 uM, "
+            f"evaluated at 15 uM on {EVAL_PLATE}",
             "",
             "The mean-shift baseline interpolates the 5 and 50 uM training differences on a "
             "log-dose scale.",

@@ -187,7 +187,7 @@ def findings(results: dict[str, dict]) -> str:
     names = {"default": f"Held-out plate {EVAL_PLATE}, default recipe (sigma 0.1)",
              "fold2": f"Second held-out plate {FOLD2_PLATE}, default recipe",
              "plate": f"Held-out plate {EVAL_PLATE}, sigma-1 recipe",
-             "dose": "Held-out dose 15 uM (sigma 1)", "syn": "Procedural plates (sigma 1)"}
+             "dose": "Held-out dose 15 uM (default recipe)", "syn": "Procedural plates (sigma 1)"}
     lines = []
     for key, r in results.items():
         s = r["summary"]

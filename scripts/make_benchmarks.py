@@ -14,7 +14,9 @@ continues where it stopped; --force redoes everything):
    ``bbbc_nonoise`` (same, no source noise augmentation),
    ``bbbc_noise0.1`` / ``bbbc_noise0.3`` (noise sigma 0.1 / 0.3 instead of 1),
    ``bbbc_main_ot`` (minibatch-OT pairing, ``--coupling ot``), ``bbbc_noisestart`` (same,
-   trained from Gaussian noise instead of controls), ``bbbc_dose15`` (15 uM held out) and
+   trained from Gaussian noise instead of controls), ``bbbc_dose15`` (15 uM held out; also
+   ``bbbc_dose15_sigma0.1``, the default recipe, which heads that table),
+   ``bbbc_fold2`` (+ seeds, no-noise and sigma-1 variants: Week4_27801 held out) and
    ``syn_main`` / ``syn_main_ot`` / ``syn_noise0.1`` (procedural plates, SynPlate4 held
    out, on a procedural dataset written to the workdir), all at the same small budget
    (--steps), plus ``bbbc_main_long`` (--long-steps) and, at a larger budget (--budget-steps),
@@ -104,6 +106,8 @@ def train_commands(work: Path, steps: int, long_steps: int,
         f"bbbc_fold2_sigma{RECIPE_SIGMA}": [py, "-m", "training.run", *data, *common(steps),
                                             "--holdout-plates", FOLD2_PLATE],
         "bbbc_dose15": [py, "-m", "training.run", *bbbc, "--holdout-doses", "15"],
+        "bbbc_dose15_sigma0.1": [py, "-m", "training.run", *data, *common(steps, sigma="0.1"),
+                                 "--holdout-doses", "15"],
         "bbbc_noisestart": [py, "-m", "training.baselines", "train-noise-start", *bbbc,
                             "--holdout-plates", EVAL_PLATE],
         "syn_main": syn,
@@ -186,9 +190,10 @@ def eval_commands(work: Path, args) -> dict[str, list[str]]:
                     "--data", str(work / "syn_data"), "--plate", "SynPlate4", "--perturbation",
                     "taxol", "--doses", "10", "--cells", str(args.rev_cells), "--steps", "20",
                     "--solver", "midpoint", "--n-boot", str(args.n_boot)],
-        "dose": [py, "-m", "training.evaluate", "--model", m("bbbc_dose15"), "--data",
+        "dose": [py, "-m", "training.evaluate", "--model", m("bbbc_dose15_sigma0.1"), "--data",
                  str(BBBC), "--holdout-plate", EVAL_PLATE, "--doses", "15",
-                 "--max-cells", str(args.max_cells), *common],
+                 "--max-cells", str(args.max_cells), "--ablation",
+                 f"noise_scale_{RECIPE_SIGMA}={m('bbbc_dose15')}", *common],
         "syn": [py, "-m", "training.evaluate", "--model", m("syn_main"), "--data",
                 str(work / "syn_data"), "--holdout-plate", "SynPlate4", "--doses", "1", "10",
                 "--max-cells", str(args.syn_cells), *ablations(syn_models(args)), *common],
@@ -239,7 +244,8 @@ def main(argv=None) -> int:
     plate_folders = [model for _, model in plate_models(args)]
     syn_folders = [model for _, model in syn_models(args)]
     need = {"plate": [*plate_folders, "bbbc_noisestart"], "rev_plate": plate_folders,
-            "syn": syn_folders, "rev_syn": syn_folders, "dose": ["bbbc_dose15"],
+            "syn": syn_folders, "rev_syn": syn_folders,
+            "dose": ["bbbc_dose15_sigma0.1", "bbbc_dose15"],
             "default": ["bbbc_noise0.1", *(f"bbbc_noise0.1_seed{k}" for k in SEEDS),
                         "bbbc_nonoise", "bbbc_main", "bbbc_noisestart"],
             "fold2": ["bbbc_fold2", *(f"bbbc_fold2_seed{k}" for k in SEEDS),
