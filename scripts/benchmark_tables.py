@@ -281,20 +281,27 @@ def targets(metrics: dict) -> str:
     return "\n".join(rows)
 
 
+_SEED_HEAD = ["| training seed | FDc | effect error | effect recovery | batch signature | "
+              "called treated | other-plate start FDc | other-plate minus same-plate FDc |",
+              "|---|---|---|---|---|---|---|---|"]
+
+
+def _seed_row(name: str, r: dict, other_fdc: dict | None, diff: dict | None) -> str:
+    """One model of a seeds table: its figures, then its FDc from the partner plate's
+    controls and how much worse that is than from its own plate's."""
+    return (f"| {name} | {fmt(r['FDc'], 1)} | {fmt(r['effect_error'])} | "
+            f"{fmt(r['effect_recovery'])} | {fmt(r.get('batch_signature'), pct=True)} | "
+            f"{fmt(r.get('treated_fraction'), pct=True)} | {fmt(other_fdc, 1)} | "
+            f"{fmt(diff, 1)} |")
+
+
 def seeds_table(main: dict, seeds: dict[str, dict]) -> str:
     """The main model retrained with other seeds, each evaluated the same way: how much of a
     difference between methods is training noise rather than method."""
-    rows = _seed_rows(main, seeds)
-    lines = ["| training seed | FDc | effect error | effect recovery | batch signature | called "
-             "treated | other-plate start FDc | other-plate minus same-plate FDc |",
-             "|---|---|---|---|---|---|---|---|"]
-    for name, s in rows:
-        c, o = s["cellflux"], s.get("other_plate", {})
-        d = o.get("FDc_minus_cellflux")
-        lines.append(f"| {name} | {fmt(c['FDc'], 1)} | {fmt(c['effect_error'])} | "
-                     f"{fmt(c['effect_recovery'])} | {fmt(c.get('batch_signature'), pct=True)} | "
-                     f"{fmt(c.get('treated_fraction'), pct=True)} | {fmt(o.get('FDc'), 1)} | "
-                     f"{fmt(d, 1)} |")
+    lines = list(_SEED_HEAD)
+    for name, s in _seed_rows(main, seeds):
+        o = s.get("other_plate", {})
+        lines.append(_seed_row(name, s["cellflux"], o.get("FDc"), o.get("FDc_minus_cellflux")))
     lines += ["", seeds_summary(main, seeds)]
     return "\n".join(lines)
 
@@ -364,17 +371,11 @@ def replicates_table(metrics: dict) -> str:
     sm = s.get("seed_mean")
     if not sm:
         return ""
-    lines = ["| model | FDc | effect error | effect recovery | batch signature | called "
-             "treated | other-plate start FDc | other-plate minus same-plate FDc |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = list(_SEED_HEAD)
     for m in sm["models"]:
         r = s[m]
-        name = "training seed 0 (main)" if m == "cellflux" else label(m)
-        lines.append(f"| {name} | {fmt(r['FDc'], 1)} | {fmt(r['effect_error'])} | "
-                     f"{fmt(r['effect_recovery'])} | {fmt(r.get('batch_signature'), pct=True)} "
-                     f"| {fmt(r.get('treated_fraction'), pct=True)} | "
-                     f"{fmt(r.get('other_plate_FDc'), 1)} | "
-                     f"{fmt(r.get('other_minus_same_FDc'), 1)} |")
+        name = "0 (main)" if m == "cellflux" else m.removeprefix("seed")
+        lines.append(_seed_row(name, r, r.get("other_plate_FDc"), r.get("other_minus_same_FDc")))
 
     def mean(key: str, pct: bool = False) -> str:
         v = sm.get(key)
