@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from napari_cellflux.core.crops_dataset import crops_shape_problem
+
 from .config import TrainConfig
 
 __all__ = [
@@ -164,9 +166,9 @@ class NpyFiles:
     def __init__(self, paths: list[Path]) -> None:
         self.paths = [str(p) for p in paths]
         first = np.load(self.paths[0], mmap_mode="r")
-        if first.ndim != 3:
-            raise DataError(f"{self.paths[0]} holds an array of shape {first.shape}; IMPA crops "
-                            "are single (H, W, C) images")
+        problem = crops_shape_problem(first.shape, single=True)
+        if problem:
+            raise DataError(f"{self.paths[0]}: {problem}")
         self.shape = (len(self.paths), *first.shape)
         self.dtype = first.dtype
 
@@ -233,9 +235,9 @@ def _read_crops(folder: Path, cfg: TrainConfig) -> RawDataset:
         raise DataError(f"{folder} has {CROPS_FILE} but no {METADATA_FILE}; a crops dataset "
                         f"needs both (one metadata row per crop, in the same order)")
     images = open_npz_array(crops, "images", cfg.cache_dir)
-    if len(images.shape) != 4:
-        raise DataError(f"{crops}: 'images' has shape {images.shape}; expected (N, H, W, C) "
-                        "crops with channels last")
+    problem = crops_shape_problem(images.shape)  # the header's shape: no pixels are read
+    if problem:
+        raise DataError(f"{crops}: {problem}")
     table = pd.read_csv(meta_path)
     missing = [c for c in _CROPS_COLUMNS if c not in table.columns]
     if missing:

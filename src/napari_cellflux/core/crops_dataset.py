@@ -22,15 +22,69 @@ import numpy as np
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["CROPS_FILE", "METADATA_FILE", "REQUIRED_COLUMNS", "save_crops", "load_crops"]
+__all__ = [
+    "CROPS_FILE",
+    "MAX_CHANNELS",
+    "METADATA_FILE",
+    "REQUIRED_COLUMNS",
+    "crops_shape_problem",
+    "load_crops",
+    "save_crops",
+]
 
 CROPS_FILE = "crops.npz"
 METADATA_FILE = "metadata.csv"
 REQUIRED_COLUMNS = ("plate", "compound", "concentration_uM", "is_control")
+#: Most stains imaged together in one cell (Cell Painting has 5, RxRx1 6); an axis this
+#: small is taken for channels, and a crop side this small cannot hold a cell.
+MAX_CHANNELS = 8
 
 
 def _shape_str(shape: Sequence[int]) -> str:
     return "(" + ", ".join(str(int(d)) for d in shape) + ")"
+
+
+def crops_shape_problem(shape: Sequence[int], *, single: bool = False) -> str | None:
+    """What is wrong with the shape of a crop stack (or of one crop), or None if it is usable.
+
+    A stack must be (N, H, W, C) with channels last; ``single=True`` checks one (H, W, C)
+    crop (the IMPA layout's one ``.npy`` per crop). Channels-first crops ((N, C, H, W) or
+    (C, H, W)) would otherwise be read as W channels of C-pixel-high "crops" and train a
+    model of nonsense without an error, so they are recognised (a small axis, at most
+    :data:`MAX_CHANNELS`, first and a large one last) and the message shows the one line of
+    NumPy that fixes the file. Only the shape is looked at, so a memory map stays unread.
+
+    Parameters
+    ----------
+    shape : sequence of int
+        The array's shape.
+    single : bool
+        Check one crop (H, W, C) instead of a stack (N, H, W, C).
+
+    Returns
+    -------
+    str or None
+        A sentence saying what the shape looks like and how to fix it; None when it is fine.
+    """
+    shape = tuple(int(d) for d in shape)
+    lead = 0 if single else 1  # index of the first image axis
+    want = "(H, W, C)" if single else "(N, H, W, C)"
+    start = (f"{'a crop' if single else 'the crops'} must have shape {want} with channels "
+             f"last, but {'it has' if single else 'they have'} shape {_shape_str(shape)}")
+    if len(shape) == lead + 2:
+        fix = "crop[..., np.newaxis]" if single else "images[..., np.newaxis]"
+        return f"{start}: no channel axis. For one-channel images add one with {fix}"
+    if len(shape) != lead + 3:
+        return f"{start} ({len(shape)} axes)"
+    first, second, last = shape[lead], shape[lead + 1], shape[lead + 2]
+    if first <= MAX_CHANNELS < last and second > MAX_CHANNELS:
+        fix = "np.moveaxis(crop, 0, -1)" if single else "images = np.moveaxis(images, 1, -1)"
+        return (f"{start}, which looks channels-first ({'C, H, W' if single else 'N, C, H, W'}: "
+                f"{first} channel(s) of {second} x {last} pixels). Move the channel axis to the "
+                f"end ({fix}) and save the {'files' if single else 'file'} again")
+    if 0 in shape[lead:]:
+        return f"{start}: an empty axis"
+    return None
 
 
 def _dataset_dir(directory: str | os.PathLike) -> Path:
@@ -78,10 +132,9 @@ def save_crops(
         The dataset folder.
     """
     images = np.asarray(images)
-    if images.ndim != 4:
-        raise ValueError(
-            f"Crops must be a stack of shape (N, H, W, C), got shape {_shape_str(images.shape)}."
-        )
+    problem = crops_shape_problem(images.shape)
+    if problem:
+        raise ValueError(f"Cannot save the crops: {problem}.")
     _check_metadata(metadata, images.shape[0], "The metadata table")
     out = _dataset_dir(directory)
     out.mkdir(parents=True, exist_ok=True)
@@ -110,8 +163,10 @@ def load_crops(directory: str | os.PathLike) -> tuple[np.ndarray, pd.DataFrame]:
     FileNotFoundError
         If the folder or one of its two files is missing.
     ValueError
-        If the archive lacks ``images``, the array is not 4-D, or the table lacks required
-        columns or has a different number of rows.
+        If the archive lacks ``images``, the array is not (N, H, W, C) (channels-first
+        crops are recognised and the fix is named, see :func:`crops_shape_problem`), float
+        crops hold NaN or infinite values, or the table lacks required columns or has a
+        different number of rows.
     """
     import pandas as pd
 
@@ -130,10 +185,14 @@ def load_crops(directory: str | os.PathLike) -> tuple[np.ndarray, pd.DataFrame]:
                 f"{', '.join(archive.files) or 'nothing'})."
             )
         images = archive["images"]
-    if images.ndim != 4:
+    problem = crops_shape_problem(images.shape)
+    if problem:
+        raise ValueError(f"{crops_path}: {problem}.")
+    if images.dtype.kind == "f" and not np.isfinite(images).all():
+        bad = int(images.size - np.count_nonzero(np.isfinite(images)))
         raise ValueError(
-            f"{crops_path}: 'images' must have shape (N, H, W, C), got "
-            f"{_shape_str(images.shape)}."
+            f"{crops_path}: the crops contain {bad} NaN or infinite pixel value(s); replace "
+            "them (for example with the background value) and save the file again."
         )
     metadata = pd.read_csv(meta_path)
     _check_metadata(metadata, images.shape[0], str(meta_path))
