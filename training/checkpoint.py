@@ -1,4 +1,5 @@
-"""Resumable checkpoints and the exported ``model.safetensors``, never pickled.
+"""Resumable checkpoints and the exported ``model.safetensors``, never pickled; and the
+checks and writes of the training commands' output paths.
 
 A checkpoint is ONE safetensors file: network, EMA and optimiser tensors, with everything
 else (step, optimiser hyper-parameters, the training config, normalisation, format version)
@@ -13,16 +14,28 @@ The step RNG needs no saving: every random draw is a function of ``(seed, rank, 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ["CHECKPOINT_NAME", "MODEL_NAME", "CheckpointError", "save_checkpoint",
-           "load_checkpoint", "export_model"]
+__all__ = [
+    "CHECKPOINT_NAME",
+    "MODEL_NAME",
+    "CheckpointError",
+    "OutputError",
+    "check_output_path",
+    "export_model",
+    "load_checkpoint",
+    "save_checkpoint",
+    "write_json_or_print",
+]
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
 MODEL_NAME = "model.safetensors"
@@ -33,6 +46,106 @@ _KEY = "napari_cellflux_checkpoint"
 
 class CheckpointError(ValueError):
     """A checkpoint that is missing, foreign or does not fit the run resuming it."""
+
+
+class OutputError(ValueError):
+    """An output path a command could not write, found before any work was done."""
+
+
+def _probe(folder: Path) -> str | None:
+    """Why ``folder`` cannot take a new file, or None: a file is really created and deleted,
+    because permission bits say nothing for root or on a read-only mount."""
+    try:
+        fd, name = tempfile.mkstemp(prefix=".cellflux-write-test-", dir=folder)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    os.close(fd)
+    os.unlink(name)
+    return None
+
+
+def check_output_path(path: str | Path, *, folder: bool, flag: str = "--out",
+                      example: str = "metrics.json") -> Path:
+    """Check that a command will be able to write ``path``, before it does any work.
+
+    Nothing is created: a missing folder (or a missing parent of a file) is fine as long as
+    its nearest existing ancestor is a folder that takes new files. An existing file passed
+    as ``folder=True``, an existing folder passed as a file, and an existing file that cannot
+    be opened for writing are refused too.
+
+    Parameters
+    ----------
+    path : path
+        The folder (``folder=True``) or file the command will write.
+    folder : bool
+        Whether ``path`` names a folder (training runs) or a file (a metrics JSON).
+    flag : str
+        The option named in the message.
+    example : str
+        A file name suggested when a folder was given for a file.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``, with ``~`` expanded.
+
+    Raises
+    ------
+    OutputError
+        With what is wrong and what to do instead.
+    """
+    path = Path(path).expanduser()
+    if folder and path.exists() and not path.is_dir():
+        raise OutputError(f"{flag} {path} is a file, but this command writes a folder (weights, "
+                          "checkpoint, log); give the path of a new or existing folder")
+    if not folder and path.is_dir():
+        raise OutputError(f"{flag} {path} is a folder; give a file name, e.g. "
+                          f"{path / example}")
+    if not folder and path.exists():
+        try:
+            with open(path, "ab"):  # append mode: the file is not changed
+                pass
+        except OSError as exc:
+            raise OutputError(f"cannot write {flag} {path} ({exc.strerror or exc}); choose "
+                              "another file or make this one writable") from None
+    existing = path if folder else path.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputError(f"cannot create {flag} {path}: {existing} is a file, not a folder; "
+                          "choose another path")
+    why = _probe(existing)
+    if why is not None:
+        raise OutputError(f"cannot write in {existing} ({why}), so {flag} {path} cannot be "
+                          "written; choose a folder you may write to, or change the "
+                          "permissions of this one")
+    return path
+
+
+def write_json_or_print(path: str | Path, result: dict[str, Any]) -> bool:
+    """Write ``result`` as JSON to ``path``; if that fails, print it to stdout instead.
+
+    Results that took long to compute are never thrown away: when the file cannot be written
+    (the disk filled up, the folder went away) the JSON goes to stdout and stderr says where
+    it could not be written. The file is written whole or not at all (temporary file, then
+    rename). Returns whether the file was written.
+    """
+    path = Path(path).expanduser()
+    text = json.dumps(result, indent=1) + "\n"
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        print(f"error: could not write {path} ({exc.strerror or exc}); the results are printed "
+              "above on standard output: save them from there", file=sys.stderr)
+        return False
+    return True
 
 
 def _jsonable(value: Any) -> Any:

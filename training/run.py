@@ -22,7 +22,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import CHECKPOINT_NAME, MODEL_NAME, CheckpointError, load_checkpoint
+from .checkpoint import (
+    CHECKPOINT_NAME,
+    MODEL_NAME,
+    CheckpointError,
+    check_output_path,
+    load_checkpoint,
+)
 from .config import RESUMABLE_CHANGES, TrainConfig, load_config_file
 from .coupling import COUPLINGS
 from .data import DataError, prepare
@@ -98,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--resume", nargs="?", const="",
                    help="continue from OUT/checkpoint.safetensors (or the given checkpoint)")
     g.add_argument("--overwrite", action="store_true",
-                   help="start afresh in an --out folder that already holds a run")
+                   help="start afresh in an --out folder that already holds a run, or "
+                        "replace a model.safetensors kept there")
     g.add_argument("--device", help="auto (default), cpu, cuda or mps")
     g.add_argument("--threads", type=int, help="CPU threads per process (default: torch's; "
                                                "1 on a busy shared machine)")
@@ -206,11 +213,17 @@ def _log_to_file(out: Path) -> None:
 def run(cfg: TrainConfig, checkpoint: dict[str, Any] | None = None,
         overwrite: bool = False) -> TrainResult:
     """Train with a resolved config (one process, or one rank under torchrun)."""
-    out = Path(cfg.out)
+    out = check_output_path(cfg.out, folder=True)  # before any work: a file, read-only...
     if checkpoint is None and not overwrite and (out / CHECKPOINT_NAME).is_file():
         raise CheckpointError(
             f"{out} already holds a training run ({CHECKPOINT_NAME}). Continue it with "
             "--resume, choose another --out, or pass --overwrite to start afresh")
+    if not overwrite and (out / MODEL_NAME).is_file() and not (out / CHECKPOINT_NAME).is_file():
+        # weights kept there by hand (no run of ours beside them): never replace them quietly
+        raise CheckpointError(
+            f"{out} already holds {MODEL_NAME} (not from a training run in this folder); "
+            "training would replace it. Choose another --out, move the file away, or pass "
+            "--overwrite to replace it")
     if cfg.threads:
         import torch
 
