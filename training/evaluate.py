@@ -55,10 +55,11 @@ from typing import Any
 
 import numpy as np
 
+from .checkpoint import check_output_path, write_json_or_print
 from .metrics import LDA, centre_balanced
 from .scoring import Condition, dose_label, known_effect, summarise
 
-__all__ = ["evaluate", "main", "build_parser", "sha256"]
+__all__ = ["evaluate", "main", "build_parser", "sha256", "check_channels"]
 
 DEFAULT_BASELINES = ("identity", "mean_shift", "other_plate", "no_guidance")
 CLIP = 10.0  # standardised profiles are clipped to +-10 SD (see Standardizer)
@@ -104,6 +105,28 @@ def _load(path: str | Path, precision: str) -> Any:
     return model
 
 
+def _names(channels: Sequence[str], most: int = 6) -> str:
+    shown = ", ".join(channels[:most])
+    return shown + (f", ... ({len(channels)} in all)" if len(channels) > most else "")
+
+
+def check_channels(model: Any, model_path: str | Path, images_shape: Sequence[int],
+                   data: str | Path) -> None:
+    """ValueError naming both sides when a model's channels do not match the crops'.
+
+    The crops dataset stores no channel names, so the counts are compared; the message lists
+    the model's names so that the user can check the order too.
+    """
+    n_data = int(images_shape[-1])
+    if len(model.channels) != n_data:
+        raise ValueError(
+            f"the model {model_path} was trained on {len(model.channels)} channel(s) "
+            f"({_names(list(model.channels))}) but the crops in {data} have {n_data} "
+            f"(shape {tuple(int(s) for s in images_shape)}). Use crops with the model's "
+            "channels, in the same order, or a model trained on this data "
+            "(python -m training.run --data ...)")
+
+
 def evaluate(model_path: str | Path, data: str | Path, *, eval_plates: Sequence[str] = (),
              doses: Sequence[float] = (), baselines: Sequence[str] = DEFAULT_BASELINES,
              ablations: dict[str, str] | None = None, noise_start: str | None = None,
@@ -127,9 +150,18 @@ def evaluate(model_path: str | Path, data: str | Path, *, eval_plates: Sequence[
     clash = sorted(set(ablations or {}) & set(replicates or {}))
     if clash:
         raise ValueError(f"{clash} named both as an ablation and as a replicate")
+    unknown = [b for b in baselines if b not in DEFAULT_BASELINES]
+    if unknown:
+        raise ValueError(f"unknown baseline(s) {unknown}; choose from {DEFAULT_BASELINES}")
     t_start = time.perf_counter()
     model = _load(model_path, precision)
     images, meta = load_crops(data)
+    check_channels(model, model_path, images.shape, data)
+    named = {**(ablations or {}), **(replicates or {})}
+    extra_paths = {**named, **({"noise_start": noise_start} if noise_start else {})}
+    extra_models = {name: _load(path, precision) for name, path in extra_paths.items()}
+    for name, path in extra_paths.items():  # before any work, like the main model
+        check_channels(extra_models[name], path, images.shape, data)
     meta = meta.reset_index(drop=True)
     comp = meta["compound"].astype(str).to_numpy()
     plate = meta["plate"].astype(str).to_numpy()
@@ -201,14 +233,8 @@ def evaluate(model_path: str | Path, data: str | Path, *, eval_plates: Sequence[
 
     methods: list[tuple[str, str]] = [("cellflux", "model")]
     methods += [(b, b) for b in baselines if b in DEFAULT_BASELINES]
-    unknown = [b for b in baselines if b not in DEFAULT_BASELINES]
-    if unknown:
-        raise ValueError(f"unknown baseline(s) {unknown}; choose from {DEFAULT_BASELINES}")
-    extra_models = {name: _load(path, precision) for name, path in
-                    {**(ablations or {}), **(replicates or {})}.items()}
-    methods += [(name, "ablation") for name in extra_models]
+    methods += [(name, "ablation") for name in named]
     if noise_start:
-        extra_models["noise_start"] = _load(noise_start, precision)
         methods.append(("noise_start", "noise_start"))
 
     sim = dict(steps=steps, solver=solver, seed=seed)
@@ -409,6 +435,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     baselines = [] if args.baselines.strip().lower() == "none" else \
         [b.strip() for b in args.baselines.split(",") if b.strip()]
     try:
+        check_output_path(args.out, folder=False)  # not after an hour of evaluation
         metrics = evaluate(args.model, args.data, eval_plates=args.holdout_plate,
                            doses=args.doses, baselines=baselines, ablations=ablations,
                            noise_start=args.noise_start, replicates=replicates,
@@ -423,8 +450,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     metrics["command"] = "python -m training.evaluate " + " ".join(
         sys.argv[1:] if argv is None else argv)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(metrics, indent=1) + "\n", encoding="utf-8")
+    if not write_json_or_print(out, metrics):
+        return 1
     print(json.dumps({"out": str(out), "summary": {
         k: {m: v["value"] for m, v in s.items() if isinstance(v, dict) and "value" in v}
         for k, s in metrics["summary"].items() if k != "references"}}, indent=1))

@@ -73,10 +73,13 @@ def run(models: dict[str, str], data: str | Path, plate: str, perturbation: str,
     """The round trip of every model from the same control crops of ``plate``."""
     from napari_cellflux.core.images import load_crops
 
-    from .evaluate import _load, sha256
+    from .evaluate import _load, check_channels, sha256
 
     t0 = time.perf_counter()
     images, meta = load_crops(data)
+    loaded = {name: _load(path, "float32") for name, path in models.items()}
+    for name, path in models.items():  # every model before the first round trip
+        check_channels(loaded[name], path, images.shape, data)
     meta = meta.reset_index(drop=True)
     rows = np.flatnonzero((meta["plate"].astype(str).to_numpy() == plate)
                           & meta["is_control"].to_numpy(bool))
@@ -98,7 +101,7 @@ def run(models: dict[str, str], data: str | Path, plate: str, perturbation: str,
         "models": {},
     }
     for name, path in models.items():
-        model = _load(path, "float32")
+        model = loaded[name]
         res: dict[str, Any] = {"file": str(path), "sha256": sha256(path), "doses": {}}
         for dose in doses:
             t = time.perf_counter()
@@ -137,11 +140,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .checkpoint import check_output_path, write_json_or_print
     from .evaluate import named_files
 
     args = build_parser().parse_args(argv)
     try:
         models = named_files(args.model, "--model")
+        if args.out:  # checked before the round trips, not after them
+            check_output_path(args.out, folder=False, example="reversibility.json")
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -153,14 +159,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = run(models, args.data, args.plate, args.perturbation, args.doses,
                      cells=args.cells, steps=args.steps, solver=args.solver,
                      guidance=args.guidance, n_boot=args.n_boot, seed=args.seed)
-    except (ValueError, KeyError) as exc:
+    except (ValueError, KeyError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    text = json.dumps(result, indent=1)
     if args.out:
-        Path(args.out).write_text(text + "\n", encoding="utf-8")
-    else:
-        print(text)
+        return 0 if write_json_or_print(args.out, result) else 1
+    print(json.dumps(result, indent=1))
     return 0
 
 
