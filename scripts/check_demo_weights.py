@@ -23,9 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark_paths import BBBC, REPO
-
+REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from benchmarks.runs import BBBC
+
 COMPOUNDS = ("cyclohexamide", "taxol", "nocodazole", "latrunculin B")
 PLATES = ("SynPlate1", "SynPlate3")
 STAINS = ("DNA", "Tubulin", "Actin")
