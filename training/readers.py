@@ -25,13 +25,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from napari_cellflux.core.crops_dataset import crops_shape_problem
+from napari_cellflux.core.crops_dataset import crops_shape_problem, read_metadata_csv
 
 from .config import TrainConfig
 
 __all__ = [
-    "DataError", "MappedArray", "NpyFiles", "open_npz_array", "default_cache_dir",
-    "RawDataset", "read_dataset", "CROPS_FILE", "METADATA_FILE",
+    "CROPS_FILE",
+    "METADATA_FILE",
+    "DataError",
+    "MappedArray",
+    "NpyFiles",
+    "RawDataset",
+    "default_cache_dir",
+    "open_npz_array",
+    "read_dataset",
 ]
 
 log = logging.getLogger("training")
@@ -127,7 +134,7 @@ def open_npz_array(npz_path: str | Path, key: str = "images",
     with zf:
         names = zf.namelist()
         if member not in names:
-            found = ", ".join(n[:-4] if n.endswith(".npy") else n for n in names) or "nothing"
+            found = ", ".join(n.removesuffix(".npy") for n in names) or "nothing"
             raise DataError(f"{npz_path} has no array named {key!r} (found: {found}); a crops "
                             "dataset stores its (N, H, W, C) crops under 'images'")
         info = zf.getinfo(member)
@@ -229,6 +236,13 @@ def _as_control(series: pd.Series, where: str, mode: str = "flag") -> pd.Series:
     return mapped.astype(bool)
 
 
+def _read_csv(path: Path) -> pd.DataFrame:
+    try:
+        return read_metadata_csv(path)
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
+
+
 def _read_crops(folder: Path, cfg: TrainConfig) -> RawDataset:
     crops, meta_path = folder / CROPS_FILE, folder / METADATA_FILE
     if not meta_path.is_file():
@@ -238,7 +252,7 @@ def _read_crops(folder: Path, cfg: TrainConfig) -> RawDataset:
     problem = crops_shape_problem(images.shape)  # the header's shape: no pixels are read
     if problem:
         raise DataError(f"{crops}: {problem}")
-    table = pd.read_csv(meta_path)
+    table = _read_csv(meta_path)
     missing = [c for c in _CROPS_COLUMNS if c not in table.columns]
     if missing:
         raise DataError(
@@ -281,8 +295,8 @@ def _impa_csv(path: Path) -> Path:
     for cand in sorted(path.glob("*.csv")) + sorted(path.glob("metadata/*.csv")):
         try:
             header = pd.read_csv(cand, nrows=0).columns
-        except Exception:  # unreadable CSVs simply are not the index
-            continue
+        except (ValueError, OSError, UnicodeDecodeError):
+            header = ()  # unreadable CSVs simply are not the index
         if "SAMPLE_KEY" in header:
             found.append(cand)
     if len(found) > 1:
@@ -314,7 +328,7 @@ def _impa_candidates(root: Path, key: str) -> list[Path]:
 
 def _read_impa(path: Path, cfg: TrainConfig) -> RawDataset:
     csv = _impa_csv(path)
-    table = pd.read_csv(csv)
+    table = _read_csv(csv)
     table = table.drop(columns=[c for c in table.columns if str(c).startswith("Unnamed")])
     if "SAMPLE_KEY" not in table.columns:
         raise DataError(f"{csv} has no SAMPLE_KEY column; it is not an IMPA metadata table")

@@ -156,6 +156,15 @@ def test_channels_first_impa_crops_are_refused(tmp_path):
                                  compound_embeddings=str(emb)))
 
 
+def test_empty_metadata_is_explained(syn_dir, tmp_path, capsys):
+    """An empty metadata.csv used to give pandas' 'No columns to parse from file'."""
+    folder = _resave(syn_dir, tmp_path / "empty", _syn_images(syn_dir))
+    (folder / "metadata.csv").write_text("")
+    assert run_main(tiny_args(folder, tmp_path / "run", 2)) == 2
+    line = _error_line(capsys.readouterr().err)
+    assert "metadata.csv is empty" in line and "header row" in line
+
+
 # --------------------------------------------------------------------------- evaluate
 
 

@@ -67,3 +67,13 @@ def test_load_crops_refuses_nan_pixels(tmp_path):
     _write(tmp_path, images)
     with pytest.raises(ValueError, match="2 NaN or infinite pixel value"):
         load_crops(tmp_path)
+
+
+def test_empty_metadata_and_a_file_for_a_folder_are_explained(tmp_path):
+    _write(tmp_path, np.ones((4, 12, 12, 3), np.uint16))
+    (tmp_path / "metadata.csv").write_text("")
+    with pytest.raises(ValueError, match="metadata.csv is empty; .*header row"):
+        load_crops(tmp_path)
+    (tmp_path / "cells.tif").write_bytes(b"II*\x00")
+    with pytest.raises(ValueError, match="cells.tif is a file; give the crops dataset folder"):
+        load_crops(tmp_path / "cells.tif")

@@ -29,6 +29,7 @@ __all__ = [
     "REQUIRED_COLUMNS",
     "crops_shape_problem",
     "load_crops",
+    "read_metadata_csv",
     "save_crops",
 ]
 
@@ -108,6 +109,28 @@ def _check_metadata(metadata: pd.DataFrame, n: int, where: str) -> None:
         )
 
 
+def read_metadata_csv(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a metadata CSV; an empty or malformed file raises ValueError saying so.
+
+    pandas' own messages ("No columns to parse from file", tokenizer errors) do not name
+    the file nor say what it should hold.
+    """
+    import pandas as pd
+
+    try:
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise ValueError(
+            f"{path} is empty; a metadata table needs a header row naming its columns and "
+            "one row per crop."
+        ) from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise ValueError(
+            f"{path} is not a readable CSV table ({str(exc).strip()}); save it again as "
+            "comma-separated text."
+        ) from None
+
+
 def save_crops(
     directory: str | os.PathLike, images: np.ndarray, metadata: pd.DataFrame
 ) -> Path:
@@ -171,6 +194,11 @@ def load_crops(directory: str | os.PathLike) -> tuple[np.ndarray, pd.DataFrame]:
     import pandas as pd
 
     folder = _dataset_dir(directory)
+    if folder.is_file():
+        raise ValueError(
+            f"{folder} is a file; give the crops dataset folder (holding {CROPS_FILE} and "
+            f"{METADATA_FILE}) or its {CROPS_FILE}."
+        )
     crops_path, meta_path = folder / CROPS_FILE, folder / METADATA_FILE
     for path in (crops_path, meta_path):
         if not path.is_file():
@@ -194,7 +222,7 @@ def load_crops(directory: str | os.PathLike) -> tuple[np.ndarray, pd.DataFrame]:
             f"{crops_path}: the crops contain {bad} NaN or infinite pixel value(s); replace "
             "them (for example with the background value) and save the file again."
         )
-    metadata = pd.read_csv(meta_path)
+    metadata = read_metadata_csv(meta_path)
     _check_metadata(metadata, images.shape[0], str(meta_path))
     try:
         metadata["concentration_uM"] = pd.to_numeric(metadata["concentration_uM"]).astype(float)
