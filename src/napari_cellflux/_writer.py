@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["write_trajectory", "read_trajectory", "FORMAT", "EXTENSION"]
+__all__ = ["EXTENSION", "FORMAT", "read_trajectory", "write_trajectory"]
 
 FORMAT = "napari-cellflux-trajectory"
 EXTENSION = ".cellflux.tif"
@@ -62,6 +62,13 @@ def write_trajectory(path: str, layer_data: list[tuple[Any, dict, str]]) -> list
     -------
     list of str
         The files written.
+
+    Raises
+    ------
+    OSError
+        The file could not be written (a folder you cannot write to, a folder where the file
+        should go, a full disk): same error class, with a message that says what to do.
+        napari shows it as the error notification of File > Save.
     """
     import tifffile
 
@@ -97,10 +104,30 @@ def write_trajectory(path: str, layer_data: list[tuple[Any, dict, str]]) -> list
         if all(lim is not None for lim in limits):
             ij["Ranges"] = tuple(float(v) for lim in limits for v in lim)
         target = _target(base, group, len(groups) > 1)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tifffile.imwrite(target, stack, imagej=True, metadata=ij)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tifffile.imwrite(target, stack, imagej=True, metadata=ij)
+        except OSError as exc:
+            # napari shows a writer's exception as the notification: make it say what to do
+            raise type(exc)(_save_error(target, exc)) from exc
         written.append(str(target))
     return written
+
+
+def _save_error(target: Path, exc: OSError) -> str:
+    """A message for a failed save that says what happened and what to do."""
+    where = f"Could not save the trajectory to {target}"
+    if isinstance(exc, PermissionError):
+        return (f"{where}: permission denied. Choose a folder you can write to (for example "
+                "your home folder), or ask for write access to that folder.")
+    if isinstance(exc, IsADirectoryError):
+        return (f"{where}: a folder of that name exists. Choose a file name ending in "
+                f"{EXTENSION}.")
+    if isinstance(exc, (NotADirectoryError, FileExistsError)):
+        return (f"{where}: part of the path is a file, not a folder. Choose another folder.")
+    reason = exc.strerror or str(exc)
+    return (f"{where}: {reason}. Check that the disk is connected and has free space, or "
+            "choose another folder.")
 
 
 def read_trajectory(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:

@@ -99,3 +99,31 @@ def test_refuses_mismatched_layers_and_foreign_files(tmp_path):
     tifffile.imwrite(tmp_path / "plain.tif", np.zeros((4, 4), np.uint8))
     with pytest.raises(ValueError, match="not a napari-cellflux trajectory"):
         read_trajectory(tmp_path / "plain.tif")
+
+
+def test_save_into_a_folder_name_says_what_to_do(viewer, tmp_path):
+    stack = _trajectory(viewer, "CellFlux forward")
+    viewer.layers.selection = set(stack.layers)
+    target = tmp_path / "run.cellflux.tif"
+    target.mkdir()  # a folder where the file should go
+    # File > Save goes through layers.save, which passes the writer's exception on
+    with pytest.raises(IsADirectoryError) as err:
+        viewer.layers.save(str(target), selected=True, plugin="napari-cellflux")
+    assert str(err.value) == (f"Could not save the trajectory to {target}: a folder of that "
+                              "name exists. Choose a file name ending in .cellflux.tif.")
+
+
+def test_save_without_write_permission_says_what_to_do(viewer, tmp_path, monkeypatch):
+    import tifffile
+
+    def refuse(path, *args, **kwargs):  # a read-only share (root may write anywhere here)
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(tifffile, "imwrite", refuse)
+    stack = _trajectory(viewer, "CellFlux forward")
+    target = tmp_path / "ro" / "run.cellflux.tif"
+    data = [ly.as_layer_data_tuple() for ly in stack.layers]
+    with pytest.raises(PermissionError, match="permission denied. Choose a folder you can "
+                       "write to") as err:
+        write_trajectory(str(target), data)
+    assert str(target) in str(err.value) and "Errno" not in str(err.value)
