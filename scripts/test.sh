@@ -6,17 +6,27 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-need_apt=0
-command -v Xvfb >/dev/null 2>&1 || need_apt=1
-ldconfig -p 2>/dev/null | grep -q libEGL.so.1 || need_apt=1
-ldconfig -p 2>/dev/null | grep -q libxkbcommon-x11 || need_apt=1
-if [ "$need_apt" = 1 ]; then
-  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq xvfb libgl1 libegl1 \
-    libxkbcommon-x11-0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-randr0 \
-    libxcb-render-util0 libxcb-xinerama0 libxcb-xfixes0 libxcb-shape0 libxcb-cursor0 \
-    libdbus-1-3 libfontconfig1 >/dev/null
+# Every system package the GUI tests need; any one missing (not just Xvfb, libEGL or
+# libxkbcommon-x11) makes Qt abort. The GUI tests name a missing library themselves
+# (src/napari_cellflux/_tests/_qt_check.py) where apt is not available.
+APT_PACKAGES="xvfb libgl1 libegl1 libxkbcommon-x11-0 libxcb-icccm4 libxcb-image0
+  libxcb-keysyms1 libxcb-randr0 libxcb-render-util0 libxcb-xinerama0 libxcb-xfixes0
+  libxcb-shape0 libxcb-cursor0 libdbus-1-3 libfontconfig1"
+if command -v dpkg >/dev/null 2>&1; then
+  missing=""
+  for pkg in $APT_PACKAGES; do
+    status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)
+    [ "$status" = installed ] || missing="$missing $pkg"
+  done
+  if [ -n "$missing" ]; then
+    echo "installing system packages:$missing"
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    # shellcheck disable=SC2086  # one word per package
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
+  fi
+else
+  echo "no dpkg: install Xvfb and Qt's xcb libraries yourself (see scripts/test.sh)" >&2
 fi
 
 PY=${PYTHON:-python3}

@@ -12,71 +12,11 @@ import pytest
 
 from napari_cellflux._sample_data import control_plate_1, control_plate_2
 
-from ._gui_helpers import MANIFEST, add_sample, write_tiny_weights
-
-STEPS = 4
-N_CELLS = 4
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tests share two CPU cores with other jobs: one thread avoids oversubscription."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="session")
-def tiny_weights(tmp_path_factory):
-    return write_tiny_weights(tmp_path_factory.mktemp("weights") / "tiny.safetensors")
-
-
-@pytest.fixture
-def viewer_widget(make_napari_viewer, qtbot, plugin_settings, npe2pm, tiny_weights):
-    from napari.settings import get_plugin_settings
-    from napari.utils.notifications import notification_manager
-    from npe2 import PluginManifest
-
-    from napari_cellflux._widget import CellFluxWidget
-
-    notification_manager.records.clear()  # the manager outlives each test's viewer
-    npe2pm.register(PluginManifest.from_file(MANIFEST))
-    get_plugin_settings("napari-cellflux").inference.weights_path = str(tiny_weights)
-    viewer = make_napari_viewer()
-    add_sample(viewer, control_plate_1)
-    widget = CellFluxWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="CellFlux")
-    qtbot.waitUntil(lambda: widget.model is not None, timeout=30000)
-    widget.input_panel.n_cells.value = N_CELLS
-    widget.sampler_panel.steps.value = STEPS
-    return viewer, widget
-
-
-def _run(qtbot, widget, timeout=60000):
-    worker = widget.run()
-    assert worker is not None, "run() refused to start"
-    with qtbot.waitSignal(worker.finished, timeout=timeout):
-        pass
-    qtbot.waitUntil(lambda: not widget.running, timeout=5000)
-    return worker
-
-
-def _errors():
-    from napari.utils.notifications import NotificationSeverity, notification_manager
-
-    return [n.message for n in notification_manager.records
-            if n.severity == NotificationSeverity.ERROR]
-
-
-def _stack(viewer, group, channels=("DNA", "Tubulin", "Actin")):
-    return [viewer.layers[f"{group} [{c}]"] for c in channels]
+from ._gui_helpers import N_CELLS, STEPS, add_sample, errors, run_to_end, stack
 
 
 def test_widget_docks_and_describes_the_model(viewer_widget, tiny_weights):
-    viewer, widget = viewer_widget
+    _viewer, widget = viewer_widget
     assert widget.model.path == tiny_weights
     info = widget.model_panel.info.value
     assert "test-tiny" in info and "DNA, Tubulin, Actin" in info and "cpu" in info
@@ -88,9 +28,9 @@ def test_widget_docks_and_describes_the_model(viewer_widget, tiny_weights):
 
 def test_forward_run_fills_a_t_stack_and_reruns_in_place(viewer_widget, qtbot):
     viewer, widget = viewer_widget
-    _run(qtbot, widget)
-    assert not _errors()
-    layers = _stack(viewer, "CellFlux forward")
+    run_to_end(qtbot, widget)
+    assert not errors()
+    layers = stack(viewer, "CellFlux forward")
     data = layers[0].data
     assert data.shape[0] == STEPS + 1 and data.dtype == np.float32
     assert all(ly.data.shape == data.shape for ly in layers)
@@ -111,8 +51,8 @@ def test_forward_run_fills_a_t_stack_and_reruns_in_place(viewer_widget, qtbot):
     assert "nuclear area" in widget.readout.relative()
     # re-running with another perturbation reuses the same layer objects and arrays
     widget.perturbation_panel.known.value = widget.model.perturbations[1]
-    _run(qtbot, widget)
-    again = _stack(viewer, "CellFlux forward")
+    run_to_end(qtbot, widget)
+    again = stack(viewer, "CellFlux forward")
     assert all(a is b for a, b in zip(again, layers, strict=True))
     assert again[0].data is data
     assert [tuple(ly.contrast_limits) for ly in again] == limits  # fixed from the control
@@ -124,13 +64,13 @@ def test_cpu_thread_setting_applies_to_the_run_and_is_remembered(viewer_widget, 
 
     from napari_cellflux._settings import cpu_threads_for, load_settings
 
-    viewer, widget = viewer_widget
+    _viewer, widget = viewer_widget
     widget.model_panel.cpu_threads.value = 0  # automatic
-    _run(qtbot, widget)
+    run_to_end(qtbot, widget)
     assert torch.get_num_threads() == cpu_threads_for(0)
     assert widget.frames_shown == STEPS + 1  # every frame reached the canvas
     widget.model_panel.cpu_threads.value = 2
-    _run(qtbot, widget)
+    run_to_end(qtbot, widget)
     assert torch.get_num_threads() == 2
     assert load_settings().cpu_threads == 2
 
@@ -140,14 +80,14 @@ def test_precision_setting_applies_to_the_run_and_is_recorded(viewer_widget, qtb
 
     viewer, widget = viewer_widget
     widget.model_panel.precision.value = "float32"
-    _run(qtbot, widget)
+    run_to_end(qtbot, widget)
     assert widget.model.compute_dtype is None
-    meta = _stack(viewer, "CellFlux forward")[0].metadata["cellflux"]
+    meta = stack(viewer, "CellFlux forward")[0].metadata["cellflux"]
     assert meta["precision"] == "float32"
-    ref = _stack(viewer, "CellFlux forward")[0].data[-1].copy()
+    ref = stack(viewer, "CellFlux forward")[0].data[-1].copy()
     widget.model_panel.precision.value = "bfloat16"
-    _run(qtbot, widget)
-    layer = _stack(viewer, "CellFlux forward")[0]
+    run_to_end(qtbot, widget)
+    layer = stack(viewer, "CellFlux forward")[0]
     assert layer.metadata["cellflux"]["precision"] == "bfloat16"
     assert not np.array_equal(layer.data[-1], ref)  # the other arithmetic really ran
     assert load_settings().precision == "bfloat16"
@@ -174,14 +114,14 @@ def test_cancel_keeps_a_valid_partial_stack(viewer_widget, qtbot):
         pass
     qtbot.waitUntil(lambda: not widget.running, timeout=5000)
     assert widget.run_button.text == "Run"
-    layers = _stack(viewer, "CellFlux forward")
+    layers = stack(viewer, "CellFlux forward")
     n = layers[0].data.shape[0]
     assert 3 <= n < 61
     assert all(ly.data.shape[0] == n for ly in layers)
     assert all(np.ptp(frame) > 0 for frame in layers[0].data)  # no empty slots kept
     meta = layers[0].metadata["cellflux"]
     assert meta["complete"] is False and len(meta["times"]) == n
-    assert not _errors()
+    assert not errors()
 
 
 def test_invalid_smiles_is_marked_and_refused(viewer_widget):
@@ -192,7 +132,7 @@ def test_invalid_smiles_is_marked_and_refused(viewer_widget):
     assert "\u2717" in pp.status.value and "d9534f" in pp.smiles.native.styleSheet()
     n_layers = len(viewer.layers)
     assert widget.run() is None
-    assert any("SMILES" in m for m in _errors())
+    assert any("SMILES" in m for m in errors())
     assert len(viewer.layers) == n_layers and not widget.running
     pp.smiles.value = "CC(=O)Oc1ccccc1C(=O)O"  # aspirin: valid, unseen
     assert pp.valid and "\u2713" in pp.status.value
@@ -207,10 +147,10 @@ def test_channel_mismatch_and_2d_images_give_notifications(viewer_widget):
     for name, expected in (("two", "needs 3 channels"), ("flat", "single 2-D image")):
         ip.image.value = next(s for s in ip.image.choices if s.name == name)
         assert ip.info.value.startswith("\u2717")  # marked before Run
-        before = len(_errors())
+        before = len(errors())
         assert widget.run() is None
-        errors = _errors()[before:]
-        assert errors and expected in errors[-1]
+        shown = errors()[before:]
+        assert shown and expected in shown[-1]
     assert not widget.running
 
 
@@ -223,21 +163,21 @@ def test_rgb_uint8_image_runs(viewer_widget, qtbot):
     ip = widget.input_panel
     ip.image.value = next(s for s in ip.image.choices if s.name == "rgb field")
     assert ip.channel_axis == "rgb" and ip.channel_order == [2, 1, 0]
-    _run(qtbot, widget)
-    assert not _errors()
+    run_to_end(qtbot, widget)
+    assert not errors()
     dna = viewer.layers["CellFlux forward [DNA]"].data
     assert dna.shape[0] == STEPS + 1 and dna.max() <= 300  # results in the image's units
 
 
 def test_reverse_from_the_end_of_a_forward_run_and_round_trip(viewer_widget, qtbot):
     viewer, widget = viewer_widget
-    _run(qtbot, widget)
+    run_to_end(qtbot, widget)
     end = widget.last_forward["crops"]
     sp = widget.sampler_panel
     sp.direction.value = "reverse"
     assert not sp.start.native.isHidden()  # "Reverse from" appears for reverse runs
     sp.start.value = "end of forward run"
-    _run(qtbot, widget)
+    run_to_end(qtbot, widget)
     rev = viewer.layers["CellFlux reverse [DNA]"]
     assert rev.metadata["cellflux"]["times"][0] == 1.0
     assert rev.metadata["cellflux"]["times"][-1] == 0.0
@@ -245,7 +185,7 @@ def test_reverse_from_the_end_of_a_forward_run_and_round_trip(viewer_widget, qtb
     np.testing.assert_allclose(rev.data[0], fwd_last, rtol=1e-5, atol=1e-2)
     assert end.shape[0] == N_CELLS
     sp.direction.value = "both"
-    _run(qtbot, widget)
+    run_to_end(qtbot, widget)
     trip = viewer.layers["CellFlux round trip [DNA]"]
     assert trip.data.shape[0] == 2 * STEPS + 1
     assert trip.metadata["cellflux"]["times"][STEPS] == 1.0
@@ -258,10 +198,10 @@ def test_batch_comparison_side_by_side_on_one_slider(viewer_widget, qtbot):
     cp.enabled_box.value = True
     names = ["control SynPlate1", "control SynPlate2"]
     cp.batches.value = [s for s in cp.batches.choices if s.name in names]
-    _run(qtbot, widget)
-    assert not _errors()
-    a = _stack(viewer, "CellFlux forward | control SynPlate1")
-    b = _stack(viewer, "CellFlux forward | control SynPlate2")
+    run_to_end(qtbot, widget)
+    assert not errors()
+    a = stack(viewer, "CellFlux forward | control SynPlate1")
+    b = stack(viewer, "CellFlux forward | control SynPlate2")
     assert a[0].data.shape[0] == b[0].data.shape[0] == STEPS + 1
     axis = viewer.dims.ndim - 3
     assert viewer.dims.nsteps[axis] == STEPS + 1 and viewer.dims.axis_labels[axis] == "t"
@@ -278,7 +218,7 @@ def test_batch_comparison_side_by_side_on_one_slider(viewer_widget, qtbot):
     assert tuple(b[0].contrast_limits) == (100.0, 2000.0)
     # a later single run leaves grid mode and shows the hidden layers again
     cp.enabled_box.value = False
-    _run(qtbot, widget)
+    run_to_end(qtbot, widget)
     assert not grid.enabled and viewer.layers["control SynPlate1 [DNA]"].visible
 
 
@@ -304,8 +244,8 @@ def test_gene_model_shows_a_gene_box(viewer_widget, qtbot):
     assert not pp.valid and "unknown gene" in pp.status.value
     pp.gene.value = "myc"
     assert pp.valid and pp.query == "myc"
-    _run(qtbot, widget)
-    assert not _errors()
+    run_to_end(qtbot, widget)
+    assert not errors()
     assert viewer.layers["CellFlux forward [DNA]"].metadata["cellflux"]["perturbation"] == "myc"
 
 
@@ -318,8 +258,8 @@ def test_detect_select_cells_and_paste_back(viewer_widget, qtbot):
     assert len(cells.data) == N_CELLS
     cells.selected_data = {0, 2}  # only these two are simulated
     widget.input_panel.paste.value = True
-    _run(qtbot, widget)
-    assert not _errors()
+    run_to_end(qtbot, widget)
+    assert not errors()
     assert viewer.layers["CellFlux forward [DNA]"].metadata["cellflux"]["n_cells"] == [2]
     pasted = viewer.layers["CellFlux forward field [DNA]"].data
     control = viewer.layers["control SynPlate1 [DNA]"].data
