@@ -84,6 +84,7 @@ class Ready:
     mosaic_hw: list[tuple[int, int]]
     limits: np.ndarray                # (C, 2) contrast limits shared by all batches
     scales: list[np.ndarray]          # per batch (C,) intensity factors applied
+    warnings: list[str] = field(default_factory=list)  # e.g. a dose far outside training
 
 
 @dataclass
@@ -166,16 +167,25 @@ def _message(exc: Exception) -> str:
     return f"Simulation failed ({type(exc).__name__}: {exc}). See the log for details."
 
 
-def _trajectory(model: Any, crops: np.ndarray, s: RunSettings) -> Iterator[tuple[float, Any]]:
-    kw = dict(steps=s.steps, guidance=s.guidance, seed=s.seed, dose_uM=s.dose_uM,
-              solver=s.solver)
+def _plan(model: Any, crops: np.ndarray, s: RunSettings, factors: np.ndarray) -> Any:
+    """The model's checked plan of the first leg of a run (raises ValueError with a hint)."""
     first = "reverse" if s.direction == "reverse" else "forward"
+    return model.plan(crops, s.perturbation, direction=first, steps=s.steps,
+                      guidance=s.guidance, seed=s.seed, dose_uM=s.dose_uM, solver=s.solver,
+                      intensity_factors=factors)
+
+
+def _trajectory(model: Any, plan: Any, s: RunSettings) -> Iterator[tuple[float, Any]]:
     last = None
-    for t, frame in model.iter_simulate(crops, s.perturbation, direction=first, **kw):
+    for t, frame in model.run(plan):
         last = frame
         yield t, frame
     if s.direction == "both" and last is not None:
-        back = model.iter_simulate(last, s.perturbation, direction="reverse", **kw)
+        # Back from where the forward leg ended, with the same factors, seed and dose.
+        back = model.run(model.plan(
+            last, plan.perturbation, direction="reverse", steps=plan.steps,
+            guidance=plan.guidance, seed=plan.seed, dose_uM=plan.dose_uM, solver=plan.solver,
+            intensity_factors=plan.intensity_factors))
         next(back)  # its first frame is the end of the forward run, already shown
         yield from back
 
@@ -189,7 +199,6 @@ def simulate_batches(model: Any, batches: Sequence[Batch], settings: RunSettings
     """
     from .core.cells import crop_cells, mosaic, paste_back
     from .core.images import channel_limits
-    from .core.intensity import intensity_scale
     from .core.readout import ReadoutSeries
 
     try:
@@ -208,22 +217,22 @@ def simulate_batches(model: Any, batches: Sequence[Batch], settings: RunSettings
             state.centroids.append(cen)
         # One factor and one set of contrast limits for all batches: rescaling each batch
         # on its own would hide exactly the batch differences a comparison should show.
-        pixels = np.concatenate([c.reshape(-1, c.shape[-1]) for c in state.crops])[None]
-        high = model.metadata.get("normalization", {}).get("high")
-        scale = intensity_scale(pixels, high) if high is not None else np.ones(pixels.shape[-1])
+        # The model applies the factors (the same code as the Python API's default).
+        pixels = np.concatenate([c.reshape(-1, c.shape[-1]) for c in state.crops])
+        scale = model.intensity_factors(pixels)
         scales = [scale for _ in state.crops]
-        limits = channel_limits(pixels)
+        plans = [_plan(model, c, settings, scale) for c in state.crops]
+        limits = channel_limits(pixels[None])  # (1, P, C): a 2-D array is one channel
         mosaics = [mosaic(c[:, :, :, :1], gap=MOSAIC_GAP).shape[:2] for c in state.crops]
-        yield Ready(state.crops, mosaics, limits, scales)
+        notes = list(dict.fromkeys(w for plan in plans for w in plan.warnings))
+        yield Ready(state.crops, mosaics, limits, scales, notes)
 
         channels = model.channels
         series = [ReadoutSeries(channels, dna_index) for _ in batches]
-        gens = [_trajectory(model, c.astype(np.float32) * sc.astype(np.float32), settings)
-                for c, sc in zip(state.crops, scales, strict=True)]
+        gens = [_trajectory(model, plan, settings) for plan in plans]
         for index in range(settings.n_frames):
             for b, gen in enumerate(gens):
                 t, frame = next(gen)
-                frame = frame / scales[b].astype(np.float32)
                 summary = series[b].add(t, frame)
                 pasted = None
                 if settings.paste_back and batches[b].is_field:

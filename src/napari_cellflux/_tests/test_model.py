@@ -36,10 +36,15 @@ def test_iter_simulate_streams_and_can_stop_early(random_tiny_model, cells):
 
 def test_forward_then_reverse_returns_to_the_start(random_tiny_model, cells):
     random_tiny_model.precision = "float32"  # the solver's own accuracy, without bfloat16
-    fwd = random_tiny_model.simulate(cells, "taxol", steps=20, solver="rk4", guidance=1.2)
+    # The cells as they are (factors 1): this checks the solver, not intensity matching
+    # (which would scale channel 0 of these cells by 4.1, just past its 4x tolerance).
+    same = (1.0, 1.0, 1.0)
+    fwd = random_tiny_model.simulate(cells, "taxol", steps=20, solver="rk4", guidance=1.2,
+                                     intensity_factors=same)
     moved = np.abs(fwd.frames[-1] - cells).mean()
     back = random_tiny_model.simulate(fwd.frames[-1], "taxol", steps=20, solver="rk4",
-                                      direction="reverse", guidance=1.2)
+                                      direction="reverse", guidance=1.2,
+                                      intensity_factors=same)
     err = np.abs(back.frames[-1] - cells.astype(np.float32)).max()
     span = float(cells.max() - cells.min())
     assert moved > 50.0              # intensity units: the field really moved the cells
@@ -53,7 +58,8 @@ def _demo_round_trip(crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     assert not model.untrained
     name = model.perturbations[0]
     fwd = model.simulate(crops, name, steps=20, solver="rk4")
-    back = model.simulate(fwd.frames[-1], name, steps=20, solver="rk4", direction="reverse")
+    back = model.simulate(fwd.frames[-1], name, steps=20, solver="rk4", direction="reverse",
+                          intensity_factors=fwd.settings["intensity_factors"])
     span = crops.max(axis=(1, 2, 3)) - crops.min(axis=(1, 2, 3))
     moved = np.abs(fwd.frames[-1] - crops).mean(axis=(1, 2, 3)) / span
     err = np.abs(back.frames[-1] - crops).mean(axis=(1, 2, 3)) / span
@@ -77,15 +83,18 @@ def test_demo_model_reverses_within_stated_tolerance():
 
 def test_demo_model_returns_real_cells(shared_data):
     """Real BBBC021 DMSO crops (foreign to the procedural demo weights) come back to within
-    0.3 % of their intensity range (measured below 0.1 %), while moving by more than that."""
+    0.5 % of their intensity range (measured 0.01-0.32 %), while moving by 4-10 %. Their
+    tubulin channel is about 6x brighter than the demo training data, so it is scaled by
+    0.17 on the way in (as in the widget) and its change, errors included, by 6 on the way
+    out; without that matching the figures are 0.01-0.03 % and 3-7 %."""
     from napari_cellflux.core.images import load_crops
 
     images, meta = load_crops(shared_data / "bbbc021_cyclohexamide")
     rows = np.flatnonzero(meta["is_control"].to_numpy(bool))
     pick = np.random.default_rng(0).choice(rows, 4, replace=False)
     moved, err = _demo_round_trip(np.asarray(images[np.sort(pick)], dtype=np.float32))
-    assert moved.min() > 0.005
-    assert err.max() < 0.003
+    assert moved.min() > 0.02
+    assert err.max() < 0.005
 
 
 def test_untrained_fallback_says_so(monkeypatch, tmp_path):

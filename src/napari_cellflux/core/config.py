@@ -8,12 +8,29 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import operator
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["UNetConfig", "SamplerConfig", "PRESETS", "preset", "SOLVERS"]
+__all__ = [
+    "MAX_GUIDANCE",
+    "MAX_STEPS",
+    "PRESETS",
+    "SOLVERS",
+    "SamplerConfig",
+    "UNetConfig",
+    "preset",
+]
 
 SOLVERS: tuple[str, ...] = ("euler", "midpoint", "heun", "rk4", "dopri5")
+#: Most integration intervals one run may take. 20 already gives smooth trajectories and a
+#: round trip within 0.1 % (RK4); 500 frames of 16 cells are about 1 GB and minutes of CPU.
+MAX_STEPS = 500
+#: Largest classifier-free guidance scale. The paper uses 1.2; beyond ~10 the guided
+#: velocity is dominated by the amplified difference of two noisy predictions and frames
+#: leave the intensity range of real cells (guidance 1e6 gave values of 1e7).
+MAX_GUIDANCE = 10.0
 
 
 @dataclass(frozen=True)
@@ -69,7 +86,7 @@ class UNetConfig:
         """Width of the joint time + condition embedding."""
         return 4 * self.base_width
 
-    def replace(self, **changes: Any) -> "UNetConfig":
+    def replace(self, **changes: Any) -> UNetConfig:
         """A copy with some fields changed (the config itself is frozen)."""
         return dataclasses.replace(self, **changes)
 
@@ -80,7 +97,7 @@ class UNetConfig:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "UNetConfig":
+    def from_dict(cls, data: dict[str, Any]) -> UNetConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - known
         if unknown:
@@ -92,7 +109,7 @@ class UNetConfig:
         return cls(**kwargs)
 
     @classmethod
-    def from_json(cls, text: str) -> "UNetConfig":
+    def from_json(cls, text: str) -> UNetConfig:
         return cls.from_dict(json.loads(text))
 
 
@@ -126,13 +143,20 @@ class SamplerConfig:
     Parameters
     ----------
     steps
-        Number of integration intervals; the trajectory has ``steps + 1`` frames.
+        Number of integration intervals, 1 to :data:`MAX_STEPS`; the trajectory has
+        ``steps + 1`` frames.
     solver
         One of :data:`SOLVERS`. ``dopri5`` is adaptive (torchdiffeq) between frames.
     guidance
-        Classifier-free guidance scale (1.2 in the paper; 1 = purely conditional).
+        Classifier-free guidance scale, 0 to :data:`MAX_GUIDANCE` (1.2 in the paper;
+        1 = purely conditional).
     direction
         ``"forward"`` (control -> perturbed, t 0 -> 1) or ``"reverse"`` (t 1 -> 0).
+
+    Raises
+    ------
+    ValueError
+        For a value outside these ranges, with the range in the message.
     """
 
     steps: int = 20
@@ -142,14 +166,32 @@ class SamplerConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.steps, int) or self.steps < 1:
-            raise ValueError(f"steps must be a positive integer, got {self.steps!r}")
+        steps = self.steps
+        try:
+            if isinstance(steps, bool):
+                raise TypeError
+            steps = operator.index(steps)  # int and NumPy integers, never 2.5
+        except TypeError:
+            raise ValueError(
+                f"steps must be a whole number of integration steps (1 to {MAX_STEPS}), "
+                f"got {self.steps!r}") from None
+        if not 1 <= steps <= MAX_STEPS:
+            raise ValueError(
+                f"steps must be between 1 and {MAX_STEPS}, got {steps}. 20 steps already "
+                "give a smooth trajectory; for a more accurate one choose the rk4 solver.")
+        object.__setattr__(self, "steps", steps)
         if self.solver not in SOLVERS:
             raise ValueError(f"unknown solver {self.solver!r}; choose one of {', '.join(SOLVERS)}")
         if self.direction not in ("forward", "reverse"):
             raise ValueError(
                 f"direction must be 'forward' or 'reverse', got {self.direction!r}"
             )
-        g = float(self.guidance)
-        if not (g == g and abs(g) != float("inf")) or g < 0:
-            raise ValueError(f"guidance must be a finite number >= 0, got {self.guidance!r}")
+        try:
+            g = float(self.guidance)
+        except (TypeError, ValueError):
+            g = math.nan
+        if not math.isfinite(g) or not 0 <= g <= MAX_GUIDANCE:
+            raise ValueError(
+                f"guidance must be a number from 0 to {MAX_GUIDANCE:g}, got {self.guidance!r}. "
+                "1 follows the perturbation as trained, 1.2 (the paper's value) a little "
+                "more strongly; 0 ignores it.")

@@ -7,14 +7,24 @@ forward direction (control -> perturbed), a descending grid the reverse, with th
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Iterator, Sequence
 
 import torch
 
 __all__ = [
-    "Velocity", "interpolate", "target_velocity", "augment_source", "condition_dropout_mask",
-    "flow_matching_loss", "GuidedVelocity", "time_grid", "integrate", "STEPPERS",
+    "STEPPERS",
+    "GuidedVelocity",
+    "Velocity",
+    "augment_source",
+    "check_max_batch",
+    "condition_dropout_mask",
     "evaluations_per_step",
+    "flow_matching_loss",
+    "integrate",
+    "interpolate",
+    "target_velocity",
+    "time_grid",
 ]
 
 #: A velocity field as the integrators see it: v(x, t) with t a 0-d tensor.
@@ -79,8 +89,8 @@ class GuidedVelocity:
 
     The conditional and null passes run as ONE batched forward (2B samples). Scale 1 needs only
     the conditional pass and scale 0 only the null pass, so those skip the other half.
-    ``max_batch`` splits very large cell batches into chunks to bound memory.
-    ``compute_dtype`` (e.g. ``torch.bfloat16``) runs the network under autocast; the
+    ``max_batch`` (None or a whole number >= 1) splits very large cell batches into chunks
+    to bound memory; it never changes the result. ``compute_dtype`` (e.g. ``torch.bfloat16``) runs the network under autocast; the
     velocity is returned in float32 either way, so the integrated state stays float32.
     """
 
@@ -90,7 +100,7 @@ class GuidedVelocity:
         self.network = network
         self.cond = cond
         self.guidance = float(guidance)
-        self.max_batch = max_batch
+        self.max_batch = check_max_batch(max_batch)
         self.compute_dtype = compute_dtype
         self.evaluations = 0
 
@@ -120,6 +130,24 @@ class GuidedVelocity:
                           torch.ones(b, dtype=torch.bool, device=dev)])
         cond_v, null_v = self._forward(torch.cat([x, x]), t, null).chunk(2)
         return null_v + self.guidance * (cond_v - null_v)
+
+
+def check_max_batch(max_batch: int | None) -> int | None:
+    """``max_batch`` as None or an int >= 1, or a ValueError that says what it is for."""
+    if max_batch is None:
+        return None
+    try:
+        if isinstance(max_batch, bool):
+            raise TypeError
+        value = operator.index(max_batch)
+    except TypeError:
+        value = 0
+    if value < 1:
+        raise ValueError(
+            f"max_batch must be None (all cells in one network call) or a whole number of "
+            f"cells >= 1, got {max_batch!r}. Lower it (e.g. 16) if the computer runs out of "
+            "memory; it does not change the result.")
+    return value
 
 
 def time_grid(steps: int, direction: str = "forward") -> torch.Tensor:

@@ -18,22 +18,27 @@ from typing import Any
 import numpy as np
 
 from .crops_dataset import (  # re-exported: the dataset format used to live here
-    CROPS_FILE, METADATA_FILE, REQUIRED_COLUMNS, _shape_str, load_crops, save_crops,
+    CROPS_FILE,
+    METADATA_FILE,
+    REQUIRED_COLUMNS,
+    _shape_str,
+    load_crops,
+    save_crops,
 )
 
 __all__ = [
     "CROPS_FILE",
     "METADATA_FILE",
-    "REQUIRED_COLUMNS",
     "MIN_SIZE",
-    "to_channels_last",
-    "select_channels",
-    "validate_image",
-    "save_crops",
-    "load_crops",
-    "read_tiff",
+    "REQUIRED_COLUMNS",
     "channel_axis_from_axes",
     "channel_limits",
+    "load_crops",
+    "read_tiff",
+    "save_crops",
+    "select_channels",
+    "to_channels_last",
+    "validate_image",
 ]
 
 #: Smallest height/width we accept: below this the U-Net's four down-sampling stages would
@@ -132,7 +137,9 @@ def validate_image(image: Any, n_channels: int, *, allow_batch: bool = True) -> 
     Returns
     -------
     numpy.ndarray
-        (N, H, W, C) float32; a view when the input already is float32.
+        (N, H, W, C) float32, C-contiguous; a view when the input already is a contiguous
+        float32 array, a copy otherwise (e.g. a flipped view ``img[:, ::-1]``). Torch
+        tensors (also on a GPU) and lists of equally shaped crops are accepted.
 
     Raises
     ------
@@ -144,9 +151,23 @@ def validate_image(image: Any, n_channels: int, *, allow_batch: bool = True) -> 
             f"Expected an image (a NumPy array or an image layer's data), got "
             f"{type(image).__name__}."
         )
+    if hasattr(image, "detach") and hasattr(image, "cpu"):  # a torch tensor, maybe on a GPU
+        tensor = image.detach().cpu()
+        if tensor.is_floating_point() and tensor.element_size() < 4:
+            tensor = tensor.float()  # NumPy has no bfloat16
+        image = tensor.numpy()
+    if isinstance(image, (list, tuple)):
+        shapes = {np.shape(item) for item in image}
+        if len(shapes) > 1:
+            raise ValueError(
+                f"The crops have different shapes ({', '.join(map(str, sorted(shapes)))}): "
+                "crops simulated together must share height, width and channels. Crop or "
+                "resize them to one size, or simulate each size in its own call (any crop "
+                "size works)."
+            )
     try:
         arr = np.asarray(image)
-    except Exception as exc:  # ragged lists, exotic objects
+    except Exception as exc:  # exotic objects
         raise ValueError(
             f"Could not read {type(image).__name__} as an image array ({exc})."
         ) from exc
@@ -201,7 +222,16 @@ def validate_image(image: Any, n_channels: int, *, allow_batch: bool = True) -> 
             f"The image is too small (shape {_shape_str(np.shape(image))}): height and width "
             f"must be at least {MIN_SIZE} pixels and the stack must hold at least one image."
         )
-    out = np.asarray(arr, dtype=np.float32)
+    if arr.dtype.kind == "f" and arr.dtype.itemsize > 4:
+        biggest = float(np.nanmax(np.abs(np.where(np.isfinite(arr), arr, 0))))
+        if biggest > float(np.finfo(np.float32).max):
+            raise ValueError(
+                f"The image has values as large as {biggest:.3g}, beyond what 32-bit numbers "
+                "(used by the model) can hold. Convert it back to its real intensity units "
+                "(for example divide by a constant) before simulating."
+            )
+    # A copy whenever needed: torch cannot read arrays with negative strides (img[:, ::-1]).
+    out = np.ascontiguousarray(arr, dtype=np.float32)
     if out.dtype.kind == "f" and arr.dtype.kind == "f":
         finite = np.isfinite(out)
         if not finite.all():

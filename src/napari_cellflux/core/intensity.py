@@ -4,6 +4,10 @@ A model trained on 16-bit microscopy (intensities up to a few thousand) sees an 
 export (0-255) as almost black. When an image's bright end differs from the model's by more
 than a factor ``tolerance``, each channel is multiplied by one factor on the way in and
 divided by it on the way out, so results stay in the user's units.
+
+The model applies this itself (:meth:`CellFluxModel.plan`), so the Python API and the widget
+give the same frames for the same pixels. The widget computes one set of factors over every
+batch it compares and passes them in, so that batches are not each rescaled on their own.
 """
 
 from __future__ import annotations
@@ -12,7 +16,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["intensity_scale"]
+__all__ = ["MAX_NETWORK_UNITS", "check_factors", "check_magnitude", "intensity_scale"]
+
+#: Largest pixel magnitude, in the network's units (the training range is -1 to 1), that a
+#: run accepts. A million times the training range is far beyond any real image (a saturated
+#: 16-bit pixel on a model trained up to 4000 is about 30) and still safe for float32
+#: arithmetic inside the network; values near 1e30 made three quarters of the output NaN.
+MAX_NETWORK_UNITS = 1e6
 
 
 def intensity_scale(image: np.ndarray, model_high: Sequence[float], *,
@@ -49,3 +59,58 @@ def intensity_scale(image: np.ndarray, model_high: Sequence[float], *,
     far = ok & ((ratio > tolerance) | (ratio < 1.0 / tolerance))
     factors[far] = ratio[far]
     return factors
+
+
+def check_factors(factors: Sequence[float] | np.ndarray, n_channels: int) -> np.ndarray:
+    """Validate per-channel intensity factors given by a caller; (C,) float64.
+
+    Raises
+    ------
+    ValueError
+        Unless there is one finite, positive factor per channel.
+    """
+    try:
+        arr = np.asarray(factors, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        arr = np.array([np.nan])
+    if arr.shape != (n_channels,) or not np.all(np.isfinite(arr)) or np.any(arr <= 0):
+        raise ValueError(
+            f"intensity_factors must be {n_channels} finite numbers > 0 (one per channel), got "
+            f"{factors!r}. Leave it as None to match the image to the model automatically.")
+    return arr
+
+
+def check_magnitude(images: np.ndarray, factors: np.ndarray, low: Sequence[float],
+                    high: Sequence[float]) -> None:
+    """Refuse pixels the network cannot compute with (see :data:`MAX_NETWORK_UNITS`).
+
+    Parameters
+    ----------
+    images : numpy.ndarray
+        (N, H, W, C) raw intensities.
+    factors : numpy.ndarray
+        (C,) intensity factors that will be applied.
+    low, high : sequence of float
+        The model's per-channel normalisation range.
+
+    Raises
+    ------
+    ValueError
+        Naming the largest value and what to do about it.
+    """
+    flat = images.reshape(-1, images.shape[-1])
+    lo = np.asarray(low, dtype=np.float64)
+    span = np.asarray(high, dtype=np.float64) - lo
+    extremes = np.stack([flat.min(axis=0), flat.max(axis=0)]).astype(np.float64)
+    units = np.abs(2 * (extremes * factors - lo) / span - 1)
+    if np.all(units <= MAX_NETWORK_UNITS):
+        return
+    channel = int(np.argmax(units.max(axis=0)))
+    value = extremes[int(np.argmax(units[:, channel])), channel]
+    scaled = (f" once the image is scaled by {factors[channel]:.3g} to the model's brightness"
+              if factors[channel] != 1 else "")
+    raise ValueError(
+        f"Channel {channel} has pixel values as large as {value:.3g}, more than a million "
+        f"times the intensity range this model was trained on ({lo[channel]:g} to "
+        f"{lo[channel] + span[channel]:g}){scaled}; the network cannot compute with them. "
+        "Clip hot or saturated pixels, or convert the image back to its real intensity units.")

@@ -9,6 +9,7 @@ back and added to the input, so frame 0 is exactly the input.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,12 +20,19 @@ import numpy as np
 from .acceleration import channels_last_pays
 from .acceleration import compute_dtype as _resolve_dtype
 from .config import UNetConfig, preset
-from .perturbations import (
-    CompoundEncoder, GeneEncoder, Perturbation, condition_vector, is_valid_smiles,
-)
+from .intensity import intensity_scale
+from .perturbations import CompoundEncoder, GeneEncoder, Perturbation, is_valid_smiles
+from .run_plan import CellFluxWarning, SimulationPlan, check_frames_memory, make_plan
 from .weights import demo_weights_path, read_weights, resolve_device, save_weights
 
-__all__ = ["CellFluxModel", "Trajectory", "load_model", "build_metadata", "DEFAULT_CHANNELS"]
+__all__ = [
+    "DEFAULT_CHANNELS",
+    "CellFluxModel",
+    "CellFluxWarning",
+    "Trajectory",
+    "build_metadata",
+    "load_model",
+]
 
 DEFAULT_CHANNELS = ("DNA", "Tubulin", "Actin")
 # Structures of three BBBC021 compounds (public chemistry), used only by the untrained fallback.
@@ -194,22 +202,12 @@ class CellFluxModel:
                 "SMILES. Type a gene symbol, or load a compound model.")
         return self.encoder.encode(perturbation)
 
-    def _condition(self, pert: Perturbation, dose_uM: float | None) -> np.ndarray:
-        if dose_uM is not None and not self.use_dose:
-            raise ValueError(
-                "this model was trained without doses; leave the dose empty (it predicts the "
-                "average effect over the doses it saw)")
-        if self.use_dose and dose_uM is None:
-            seen = self.doses(pert.name) or [d for e in self.metadata["vocabulary"]
-                                              for d in e.get("doses_uM", [])]
-            dose_uM = float(np.median(seen)) if seen else 1.0
-        return condition_vector(pert, dose_uM, self.use_dose)
-
-    def _prepare(self, images: Any) -> tuple[np.ndarray, bool]:
-        from .images import validate_image
-
-        single = np.ndim(images) == 3
-        return validate_image(images, len(self.channels)), single
+    def intensity_factors(self, images: Any) -> np.ndarray:
+        """Per-channel factors (C,) that bring ``images`` (channels last, e.g. (N, H, W, C)
+        crops or (P, C) pooled pixels) onto this model's intensity scale: 1 for images
+        recorded like the training data, about 20 for an 8-bit export shown to a 16-bit
+        model (see :mod:`.intensity`). The default ``intensity_factors`` of a simulation."""
+        return intensity_scale(np.asarray(images), self.metadata["normalization"]["high"])
 
     def normalize(self, x: Any) -> Any:
         """Raw intensities (B, C, H, W) tensor -> network units (about [-1, 1])."""
@@ -221,105 +219,116 @@ class CellFluxModel:
         return (x + 1) / 2 * (high - low) + low
 
     # --- simulation -----------------------------------------------------------------
+    def plan(self, images: Any, perturbation: str | Perturbation, *,
+             direction: str = "forward", steps: int = 20, guidance: float = 1.2,
+             seed: int | None = 0, dose_uM: float | None = None, solver: str = "midpoint",
+             noise: float = 0.0, max_batch: int | None = 64,
+             intensity_factors: Sequence[float] | None = None) -> SimulationPlan:
+        """Check the arguments of :meth:`iter_simulate` and resolve their defaults (the seed
+        drawn for None, the dose, the intensity factors) into the plan :meth:`run`
+        integrates. Raises ValueError for an argument out of its range (see
+        :mod:`.run_plan`); warns (:class:`CellFluxWarning`) e.g. for a far-off dose."""
+        plan = make_plan(self, images, perturbation, direction=direction, steps=steps,
+                         guidance=guidance, seed=seed, dose_uM=dose_uM, solver=solver,
+                         noise=noise, max_batch=max_batch, intensity_factors=intensity_factors)
+        for message in plan.warnings:
+            warnings.warn(message, CellFluxWarning, stacklevel=2)
+        return plan
+
+    def run(self, plan: SimulationPlan) -> Iterator[tuple[float, np.ndarray]]:
+        """Integrate a :meth:`plan`, yielding ``(t, frame)``, frame (N, H, W, C) float32 in
+        the input's units; a frame with NaN or infinite values raises ValueError instead
+        (see :func:`~.run_plan.integrate_plan`)."""
+        from .run_plan import integrate_plan
+
+        return integrate_plan(self, plan)
+
     def iter_simulate(self, images: Any, perturbation: str | Perturbation, *,
                       direction: str = "forward", steps: int = 20, guidance: float = 1.2,
                       seed: int | None = 0, dose_uM: float | None = None,
                       solver: str = "midpoint", noise: float = 0.0,
-                      max_batch: int | None = 64) -> Iterator[tuple[float, np.ndarray]]:
+                      max_batch: int | None = 64,
+                      intensity_factors: Sequence[float] | None = None,
+                      ) -> Iterator[tuple[float, np.ndarray]]:
         """Stream a trajectory: yields ``(t, frame)`` with frame (N, H, W, C) float32.
+
+        Arguments are checked when this is called (before the first frame), so a bad
+        argument raises here, not at the first ``next()``.
 
         Parameters
         ----------
         images
-            Cells, (N, H, W, C) or (H, W, C), raw intensities (uint8, uint16 or float), any
-            crop size; channels in the order of :attr:`channels`.
+            Cells, (N, H, W, C) or (H, W, C), raw intensities (uint8, uint16 or float; a
+            list of equally shaped crops or a torch tensor also works), any crop size;
+            channels in the order of :attr:`channels`.
         perturbation
             A name from :attr:`perturbations`, a SMILES (compound models) or a gene symbol.
         direction
             ``"forward"``: control -> perturbed (t 0 -> 1); ``"reverse"``: perturbed ->
             control (t 1 -> 0).
         steps
-            Integration intervals; ``steps + 1`` frames including the start.
+            Integration intervals, 1 to 500; ``steps + 1`` frames including the start.
         guidance
-            Classifier-free guidance scale (0: unconditional, 1: conditional, >1 stronger).
+            Classifier-free guidance scale, 0 to 10 (0: unconditional, 1: conditional,
+            1.2: the paper's default).
         seed
-            Seeds the optional start noise, so runs with ``noise > 0`` repeat exactly.
+            Seeds the start noise. It matters only with ``noise > 0``: with no noise the
+            trajectory is fully determined by the images. None draws a fresh seed; the seed
+            used is in :meth:`plan` (and ``Trajectory.settings``) to repeat a run.
         dose_uM
-            Concentration for dose-aware models (default: the median training dose).
+            Concentration (> 0) for dose-aware models (default: the median training dose).
+            More than 10x outside the training doses warns (:class:`CellFluxWarning`).
         solver
             ``euler``, ``midpoint``, ``heun``, ``rk4`` or ``dopri5`` (adaptive).
         noise
-            Std of Gaussian noise (network units) added to the start, for diverse samples.
+            Std of Gaussian noise (network units, 0 to 1) added to the start, for diverse
+            samples.
         max_batch
-            Cells per network call, to bound memory on large batches.
+            Cells per network call (>= 1, or None for all), to bound memory.
+        intensity_factors
+            Per-channel factors that bring the images onto the model's intensity scale;
+            None computes them from ``images`` (:meth:`intensity_factors`). Pass the
+            factors of a forward run to its reverse run so both use the same.
 
         Closing the generator early (e.g. Cancel in the viewer) stops at the next frame.
         """
-        import torch
-        import torch.nn.functional as F
-
-        from .config import SamplerConfig
-        from .flow import GuidedVelocity, integrate, time_grid
-
-        SamplerConfig(steps=steps, solver=solver, guidance=guidance, direction=direction)
-        pert = self.encode(perturbation)
-        cond_np = self._condition(pert, dose_uM)
-        raw, single = self._prepare(images)
-        if not np.isfinite(noise) or noise < 0:
-            raise ValueError(f"noise must be >= 0, got {noise!r}")
-
-        dev = self.device
-        size = self.crop_size
-        with torch.inference_mode():
-            x_raw = torch.from_numpy(raw).to(dev).permute(0, 3, 1, 2)
-            in_hw = tuple(x_raw.shape[-2:])
-            resized = in_hw != (size, size)
-            x = self.normalize(x_raw)
-            if resized:
-                x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True,
-                                  align_corners=False)
-            if noise > 0:
-                gen = torch.Generator(device="cpu").manual_seed(int(seed or 0))
-                x = x + noise * torch.randn(x.shape, generator=gen).to(dev)
-            start_raw = self.denormalize(x)
-            if channels_last_pays(dev):
-                x = x.contiguous(memory_format=torch.channels_last)
-            cond = torch.from_numpy(cond_np).to(dev)[None]
-            velocity = GuidedVelocity(self.network, cond, guidance, max_batch=max_batch,
-                                      compute_dtype=self.compute_dtype)
-            for t, xt in integrate(velocity, x, time_grid(steps, direction), solver):
-                delta = self.denormalize(xt) - start_raw
-                if resized:
-                    delta = F.interpolate(delta, size=in_hw, mode="bilinear",
-                                          align_corners=False)
-                frame = (x_raw + delta).permute(0, 2, 3, 1).float().cpu().numpy()
-                yield t, (frame[0] if single else frame)
+        return self.run(self.plan(
+            images, perturbation, direction=direction, steps=steps, guidance=guidance,
+            seed=seed, dose_uM=dose_uM, solver=solver, noise=noise, max_batch=max_batch,
+            intensity_factors=intensity_factors))
 
     def simulate(self, images: Any, perturbation: str | Perturbation, *,
                  direction: str = "forward", steps: int = 20, guidance: float = 1.2,
                  seed: int | None = 0, dose_uM: float | None = None,
                  solver: str = "midpoint", noise: float = 0.0,
-                 max_batch: int | None = 64) -> Trajectory:
+                 max_batch: int | None = 64,
+                 intensity_factors: Sequence[float] | None = None) -> Trajectory:
         """Run :meth:`iter_simulate` to the end; see there for the parameters.
+
+        Every frame is kept in memory, at most 2 GB (``run_plan.MAX_FRAMES_BYTES``);
+        beyond that use :meth:`iter_simulate`, which streams.
 
         Returns
         -------
         Trajectory
             ``times`` (T,) and ``frames`` (T, N, H, W, C) float32 (``(T, H, W, C)`` when a
-            single (H, W, C) cell was given).
+            single (H, W, C) cell was given); ``settings`` records what the run used (seed,
+            dose, intensity factors, warnings, weights, precision) to repeat it.
         """
+        plan = self.plan(images, perturbation, direction=direction, steps=steps,
+                         guidance=guidance, seed=seed, dose_uM=dose_uM, solver=solver,
+                         noise=noise, max_batch=max_batch, intensity_factors=intensity_factors)
+        check_frames_memory(plan.n_frames, plan.images.shape)
         times, frames = [], []
-        for t, frame in self.iter_simulate(
-                images, perturbation, direction=direction, steps=steps, guidance=guidance,
-                seed=seed, dose_uM=dose_uM, solver=solver, noise=noise, max_batch=max_batch):
+        for t, frame in self.run(plan):
             times.append(t)
             frames.append(frame)
         name = perturbation.name if isinstance(perturbation, Perturbation) else str(perturbation)
         return Trajectory(
             times=np.asarray(times, dtype=np.float64), frames=np.stack(frames),
-            perturbation=name, direction=direction,
-            settings={"steps": steps, "guidance": guidance, "seed": seed, "dose_uM": dose_uM,
-                      "solver": solver, "noise": noise, "weights": str(self.path or "")},
+            perturbation=name, direction=plan.direction,
+            settings={**plan.settings(), "weights": str(self.path or ""),
+                      "precision": self.precision_in_use},
         )
 
     def save(self, path: str | Path, storage_dtype: str = "float32") -> Path:
@@ -361,15 +370,17 @@ def load_model(path: str | Path | None = None, device: str = "auto") -> CellFlux
     Parameters
     ----------
     path
-        A file written by ``python -m training.run``; None loads the demo weights shipped in
-        the package (or, if absent, an untrained ``tiny`` model marked as such).
+        A ``model.safetensors`` written by ``python -m training.run`` (not the training
+        ``checkpoint.safetensors`` beside it); None loads the demo weights shipped in the
+        package (or, if absent, an untrained ``tiny`` model marked as such).
     device
         ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"`` or ``"mps"``.
 
     Raises
     ------
     ValueError
-        For a missing, foreign, corrupted or edited file, or an unavailable device.
+        For a missing, foreign, corrupted or edited file, a folder, an empty path, a
+        training checkpoint, or an unavailable device; the message says what to load.
     """
     from .unet import VelocityUNet
 
@@ -379,8 +390,8 @@ def load_model(path: str | Path | None = None, device: str = "auto") -> CellFlux
         if not demo.is_file():
             return _random_tiny(dev)
         path = demo
+    state, meta, vectors = read_weights(path)  # says what to choose for a bad path
     path = Path(path)
-    state, meta, vectors = read_weights(path)
     try:
         config = UNetConfig.from_dict(meta["config"])
         net = VelocityUNet(config)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,14 +18,32 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 __all__ = [
-    "Perturbation", "PerturbationEncoder", "CompoundEncoder", "GeneEncoder",
-    "compound_fingerprint", "is_valid_smiles", "dose_feature", "condition_vector",
-    "load_embedding_table", "FINGERPRINT_BITS", "FINGERPRINT_RADIUS", "suggest",
+    "FINGERPRINT_BITS",
+    "FINGERPRINT_RADIUS",
+    "CompoundEncoder",
+    "GeneEncoder",
+    "Perturbation",
+    "PerturbationEncoder",
+    "compound_fingerprint",
+    "condition_vector",
+    "dose_feature",
+    "is_valid_smiles",
+    "load_embedding_table",
+    "suggest",
 ]
 
 FINGERPRINT_BITS = 1024
 FINGERPRINT_RADIUS = 2
 _SMILES_CHARS = set("()[]=#@+\\/%0123456789")
+# HGNC-style symbols: TP53, BRCA1, MYC, HLA-A, C9orf72 (upper case, digits, one hyphen).
+_GENE_SYMBOL = re.compile(r"[A-Z][A-Z0-9]*(-[A-Z0-9]+)?|C\d+orf\d+")
+_SMILES_ATOM_LETTERS = set("BCNOPSFI")  # upper-case letters of SMILES' organic subset
+
+
+def _looks_like_gene(text: str) -> bool:
+    """A gene symbol that cannot be a mistyped SMILES (a letter that is no SMILES atom)."""
+    return bool(_GENE_SYMBOL.fullmatch(text)) and bool(
+        {ch for ch in text if ch.isalpha()} - _SMILES_ATOM_LETTERS)
 
 
 @dataclass(frozen=True)
@@ -104,6 +123,12 @@ def _looks_like_smiles(text: str) -> bool:
     return bool(_SMILES_CHARS & set(text)) or (text.isupper() and len(text) <= 4)
 
 
+def _known_list(names: Sequence[str], n: int = 8) -> str:
+    """'a, b, c' or 'a, b, ... (12 in all)': what a model knows, short enough for a message."""
+    shown = ", ".join(names[:n])
+    return shown if len(names) <= n else f"{shown}, ... ({len(names)} in all)"
+
+
 class CompoundEncoder:
     """Compounds by a known name (the model's vocabulary) or by any SMILES string."""
 
@@ -138,11 +163,18 @@ class CompoundEncoder:
             return Perturbation(known, self.kind, vector, smiles)
         if _rdkit_mol(query) is not None:
             return Perturbation(query, self.kind, compound_fingerprint(query), query)
-        if _looks_like_smiles(query):
+        hint = suggest(query, self.names)
+        close = hint.startswith("Did you mean")  # a near miss of a known name: say that
+        if _looks_like_gene(query) and not close:
+            raise ValueError(
+                f"{query!r} looks like a gene symbol, but this model simulates compounds: "
+                f"choose one it knows ({_known_list(self.names)}) or paste a compound's "
+                "SMILES. For genes, load a model trained on gene perturbations.")
+        if _looks_like_smiles(query) and (set("()[]=#@+\\/%") & set(query) or not close):
             compound_fingerprint(query)  # raises the invalid-SMILES error
         raise ValueError(
             f"{query!r} is neither a compound this model knows nor a valid SMILES. "
-            f"{suggest(query, self.names)} Or paste the compound's SMILES."
+            f"{hint} Or paste the compound's SMILES."
         )
 
 

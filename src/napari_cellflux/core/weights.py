@@ -10,14 +10,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 __all__ = [
-    "FORMAT", "FORMAT_VERSION", "save_weights", "read_weights", "resolve_device",
-    "demo_weights_path", "WeightsError",
+    "FORMAT",
+    "FORMAT_VERSION",
+    "MODEL_FILE",
+    "WeightsError",
+    "check_weights_path",
+    "demo_weights_path",
+    "read_weights",
+    "resolve_device",
+    "save_weights",
 ]
 
 FORMAT = "napari-cellflux-weights"
@@ -25,6 +33,11 @@ FORMAT_VERSION = 1
 _META_KEY = "napari_cellflux"
 _NET_PREFIX = "net."
 _VOCAB_KEY = "vocabulary.vectors"
+#: The name ``python -m training.run`` gives the weights file it exports.
+MODEL_FILE = "model.safetensors"
+# The header key of a resumable training checkpoint (owned by training/checkpoint.py, which
+# the plugin does not import): recognised only to point the user at the model file instead.
+_CHECKPOINT_KEY = "napari_cellflux_checkpoint"
 
 
 class WeightsError(ValueError):
@@ -77,6 +90,53 @@ def save_weights(path: str | Path, state_dict: dict[str, Any], metadata: dict[st
     return path
 
 
+def check_weights_path(path: Any) -> Path:
+    """The weights file ``path`` names, or a :class:`WeightsError` saying what to choose.
+
+    Catches what users actually pass: a number, an empty string, a folder (pointing at the
+    ``model.safetensors`` inside when there is one), a file that does not exist.
+    """
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    if not isinstance(path, (str, os.PathLike)):
+        raise WeightsError(
+            f"the weights path must be a file path (text or pathlib.Path), got "
+            f"{type(path).__name__} {path!r}. Pass the path of a {MODEL_FILE}, or None for "
+            "the bundled demo weights.")
+    if not str(os.fspath(path)).strip():
+        raise WeightsError(
+            f"the weights path is empty. Pass the path of a {MODEL_FILE} written by "
+            "`python -m training.run`, or None for the bundled demo weights.")
+    path = Path(path).expanduser()
+    if path.is_dir():
+        inside = path / MODEL_FILE
+        hint = (f" It holds {MODEL_FILE}: load {str(inside)!r}." if inside.is_file() else
+                f" Choose the {MODEL_FILE} file that `python -m training.run` wrote.")
+        raise WeightsError(f"{str(path)!r} is a folder, not a weights file.{hint}")
+    if not path.is_file():
+        raise WeightsError(
+            f"weights file {str(path)!r} not found. Choose a {MODEL_FILE} written by "
+            "`python -m training.run`, or pass None for the bundled demo weights."
+        )
+    return path
+
+
+def _foreign_header(path: Path, header: dict[str, str]) -> WeightsError:
+    """The error for a safetensors file without napari-cellflux weights metadata."""
+    if _CHECKPOINT_KEY in header:
+        model = path.with_name(MODEL_FILE)
+        where = (f"load {str(model)!r}" if model.is_file() else
+                 f"load the {MODEL_FILE} that the same run writes beside it (it appears "
+                 "when training finishes)")
+        return WeightsError(
+            f"{path.name} is a training checkpoint of `python -m training.run` (it lets an "
+            f"interrupted training resume), not the model to simulate with: {where}.")
+    return WeightsError(
+        f"{path.name} is a safetensors file but not napari-cellflux weights (no "
+        f"'{_META_KEY}' metadata). Use a file written by `python -m training.run`."
+    )
+
+
 def read_weights(path: str | Path) -> tuple[dict[str, Any], dict[str, Any], np.ndarray]:
     """Read and verify a weights file.
 
@@ -92,12 +152,7 @@ def read_weights(path: str | Path) -> tuple[dict[str, Any], dict[str, Any], np.n
     """
     from safetensors import safe_open
 
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(
-            f"weights file {str(path)!r} not found. Choose a model.safetensors written by "
-            "`python -m training.run`, or leave the path empty for the bundled demo weights."
-        )
+    path = check_weights_path(path)
     try:
         with safe_open(str(path), framework="pt") as handle:
             header = handle.metadata() or {}
@@ -109,10 +164,7 @@ def read_weights(path: str | Path) -> tuple[dict[str, Any], dict[str, Any], np.n
         ) from None
     meta_json = header.get(_META_KEY)
     if meta_json is None:
-        raise WeightsError(
-            f"{path.name} is a safetensors file but not napari-cellflux weights (no "
-            f"'{_META_KEY}' metadata). Use a file written by `python -m training.run`."
-        )
+        raise _foreign_header(path, header)
     try:
         meta = json.loads(meta_json)
     except json.JSONDecodeError:
@@ -136,7 +188,7 @@ def read_weights(path: str | Path) -> tuple[dict[str, Any], dict[str, Any], np.n
     return state, meta, vocab
 
 
-def resolve_device(device: str | None = "auto") -> "torch.device":  # noqa: F821
+def resolve_device(device: str | None = "auto") -> torch.device:  # noqa: F821
     """Pick the compute device: ``auto`` tries CUDA, then Apple MPS, then the CPU.
 
     Raises
@@ -146,7 +198,9 @@ def resolve_device(device: str | None = "auto") -> "torch.device":  # noqa: F821
     """
     import torch
 
-    name = (device or "auto").lower()
+    if device is not None and not isinstance(device, (str, torch.device)):
+        raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda' or 'mps'")
+    name = str(device or "auto").strip().lower()
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
