@@ -10,18 +10,48 @@ from __future__ import annotations
 from typing import Any
 
 from magicgui.widgets import (
-    CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, LineEdit, PushButton,
-    Select, SpinBox,
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    Label,
+    LineEdit,
+    PushButton,
+    Select,
+    SpinBox,
 )
 
 from ._settings import DEVICES, load_settings, usable_cores
-from .core.acceleration import PRECISIONS
 from ._sources import RGB_AXIS, Source, axis_choices, channel_labels, default_order
+from .core.acceleration import PRECISIONS
 
-__all__ = ["ModelPanel", "InputPanel", "PerturbationPanel", "SamplerPanel"]
+__all__ = [
+    "ComparePanel",
+    "InputPanel",
+    "ModelPanel",
+    "PerturbationPanel",
+    "SamplerPanel",
+    "describe_model",
+    "scroll_area",
+]
 
 _BAD = "QLineEdit { border: 2px solid #d9534f; }"
 _GOOD = "QLineEdit { border: 2px solid #5cb85c; }"
+
+
+def scroll_area(content: Any) -> Any:
+    """A vertical scroll area around ``content`` (napari docks ``.native``, so magicgui's
+    own ``scrollable=True`` would be lost)."""
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QFrame, QScrollArea
+
+    area = QScrollArea()
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    area.setWidget(content)
+    return area
 
 
 def _wrap(label: Label) -> Label:
@@ -55,6 +85,33 @@ class ModelPanel(Container):
     @property
     def weights_path(self) -> str:
         return self.weights.line_edit.value.strip()
+
+    def show_loading(self, path: str) -> None:
+        self.info.value = f"loading {path or 'bundled demo weights'} ..."
+
+    def show_model(self, model: Any) -> None:
+        """Describe ``model`` (name, device, channels, perturbations) in the model line."""
+        self.info.value = describe_model(model)
+        self.info.tooltip = model.describe()
+
+    def show_load_failed(self, message: str, previous: Any) -> None:
+        """A load failed: say why, and which model (if any) is still in use."""
+        if previous is not None:
+            then = f"Still using the previous model:\n{describe_model(previous)}"
+        else:
+            then = ("No model is loaded: choose another weights file (empty: the bundled demo "
+                    "weights) and press Load weights.")
+        self.info.value = f"\u2717 Could not load weights: {message}\n{then}"
+
+
+def describe_model(model: Any) -> str:
+    """Three lines about a loaded model, for the model line of the widget."""
+    perts = model.perturbations
+    warn = " UNTRAINED: random weights, for testing only." if model.untrained else ""
+    return (f"{model.name} ({model.metadata.get('preset', '?')}) on {model.device}.{warn}\n"
+            f"channels: {', '.join(model.channels)}; crop {model.crop_size} px\n"
+            f"{len(perts)} {model.kind} perturbations: {', '.join(perts[:6])}"
+            f"{' ...' if len(perts) > 6 else ''}")
 
 
 class InputPanel(Container):

@@ -1,9 +1,11 @@
 """What a run shows while its frames arrive: trajectory stacks, batch grid, read-out, t.
 
 :class:`RunDisplay` receives the worker's events on the main thread (through the widget's
-queue) and turns them into layer updates: it allocates the (T, ...) stacks when the crops
-are ready, copies every frame into place, refreshes a few times a second, follows the newest
-frame on the slider (until the user moves it), and writes the current t in the canvas.
+queue) and turns them into layer updates: it allocates the (T, ...) stacks when the first
+frame arrives, copies every frame into place, refreshes a few times a second, follows the
+newest frame on the slider (until the user moves it), and writes the current t in the canvas.
+Nothing of the last result is touched before the new run's first frame, so a run that fails
+or is cancelled before it leaves the last trajectory (layers, metadata, read-out) as it was.
 """
 
 from __future__ import annotations
@@ -15,8 +17,14 @@ from typing import Any
 import numpy as np
 
 from ._layers import (
-    Comparison, TimeOverlay, TrajectoryStack, channel_color, fit_view, follow_frame,
-    group_name, label_time_axis,
+    Comparison,
+    TimeOverlay,
+    TrajectoryStack,
+    channel_color,
+    fit_view,
+    follow_frame,
+    group_name,
+    label_time_axis,
 )
 from ._worker import Batch, Frame, Ready, RunSettings
 
@@ -50,16 +58,21 @@ class RunDisplay:
         self._settings: RunSettings | None = None
         self._placement: dict[str, tuple] = {}
         self._view_layers: list[Any] = []
+        self._pending: Ready | None = None  # crops of the current run, not yet drawn
+        self._drawn = False  # the current run has replaced the last result
         viewer.dims.events.current_step.connect(self.show_time)
+
+    def close(self) -> None:
+        """The widget goes away: stop following the viewer's slider."""
+        self.viewer.dims.events.current_step.disconnect(self.show_time)
 
     def start(self, model: Any, batches: Sequence[Batch], settings: RunSettings,
               placement: dict[str, tuple], view_layers: Sequence[Any]) -> None:
-        """A new run begins: remember what it is about, clear the read-out."""
+        """A new run begins: remember what it is about (the last result stays shown)."""
         self._model, self._batches, self._settings = model, list(batches), settings
         self._placement, self._view_layers = dict(placement), list(view_layers)
-        self.stacks, self.field_stacks = [], {}
+        self._pending, self._drawn = None, False
         self._followed, self._last_refresh, self.note = None, 0.0, ""
-        self.readout.reset([b.name for b in batches], self._readout_colors(model.channels))
 
     @staticmethod
     def _readout_colors(channels: Sequence[str]) -> dict[str, str]:
@@ -74,13 +87,27 @@ class RunDisplay:
 
     # --- events ---------------------------------------------------------------------
     def ready(self, event: Ready) -> None:
-        """Crops are cut: allocate (or reuse) one stack per batch, fixed contrast."""
+        """Crops are cut: keep them until the first frame (the run may still fail)."""
+        self._pending = event
+        factors = np.asarray(event.scales[0])
+        if np.any(factors != 1.0):
+            # said in the status line, not a pop-up: it holds for every run on this image
+            self.note = (f" Intensities x{np.round(factors, 2).tolist()} into the model's "
+                         "range (results in the image's units).")
+
+    def _allocate(self, event: Ready) -> None:
+        """First frame: allocate (or reuse) one stack per batch, fixed contrast."""
         s, channels = self._settings, self._model.channels
+        self.stacks, self.field_stacks, self._drawn = [], {}, True
+        self.readout.reset([b.name for b in self._batches],
+                           self._readout_colors(channels))
         compare = len(self._batches) > 1
         if not compare:
             self.comparison.end()
         meta = dict(s.as_metadata(), channels=channels,
-                    n_cells=[int(c.shape[0]) for c in event.crops])
+                    n_cells=[int(c.shape[0]) for c in event.crops],
+                    intensity_factors=[float(f) for f in event.scales[0]],
+                    warnings=list(event.warnings))
         for b, batch in enumerate(self._batches):
             placement = self._placement.get(batch.name)
             scale, translate = (1.0, 1.0), (0.0, 0.0)
@@ -105,14 +132,13 @@ class RunDisplay:
             # new layers may lie outside the current view (the mosaic sits beside the field)
             shown = [*self._view_layers, *(ly for st in self.stacks for ly in st.layers)]
             fit_view(self.viewer, [ly for ly in shown if ly in self.viewer.layers])
-        factors = np.asarray(event.scales[0])
-        if np.any(factors != 1.0):
-            # said in the status line, not a pop-up: it holds for every run on this image
-            self.note = (f" Intensities x{np.round(factors, 2).tolist()} into the model's "
-                         "range (results in the image's units).")
 
     def frame(self, ev: Frame) -> None:
         """Copy one frame into place; refresh and follow a few times a second."""
+        if not self._drawn:
+            if self._pending is None:
+                raise RuntimeError("a frame arrived before the crops were ready")
+            self._allocate(self._pending)
         self.stacks[ev.batch].write(ev.index, ev.mosaic)
         if ev.field is not None and ev.batch in self.field_stacks:
             self.field_stacks[ev.batch].write(ev.index, ev.field)
@@ -140,11 +166,14 @@ class RunDisplay:
 
     def finish(self, failed: str | None = None) -> str:
         """The worker ended (done, cancelled or failed); returns a status line."""
+        if not self._drawn:  # nothing of this run reached the layers
+            kept = (" The previous result is unchanged." if self.stacks else "")
+            if failed:
+                return f"{failed}{kept}"
+            return f"Cancelled before the first frame.{kept}"
         complete = bool(self.stacks) and all(st.filled == st.n_frames for st in self.stacks)
         for st in [*self.stacks, *self.field_stacks.values()]:
             st.finish(complete)
-        if not self.stacks:
-            return failed or ""
         self.readout.redraw()
         done = min(st.filled for st in self.stacks)
         if self.time_axis is not None and self._followed is not None and done:

@@ -10,14 +10,26 @@ here carries ``metadata['cellflux']`` (what the writer stores, and how inputs ex
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 __all__ = [
-    "PREFIX", "channel_color", "group_name", "layer_name", "cells_layer_name",
-    "TrajectoryStack", "show_cells", "cells_from_layer", "label_time_axis", "follow_frame",
-    "Comparison", "fit_view", "TimeOverlay",
+    "PREFIX",
+    "ChosenCells",
+    "Comparison",
+    "TimeOverlay",
+    "TrajectoryStack",
+    "cells_from_layer",
+    "cells_layer_name",
+    "channel_color",
+    "fit_view",
+    "follow_frame",
+    "group_name",
+    "label_time_axis",
+    "layer_name",
+    "show_cells",
 ]
 
 PREFIX = "CellFlux"
@@ -81,7 +93,8 @@ class TrajectoryStack:
         meta = {"cellflux": dict(metadata, kind="trajectory", group=self.group,
                                  channel=channel, times=self.times.tolist())}
         clim = (float(limits[0]), float(limits[1]))
-        layer = self.viewer.layers[name] if name in self.viewer.layers else None
+        layers = self.viewer.layers
+        layer = layers[name] if name in layers else None  # noqa: SIM401 (LayerList has no get)
         if isinstance(layer, Image) and not layer.rgb:
             data = layer.data
             if (isinstance(data, np.ndarray) and data.shape == shape
@@ -155,30 +168,56 @@ def show_cells(viewer: Any, source: str, centroids: np.ndarray, crop_size: int,
         scale=tuple(scale), translate=tuple(translate))
 
 
+@dataclass(frozen=True)
+class ChosenCells:
+    """The cells a user chose in a points layer, and how many points had to be left out."""
+
+    centroids: np.ndarray | None  # (K, 2) row, col; None: detect cells anew
+    n_points: int = 0             # points considered (the selected ones, if any)
+    n_outside: int = 0            # of those, outside the image (not simulated)
+    source: str = ""
+
+    @property
+    def message(self) -> str:
+        """What the user should know about left-out points ('' when none were)."""
+        if not self.n_outside:
+            return ""
+        where = f"outside the image '{self.source}'"
+        if self.centroids is None:
+            return (f"All {self.n_points} points of '{cells_layer_name(self.source)}' lie "
+                    f"{where}: detected cells anew. Move the points onto cells.")
+        kept = self.n_points - self.n_outside
+        return (f"{self.n_outside} of {self.n_points} points lie {where}: simulated {kept} "
+                f"cell{'s' if kept != 1 else ''}. Move the points onto cells to use them.")
+
+
 def cells_from_layer(viewer: Any, source: str, n_requested: int,
-                     image_shape: tuple[int, int]) -> np.ndarray | None:
+                     image_shape: tuple[int, int]) -> ChosenCells:
     """The cells to simulate from an existing points layer (the user may have edited it).
 
-    Selected points only when some are selected; None when the layer is missing, was made
-    for another image size or another number of cells (then cells are detected anew).
+    Selected points only when some are selected; ``centroids`` is None when the layer is
+    missing, was made for another image size or another number of cells, or has no point
+    inside the image (then cells are detected anew). Points outside the image are left out
+    and counted, so the widget can say so.
     """
     name = cells_layer_name(source)
     if name not in viewer.layers:
-        return None
+        return ChosenCells(None, source=source)
     layer = viewer.layers[name]
     meta = layer.metadata.get("cellflux", {})
     if (meta.get("n_requested") != int(n_requested)
             or list(meta.get("image_shape", [])) != [int(v) for v in image_shape]):
-        return None
+        return ChosenCells(None, source=source)
     data = np.asarray(layer.data, dtype=np.float64)
     if data.ndim != 2 or data.shape[0] == 0:
-        return None
+        return ChosenCells(None, source=source)
     data = data[:, -2:]
     selected = sorted(layer.selected_data)
     if selected:
         data = data[selected]
     inside = ((data >= 0) & (data <= np.asarray(image_shape) - 1)).all(axis=1)
-    return data[inside] if inside.any() else None
+    n_out = int(np.count_nonzero(~inside))
+    return ChosenCells(data[inside] if inside.any() else None, len(data), n_out, source)
 
 
 def label_time_axis(viewer: Any) -> int | None:

@@ -3,7 +3,10 @@
 Wiring only. Pixels are pulled from layers by :mod:`._sources`, computed in a thread
 worker (:mod:`._worker`), written into preallocated layer stacks by :mod:`._layers`, and
 measured by :mod:`.core.readout`. Run turns into Cancel while a worker runs; cancelling keeps
-the frames computed so far. Every error becomes a napari notification.
+the frames computed so far, and a run that fails before its first frame leaves the last result
+as it was. Every error becomes a napari notification. Workers are started through a
+:class:`~._lifetime.WorkerGroup`, which stops and joins them when the widget or its viewer
+goes away.
 """
 
 from __future__ import annotations
@@ -18,12 +21,11 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from ._controls import ComparePanel, InputPanel, ModelPanel, PerturbationPanel, SamplerPanel
 from ._display import RunDisplay
 from ._layers import cells_from_layer, show_cells
+from ._lifetime import WorkerGroup
+from ._loading import WeightsLoader
 from ._settings import cpu_threads_for, save_settings
-from ._sources import Source, extract, find_sources
-from ._worker import (
-    Batch, CellsFound, Failed, Frame, Ready, RunSettings, detect_cells, load_model_safely,
-    simulate_batches,
-)
+from ._sources import Source, dna_index, extract, find_sources
+from ._worker import Batch, CellsFound, Failed, Frame, Ready, RunSettings
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -32,20 +34,6 @@ __all__ = ["CellFluxWidget"]
 
 _log = logging.getLogger(__name__)
 _FINISHED = object()  # queued after the last event of a run
-
-
-def _scroll_area(content: Any) -> Any:
-    """A vertical scroll area around ``content`` (napari docks ``.native``, so magicgui's
-    own ``scrollable=True`` would be lost)."""
-    from qtpy.QtCore import Qt
-    from qtpy.QtWidgets import QFrame, QScrollArea
-
-    area = QScrollArea()
-    area.setWidgetResizable(True)
-    area.setFrameShape(QFrame.Shape.NoFrame)
-    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-    area.setWidget(content)
-    return area
 
 
 class CellFluxWidget(Container):
@@ -57,6 +45,7 @@ class CellFluxWidget(Container):
         self.viewer = viewer
         self.model: Any = None
         self.worker: Any = None
+        self._detector: Any = None
         self.model_panel = ModelPanel()
         self.input_panel = InputPanel(self._sources)
         self.perturbation_panel = PerturbationPanel()
@@ -70,11 +59,14 @@ class CellFluxWidget(Container):
                                        self.perturbation_panel, self.sampler_panel,
                                        self.compare_panel, self.readout_box], labels=False)
         super().__init__(widgets=[self.run_button, self.status], labels=False)
+        self.workers = WorkerGroup(self.native)
+        self.loader = WeightsLoader(self.workers, self._on_model, self._on_load_failed)
+        from ._controls import scroll_area
         from ._readout import make_readout
 
         self.readout = make_readout()
         self.readout_box.native.layout().addWidget(self.readout.native)
-        self._scroll = _scroll_area(self.body.native)
+        self._scroll = scroll_area(self.body.native)
         self.native.layout().insertWidget(0, self._scroll)  # Run stays visible below it
         self._fit_width()
         self._apply_theme()
@@ -84,11 +76,14 @@ class CellFluxWidget(Container):
         self._progress: Any = None
         self._batches: list[Batch] = []
         self._placement: dict[str, tuple] = {}
+        self._layers_of: dict[str, tuple[Any, ...]] = {}  # image name -> its layers
         self._view_layers: list[Any] = []
         self._queue: deque[Any] = deque()
         self._handling = False
         self._failed: str | None = None
+        self._notes: list[str] = []  # said at the end of the run (e.g. points left out)
         self.frames_shown = 0  # frames of the current run drawn so far
+        self.workers.on_close(self._on_close)
 
         self.model_panel.load.changed.connect(self.load_weights)
         self.model_panel.cpu_threads.changed.connect(
@@ -120,54 +115,67 @@ class CellFluxWidget(Container):
         return find_sources(list(self.viewer.layers))
 
     def _on_layers_changed(self, *_: Any) -> None:
+        if self.workers.closed:
+            return
         self.input_panel.refresh()
         self.compare_panel.refresh()
+
+    def _on_close(self) -> None:
+        """The widget or its viewer goes away: stop listening to the viewer (the workers
+        are stopped and joined by :class:`WorkerGroup`)."""
+        for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
+            event.disconnect(self._on_layers_changed)
+        self.viewer.events.theme.disconnect(self._apply_theme)
+        self.display.close()
+        if self._progress is not None:
+            self._progress.close()
+            self._progress = None
 
     def _apply_theme(self, *_: Any) -> None:
         from napari.utils.theme import get_theme
 
+        if self.workers.closed:
+            return
         try:
             theme = get_theme(self.viewer.theme)
             self.readout.apply_theme(theme.background.as_hex(), theme.text.as_hex())
-        except Exception:  # a custom theme without these colours: keep matplotlib's
+        except Exception:  # noqa: BLE001 (a custom theme without these colours: keep matplotlib's)
             _log.debug("could not theme the read-out plot", exc_info=True)
 
     # --- model ----------------------------------------------------------------------
     def load_weights(self, *_: Any) -> None:
-        """Load the weights file (empty: demo) on the chosen device, off the GUI thread."""
-        from napari.qt.threading import create_worker
+        """Load the weights file (empty: demo) on the chosen device, off the GUI thread.
 
+        A failed load leaves the previous model in use; when Load is pressed again before a
+        load ends, only the newest load's result is used.
+        """
         if self.running:
             show_warning("Cancel the running simulation before loading other weights.")
             return
-        path, device = self.model_panel.weights_path, str(self.model_panel.device.value)
-        self.model_panel.info.value = f"loading {path or 'bundled demo weights'} ..."
+        path = self.model_panel.weights_path
+        self.model_panel.show_loading(path)
         self.run_button.enabled = False
-        worker = create_worker(load_model_safely, path or None, device, _start_thread=False)
-        worker.returned.connect(lambda m: self._on_model(m, path, device))
-        self._loader = worker  # keep a reference while it runs
-        worker.start()
+        self.loader.load(path, str(self.model_panel.device.value))
+
+    @property
+    def loading(self) -> bool:
+        """Whether weights are being loaded (Run is disabled meanwhile)."""
+        return self.loader.loading
 
     def _on_model(self, model: Any, path: str, device: str) -> None:
         self.run_button.enabled = True
-        if isinstance(model, Exception):
-            self.model_panel.info.value = f"Could not load weights: {model}"
-            show_error(f"Could not load weights: {model}")
-            return
         self.set_model(model)
         save_settings(weights_path=path, device=device)
+
+    def _on_load_failed(self, message: str) -> None:
+        self.run_button.enabled = self.model is not None  # the previous model still works
+        self.model_panel.show_load_failed(message, self.model)
+        show_error(f"Could not load weights: {message}")
 
     def set_model(self, model: Any) -> None:
         """Use ``model`` (a :class:`~napari_cellflux.core.model.CellFluxModel`)."""
         self.model = model
-        perts = model.perturbations
-        warn = " UNTRAINED: random weights, for testing only." if model.untrained else ""
-        self.model_panel.info.value = (
-            f"{model.name} ({model.metadata.get('preset', '?')}) on {model.device}.{warn}\n"
-            f"channels: {', '.join(model.channels)}; crop {model.crop_size} px\n"
-            f"{len(perts)} {model.kind} perturbations: {', '.join(perts[:6])}"
-            f"{' ...' if len(perts) > 6 else ''}")
-        self.model_panel.info.tooltip = model.describe()
+        self.model_panel.show_model(model)
         self.input_panel.set_model_channels(model.channels)
         self.perturbation_panel.set_model(model)
         self.sampler_panel.set_defaults(model.metadata.get("defaults", {}))
@@ -195,19 +203,15 @@ class CellFluxWidget(Container):
         n = int(self.input_panel.n_cells.value)
         cen = None
         if prepared.is_field:
-            cen = cells_from_layer(self.viewer, source.name, n, prepared.image.shape[:2])
+            chosen = cells_from_layer(self.viewer, source.name, n, prepared.image.shape[:2])
+            cen = chosen.centroids
+            if chosen.message:
+                self._notes.append(chosen.message)
         self._placement[source.name] = (prepared.scale, prepared.translate,
                                         prepared.image.shape[:2])
+        self._layers_of[source.name] = source.layers
         self._view_layers.extend(source.layers)
         return Batch(source.name, prepared.image, prepared.is_field, cen, n)
-
-    def _dna_index(self) -> int | None:
-        names = [c.lower() for c in self.model.channels]
-        for key in ("dna", "dapi", "hoechst", "nuclei"):
-            for i, n in enumerate(names):
-                if key in n:
-                    return i
-        return 0
 
     def _input_batches(self) -> list[Batch]:
         if self.compare_panel.active:
@@ -229,30 +233,52 @@ class CellFluxWidget(Container):
         return [self._batch(src)]
 
     # --- detect ---------------------------------------------------------------------
+    @property
+    def detecting(self) -> bool:
+        return self._detector is not None
+
     def detect(self, *_: Any) -> None:
         """Detect nuclei in the chosen field and show them as points (in a worker)."""
         from napari.qt.threading import create_worker
 
-        if self.model is None or self.running:
+        from ._worker import detect_cells
+
+        if self.model is None or self.running or self.detecting:
             return
         try:
-            batch = self._input_batches()[0] if not self.compare_panel.active else None
-            batches = [batch] if batch is not None else [self._batch(s) for s in
-                                                          self.compare_panel.selected]
+            sources = (self.compare_panel.selected if self.compare_panel.active
+                       else [self.input_panel.source])
+            if not sources or sources[0] is None:
+                raise ValueError("Choose an input image first (Input image).")
+            batches = [self._batch(s) for s in sources]
         except ValueError as exc:
             show_error(str(exc))
             return
+        self._notes = []  # detection replaces the points: nothing was left out
         for b in batches:
             b.centroids = None
         if not any(b.is_field for b in batches):
             show_info("The image is a stack of crops (or one crop): nothing to detect.")
             return
-        self._batches = batches
-        worker = create_worker(detect_cells, batches, self._dna_index(), self.model.crop_size,
-                               int(self.sampler_panel.seed.value), _start_thread=False)
-        worker.yielded.connect(self._on_event)
+        worker = create_worker(detect_cells, batches, dna_index(self.model.channels),
+                               self.model.crop_size, int(self.sampler_panel.seed.value),
+                               _start_thread=False)
         self._detector = worker
-        worker.start()
+        self.status.value = "Detecting cells ..."
+        self.workers.start(worker, yielded=lambda ev: self._on_detected(ev, batches),
+                           finished=self._on_detect_finished)
+
+    def _on_detected(self, event: Any, batches: list[Batch]) -> None:
+        if isinstance(event, CellsFound):
+            self._on_cells(event, batches)
+        elif isinstance(event, Failed):
+            self.status.value = event.message
+            show_error(event.message)
+
+    def _on_detect_finished(self) -> None:
+        self._detector = None
+        if self.status.value == "Detecting cells ...":
+            self.status.value = "Cells detected: edit or select points, then Run."
 
     # --- run ------------------------------------------------------------------------
     def _on_run_clicked(self, *_: Any) -> None:
@@ -266,25 +292,23 @@ class CellFluxWidget(Container):
         from napari.qt.threading import create_worker
         from napari.utils import progress
 
+        from ._worker import simulate_batches
+
         if self.running:
             return self.worker
-        if self.model is None:
+        if self.model is None or self.loading:
             show_error("The model is still loading (or failed to load); see Model.")
             return None
         pp, sp = self.perturbation_panel, self.sampler_panel
-        self._view_layers = []
+        self._view_layers, self._notes = [], []
         try:
             query = pp.query
             if not query:
                 raise ValueError("Choose a perturbation, or type a SMILES or gene.")
             self.model.encode(query)  # a bad SMILES or unknown name stops here, with a hint
             batches = self._input_batches()
+            self.model.precision = str(self.model_panel.precision.value)  # bf16 on MPS: no
         except ValueError as exc:
-            show_error(str(exc))
-            return None
-        try:
-            self.model.precision = str(self.model_panel.precision.value)
-        except ValueError as exc:  # e.g. bfloat16 on Apple MPS
             show_error(str(exc))
             return None
         settings = RunSettings(
@@ -294,6 +318,8 @@ class CellFluxWidget(Container):
             paste_back=bool(self.input_panel.paste.value),
             weights=str(self.model.path or "bundled demo"),
             precision=self.model.precision_in_use)
+        for note in self._notes:
+            show_warning(note)
         self._batches, self._failed = batches, None
         self.frames_shown = 0
         self._set_cpu_threads()
@@ -301,15 +327,13 @@ class CellFluxWidget(Container):
         self._progress = progress(total=settings.n_frames * len(batches),
                                   desc=f"CellFlux {settings.direction}: {query[:30]}")
         worker = create_worker(simulate_batches, self.model, batches, settings,
-                               self._dna_index(), _start_thread=False)
-        worker.yielded.connect(self._on_event)
-        worker.finished.connect(lambda: self._on_event(_FINISHED))
-        worker.aborted.connect(lambda: show_info("Simulation cancelled: the frames computed "
-                                                 "so far are kept."))
+                               dna_index(self.model.channels), _start_thread=False)
         self.worker = worker
         self.run_button.text = "Cancel"
-        self.status.value = f"Simulating {query[:40]} ({settings.direction}) ..."
-        worker.start()
+        self.status.value = " ".join([f"Simulating {query[:40]} ({settings.direction}) ...",
+                                      *self._notes])
+        self.workers.start(worker, yielded=self._on_event,
+                           finished=lambda: self._on_event(_FINISHED))
         return worker
 
     def _set_cpu_threads(self) -> None:
@@ -335,7 +359,7 @@ class CellFluxWidget(Container):
             return
         self._handling = True
         try:
-            while self._queue:
+            while self._queue and not self.workers.closed:
                 self._handle(self._queue.popleft())
         finally:
             self._handling = False
@@ -349,17 +373,22 @@ class CellFluxWidget(Container):
             if self._progress is not None:
                 self._progress.update(1)
         elif isinstance(event, CellsFound):
-            self._on_cells(event)
+            self._on_cells(event, self._batches)
         elif isinstance(event, Ready):
             self.display.ready(event)
+            for note in getattr(event, "warnings", ()):  # e.g. a dose far outside training
+                show_warning(note)
+                self._notes.append(note)
         elif isinstance(event, Failed):
             self._failed = event.message
             self.status.value = event.message
             show_error(event.message)
 
-    def _on_cells(self, event: CellsFound) -> None:
-        batch = self._batches[event.batch]
+    def _on_cells(self, event: CellsFound, batches: list[Batch]) -> None:
+        batch = batches[event.batch]
         batch.centroids = event.centroids
+        if not all(ly in self.viewer.layers for ly in self._layers_of.get(batch.name, ())):
+            return  # the image was removed meanwhile: no points for a missing image
         scale, translate, shape = self._placement[batch.name]
         show_cells(self.viewer, batch.name, event.centroids, self.model.crop_size, scale,
                    translate, batch.n_cells, shape)
@@ -368,8 +397,10 @@ class CellFluxWidget(Container):
         if self._progress is not None:
             self._progress.close()
             self._progress = None
+        cancelled = bool(self.worker is not None and self.worker.abort_requested)
         self.worker = None
         self.run_button.text = "Run"
-        status = self.display.finish(self._failed)
-        if status:
-            self.status.value = status
+        status = " ".join([self.display.finish(self._failed), *self._notes])
+        self.status.value = status
+        if cancelled and not self._failed:
+            show_info(status)

@@ -9,6 +9,7 @@ shows a traceback for a wrong SMILES or a bad image.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -110,14 +111,22 @@ class _State:
 
 
 def load_model_safely(path: str | None, device: str) -> Any:
-    """``load_model`` that returns the exception instead of raising (shown by the widget)."""
+    """``load_model`` that returns :class:`Failed` instead of raising (shown by the widget).
+
+    Never the exception itself: napari's thread worker re-raises a returned exception, so
+    the widget's handler would never see it (and, outside napari's event loop, the process
+    aborts).
+    """
     try:
         from .core.model import load_model
 
         return load_model(path or None, device=device)
     except Exception as exc:  # a worker must not raise: napari would show a traceback
-        _log.debug("loading weights failed", exc_info=True)
-        return exc
+        if isinstance(exc, ValueError):
+            _log.debug("loading weights failed", exc_info=True)
+            return Failed(str(exc))
+        _log.exception("loading weights failed")
+        return Failed(f"{type(exc).__name__}: {exc}. See the log for details.")
 
 
 def _detect(batch: Batch, dna_index: int, n_cells: int, crop_size: int,
@@ -168,11 +177,18 @@ def _message(exc: Exception) -> str:
 
 
 def _plan(model: Any, crops: np.ndarray, s: RunSettings, factors: np.ndarray) -> Any:
-    """The model's checked plan of the first leg of a run (raises ValueError with a hint)."""
+    """The model's checked plan of the first leg of a run (raises ValueError with a hint).
+
+    ``make_plan`` rather than ``model.plan``: its warnings travel in :class:`Ready` (shown
+    once by the widget, kept in layer metadata), not also as Python warnings, which
+    napari's worker would relay as a second notification.
+    """
+    from .core.run_plan import make_plan
+
     first = "reverse" if s.direction == "reverse" else "forward"
-    return model.plan(crops, s.perturbation, direction=first, steps=s.steps,
-                      guidance=s.guidance, seed=s.seed, dose_uM=s.dose_uM, solver=s.solver,
-                      intensity_factors=factors)
+    return make_plan(model, crops, s.perturbation, direction=first, steps=s.steps,
+                     guidance=s.guidance, seed=s.seed, dose_uM=s.dose_uM, solver=s.solver,
+                     intensity_factors=factors)
 
 
 def _trajectory(model: Any, plan: Any, s: RunSettings) -> Iterator[tuple[float, Any]]:
@@ -182,10 +198,8 @@ def _trajectory(model: Any, plan: Any, s: RunSettings) -> Iterator[tuple[float, 
         yield t, frame
     if s.direction == "both" and last is not None:
         # Back from where the forward leg ended, with the same factors, seed and dose.
-        back = model.run(model.plan(
-            last, plan.perturbation, direction="reverse", steps=plan.steps,
-            guidance=plan.guidance, seed=plan.seed, dose_uM=plan.dose_uM, solver=plan.solver,
-            intensity_factors=plan.intensity_factors))
+        back = model.run(dataclasses.replace(
+            plan, images=np.ascontiguousarray(last, dtype=np.float32), direction="reverse"))
         next(back)  # its first frame is the end of the forward run, already shown
         yield from back
 
