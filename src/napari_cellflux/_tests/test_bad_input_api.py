@@ -96,14 +96,17 @@ def test_dose_far_outside_training_warns_and_is_recorded(demo, cells):
 
 
 def test_dose_warning_reaches_the_widget_run(demo, cells):
-    from napari_cellflux._worker import Batch, Ready, RunSettings, simulate_batches
+    from napari_cellflux._worker import Batch, Frame, Ready, RunSettings, simulate_batches
 
-    settings = RunSettings(perturbation="taxol", steps=1, dose_uM=1000.0)
-    with pytest.warns(CellFluxWarning):
+    settings = RunSettings(perturbation="taxol", steps=1, dose_uM=1000.0, direction="both")
+    with warnings.catch_warnings():
+        # in Ready only: napari would relay a Python warning as a second notification
+        warnings.simplefilter("error")
         events = list(simulate_batches(demo, [Batch("crops", cells, is_field=False)],
                                        settings, dna_index=0))
     ready = next(e for e in events if isinstance(e, Ready))
     assert len(ready.warnings) == 1 and "1000 uM" in ready.warnings[0]
+    assert len([e for e in events if isinstance(e, Frame)]) == 3  # forward, then back
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -285,3 +288,18 @@ def test_load_model_of_a_training_checkpoint_points_at_the_model(tmp_path, rando
 def test_load_model_of_an_unknown_device():
     with pytest.raises(ValueError, match="unknown device 5"):
         load_model(device=5)
+
+
+# --- the widget keeps what the run used in the layers' metadata -------------------------
+
+
+def test_widget_layers_record_the_dose_warning_and_factors(viewer_widget, qtbot):
+    from ._gui_helpers import run_to_end, stack
+
+    viewer, widget = viewer_widget
+    widget.perturbation_panel.dose.value = 500.0  # the test weights saw 1 uM only
+    run_to_end(qtbot, widget)
+    meta = stack(viewer, "CellFlux forward")[0].metadata["cellflux"]
+    assert meta["dose_uM"] == 500.0
+    assert len(meta["warnings"]) == 1 and "far outside the doses" in meta["warnings"][0]
+    assert len(meta["intensity_factors"]) == 3
