@@ -1,5 +1,5 @@
-"""Markdown tables drawn from the metrics files of ``training.evaluate`` and
-``training.reversibility`` (used by :mod:`benchmarks.tables`).
+"""Markdown tables drawn from the metrics files of ``python -m evaluation`` and
+``evaluation.reversibility`` (used by :mod:`benchmarks.tables`).
 
 Each function takes the parsed JSON of one or more metrics files and returns one table.
 Rows follow the file's ``labels`` (method -> row label, in table order), which

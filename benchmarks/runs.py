@@ -26,13 +26,12 @@ SMILES = DATA / "bbbc021_annotations" / "BBBC021_v1_compound.csv"
 #: The procedural crops dataset, written into the work directory (``core.synthetic``).
 SYN_DATA = "syn_data"
 
-# The command-line entry points, each in one place (evaluation moves to its own package).
+# The command-line entry points, each in one place.
 TRAIN = ("-m", "training.run")
-#: How a model trained from Gaussian noise instead of control crops (the noise-start
-#: baseline) is made; to become ``(*TRAIN, "--source", "noise")``.
-TRAIN_FROM_NOISE = ("-m", "training.baselines", "train-noise-start")
-EVALUATE = ("-m", "training.evaluate")
-REVERSIBILITY = ("-m", "training.reversibility")
+#: A model trained from Gaussian noise instead of control crops (the noise-start baseline).
+TRAIN_FROM_NOISE = (*TRAIN, "--source", "noise")
+EVALUATE = ("-m", "evaluation")
+REVERSIBILITY = ("-m", "evaluation.reversibility")
 
 EVAL_PLATE = "Week4_27821"  # the held-out plate of the BBBC021 protocol
 FOLD2_PLATE = "Week4_27801"  # the second held-out plate: the other one with treated crops
@@ -44,10 +43,10 @@ SYN_PLATE = "SynPlate4"
 RECIPE: Mapping[str, str | None] = {
     "--preset": "fast", "--steps": "300", "--batch-size": "32", "--lr": "3e-4",
     "--noise-scale": "1", "--seed": "0", "--no-progress": None, "--log-every": "20"}
-#: Sampling settings of every ``training.evaluate`` run.
+#: Sampling settings of every ``python -m evaluation`` run.
 SAMPLING = ("--steps", "10", "--solver", "euler", "--guidance", "1.2", "--n-boot", "200",
             "--seed", "0")
-#: The viewer's defaults, used by every ``training.reversibility`` run.
+#: The viewer's defaults, used by every ``evaluation.reversibility`` run.
 ROUND_TRIP = ("--cells", "24", "--steps", "20", "--solver", "midpoint", "--n-boot", "200")
 
 

@@ -17,7 +17,7 @@ count degrades gracefully. ``--threads 0`` stands for the plugin's automatic cho
 counts runs).
 
 This is what issue 6's thread lever looks like from the user's chair; ``python -m
-training.bench`` measures the model alone.
+evaluation.speed`` measures the model alone.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@
    fresh real-procedural treated crops and the effect put in (``synthetic.true_effect``).
 2. Reversibility: forward then reverse (20 midpoint steps each way, the viewer's defaults) of
    procedural DMSO crops and, where ``../shared/data`` is beside the repository, of real
-   BBBC021 DMSO crops (``training.reversibility``; read at run time, nothing is copied).
+   BBBC021 DMSO crops (``evaluation.reversibility``; read at run time, nothing is copied).
 
 Prints Markdown tables; ``--json`` also writes the numbers.
 """
@@ -65,7 +65,7 @@ def effect_table(model, out: dict) -> str:
 def roundtrip_table(model, out: dict) -> str:
     from napari_cellflux.core import synthetic as S
     from napari_cellflux.core.images import load_crops
-    from training.reversibility import roundtrip
+    from evaluation.reversibility import roundtrip
 
     sets = []
     images, meta = S.make_crops(16, size=64, plates=["SynPlate2"], compounds=["taxol"],

@@ -4,7 +4,8 @@
 processes (like ``DistributedSampler``), each paired with a control crop x0 drawn at random
 from the SAME plate, redrawn at every step. With ``coupling="ot"`` the controls drawn for a
 step are then re-paired within each plate by minibatch optimal transport
-(:mod:`training.coupling`).
+(:mod:`training.coupling`). With ``source="noise"`` x0 is Gaussian noise instead of a control
+(the noise-start baseline), drawn from the step's own seed.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .config import SOURCES
 from .coupling import COUPLINGS, ot_permutation
 from .distributed import step_seed
 from .readers import DataError
@@ -36,10 +38,13 @@ class PairedBatches:
 
     def __init__(self, data: TrainingData, *, batch_size: int, crop_size: int, seed: int,
                  rank: int = 0, world_size: int = 1, total_steps: int = 0,
-                 augment: bool = True, coupling: str = "random") -> None:
+                 augment: bool = True, coupling: str = "random",
+                 source: str = "controls") -> None:
         if coupling not in COUPLINGS:
             raise ValueError(f"coupling must be one of {', '.join(COUPLINGS)}, "
                              f"got {coupling!r}")
+        if source not in SOURCES:
+            raise ValueError(f"source must be one of {', '.join(SOURCES)}, got {source!r}")
         self.data = data
         self.batch_size = int(batch_size)
         self.crop_size = int(crop_size)
@@ -49,6 +54,7 @@ class PairedBatches:
         self.total_steps = int(total_steps)
         self.augment = bool(augment)
         self.coupling = coupling
+        self.source = source
         self.shard = len(data.treated) // self.world
         if self.shard < 1:
             raise DataError(f"{len(data.treated)} treated crop(s) cannot be split over "
@@ -122,5 +128,8 @@ class PairedBatches:
             x1, x0 = self._dihedral(x1, codes[0]), self._dihedral(x0, codes[1])
         if self.coupling == "ot":
             x0 = x0[torch.from_numpy(ot_permutation(x0, x1, self.data.treated_plate[sel]))]
+        if self.source == "noise":
+            gen = torch.Generator().manual_seed(step_seed(self.seed, self.rank, step, stream=7))
+            x0 = torch.randn(x0.shape, generator=gen)
         cond = torch.from_numpy(self.data.cond_table[self.data.cond_index[sel]])
         return {"x0": x0, "x1": x1, "cond": cond, "step": int(step)}

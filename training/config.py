@@ -16,7 +16,10 @@ from typing import Any
 
 from .coupling import COUPLINGS
 
-__all__ = ["TrainConfig", "load_config_file", "RESUMABLE_CHANGES", "DEFAULT_EPOCHS"]
+__all__ = ["TrainConfig", "load_config_file", "RESUMABLE_CHANGES", "DEFAULT_EPOCHS", "SOURCES"]
+
+#: Where a flow starts: a same-plate control crop (CellFlux) or Gaussian noise (baseline).
+SOURCES = ("controls", "noise")
 
 #: Paper setting (CellFlux appendix C: 100 epochs, Adam 1e-4, batch 128, p_e 0.5, p_c 0.2).
 DEFAULT_EPOCHS = 100.0
@@ -76,6 +79,11 @@ class TrainConfig:
         ``random`` (CellFlux: each treated crop with a random control of its plate) or ``ot``
         (the controls of a batch re-paired within each plate by minibatch optimal transport,
         :mod:`training.coupling`).
+    source
+        Where each flow starts: ``controls`` (CellFlux: a control crop of the treated crop's
+        plate) or ``noise`` (x0 ~ N(0, I), no control images: the MorphoDiff-style
+        noise-start baseline the evaluation compares with; source noise augmentation is not
+        applied then, since noise plus noise is noise).
     precision
         ``auto`` (bf16 autocast on CUDA, fp32 elsewhere), ``bf16`` or ``fp32``.
     """
@@ -113,6 +121,7 @@ class TrainConfig:
     precision: str = "auto"
     augment: bool = True
     coupling: str = "random"
+    source: str = "controls"
     progress: bool = True
     name: str = ""
     description: str = ""
@@ -146,6 +155,8 @@ class TrainConfig:
         if self.coupling not in COUPLINGS:
             problems.append(f"coupling must be one of {', '.join(COUPLINGS)}, "
                             f"got {self.coupling!r}")
+        if self.source not in SOURCES:
+            problems.append(f"source must be one of {', '.join(SOURCES)}, got {self.source!r}")
         if self.precision not in _PRECISIONS:
             problems.append(f"precision must be one of {', '.join(_PRECISIONS)}")
         for key in ("log_every", "ckpt_every"):

@@ -5,8 +5,7 @@ read lazily) into :class:`TrainingData`: the split and hold-outs applied, treate
 with the controls of their plate, perturbation vectors and network conditions, and the
 per-channel intensity normalisation.
 
-The batches drawn from it per optimisation step are :class:`~training.batches.PairedBatches`
-(re-exported here).
+The batches drawn from it per optimisation step are :class:`~training.batches.PairedBatches`.
 """
 
 from __future__ import annotations
@@ -20,16 +19,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .batches import PairedBatches
 from .config import TrainConfig
-from .readers import (  # noqa: F401  (re-exported: the data API in one place)
-    DataError, MappedArray, NpyFiles, RawDataset, open_npz_array, read_dataset,
-)
+from .readers import DataError, RawDataset, read_dataset
 
-__all__ = [
-    "DataError", "MappedArray", "NpyFiles", "open_npz_array", "RawDataset", "read_dataset",
-    "TrainingData", "prepare", "PairedBatches", "default_channels",
-]
+__all__ = ["TrainingData", "prepare", "default_channels"]
 
 log = logging.getLogger("training")
 

@@ -18,9 +18,10 @@ from typing import Any
 
 import torch
 
+from .batches import PairedBatches
 from .checkpoint import CHECKPOINT_NAME, MODEL_NAME, export_model, save_checkpoint
 from .config import DEFAULT_EPOCHS, TrainConfig
-from .data import PairedBatches, TrainingData
+from .data import TrainingData
 from .distributed import DistEnv, all_reduce_mean, gather_strings, state_hash, step_seed
 from .ema import EMA
 
@@ -105,6 +106,18 @@ def _nonfinite_message(value: float, step: int, cfg: TrainConfig, out: Path) -> 
         f"fp32). {where}")
 
 
+def _default_name(cfg: TrainConfig) -> str:
+    return f"cellflux-{cfg.preset}" if cfg.source == "controls" else "cellflux-noise-start"
+
+
+def _default_description(cfg: TrainConfig) -> str:
+    if cfg.source == "noise":
+        return ("BASELINE: flow matching from Gaussian noise x0 ~ N(0, I) to treated crops "
+                f"(no control images; MorphoDiff-style), {cfg.preset} preset, trained on "
+                f"{Path(cfg.data).name}")
+    return f"CellFlux ({cfg.preset} preset) trained on {Path(cfg.data).name}"
+
+
 def train(cfg: TrainConfig, env: DistEnv, data: TrainingData, out: Path,
           resume: dict[str, Any] | None = None) -> TrainResult:
     """Train (or continue training) and export ``out/model.safetensors`` from rank 0.
@@ -121,8 +134,10 @@ def train(cfg: TrainConfig, env: DistEnv, data: TrainingData, out: Path,
     crop = net.config.crop_size
     batches = PairedBatches(data, batch_size=cfg.batch_size, crop_size=crop, seed=cfg.seed,
                             rank=env.rank, world_size=env.world_size, augment=cfg.augment,
-                            coupling=cfg.coupling)
+                            coupling=cfg.coupling, source=cfg.source)
     total = total_steps(cfg, batches)
+    # A flow from Gaussian noise gains nothing from more noise on its source.
+    noise_prob = cfg.noise_prob if cfg.source == "controls" else 0.0
     batches.total_steps = total
     optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     ema = EMA(net, cfg.ema_decay)
@@ -151,9 +166,9 @@ def train(cfg: TrainConfig, env: DistEnv, data: TrainingData, out: Path,
                  len(data.plates), data.description["n_controls_train"],
                  sum(v["trained"] for v in data.vocabulary), data.use_dose)
         log.info("training steps %d -> %d, batch %d x %d process(es), lr %g, p_noise %g, "
-                 "noise scale %g, p_drop %g, coupling %s", start, total, cfg.batch_size,
-                 env.world_size, cfg.lr, cfg.noise_prob, cfg.noise_scale, cfg.cond_drop,
-                 cfg.coupling)
+                 "noise scale %g, p_drop %g, coupling %s, source %s", start, total,
+                 cfg.batch_size, env.world_size, cfg.lr, noise_prob, cfg.noise_scale,
+                 cfg.cond_drop, cfg.coupling, cfg.source)
     metrics = (out / "metrics.jsonl").open("a", encoding="utf-8") if env.is_main else None
     bar = tqdm(total=total, initial=start, disable=not (env.is_main and cfg.progress),
                unit="step", dynamic_ncols=True, mininterval=1.0, smoothing=0.1)
@@ -183,7 +198,7 @@ def train(cfg: TrainConfig, env: DistEnv, data: TrainingData, out: Path,
             gen = torch.Generator(device=device).manual_seed(
                 step_seed(cfg.seed, env.rank, step, stream=2))
             with _autocast(cfg, device):
-                loss = flow_matching_loss(model, x0, x1, cond, noise_prob=cfg.noise_prob,
+                loss = flow_matching_loss(model, x0, x1, cond, noise_prob=noise_prob,
                                           noise_scale=cfg.noise_scale,
                                           cond_drop=cfg.cond_drop, generator=gen)
             last_loss = all_reduce_mean(loss.detach().item(), env)
@@ -226,21 +241,20 @@ def train(cfg: TrainConfig, env: DistEnv, data: TrainingData, out: Path,
             ips = per_step * trained / wall if wall > 0 and trained else 0.0
             training = {
                 "steps": step, "batch_size": cfg.batch_size, "world_size": env.world_size,
-                "lr": cfg.lr, "noise_prob": cfg.noise_prob, "noise_scale": cfg.noise_scale,
+                "lr": cfg.lr, "noise_prob": noise_prob, "noise_scale": cfg.noise_scale,
                 "cond_drop": cfg.cond_drop, "ema_decay": cfg.ema_decay,
                 "grad_clip": cfg.grad_clip, "seed": cfg.seed, "device": str(device),
                 "precision": "bf16" if _use_bf16(cfg, device) else "fp32",
                 "final_loss_smoothed": smooth, "augment": cfg.augment,
-                "coupling": cfg.coupling,
+                "coupling": cfg.coupling, "source": cfg.source,
                 "rank_weight_hashes": hashes, "ranks_in_sync": in_sync,
                 "wall_s_last_session": round(wall, 1), "images_per_s": round(ips, 2),
             }
             path = export_model(
                 out / MODEL_NAME, state_dict=ema.state_dict(), config=net.config,
                 preset_name=cfg.preset, data=data, training=training,
-                name=cfg.name or f"cellflux-{cfg.preset}",
-                description=cfg.description or
-                f"CellFlux ({cfg.preset} preset) trained on {Path(cfg.data).name}")
+                name=cfg.name or _default_name(cfg), description=cfg.description or
+                _default_description(cfg))
             metrics.write(json.dumps({"event": "done", "step": step, "rank_hashes": hashes,
                                       "wall_s": wall, "images_per_s": ips}) + "\n")
             log.info("wrote %s (EMA weights) after %d steps in %.1f s (%.1f images/s)",

@@ -29,11 +29,12 @@ from .checkpoint import (
     check_output_path,
     load_checkpoint,
 )
-from .config import RESUMABLE_CHANGES, TrainConfig, load_config_file
+from .config import RESUMABLE_CHANGES, SOURCES, TrainConfig, load_config_file
 from .coupling import COUPLINGS
-from .data import DataError, prepare
+from .data import prepare
 from .distributed import DistEnv, barrier, cleanup, setup
 from .loop import NonFiniteLossError, TrainResult, train
+from .readers import DataError
 
 __all__ = ["main", "parse_args", "resolve_config", "run"]
 
@@ -97,6 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="which control each treated crop flows from: random (CellFlux, "
                         "default) or ot (re-paired within each plate by minibatch optimal "
                         "transport)")
+    g.add_argument("--source", choices=list(SOURCES),
+                   help="where each flow starts: controls (CellFlux, default: a control crop "
+                        "of the same plate) or noise (x0 ~ N(0, I): the noise-start baseline "
+                        "of the evaluation)")
     g.add_argument("--no-augment", dest="augment", action="store_false",
                    help="no random flips / 90-degree rotations")
     g = p.add_argument_group("run")

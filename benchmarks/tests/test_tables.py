@@ -163,7 +163,7 @@ def test_make_runs_only_what_is_missing_resumes_and_labels(tmp_path, monkeypatch
         "bbbc_dose15_sigma0.1", "bbbc_dose15", "metrics_dose.json"]
     assert ran[0][1:3] == ["-m", "training.run"] and "--resume" not in ran[0]
     assert "--resume" in ran[1]
-    assert ran[2][1:3] == ["-m", "training.evaluate"]
+    assert ran[2][1:3] == ["-m", "evaluation"]
     copied = json.loads((docs / "metrics_dose.json").read_text(encoding="utf-8"))
     assert copied["labels"] == dict(EVALUATIONS["dose"].labels)
     ran.clear()
@@ -176,7 +176,7 @@ def test_dry_run_prints_each_command_once(tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == len(set(lines)) == 9 + 1 + 2 + 1  # plate: 9 models, 1 evaluation;
     # default: 2 more models (its seeds; the rest are plate's), 1 evaluation
-    assert sum("training.baselines train-noise-start" in line for line in lines) == 1
+    assert sum("training.run --source noise" in line for line in lines) == 1
     assert not any(tmp_path.iterdir())  # a dry run writes nothing
 
 

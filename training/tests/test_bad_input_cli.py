@@ -8,51 +8,15 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
-from training import evaluate as evaluate_cli
-from training import reversibility
 from training.checkpoint import MODEL_NAME, OutputError, check_output_path, write_json_or_print
 from training.config import TrainConfig
-from training.data import DataError, read_dataset
+from training.readers import DataError, read_dataset
 from training.run import main as run_main
-
-from .conftest import tiny_args
+from training.tests.helpers import error_line, resave_crops, syn_images, tiny_args
 
 KEPT = b"weights the user keeps here"
-
-
-def _error_line(err: str) -> str:
-    """The CLI convention: exactly one line, 'error: ...', and no traceback."""
-    assert "Traceback" not in err, err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    return lines[0]
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    """A random 3-channel (DNA, Tubulin, Actin) model file."""
-    import torch
-
-    from napari_cellflux.core.model import _random_tiny
-
-    return _random_tiny(torch.device("cpu")).save(
-        tmp_path_factory.mktemp("model") / "tiny.safetensors")
-
-
-def _resave(src: Path, dst: Path, images: np.ndarray) -> Path:
-    """The dataset ``src`` with its crops replaced by ``images`` (same metadata rows)."""
-    dst.mkdir(parents=True)
-    np.savez(dst / "crops.npz", images=images)
-    pd.read_csv(src / "metadata.csv").to_csv(dst / "metadata.csv", index=False)
-    return dst
-
-
-def _syn_images(syn_dir: Path) -> np.ndarray:
-    with np.load(syn_dir / "crops.npz") as f:
-        return f["images"]
 
 
 # --------------------------------------------------------------------------- training.run
@@ -64,7 +28,7 @@ def test_run_keeps_a_model_file_it_did_not_write(syn_dir, tmp_path, capsys):
     kept = out / MODEL_NAME
     kept.write_bytes(KEPT)
     assert run_main(tiny_args(syn_dir, out, 2)) == 2
-    line = _error_line(capsys.readouterr().err)
+    line = error_line(capsys.readouterr().err)
     assert "already holds model.safetensors" in line and "--overwrite" in line
     assert kept.read_bytes() == KEPT
     assert [p.name for p in out.iterdir()] == [MODEL_NAME]  # no log or config written either
@@ -81,7 +45,7 @@ def test_run_refuses_an_out_that_is_a_file(syn_dir, tmp_path, capsys, where):
     target.write_text("keep me")
     out = target if where == "file" else target / "run"
     assert run_main(tiny_args(syn_dir, out, 2)) == 2
-    line = _error_line(capsys.readouterr().err)
+    line = error_line(capsys.readouterr().err)
     assert str(target) in line and "is a file" in line
     assert target.read_text() == "keep me"
 
@@ -91,7 +55,7 @@ def test_run_refuses_an_unwritable_out_before_training(syn_dir, capsys):
     if not Path("/proc/self").is_dir():
         pytest.skip("needs Linux /proc: a folder in which nobody may create files")
     assert run_main(tiny_args(syn_dir, "/proc/cellflux-run", 2)) == 2
-    line = _error_line(capsys.readouterr().err)
+    line = error_line(capsys.readouterr().err)
     assert "cannot write in /proc" in line and "--out /proc/cellflux-run" in line
 
 
@@ -108,7 +72,7 @@ def test_run_refuses_a_read_only_out_folder(syn_dir, tmp_path, capsys):
             pytest.skip("running as root, so a chmod 0o500 folder is still writable (the "
                         "root-proof case is test_run_refuses_an_unwritable_out_before_training)")
         assert run_main(tiny_args(syn_dir, out / "run", 2)) == 2
-        line = _error_line(capsys.readouterr().err)
+        line = error_line(capsys.readouterr().err)
         assert f"cannot write in {out}" in line
     finally:
         out.chmod(0o700)
@@ -119,17 +83,17 @@ def test_run_refuses_a_read_only_out_folder(syn_dir, tmp_path, capsys):
 
 def test_channels_first_crops_are_refused_with_the_fix(syn_dir, tmp_path, capsys):
     """(N, 3, H, W) used to train a W-channel model on 3-pixel-high 'crops', exit 0."""
-    images = _syn_images(syn_dir)  # (80, 32, 32, 3)
-    folder = _resave(syn_dir, tmp_path / "chfirst", np.moveaxis(images, -1, 1))
+    images = syn_images(syn_dir)  # (80, 32, 32, 3)
+    folder = resave_crops(syn_dir, tmp_path / "chfirst", np.moveaxis(images, -1, 1))
     with pytest.raises(DataError, match=r"looks channels-first.*np\.moveaxis\(images, 1, -1\)"):
         read_dataset(TrainConfig(data=str(folder), out="unused"))
     out = tmp_path / "run"
     assert run_main(tiny_args(folder, out, 2)) == 2
-    line = _error_line(capsys.readouterr().err)
+    line = error_line(capsys.readouterr().err)
     assert "(80, 3, 32, 32)" in line and "channels-first" in line
     assert not out.exists()
     # the suggested fix gives a dataset that reads as 3 channels of 32 x 32 pixels
-    fixed = _resave(syn_dir, tmp_path / "fixed",
+    fixed = resave_crops(syn_dir, tmp_path / "fixed",
                     np.moveaxis(np.load(folder / "crops.npz")["images"], 1, -1))
     assert read_dataset(TrainConfig(data=str(fixed), out="unused")).images.shape == \
         (80, 32, 32, 3)
@@ -140,7 +104,7 @@ def test_channels_first_crops_are_refused_with_the_fix(syn_dir, tmp_path, capsys
     (lambda a: a.reshape(len(a), -1), r"\(80, 3072\) \(2 axes\)"),
 ])
 def test_crops_without_image_axes_are_explained(syn_dir, tmp_path, shape_of, match):
-    folder = _resave(syn_dir, tmp_path / "bad", shape_of(_syn_images(syn_dir)))
+    folder = resave_crops(syn_dir, tmp_path / "bad", shape_of(syn_images(syn_dir)))
     with pytest.raises(DataError, match=match):
         read_dataset(TrainConfig(data=str(folder), out="unused"))
 
@@ -158,88 +122,11 @@ def test_channels_first_impa_crops_are_refused(tmp_path):
 
 def test_empty_metadata_is_explained(syn_dir, tmp_path, capsys):
     """An empty metadata.csv used to give pandas' 'No columns to parse from file'."""
-    folder = _resave(syn_dir, tmp_path / "empty", _syn_images(syn_dir))
+    folder = resave_crops(syn_dir, tmp_path / "empty", syn_images(syn_dir))
     (folder / "metadata.csv").write_text("")
     assert run_main(tiny_args(folder, tmp_path / "run", 2)) == 2
-    line = _error_line(capsys.readouterr().err)
+    line = error_line(capsys.readouterr().err)
     assert "metadata.csv is empty" in line and "header row" in line
-
-
-# --------------------------------------------------------------------------- evaluate
-
-
-def _evaluate(model: Path, data: Path, out: Path | str) -> list[str]:
-    return ["--model", str(model), "--data", str(data), "--out", str(out), "--max-cells", "4",
-            "--steps", "1", "--n-boot", "5", "--baselines", "none"]
-
-
-@pytest.mark.parametrize("where", ["folder", "inside_file", "proc"])
-def test_evaluate_checks_out_before_any_work(tiny_model, syn_dir, tmp_path, capsys, where):
-    (tmp_path / "notes.txt").write_text("keep me")
-    out = {"folder": tmp_path, "inside_file": tmp_path / "notes.txt" / "m.json",
-           "proc": "/proc/metrics.json"}[where]
-    if where == "proc" and not Path("/proc/self").is_dir():
-        pytest.skip("needs Linux /proc")
-    assert evaluate_cli.main(_evaluate(tiny_model, syn_dir, out)) == 2
-    line = _error_line(capsys.readouterr().err)  # no "profiles of ..." progress: no work
-    assert {"folder": "is a folder; give a file name",
-            "inside_file": "notes.txt is a file, not a folder",
-            "proc": "cannot write in /proc"}[where] in line
-
-
-def test_evaluate_prints_the_metrics_when_the_file_cannot_be_written(
-        tiny_model, syn_dir, tmp_path, capsys, monkeypatch):
-    """The output folder goes away while the evaluation runs: the metrics still come out."""
-    out_dir = tmp_path / "results"
-    out_dir.mkdir()
-    computed = {"summary": {"cellflux": {"FDc": {"value": 1.5}}}, "conditions": []}
-
-    def fake_evaluate(*args, **kwargs):
-        out_dir.rmdir()
-        out_dir.write_text("someone put a file here")
-        return dict(computed)
-
-    monkeypatch.setattr(evaluate_cli, "evaluate", fake_evaluate)
-    assert evaluate_cli.main(_evaluate(tiny_model, syn_dir, out_dir / "m.json")) == 1
-    captured = capsys.readouterr()
-    printed = json.loads(captured.out)
-    assert printed["summary"] == computed["summary"] and "command" in printed
-    line = _error_line(captured.err)
-    assert f"could not write {out_dir / 'm.json'}" in line and "standard output" in line
-
-
-def test_evaluate_names_both_channel_counts(tiny_model, syn_dir, tmp_path, capsys):
-    """A 3-channel model on 2-channel crops: both sides named, before any profile."""
-    data = _resave(syn_dir, tmp_path / "two", _syn_images(syn_dir)[..., :2])
-    assert evaluate_cli.main(_evaluate(tiny_model, data, tmp_path / "m.json")) == 2
-    line = _error_line(capsys.readouterr().err)
-    assert "trained on 3 channel(s) (DNA, Tubulin, Actin)" in line
-    assert "have 2 (shape (80, 32, 32, 2))" in line and "same order" in line
-    assert not (tmp_path / "m.json").exists()
-
-
-def test_evaluate_refuses_nan_crops(tiny_model, syn_dir, tmp_path, capsys):
-    """NaN pixels used to give a metrics file of meaningless figures and exit 0."""
-    images = _syn_images(syn_dir).astype(np.float32)
-    images[5, 3, 3, 1] = np.nan
-    data = _resave(syn_dir, tmp_path / "nan", images)
-    assert evaluate_cli.main(_evaluate(tiny_model, data, tmp_path / "m.json")) == 2
-    assert "1 NaN or infinite pixel value" in _error_line(capsys.readouterr().err)
-    assert not (tmp_path / "m.json").exists()
-
-
-# --------------------------------------------------------------------------- reversibility
-
-
-def test_reversibility_reports_missing_data_and_a_folder_out(tiny_model, syn_dir, tmp_path,
-                                                             capsys):
-    common = ["--model", f"a={tiny_model}", "--plate", "SynPlate1", "--perturbation", "taxol",
-              "--cells", "2", "--steps", "1", "--n-boot", "5"]
-    assert reversibility.main([*common, "--data", str(tmp_path / "missing"),
-                               "--out", str(tmp_path / "r.json")]) == 2
-    assert "crops.npz not found" in _error_line(capsys.readouterr().err)
-    assert reversibility.main([*common, "--data", str(syn_dir), "--out", str(tmp_path)]) == 2
-    assert "is a folder" in _error_line(capsys.readouterr().err)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -271,4 +158,4 @@ def test_write_json_or_print_prints_when_the_folder_is_a_file(tmp_path, capsys):
     assert not write_json_or_print(tmp_path / "f" / "r.json", {"a": 1})
     captured = capsys.readouterr()
     assert json.loads(captured.out) == {"a": 1}
-    assert "could not write" in _error_line(captured.err)
+    assert "could not write" in error_line(captured.err)

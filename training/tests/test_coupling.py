@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+from training.batches import PairedBatches
 from training.config import TrainConfig
 from training.coupling import ot_permutation
-from training.data import PairedBatches, prepare
+from training.data import prepare
 from training.distributed import DistEnv
 from training.loop import build_network, held_loss, train
 

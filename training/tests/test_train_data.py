@@ -7,12 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from training.batches import PairedBatches
 from training.config import TrainConfig
-from training.data import (
-    DataError, MappedArray, NpyFiles, PairedBatches, open_npz_array, prepare, read_dataset,
-)
-
-from .conftest import make_synthetic, rng_images
+from training.data import prepare
+from training.readers import DataError, MappedArray, NpyFiles, open_npz_array, read_dataset
+from training.tests.helpers import make_synthetic, rng_images
 
 SMILES = {"cyclohexamide": "CC1CC(C)C(=O)C(C1)C(O)CC2CC(=O)NC(=O)C2",
           "nocodazole": "COC(=O)Nc1nc2cc(ccc2[nH]1)C(=O)c3cccs3"}
@@ -322,3 +321,21 @@ def test_no_controls_or_no_pairs_are_explained(tmp_path):
     folder = make_synthetic(tmp_path / "b", n=4, plate=meta_plates)
     with pytest.raises(DataError, match="no plate has both control and treated"):
         prepare(cfg_for(folder, holdout_plates=("SynPlate1",)))
+
+
+def test_noise_source_batches_replace_controls_by_gaussian_noise(syn_dir):
+    """``--source noise`` (the noise-start baseline): same treated crops and conditions, x0
+    drawn from N(0, I), the same for a given step (so a resumed run sees the same batches)."""
+    data = prepare(TrainConfig(data=str(syn_dir), out="unused"))
+    plain = PairedBatches(data, batch_size=16, crop_size=32, seed=0)[0]
+    noisy = PairedBatches(data, batch_size=16, crop_size=32, seed=0, source="noise")
+    first = noisy[0]
+    assert (plain["x1"] == first["x1"]).all() and (plain["cond"] == first["cond"]).all()
+    assert not (plain["x0"] == first["x0"]).all()
+    assert abs(float(first["x0"].mean())) < 0.05 and abs(float(first["x0"].std()) - 1) < 0.05
+    assert (noisy[0]["x0"] == first["x0"]).all() and not (noisy[1]["x0"] == first["x0"]).all()
+    with pytest.raises(ValueError, match="source must be one of controls, noise"):
+        PairedBatches(data, batch_size=16, crop_size=32, seed=0, source="gaussian")
+    with pytest.raises(ValueError, match="source must be one of controls, noise"):
+        TrainConfig(data=str(syn_dir), out="unused", source="gaussian")
+

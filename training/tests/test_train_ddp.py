@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from .conftest import run_cli, tiny_args
+from training.tests.helpers import run_cli, tiny_args
 
 
 def test_two_process_ddp_ranks_stay_identical(syn_dir, tmp_path):

@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 import torch
 
+from training.batches import PairedBatches
 from training.config import TrainConfig
-from training.data import PairedBatches, prepare
+from training.data import prepare
 from training.distributed import DistEnv, state_hash
 from training.loop import NonFiniteLossError, build_network, held_loss, train
 from training.run import main
-
-from .conftest import REPO, cli_env, run_cli, tiny_args
+from training.tests.helpers import REPO, cli_env, run_cli, tiny_args
 
 
 def _records(out: Path) -> list[dict]:
@@ -157,3 +157,14 @@ def test_ema_is_what_gets_exported(syn_dir, tmp_path):
     assert state_hash(state) == state_hash(ck["ema"])
     assert state_hash(state) != state_hash(ck["model"])
     assert all(torch.isfinite(v).all() for v in state.values())
+
+
+def test_noise_source_trains_the_baseline_and_says_so(syn_dir, tmp_path):
+    """``--source noise``: the training loop of every model, from Gaussian noise; the weights
+    say it is the noise-start baseline, and source noise augmentation was not applied."""
+    from napari_cellflux.core.weights import read_weights
+
+    assert main(tiny_args(syn_dir, tmp_path / "noise", 3, "--source", "noise")) == 0
+    _, meta, _ = read_weights(tmp_path / "noise" / "model.safetensors")
+    assert meta["training"]["source"] == "noise" and meta["training"]["noise_prob"] == 0.0
+    assert meta["name"] == "cellflux-noise-start" and meta["description"].startswith("BASELINE")

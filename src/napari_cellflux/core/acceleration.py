@@ -1,6 +1,6 @@
 """How inference runs fast on the device at hand: memory layout and arithmetic precision.
 
-Two levers of the interactive path (issue 6), each measured by ``python -m training.bench``
+Two levers of the interactive path (issue 6), each measured by ``python -m evaluation.speed``
 (``levers_fast``) before it became a default:
 
 - **channels-last layout** on the CPU: the oneDNN convolutions of the U-Net run faster on

@@ -1,7 +1,7 @@
 """Per-cell morphology profiles of single-cell crops, and their standardisation.
 
 A profile is a fixed vector of hand-made measurements per crop (CellProfiler-style), used by
-``python -m training.evaluate`` to compare simulated with real cells and by anything that
+``python -m evaluation`` to compare simulated with real cells and by anything that
 wants numbers rather than pictures. Everything is vectorised over the crop stack (about 5 ms
 per 68x68 three-channel crop on one busy CPU core, i.e. the 5339 BBBC021 crops in about half
 a minute); only the convex hull is a Python loop.

@@ -1,4 +1,4 @@
-"""``python -m training.bench``: speed figures of the interactive path, as one JSON object.
+"""``python -m evaluation.speed``: speed figures of the interactive path, as one JSON object.
 
 For the ``paper`` and ``fast`` presets, on the same inputs (16 procedural cells at 96x96x3):
 seconds per image per forward pass, time to the first streamed frame and total time of a
@@ -248,7 +248,7 @@ def _compile_lever(threads: int) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(prog="python -m training.bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m evaluation.speed", description=__doc__)
     parser.add_argument("--solver", default="euler", help="solver of the timed trajectory")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--presets", default="paper,fast")

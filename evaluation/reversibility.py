@@ -1,4 +1,4 @@
-"""How well the reverse trajectory undoes the forward one: ``python -m training.reversibility``.
+"""How well the reverse trajectory undoes the forward one: ``python -m evaluation.reversibility``.
 
 The viewer's time slider plays control -> perturbed and the reverse run takes perturbed cells
 back. Integrating the same learned field backwards returns the start only where the forward
@@ -6,7 +6,7 @@ map is invertible in practice; a field that contracts its input (source-noise au
 teaches the network to pull noisy-looking starts together) loses what it contracted. This
 command measures it on real control crops of one plate, for one or more models::
 
-    python -m training.reversibility --model cellflux=runs/a/model.safetensors \\
+    python -m evaluation.reversibility --model cellflux=runs/a/model.safetensors \\
         --model sigma_0.1=runs/b/model.safetensors --data CROPS --plate Week4_27821 \\
         --perturbation cyclohexamide --doses 15 50 --out reversibility.json
 
@@ -120,7 +120,7 @@ def run(models: dict[str, str], data: str | Path, plate: str, perturbation: str,
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m training.reversibility",
+    p = argparse.ArgumentParser(prog="python -m evaluation.reversibility",
                                 description=__doc__.split("\n\n")[0])
     p.add_argument("--model", action="append", required=True, metavar="NAME=FILE",
                    help="a weights file to measure (repeatable)")
@@ -140,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .checkpoint import check_output_path, write_json_or_print
+    from training.checkpoint import check_output_path, write_json_or_print
+
     from .evaluate import named_files
 
     args = build_parser().parse_args(argv)

@@ -1,5 +1,5 @@
 """Round trip (forward then reverse): the figure is ~0 for an invertible smooth field solved
-accurately, grows with a crude solver, and ``python -m training.reversibility`` writes it for
+accurately, grows with a crude solver, and ``python -m evaluation.reversibility`` writes it for
 every model with intervals, or says clearly what is wrong with its input."""
 
 from __future__ import annotations
@@ -9,9 +9,8 @@ import json
 import numpy as np
 import pytest
 
-from training.reversibility import roundtrip
-
-from .conftest import run_cli
+from evaluation.reversibility import roundtrip
+from training.tests.helpers import run_cli
 
 
 @pytest.fixture()
@@ -59,16 +58,16 @@ def test_cli_writes_every_model_and_rejects_bad_input(tmp_path, syn_dir, smooth_
     args = ["--data", syn_dir, "--plate", "SynPlate2", "--perturbation", "taxol",
             "--doses", "1", "10", "--cells", "3", "--steps", "2", "--n-boot", "10"]
     run_cli("--model", f"a={path}", "--model", f"b={path}", *args, "--out", out,
-            module=("-m", "training.reversibility"))
+            module=("-m", "evaluation.reversibility"))
     m = json.loads(out.read_text())
     assert set(m["models"]) == {"a", "b"} and m["settings"]["cells"] == 3
     assert set(m["models"]["a"]["doses"]) == {"1", "10"}
     assert len(m["models"]["a"]["sha256"]) == 64
     assert m["models"]["a"]["doses"] == m["models"]["b"]["doses"]  # deterministic
-    bad = run_cli("--model", str(path), *args, module=("-m", "training.reversibility"),
+    bad = run_cli("--model", str(path), *args, module=("-m", "evaluation.reversibility"),
                   check=False)
     assert bad.returncode == 2 and "NAME=FILE" in bad.stderr
     args[args.index("SynPlate2")] = "NoSuchPlate"
-    bad = run_cli("--model", f"a={path}", *args, module=("-m", "training.reversibility"),
+    bad = run_cli("--model", f"a={path}", *args, module=("-m", "evaluation.reversibility"),
                   check=False)
     assert bad.returncode == 2 and "SynPlate1" in bad.stderr

@@ -1,8 +1,8 @@
-"""``python -m training.evaluate``: how well a model reproduces held-out treated cells.
+"""``python -m evaluation``: how well a model reproduces held-out treated cells.
 
 Example (the held-out plate protocol of docs/benchmarks.md)::
 
-    python -m training.evaluate --model runs/bbbc/model.safetensors \\
+    python -m evaluation --model runs/bbbc/model.safetensors \\
         --data ../shared/data/bbbc021_cyclohexamide --out metrics.json \\
         --holdout-plate Week4_27821 --ablation no_noise_aug=runs/nonoise/model.safetensors \\
         --noise-start runs/noisestart/model.safetensors
@@ -10,7 +10,7 @@ Example (the held-out plate protocol of docs/benchmarks.md)::
 For every condition (perturbation x dose x evaluation plate) the model turns control crops of
 that plate into treated ones; morphology profiles (:mod:`napari_cellflux.core.features`,
 standardised with the real controls) of these predictions are compared with the plate's real
-treated crops, and so are those of the baselines (:mod:`training.baselines`). Figures, each
+treated crops, and so are those of the baselines (:mod:`evaluation.baselines`). Figures, each
 with a bootstrap confidence interval:
 
 - ``fd`` / ``kid``: Frechet distance and KID of profiles per condition; the summary has
@@ -55,7 +55,8 @@ from typing import Any
 
 import numpy as np
 
-from .checkpoint import check_output_path, write_json_or_print
+from training.checkpoint import check_output_path, write_json_or_print
+
 from .metrics import LDA, centre_balanced
 from .scoring import Condition, dose_label, known_effect, summarise
 
@@ -82,7 +83,11 @@ class _Profiles:
 
     def __init__(self, channels: Sequence[str], images: np.ndarray, control: np.ndarray):
         from napari_cellflux.core.features import (
-            Standardizer, feature_names, log_columns, morphology_features)
+            Standardizer,
+            feature_names,
+            log_columns,
+            morphology_features,
+        )
 
         self._features = morphology_features
         self.channels = list(channels)
@@ -374,7 +379,7 @@ def evaluate(model_path: str | Path, data: str | Path, *, eval_plates: Sequence[
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m training.evaluate",
+        prog="python -m evaluation",
         description="Compare simulated with real treated crops on morphology profiles, with "
                     "baselines and ablations; writes a metrics JSON.")
     p.add_argument("--model", required=True, help="model.safetensors to evaluate")
@@ -397,8 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "seed1=runs/seed1/model.safetensors): scored like an ablation and "
                         "averaged with the main model in summary.seed_mean; repeatable")
     p.add_argument("--noise-start", metavar="FILE",
-                   help="a model trained from noise (python -m training.baselines "
-                        "train-noise-start)")
+                   help="a model trained from noise (python -m training.run --source noise)")
     p.add_argument("--max-cells", type=int, default=200, help="start crops per condition")
     p.add_argument("--steps", type=int, default=10, help="integration steps")
     p.add_argument("--solver", default="euler", help="euler, midpoint, heun, rk4")
@@ -447,7 +451,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    metrics["command"] = "python -m training.evaluate " + " ".join(
+    metrics["command"] = "python -m evaluation " + " ".join(
         sys.argv[1:] if argv is None else argv)
     out = Path(args.out)
     if not write_json_or_print(out, metrics):

@@ -1,4 +1,4 @@
-"""Scoring of predictions for ``python -m training.evaluate`` (see its docstring).
+"""Scoring of predictions for ``python -m evaluation`` (see its docstring).
 
 :class:`Condition` scores one method's predictions for one condition (perturbation x dose x
 plate) against the real crops, with bootstrap intervals; :func:`summarise` pools conditions

@@ -12,22 +12,21 @@ Predictions (all return raw-intensity crops (N, H, W, C) float32 at the input cr
 - :func:`sample_from_noise`: a model trained from Gaussian noise instead of controls (the
   diffusion-style set-up of MorphoDiff, the paper's "w/o control").
 
-Training the noise-start model (``x0 ~ N(0, I)`` in normalised units instead of a control
-crop; everything else as ``python -m training.run``)::
+The noise-start model is trained by the project's own training command with x0 ~ N(0, I)
+(normalised units) instead of a control crop, everything else unchanged::
 
-    python -m training.baselines train-noise-start --data ... --out DIR [training.run flags]
+    python -m training.run --source noise --data ... --out DIR [training.run flags]
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 __all__ = ["identity", "mean_shift", "mean_shift_delta", "simulate_final", "sample_from_noise",
-           "other_plate_rows", "train_noise_start", "main"]
+           "other_plate_rows"]
 
 
 def identity(x0: np.ndarray) -> np.ndarray:
@@ -168,61 +167,3 @@ def sample_from_noise(model, n: int, perturbation: str, dose_uM: float | None, *
         if out_size is not None and tuple(out_size) != (size, size):
             out = F.interpolate(out, size=tuple(out_size), mode="bilinear", align_corners=False)
     return out.permute(0, 2, 3, 1).float().cpu().numpy()
-
-
-# --------------------------------------------------------------------- noise-start training
-
-
-def _noise_batches_class():
-    import torch
-
-    from .data import PairedBatches
-    from .distributed import step_seed
-
-    class NoiseSourceBatches(PairedBatches):
-        """Same treated crops and conditions, but x0 is Gaussian noise, not a control."""
-
-        def __getitem__(self, step: int) -> dict[str, Any]:
-            item = super().__getitem__(step)
-            gen = torch.Generator().manual_seed(
-                step_seed(self.seed, self.rank, int(step), stream=7))
-            item["x0"] = torch.randn(item["x0"].shape, generator=gen)
-            return item
-
-    return NoiseSourceBatches
-
-
-def train_noise_start(argv: Sequence[str]) -> int:
-    """``python -m training.run`` with x0 ~ N(0, I) (no controls), for the baseline.
-
-    The training loop is the project's own; only the batch source is swapped, so every other
-    setting (network, optimiser, EMA, condition dropout, steps) matches the CellFlux run it
-    is compared with. Source noise augmentation is switched off (noise plus noise is noise).
-    """
-    from unittest import mock
-
-    from . import loop, run
-
-    args = list(argv)
-    if "--noise-prob" not in args:
-        args += ["--noise-prob", "0"]
-    if "--name" not in args:
-        args += ["--name", "cellflux-noise-start"]
-    if "--description" not in args:
-        args += ["--description", "BASELINE: flow matching from Gaussian noise x0 ~ N(0, I) "
-                                  "to treated crops (no control images; MorphoDiff-style)"]
-    with mock.patch.object(loop, "PairedBatches", _noise_batches_class()):
-        return run.main(args)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0] != "train-noise-start":
-        print("usage: python -m training.baselines train-noise-start [training.run flags]",
-              file=sys.stderr)
-        return 2
-    return train_noise_start(args[1:])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

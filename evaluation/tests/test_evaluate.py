@@ -1,5 +1,5 @@
 """Evaluation: the metrics measure what they claim, baselines do what they say, and
-``python -m training.evaluate`` writes a complete metrics file."""
+``python -m evaluation`` writes a complete metrics file."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.metrics import (
+from evaluation.metrics import (
     LDA,
     bootstrap,
     centre_balanced,
@@ -17,9 +17,8 @@ from training.metrics import (
     frechet_distance,
     kid,
 )
-from training.scoring import Condition
-
-from .conftest import run_cli
+from evaluation.scoring import Condition
+from training.tests.helpers import run_cli
 
 
 def _gauss(n, d=6, shift=0.0, seed=0):
@@ -157,7 +156,7 @@ def test_batch_signature_is_at_chance_when_predictions_forget_their_start_plate(
 
 
 def test_mean_shift_delta_within_plates_and_log_dose_interpolation():
-    from training.baselines import mean_shift, mean_shift_delta
+    from evaluation.baselines import mean_shift, mean_shift_delta
 
     rows = []
     images = []
@@ -185,7 +184,7 @@ def test_mean_shift_delta_within_plates_and_log_dose_interpolation():
 
 
 def test_other_plate_rows_never_use_the_target_plate():
-    from training.baselines import other_plate_rows
+    from evaluation.baselines import other_plate_rows
 
     meta = pd.DataFrame({"plate": list("AAABBBCCC"), "is_control": [1] * 9})
     rows = other_plate_rows(meta, "A", 4, np.random.default_rng(0))
@@ -194,25 +193,8 @@ def test_other_plate_rows_never_use_the_target_plate():
     assert set(meta.plate[only_c]) == {"C"} and len(only_c) == 3
 
 
-def test_noise_start_batches_replace_controls_by_gaussian_noise(syn_dir):
-    from training.baselines import _noise_batches_class
-    from training.config import TrainConfig
-    from training.data import PairedBatches, prepare
-
-    data = prepare(TrainConfig(data=str(syn_dir), out="unused"))
-    plain = PairedBatches(data, batch_size=16, crop_size=32, seed=0)[0]
-    noisy = _noise_batches_class()(data, batch_size=16, crop_size=32, seed=0)[0]
-    assert torch_equal(plain["x1"], noisy["x1"]) and torch_equal(plain["cond"], noisy["cond"])
-    assert not torch_equal(plain["x0"], noisy["x0"])
-    assert abs(float(noisy["x0"].mean())) < 0.05 and abs(float(noisy["x0"].std()) - 1) < 0.05
-
-
-def torch_equal(a, b) -> bool:
-    return bool((a == b).all())
-
-
 def test_sample_from_noise_shapes(random_tiny_model_eval):
-    from training.baselines import sample_from_noise
+    from evaluation.baselines import sample_from_noise
 
     out = sample_from_noise(random_tiny_model_eval, 3, "cyclohexamide", 1.0, steps=2,
                             guidance=1.2, solver="euler", out_size=(40, 40))
@@ -239,7 +221,7 @@ def test_evaluate_cli_on_procedural_plates(tmp_path, syn_dir, random_tiny_model_
             "SynPlate2", "--doses", "10", "--max-cells", "6", "--steps", "2",
             "--n-boot", "20", "--noise-start", model_path,
             "--ablation", f"again={model_path}", "--replicate", f"seed1={model_path}",
-            module=("-m", "training.evaluate"),
+            module=("-m", "evaluation"),
             timeout=400)
     m = json.loads(out.read_text())
     assert len(m["model"]["sha256"]) == 64 and m["settings"]["seed"] == 0
@@ -302,7 +284,7 @@ def test_evaluate_cli_on_procedural_plates(tmp_path, syn_dir, random_tiny_model_
 
 def test_evaluate_rejects_a_model_named_as_ablation_and_replicate(tmp_path, syn_dir,
                                                                   random_tiny_model_eval):
-    from training.evaluate import evaluate
+    from evaluation.evaluate import evaluate
 
     path = random_tiny_model_eval.save(tmp_path / "tiny.safetensors")
     with pytest.raises(ValueError, match="both as an ablation and as a replicate"):
@@ -313,7 +295,7 @@ def test_start_plate_effect_and_seed_mean_see_a_plate_shift():
     """Predictions that match the targets from this plate and sit 1 SD off from the
     partner's: the other-minus-same difference is positive, for one model and for the
     average of two."""
-    from training.scoring import _seed_mean, _start_plate_effect
+    from evaluation.scoring import _seed_mean, _start_plate_effect
 
     tgts = [_gauss(150, seed=1), _gauss(150, seed=2)]
     pooled = {m: {"gen": [_gauss(150, seed=10 + k + 2 * i) for i in range(2)],
