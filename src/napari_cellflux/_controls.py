@@ -34,6 +34,7 @@ __all__ = [
     "SamplerPanel",
     "describe_model",
     "scroll_area",
+    "wrap",
 ]
 
 _BAD = "QLineEdit { border: 2px solid #d9534f; }"
@@ -54,8 +55,17 @@ def scroll_area(content: Any) -> Any:
     return area
 
 
-def _wrap(label: Label) -> Label:
+def wrap(label: Label) -> Label:
+    """``label`` word-wrapped to the width it is given.
+
+    A wrapped label still asks for the width of its text, and Qt's layouts grant that as a
+    minimum: one long message (a failed load) would widen the whole panel and clip it at the
+    side of the dock. Ignoring the label's width hint keeps the panel as wide as the dock.
+    """
+    from qtpy.QtWidgets import QSizePolicy
+
     label.native.setWordWrap(True)
+    label.native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
     return label
 
 
@@ -78,7 +88,7 @@ class ModelPanel(Container):
             tooltip="auto: bfloat16 on CPUs with native bfloat16 (about 1.8x faster, frames "
                     "within a few percent of the change), float32 elsewhere")
         self.load = PushButton(text="Load weights")
-        self.info = _wrap(Label(value="loading model ..."))
+        self.info = wrap(Label(value="loading model ..."))
         super().__init__(widgets=[self.weights, self.device, self.cpu_threads, self.precision,
                                   self.load, self.info], label="Model")
 
@@ -128,7 +138,7 @@ class InputPanel(Container):
                                tooltip="How many cells to detect and simulate in a field")
         self.detect = PushButton(text="Detect cells")
         self.paste = CheckBox(text="Paste simulated cells back into the field", value=False)
-        self.info = _wrap(Label(value=""))
+        self.info = wrap(Label(value=""))
         super().__init__(widgets=[self.image, self.axis, self.order, self.n_cells,
                                   self.detect, self.paste, self.info], label="Input")
         self.image.changed.connect(self._update_axes)
@@ -213,7 +223,7 @@ class PerturbationPanel(Container):
         self.dose = FloatSpinBox(label="Dose (uM)", min=0.0, max=1000.0, step=0.1, value=0.0,
                                  tooltip="0: the median dose the model saw in training")
         self.dose.native.setSpecialValueText("default")
-        self.status = _wrap(Label(value=""))
+        self.status = wrap(Label(value=""))
         super().__init__(widgets=[self.known, self.smiles, self.gene, self.dose, self.status],
                          label="Perturbation")
         self.smiles.changed.connect(self._check)

@@ -18,7 +18,14 @@ from typing import TYPE_CHECKING, Any
 from magicgui.widgets import Container, Label, PushButton
 from napari.utils.notifications import show_error, show_info, show_warning
 
-from ._controls import ComparePanel, InputPanel, ModelPanel, PerturbationPanel, SamplerPanel
+from ._controls import (
+    ComparePanel,
+    InputPanel,
+    ModelPanel,
+    PerturbationPanel,
+    SamplerPanel,
+    wrap,
+)
 from ._display import RunDisplay
 from ._layers import cells_from_layer, show_cells
 from ._lifetime import WorkerGroup
@@ -52,8 +59,7 @@ class CellFluxWidget(Container):
         self.sampler_panel = SamplerPanel(SOLVERS)
         self.compare_panel = ComparePanel(self._sources)
         self.run_button = PushButton(text="Run")
-        self.status = Label(value="")
-        self.status.native.setWordWrap(True)
+        self.status = wrap(Label(value=""))
         self.readout_box = Container(labels=False)
         self.body = Container(widgets=[self.model_panel, self.input_panel,
                                        self.perturbation_panel, self.sampler_panel,

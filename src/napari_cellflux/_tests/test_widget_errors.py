@@ -110,6 +110,7 @@ def test_a_failed_load_keeps_the_previous_model(viewer_widget, qtbot, tiny_weigh
              (folder, "cpu", "is a folder, not a weights file")]
     if not torch.cuda.is_available():
         cases.append((tiny_weights, "cuda", "no CUDA GPU is available"))
+    width = widget.body.native.minimumSizeHint().width()
     for path, device, why in cases:
         widget.model_panel.weights.value = path
         widget.model_panel.device.value = device
@@ -120,6 +121,8 @@ def test_a_failed_load_keeps_the_previous_model(viewer_widget, qtbot, tiny_weigh
         assert "Still using the previous model:" in info and "test-tiny" in info
         assert errors()[-1].startswith("Could not load weights:") and why in errors()[-1]
         assert widget.model is model and widget.run_button.enabled
+        # the long message wraps: the settings do not grow wider than the dock and get cut
+        assert widget.body.native.minimumSizeHint().width() <= width
     widget.model_panel.device.value = "cpu"
     n_errors = len(errors())
     run_to_end(qtbot, widget)  # the previous model still simulates
