@@ -13,16 +13,25 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["load_model", "CellFluxModel", "Trajectory", "compound_fingerprint", "__version__"]
+__all__ = [
+    "CellFluxModel",
+    "CellFluxWarning",
+    "Trajectory",
+    "__version__",
+    "compound_fingerprint",
+    "load_model",
+]
 
 if TYPE_CHECKING:  # pragma: no cover
     from .core.model import CellFluxModel, Trajectory, load_model
     from .core.perturbations import compound_fingerprint
+    from .core.run_plan import CellFluxWarning
 
 _LAZY = {
     "load_model": "napari_cellflux.core.model",
     "CellFluxModel": "napari_cellflux.core.model",
     "Trajectory": "napari_cellflux.core.model",
+    "CellFluxWarning": "napari_cellflux.core.run_plan",
     "compound_fingerprint": "napari_cellflux.core.perturbations",
 }
 

@@ -10,8 +10,7 @@ import warnings
 import numpy as np
 import pytest
 
-from napari_cellflux import load_model
-from napari_cellflux.core.run_plan import CellFluxWarning
+from napari_cellflux import CellFluxWarning, load_model
 
 
 @pytest.fixture(scope="module")
@@ -230,6 +229,8 @@ def test_gene_symbol_on_a_compound_model(random_tiny_model, cells):
         random_tiny_model.simulate(cells, "TAXL", steps=1)
     with pytest.raises(ValueError, match="invalid SMILES"):  # a broken SMILES stays one
         random_tiny_model.simulate(cells, "CC1CC", steps=1)
+    with pytest.raises(ValueError, match="the perturbation must be text .* got int 5"):
+        random_tiny_model.simulate(cells, 5, steps=1)
 
 
 # --- memory: simulate() keeps every frame, iter_simulate streams -----------------------

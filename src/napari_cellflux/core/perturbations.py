@@ -104,7 +104,7 @@ def compound_fingerprint(smiles: str) -> np.ndarray:
         If ``smiles`` is not a valid SMILES string.
     """
     if not isinstance(smiles, str):
-        raise ValueError(f"a SMILES must be a string, got {type(smiles).__name__}")
+        raise ValueError(f"a SMILES must be a string, got {type(smiles).__name__}")  # noqa: TRY004
     mol = _rdkit_mol(smiles)
     if mol is None:
         raise ValueError(
@@ -121,6 +121,13 @@ def compound_fingerprint(smiles: str) -> np.ndarray:
 
 def _looks_like_smiles(text: str) -> bool:
     return bool(_SMILES_CHARS & set(text)) or (text.isupper() and len(text) <= 4)
+
+
+def _check_text(query: object, what: str) -> None:
+    if not isinstance(query, str):
+        raise ValueError(  # noqa: TRY004 (the API's contract: bad input is a ValueError)
+            f"the perturbation must be text (a {what}), got {type(query).__name__} "
+            f"{query!r}")
 
 
 def _known_list(names: Sequence[str], n: int = 8) -> str:
@@ -151,7 +158,8 @@ class CompoundEncoder:
         return list(self.vocabulary)
 
     def encode(self, query: str) -> Perturbation:
-        if not isinstance(query, str) or not query.strip():
+        _check_text(query, "compound name or a SMILES string")
+        if not query.strip():
             raise ValueError("no compound given: type a compound name or a SMILES string")
         query = query.strip()
         known = self._lower.get(query.lower())
@@ -201,7 +209,8 @@ class GeneEncoder:
         return list(self.table)
 
     def encode(self, query: str) -> Perturbation:
-        if not isinstance(query, str) or not query.strip():
+        _check_text(query, "gene symbol")
+        if not query.strip():
             raise ValueError("no gene given: type a gene symbol such as the ones listed")
         known = self._upper.get(query.strip().upper())
         if known is None:
