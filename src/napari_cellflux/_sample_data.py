@@ -13,8 +13,13 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "SAMPLE_COMPOUND", "SAMPLE_DOSE_UM", "field_layer_data", "control_plate_1",
-    "control_plate_2", "treated_plate_1", "demo_set",
+    "SAMPLE_COMPOUND",
+    "SAMPLE_DOSE_UM",
+    "control_plate_1",
+    "control_plate_2",
+    "demo_set",
+    "field_layer_data",
+    "treated_plate_1",
 ]
 
 #: The treatment of the treated sample field (a compound every demo model knows).

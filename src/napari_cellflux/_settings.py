@@ -17,8 +17,15 @@ from typing import Any
 
 from .core.acceleration import PRECISIONS
 
-__all__ = ["PLUGIN_NAME", "DEVICES", "InferenceSettings", "load_settings", "save_settings",
-           "cpu_threads_for", "usable_cores"]
+__all__ = [
+    "DEVICES",
+    "PLUGIN_NAME",
+    "InferenceSettings",
+    "cpu_threads_for",
+    "load_settings",
+    "save_settings",
+    "usable_cores",
+]
 
 PLUGIN_NAME = "napari-cellflux"
 CONFIG_KEY = "inference"
@@ -66,7 +73,7 @@ def _section() -> Any | None:
         return None
     try:
         return getattr(get_plugin_settings(PLUGIN_NAME), CONFIG_KEY)
-    except Exception as exc:  # plugin not registered (tests, plugin discovery blocked)
+    except Exception as exc:  # noqa: BLE001 (plugin not registered: tests, discovery blocked)
         _log.debug("no napari-cellflux plugin settings: %s", exc)
         return None
 
@@ -106,7 +113,7 @@ def save_settings(weights_path: str | None = None, device: str | None = None,
             section.cpu_threads = int(cpu_threads)
         if precision is not None:
             section.precision = str(precision)
-    except Exception as exc:  # a validation error must never break the widget
+    except Exception as exc:  # noqa: BLE001 (a validation error must never break the widget)
         _log.warning("could not save napari-cellflux settings: %s", exc)
         return False
     return True

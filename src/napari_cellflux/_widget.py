@@ -18,14 +18,7 @@ from typing import TYPE_CHECKING, Any
 from magicgui.widgets import Container, Label, PushButton
 from napari.utils.notifications import show_error, show_info, show_warning
 
-from ._controls import (
-    ComparePanel,
-    InputPanel,
-    ModelPanel,
-    PerturbationPanel,
-    SamplerPanel,
-    wrap,
-)
+from ._controls import ComparePanel, InputPanel, ModelPanel, PerturbationPanel, SamplerPanel
 from ._display import RunDisplay
 from ._layers import cells_from_layer, show_cells
 from ._lifetime import WorkerGroup
@@ -47,6 +40,7 @@ class CellFluxWidget(Container):
     """Dock widget: simulate how the cells of an image layer change under a perturbation."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        from ._controls import scroll_area, wrap
         from .core.config import SOLVERS
 
         self.viewer = viewer
@@ -67,7 +61,6 @@ class CellFluxWidget(Container):
         super().__init__(widgets=[self.run_button, self.status], labels=False)
         self.workers = WorkerGroup(self.native)
         self.loader = WeightsLoader(self.workers, self._on_model, self._on_load_failed)
-        from ._controls import scroll_area
         from ._readout import make_readout
 
         self.readout = make_readout()
