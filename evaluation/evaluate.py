@@ -148,9 +148,8 @@ def evaluate(model_path: str | Path, data: str | Path, *, eval_plates: Sequence[
     is scored like an ablation, and ``summary["seed_mean"]`` averages them with the main
     model under one joint bootstrap, so that training noise does not decide a comparison.
     """
-    from napari_cellflux.core.images import load_crops
-
     from . import baselines as B
+    from .data import read_evaluation_data
 
     clash = sorted(set(ablations or {}) & set(replicates or {}))
     if clash:
@@ -160,7 +159,7 @@ def evaluate(model_path: str | Path, data: str | Path, *, eval_plates: Sequence[
         raise ValueError(f"unknown baseline(s) {unknown}; choose from {DEFAULT_BASELINES}")
     t_start = time.perf_counter()
     model = _load(model_path, precision)
-    images, meta = load_crops(data)
+    images, meta = read_evaluation_data(data)
     check_channels(model, model_path, images.shape, data)
     named = {**(ablations or {}), **(replicates or {})}
     extra_paths = {**named, **({"noise_start": noise_start} if noise_start else {})}

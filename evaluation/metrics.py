@@ -34,6 +34,11 @@ def frechet_distance(a, b) -> float:
     are real and non-negative, so the result is stable for singular covariances.
     """
     a, b = _as2d(a), _as2d(b)
+    if min(len(a), len(b)) < 2:
+        raise ValueError(
+            f"a Frechet distance needs at least 2 cells on each side, got {len(a)} and "
+            f"{len(b)}: a condition or plate has too few crops; raise --max-cells or use "
+            "a dataset with more crops per condition")
     mu = a.mean(0) - b.mean(0)
     sa = np.atleast_2d(np.cov(a, rowvar=False))
     sb = np.atleast_2d(np.cov(b, rowvar=False))

@@ -41,8 +41,13 @@ def roundtrip(model: Any, cells: np.ndarray, perturbation: str, *, dose_uM: floa
 
     x0 = np.asarray(cells, dtype=np.float32)
     kw = dict(steps=steps, solver=solver, guidance=guidance, dose_uM=dose_uM)
-    x1 = model.simulate(x0, perturbation, direction="forward", **kw).frames[-1]
-    back = model.simulate(x1, perturbation, direction="reverse", **kw).frames[-1]
+    forward = model.simulate(x0, perturbation, direction="forward", **kw)
+    x1 = forward.frames[-1]
+    # The reverse run matches intensities with the forward run's factors, as the viewer does:
+    # factors recomputed from the simulated cells could differ and break the round trip.
+    back = model.simulate(x1, perturbation, direction="reverse",
+                          intensity_factors=forward.settings["intensity_factors"],
+                          **kw).frames[-1]
     span = np.asarray(value_range if value_range is not None
                       else np.ptp(x0.reshape(-1, x0.shape[-1]), axis=0), dtype=np.float64)
     err = np.abs(back - x0).astype(np.float64) / np.maximum(span, 1e-12)
@@ -71,12 +76,11 @@ def run(models: dict[str, str], data: str | Path, plate: str, perturbation: str,
         guidance: float = 1.2, n_boot: int = 200, seed: int = 0,
         log: Callable[[str], None] = print) -> dict[str, Any]:
     """The round trip of every model from the same control crops of ``plate``."""
-    from napari_cellflux.core.images import load_crops
-
+    from .data import read_evaluation_data
     from .evaluate import _load, check_channels, sha256
 
     t0 = time.perf_counter()
-    images, meta = load_crops(data)
+    images, meta = read_evaluation_data(data)
     loaded = {name: _load(path, "float32") for name, path in models.items()}
     for name, path in models.items():  # every model before the first round trip
         check_channels(loaded[name], path, images.shape, data)

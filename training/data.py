@@ -116,6 +116,9 @@ def _vectors(names: list[str], raw: RawDataset, cfg: TrainConfig,
     vectors: dict[str, np.ndarray] = {}
     smiles: dict[str, str] = {}
     if raw.kind == "gene":
+        if not cfg.gene_embeddings:
+            raise DataError(f"{raw.path} has a 'gene' column (genetic perturbations): give "
+                            "--gene-embeddings CSV (a table of vectors indexed by gene symbol)")
         table = {k.upper(): v for k, v in load_embedding_table(cfg.gene_embeddings).items()}
         missing = [n for n in names if n.upper() not in table and n in required]
         if missing:

@@ -264,9 +264,6 @@ def _read_crops(folder: Path, cfg: TrainConfig) -> RawDataset:
     kind = "compound"
     names = _text(table["compound"])
     if "gene" in table.columns and _text(table["gene"]).ne("").any():
-        if not cfg.gene_embeddings:
-            raise DataError(f"{meta_path} has a 'gene' column (genetic perturbations): give "
-                            "--gene-embeddings CSV (a table of vectors indexed by gene symbol)")
         kind = "gene"
         genes = _text(table["gene"])
         names = genes.where(genes.ne(""), names)
@@ -401,7 +398,8 @@ def read_dataset(cfg: TrainConfig) -> RawDataset:
                         f"{CROPS_FILE} + {METADATA_FILE}, or an IMPA layout)")
     path = Path(cfg.data).expanduser()
     if not path.exists():
-        raise DataError(f"training data {str(path)!r} does not exist")
+        raise DataError(f"the dataset {str(path)!r} does not exist: give the folder of a crops "
+                        f"dataset ({CROPS_FILE} + {METADATA_FILE}) or of an IMPA layout")
     if path.is_file() and path.name == CROPS_FILE:
         path = path.parent
     if path.is_dir() and (path / CROPS_FILE).is_file():

@@ -85,7 +85,7 @@ def test_reversibility_reports_missing_data_and_a_folder_out(tiny_model, syn_dir
               "--cells", "2", "--steps", "1", "--n-boot", "5"]
     assert reversibility.main([*common, "--data", str(tmp_path / "missing"),
                                "--out", str(tmp_path / "r.json")]) == 2
-    assert "crops.npz not found" in error_line(capsys.readouterr().err)
+    assert "missing' does not exist" in error_line(capsys.readouterr().err)
     assert reversibility.main([*common, "--data", str(syn_dir), "--out", str(tmp_path)]) == 2
     assert "is a folder" in error_line(capsys.readouterr().err)
 

@@ -310,3 +310,11 @@ def test_start_plate_effect_and_seed_mean_see_a_plate_shift():
     assert both["other_minus_same_FDc"]["ci_low"] > 0
     assert both["batch_signature"] == {"mean": 0.65, "per_model": [0.7, 0.6]}
     assert both["FDc"]["value"] < 1.0
+
+
+def test_frechet_distance_needs_two_cells_per_side():
+    """One profile has no covariance: a clear message instead of numpy's 'Eigenvalues did
+    not converge'."""
+    with pytest.raises(ValueError, match="at least 2 cells on each side, got 1 and 5"):
+        frechet_distance(np.ones((1, 3)), np.random.default_rng(0).normal(size=(5, 3)))
+

@@ -17,6 +17,9 @@ import pandas as pd
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+#: Two BBBC021 compounds (public chemistry).
+SMILES = {"cyclohexamide": "CC1CC(C)C(=O)C(C1)C(O)CC2CC(=O)NC(=O)C2",
+          "nocodazole": "COC(=O)Nc1nc2cc(ccc2[nH]1)C(=O)c3cccs3"}
 SHARED_DATA = (REPO / ".." / "shared" / "data").resolve()
 
 
@@ -121,3 +124,27 @@ def resave_crops(src: Path, dst: Path, images: np.ndarray) -> Path:
 def syn_images(syn_dir: Path) -> np.ndarray:
     with np.load(syn_dir / "crops.npz") as f:
         return f["images"]
+
+
+def build_impa(root, n_per=4, split_test=1):
+    """An IMPA-shaped BBBC021 folder: metadata/bbbc021_df.csv + <week>/<plate>/<rest>.npy."""
+    rows = []
+    rng = np.random.default_rng(0)
+    for week, plate in (("Week1", "22123"), ("Week2", "24121")):
+        for cpd, dose, state in (("DMSO", 0.0, 0), ("cyclohexamide", 15.0, 1),
+                                 ("cyclohexamide", 50.0, 1), ("nocodazole", 1.0, 1)):
+            for k in range(n_per):
+                key = f"{week}_{plate}_{cpd[:3].upper()}{int(dose)}_s1_{k}"
+                path = root / week / plate / ("_".join(key.split("_")[2:]) + ".npy")
+                path.parent.mkdir(parents=True, exist_ok=True)
+                np.save(path, rng.integers(0, 255, (24, 24, 3)).astype(np.uint8))
+                rows.append({"SAMPLE_KEY": key, "CPD_NAME": cpd, "BATCH": f"{week}_{plate}",
+                             "STATE": state, "DOSE": dose, "ANNOT": "x",
+                             "SPLIT": "test" if k < split_test else "train"})
+    (root / "metadata").mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(root / "metadata" / "bbbc021_df.csv")  # with an index column
+    emb = root / "emb_fp.csv"
+    from napari_cellflux.core.perturbations import compound_fingerprint
+
+    pd.DataFrame({k: compound_fingerprint(v) for k, v in SMILES.items()}).T.to_csv(emb)
+    return root, emb
