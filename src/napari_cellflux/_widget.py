@@ -375,7 +375,7 @@ class CellFluxWidget(Container):
             self._on_cells(event, self._batches)
         elif isinstance(event, Ready):
             self.display.ready(event)
-            for note in getattr(event, "warnings", ()):  # e.g. a dose far outside training
+            for note in event.warnings:  # e.g. a dose far outside training: said once
                 show_warning(note)
                 self._notes.append(note)
         elif isinstance(event, Failed):
