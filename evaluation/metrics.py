@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["frechet_distance", "kid", "effect_shift", "effect_recovery", "LDA", "bootstrap",
+__all__ = ["frechet_distance", "kid", "effect_recovery", "LDA", "bootstrap",
            "Estimate"]
 
 
@@ -63,11 +63,6 @@ def kid(a, b, degree: int = 3, coef: float = 1.0) -> float:
     kab = (a @ b.T / d + coef) ** degree
     return float((kaa.sum() - np.trace(kaa)) / (m * (m - 1))
                  + (kbb.sum() - np.trace(kbb)) / (n * (n - 1)) - 2 * kab.mean())
-
-
-def effect_shift(after, before) -> np.ndarray:
-    """Per-feature shift of the mean, ``mean(after) - mean(before)``."""
-    return _as2d(after).mean(0) - _as2d(before).mean(0)
 
 
 def effect_recovery(pred_shift, real_shift, top_k: int = 10) -> dict[str, float]:

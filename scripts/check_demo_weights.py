@@ -63,9 +63,9 @@ def effect_table(model, out: dict) -> str:
 
 
 def roundtrip_table(model, out: dict) -> str:
-    from napari_cellflux.core import synthetic as S
-    from napari_cellflux.core.images import load_crops
     from evaluation.reversibility import roundtrip
+    from napari_cellflux.core import synthetic as S
+    from napari_cellflux.core.crops_dataset import load_crops
 
     sets = []
     images, meta = S.make_crops(16, size=64, plates=["SynPlate2"], compounds=["taxol"],

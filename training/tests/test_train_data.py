@@ -196,7 +196,7 @@ def test_gene_perturbations(tmp_path):
         "concentration_uM": 0.0,
         "is_control": ([1] * 4 + [0] * 8) * 2,
     })
-    from napari_cellflux.core.images import save_crops
+    from napari_cellflux.core.crops_dataset import save_crops
 
     save_crops(tmp_path / "genes", rng_images(n), meta)
     with pytest.raises(DataError, match="--gene-embeddings"):

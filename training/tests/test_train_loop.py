@@ -65,7 +65,7 @@ def reference_run(syn_dir, tmp_path_factory):
 
 def test_cli_trains_exports_and_simulates(reference_run, syn_dir):
     from napari_cellflux import load_model
-    from napari_cellflux.core.images import load_crops
+    from napari_cellflux.core.crops_dataset import load_crops
 
     out, summary = reference_run
     assert summary["steps"] == 40 and Path(summary["model"]) == out / "model.safetensors"

@@ -23,7 +23,7 @@ def demo():
 @pytest.fixture(scope="module")
 def uint8_crops(shared_data) -> np.ndarray:
     """Four real BBBC021 control crops exported as 8-bit (each channel 0..254)."""
-    from napari_cellflux.core.images import load_crops
+    from napari_cellflux.core.crops_dataset import load_crops
 
     images, meta = load_crops(shared_data / "bbbc021_cyclohexamide")
     rows = np.flatnonzero(meta["is_control"].to_numpy(bool))[:4]

@@ -114,11 +114,11 @@ def test_standardizer_uses_reference_statistics():
     shift = std.transform(other) - z
     np.testing.assert_allclose(shift[:, 0], np.log(2) / std.scale[0], rtol=1e-9)
     np.testing.assert_allclose(std.inverse(z), ref, rtol=1e-9)
-    assert np.abs(F.standardize(ref * 1e6, ref, clip=10)).max() <= 10
+    assert np.abs(F.Standardizer.fit(ref, clip=10).transform(ref * 1e6)).max() <= 10
 
 
 def test_real_crops_profiles(shared_data):
-    from napari_cellflux.core.images import load_crops
+    from napari_cellflux.core.crops_dataset import load_crops
 
     images, meta = load_crops(shared_data / "bbbc021_cyclohexamide")
     pick = np.r_[np.flatnonzero(meta.is_control == 1)[:100],

@@ -8,12 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from napari_cellflux.core.crops_dataset import load_crops, save_crops
 from napari_cellflux.core.images import (
-    channel_axis_from_axes,
     channel_limits,
-    load_crops,
-    read_tiff,
-    save_crops,
     select_channels,
     to_channels_last,
     validate_image,
@@ -76,14 +73,6 @@ def test_select_channels_reorders_and_subsets():
         select_channels(img, (-1,))
     with pytest.raises(ValueError, match="No channels selected"):
         select_channels(img, ())
-
-
-def test_channel_axis_from_axes():
-    assert channel_axis_from_axes("CYX") == 0
-    assert channel_axis_from_axes("ZCYX") == 1
-    assert channel_axis_from_axes("YXS") == 2
-    assert channel_axis_from_axes("YX") is None
-    assert channel_axis_from_axes(None) is None
 
 
 # ----------------------------------------------------------------------------- validate
@@ -218,30 +207,6 @@ def test_load_real_bbbc021_crops():
 
 
 # ----------------------------------------------------------------------------- TIFF, limits
-
-
-def test_read_tiff_axes(tmp_path):
-    import tifffile
-
-    data = _image((3, 20, 24))
-    tifffile.imwrite(tmp_path / "cyx.tif", data, imagej=True, metadata={"axes": "CYX"})
-    img, axes = read_tiff(tmp_path / "cyx.tif")
-    np.testing.assert_array_equal(img, data)
-    assert axes == "CYX" and channel_axis_from_axes(axes) == 0
-    assert to_channels_last(img, channel_axis_from_axes(axes)).shape == (20, 24, 3)
-    tifffile.imwrite(tmp_path / "yx.tif", data[0])
-    assert read_tiff(tmp_path / "yx.tif")[1] == "YX"
-    (tmp_path / "bad.tif").write_bytes(b"not a tiff at all")
-    with pytest.raises(ValueError, match="not a readable TIFF"):
-        read_tiff(tmp_path / "bad.tif")
-    with pytest.raises(FileNotFoundError):
-        read_tiff(tmp_path / "missing.tif")
-
-
-@needs_data
-def test_read_real_tiff():
-    img, axes = read_tiff(DATA / "fields" / "cellpainting_u2os_5ch" / "Hoechst.tif")
-    assert img.shape == (520, 696) and img.dtype == np.uint16 and axes == "YX"
 
 
 def test_channel_limits():

@@ -87,7 +87,7 @@ def test_demo_model_returns_real_cells(shared_data):
     tubulin channel is about 6x brighter than the demo training data, so it is scaled by
     0.17 on the way in (as in the widget) and its change, errors included, by 6 on the way
     out; without that matching the figures are 0.01-0.03 % and 3-7 %."""
-    from napari_cellflux.core.images import load_crops
+    from napari_cellflux.core.crops_dataset import load_crops
 
     images, meta = load_crops(shared_data / "bbbc021_cyclohexamide")
     rows = np.flatnonzero(meta["is_control"].to_numpy(bool))

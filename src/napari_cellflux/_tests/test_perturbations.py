@@ -7,8 +7,13 @@ import pandas as pd
 import pytest
 
 from napari_cellflux.core.perturbations import (
-    CompoundEncoder, GeneEncoder, compound_fingerprint, condition_vector, dose_feature,
-    is_valid_smiles, load_embedding_table,
+    CompoundEncoder,
+    GeneEncoder,
+    compound_fingerprint,
+    condition_vector,
+    dose_feature,
+    is_valid_smiles,
+    load_embedding_table,
 )
 
 

@@ -7,7 +7,13 @@ import pytest
 from napari.layers import Image
 
 from napari_cellflux._sources import (
-    GROUP_AXIS, RGB_AXIS, axis_choices, channel_labels, default_order, extract, find_sources,
+    GROUP_AXIS,
+    RGB_AXIS,
+    axis_choices,
+    channel_labels,
+    default_order,
+    extract,
+    find_sources,
 )
 
 MODEL = ("DNA", "Tubulin", "Actin")

@@ -7,7 +7,8 @@ import pytest
 
 from napari_cellflux.core import synthetic as syn
 from napari_cellflux.core.cells import detect_nuclei
-from napari_cellflux.core.images import load_crops, save_crops, validate_image
+from napari_cellflux.core.crops_dataset import load_crops, save_crops
+from napari_cellflux.core.images import validate_image
 
 INTENSITY_KEYS = [f"{ch}_intensity" for ch in syn.CHANNELS]
 

@@ -10,7 +10,7 @@ import dataclasses
 import json
 import math
 import operator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
@@ -160,10 +160,9 @@ class SamplerConfig:
     """
 
     steps: int = 20
-    solver: str = "rk4"
+    solver: str = "midpoint"
     guidance: float = 1.2
     direction: str = "forward"
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         steps = self.steps

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .images import shape_text
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -39,10 +41,6 @@ REQUIRED_COLUMNS = ("plate", "compound", "concentration_uM", "is_control")
 #: Most stains imaged together in one cell (Cell Painting has 5, RxRx1 6); an axis this
 #: small is taken for channels, and a crop side this small cannot hold a cell.
 MAX_CHANNELS = 8
-
-
-def _shape_str(shape: Sequence[int]) -> str:
-    return "(" + ", ".join(str(int(d)) for d in shape) + ")"
 
 
 def crops_shape_problem(shape: Sequence[int], *, single: bool = False) -> str | None:
@@ -71,7 +69,7 @@ def crops_shape_problem(shape: Sequence[int], *, single: bool = False) -> str | 
     lead = 0 if single else 1  # index of the first image axis
     want = "(H, W, C)" if single else "(N, H, W, C)"
     start = (f"{'a crop' if single else 'the crops'} must have shape {want} with channels "
-             f"last, but {'it has' if single else 'they have'} shape {_shape_str(shape)}")
+             f"last, but {'it has' if single else 'they have'} shape {shape_text(shape)}")
     if len(shape) == lead + 2:
         fix = "crop[..., np.newaxis]" if single else "images[..., np.newaxis]"
         return f"{start}: no channel axis. For one-channel images add one with {fix}"

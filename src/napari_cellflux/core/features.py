@@ -33,7 +33,7 @@ import numpy as np
 
 __all__ = [
     "SHAPE_FEATURES", "feature_names", "nucleus_masks", "otsu_thresholds",
-    "morphology_features", "log_columns", "Standardizer", "standardize",
+    "morphology_features", "log_columns", "Standardizer",
 ]
 
 SHAPE_FEATURES = ("nuc_area", "nuc_perimeter", "nuc_eccentricity", "nuc_solidity")
@@ -367,8 +367,3 @@ class Standardizer:
             x = x.copy()
             x[:, self.log_mask] = np.exp(x[:, self.log_mask])
         return x
-
-
-def standardize(features, reference, log_mask=None, clip: float | None = None) -> np.ndarray:
-    """``features`` as z-scores of ``reference`` (e.g. real control crops); same columns."""
-    return Standardizer.fit(reference, log_mask, clip).transform(features)

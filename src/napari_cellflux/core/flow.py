@@ -19,7 +19,6 @@ __all__ = [
     "augment_source",
     "check_max_batch",
     "condition_dropout_mask",
-    "evaluations_per_step",
     "flow_matching_loss",
     "integrate",
     "interpolate",
@@ -190,14 +189,6 @@ STEPPERS: dict[str, Callable[[Velocity, torch.Tensor, torch.Tensor, torch.Tensor
     "euler": _euler, "midpoint": _midpoint, "heun": _heun, "rk4": _rk4,
 }
 
-_EVALS = {"euler": 1, "midpoint": 2, "heun": 2, "rk4": 4}
-
-
-def evaluations_per_step(solver: str) -> int | None:
-    """Network evaluations per frame for fixed-step solvers (None: adaptive)."""
-    return _EVALS.get(solver)
-
-
 def _adaptive_step(v: Velocity, x: torch.Tensor, t0: torch.Tensor, t1: torch.Tensor,
                    method: str, rtol: float, atol: float) -> torch.Tensor:
     from torchdiffeq import odeint  # MIT licence; only needed for adaptive solvers
@@ -207,12 +198,12 @@ def _adaptive_step(v: Velocity, x: torch.Tensor, t0: torch.Tensor, t1: torch.Ten
 
 
 def integrate(velocity: Velocity, x: torch.Tensor, grid: Sequence[float] | torch.Tensor,
-              solver: str = "rk4", *, substeps: int = 1, rtol: float = 1e-4,
+              solver: str = "rk4", *, rtol: float = 1e-4,
               atol: float = 1e-4) -> Iterator[tuple[float, torch.Tensor]]:
     """Integrate dx/dt = v(x, t) over ``grid``, yielding ``(t, x)`` at every grid point.
 
     The first yield is the starting state at ``grid[0]``. A descending grid integrates
-    backwards in time (the reverse trajectory). ``substeps`` fixed steps are taken between
+    backwards in time (the reverse trajectory). A fixed-step solver takes one step between
     consecutive frames; ``solver="dopri5"`` (or any torchdiffeq method name) is adaptive.
     The caller can stop early (close the generator) after any frame.
     """
@@ -229,7 +220,5 @@ def integrate(velocity: Velocity, x: torch.Tensor, grid: Sequence[float] | torch
         if stepper is None:
             x = _adaptive_step(velocity, x, t0, t1, solver, rtol, atol)
         else:
-            h = (t1 - t0) / substeps
-            for k in range(substeps):
-                x = stepper(velocity, x, t0 + k * h, h)
+            x = stepper(velocity, x, t0, t1 - t0)
         yield float(grid[i + 1]), x

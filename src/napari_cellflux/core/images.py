@@ -1,45 +1,33 @@
-"""Image and axis helpers and TIFF reading.
+"""Image and axis helpers: what every image passes through before it reaches the model.
 
 Everything a user hands us (a napari layer, a TIFF, a NumPy array from a script) passes through
 :func:`validate_image` before it reaches the model, so that a wrong axis order, a missing channel
 or a blank image is reported in words a biologist understands instead of as a tensor shape
 error deep inside the network.
 
-The crops dataset format lives in :mod:`.crops_dataset`; its names are re-exported here.
+The crops dataset format (files on disk) lives in :mod:`.crops_dataset`.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .crops_dataset import (  # re-exported: the dataset format used to live here
-    CROPS_FILE,
-    METADATA_FILE,
-    REQUIRED_COLUMNS,
-    _shape_str,
-    load_crops,
-    save_crops,
-)
-
 __all__ = [
-    "CROPS_FILE",
-    "METADATA_FILE",
     "MIN_SIZE",
-    "REQUIRED_COLUMNS",
-    "channel_axis_from_axes",
     "channel_limits",
-    "load_crops",
-    "read_tiff",
-    "save_crops",
     "select_channels",
+    "shape_text",
     "to_channels_last",
     "validate_image",
 ]
+
+
+def shape_text(shape: Sequence[int]) -> str:
+    """An array shape as a user reads it in a message: ``(4, 96, 96, 3)``."""
+    return "(" + ", ".join(str(int(d)) for d in shape) + ")"
 
 #: Smallest height/width we accept: below this the U-Net's four down-sampling stages would
 #: reduce the image to nothing, and a crop that small cannot hold a cell anyway.
@@ -70,7 +58,7 @@ def to_channels_last(image: np.ndarray, channel_axis: int | None) -> np.ndarray:
     arr = np.asarray(image)
     if channel_axis is None:
         raise ValueError(
-            f"The image (shape {_shape_str(arr.shape)}) has no channel axis. The model needs "
+            f"The image (shape {shape_text(arr.shape)}) has no channel axis. The model needs "
             "several stained channels (for example DNA, tubulin and actin) of the same cells; "
             "open a multichannel image, or stack the single-channel images into one and "
             "choose which axis holds the channels."
@@ -79,7 +67,7 @@ def to_channels_last(image: np.ndarray, channel_axis: int | None) -> np.ndarray:
     if not -arr.ndim <= axis < arr.ndim:
         raise ValueError(
             f"Channel axis {axis} does not exist in an image with {arr.ndim} axes "
-            f"(shape {_shape_str(arr.shape)}); choose an axis between 0 and {arr.ndim - 1}."
+            f"(shape {shape_text(arr.shape)}); choose an axis between 0 and {arr.ndim - 1}."
         )
     return np.moveaxis(arr, axis, -1)
 
@@ -115,7 +103,7 @@ def select_channels(image_hwc: np.ndarray, order: Sequence[int]) -> np.ndarray:
     if bad:
         raise ValueError(
             f"Channel index {bad[0]} does not exist: the image has {n} channel(s) "
-            f"(indices 0 to {n - 1}, shape {_shape_str(arr.shape)}). Check the channel "
+            f"(indices 0 to {n - 1}, shape {shape_text(arr.shape)}). Check the channel "
             "order, or whether the right axis was chosen as the channel axis."
         )
     return arr[..., idx]
@@ -174,7 +162,7 @@ def validate_image(image: Any, n_channels: int, *, allow_batch: bool = True) -> 
     if arr.dtype == object or arr.dtype.kind in "USVMm":
         raise ValueError(
             f"Expected an image of numbers, got an array of type {arr.dtype} "
-            f"(shape {_shape_str(arr.shape)})."
+            f"(shape {shape_text(arr.shape)})."
         )
     if arr.dtype.kind == "b":
         raise ValueError(
@@ -188,7 +176,7 @@ def validate_image(image: Any, n_channels: int, *, allow_batch: bool = True) -> 
         )
     if arr.ndim == 2:
         raise ValueError(
-            f"The image is 2-D (shape {_shape_str(arr.shape)}), so it has no channel axis; the "
+            f"The image is 2-D (shape {shape_text(arr.shape)}), so it has no channel axis; the "
             f"model needs {n_channels} channels. Open the channels as one multichannel image, "
             "or stack the single-channel images and choose which axis holds the channels."
         )
@@ -197,7 +185,7 @@ def validate_image(image: Any, n_channels: int, *, allow_batch: bool = True) -> 
         expected = "(H, W, C) or (N, H, W, C)" if allow_batch else "(H, W, C)"
         raise ValueError(
             f"Expected an image of shape {expected} with channels last, got {arr.ndim} axes "
-            f"(shape {_shape_str(arr.shape)}). Remove extra axes (time, z) or pick one plane."
+            f"(shape {shape_text(arr.shape)}). Remove extra axes (time, z) or pick one plane."
         )
     if arr.ndim == 3:
         arr = arr[None]
@@ -214,12 +202,12 @@ def validate_image(image: Any, n_channels: int, *, allow_batch: bool = True) -> 
             )
         raise ValueError(
             f"The model expects {n_channels} channels (last axis), but the image has shape "
-            f"{_shape_str(np.shape(image))}, i.e. {c} on the last axis.{hint} Choose the axis "
+            f"{shape_text(np.shape(image))}, i.e. {c} on the last axis.{hint} Choose the axis "
             "that holds the channels, or select the channels the model was trained on."
         )
     if arr.size == 0 or h < MIN_SIZE or w < MIN_SIZE:
         raise ValueError(
-            f"The image is too small (shape {_shape_str(np.shape(image))}): height and width "
+            f"The image is too small (shape {shape_text(np.shape(image))}): height and width "
             f"must be at least {MIN_SIZE} pixels and the stack must hold at least one image."
         )
     if arr.dtype.kind == "f" and arr.dtype.itemsize > 4:
@@ -251,53 +239,6 @@ def validate_image(image: Any, n_channels: int, *, allow_batch: bool = True) -> 
             "that the file holds the cells."
         )
     return out
-
-
-# --------------------------------------------------------------------------- TIFF
-
-
-def read_tiff(path: str | os.PathLike) -> tuple[np.ndarray, str | None]:
-    """Read the first image series of a TIFF file.
-
-    Parameters
-    ----------
-    path : path
-        A TIFF / OME-TIFF / ImageJ TIFF file.
-
-    Returns
-    -------
-    image : numpy.ndarray
-        The pixel data as stored.
-    axes : str or None
-        The axes tifffile reports, e.g. ``"YX"``, ``"CYX"``, ``"YXS"`` (S: RGB samples);
-        None when the file says nothing about its axes beyond their count.
-    """
-    import tifffile
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found.")
-    try:
-        with tifffile.TiffFile(path) as tif:
-            series = tif.series[0]
-            image = series.asarray()
-            axes = str(series.axes)
-    except tifffile.TiffFileError as exc:
-        raise ValueError(f"{path} is not a readable TIFF file ({exc}).") from exc
-    # 'Q' (and 'I' for a plain page sequence) are tifffile's words for "unknown axis".
-    if not axes or set(axes) <= {"Q", "I"}:
-        return image, None
-    return image, axes
-
-
-def channel_axis_from_axes(axes: str | None) -> int | None:
-    """Index of the channel axis in a tifffile axes string (``C`` or ``S``), or None."""
-    if not axes:
-        return None
-    for letter in ("C", "S"):
-        if letter in axes:
-            return axes.index(letter)
-    return None
 
 
 def channel_limits(
