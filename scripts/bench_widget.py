@@ -45,7 +45,7 @@ def _child(threads: int, precision: str, steps: int, cells: int, repeats: int) -
     import torch
     from qtpy.QtWidgets import QApplication
 
-    from napari_cellflux._settings import cpu_threads_for
+    from napari_cellflux._gui.settings import cpu_threads_for
 
     viewer = napari.Viewer(show=True)
     app = QApplication.instance()

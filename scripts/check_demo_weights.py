@@ -34,6 +34,7 @@ STAINS = ("DNA", "Tubulin", "Actin")
 
 def effect_table(model, out: dict) -> str:
     from napari_cellflux.core import synthetic as S
+    from napari_cellflux.core import synthetic_catalog as catalog
 
     images, meta = S.make_crops(16, size=64, plates=list(PLATES), compounds=list(COMPOUNDS),
                                 doses=[10.0], seed=1)
@@ -41,13 +42,13 @@ def effect_table(model, out: dict) -> str:
     lines = ["| compound (10 uM) | plate | " + " | ".join(
         f"{s} true / real / generated" for s in STAINS) + " |", "|---|---|---|---|---|"]
     for comp in COMPOUNDS:
-        true = S.true_effect(comp, 10.0)
+        true = catalog.true_effect(comp, 10.0)
         for plate in PLATES:
             on = meta["plate"].to_numpy() == plate
             ctrl = images[on & ctrl_mask].astype(np.float64)
             real = images[on & (meta["compound"].to_numpy() == comp)].astype(np.float64)
             gen = model.simulate(ctrl, comp, dose_uM=10.0, steps=10).frames[-1]
-            off = np.array(S.PLATES[plate].offset, float)
+            off = np.array(catalog.PLATES[plate].offset, float)
             base = ctrl.reshape(-1, 3).mean(0) - off
             rel_real = (real.reshape(-1, 3).mean(0) - off) / base - 1
             rel_gen = (gen.reshape(-1, 3).mean(0) - off) / base - 1

@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     import napari
     from qtpy.QtWidgets import QApplication
 
-    from napari_cellflux._sample_data import SAMPLE_COMPOUND, SAMPLE_DOSE_UM
+    from napari_cellflux._gui.sample_data import SAMPLE_COMPOUND, SAMPLE_DOSE_UM
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

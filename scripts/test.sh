@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 # Every system package the GUI tests need; any one missing (not just Xvfb, libEGL or
 # libxkbcommon-x11) makes Qt abort. The GUI tests name a missing library themselves
-# (src/napari_cellflux/_tests/_qt_check.py) where apt is not available.
+# (src/napari_cellflux/_tests/gui/_qt_check.py) where apt is not available.
 APT_PACKAGES="xvfb libgl1 libegl1 libxkbcommon-x11-0 libxcb-icccm4 libxcb-image0
   libxcb-keysyms1 libxcb-randr0 libxcb-render-util0 libxcb-xinerama0 libxcb-xfixes0
   libxcb-shape0 libxcb-cursor0 libdbus-1-3 libfontconfig1"

@@ -32,13 +32,14 @@ def test_demo_weights_describe_themselves(demo):
 
 def test_demo_taxol_raises_tubulin_not_actin(demo):
     from napari_cellflux.core import synthetic as S
+    from napari_cellflux.core.synthetic_catalog import PLATES, true_effect
 
     images, meta = S.make_crops(6, size=64, plates=["SynPlate2"], compounds=["taxol"],
                                 doses=[10.0], seed=5)
     ctrl = images[meta["is_control"].to_numpy() == 1]
     out = demo.simulate(ctrl, "taxol", dose_uM=10.0, steps=4).frames[-1]
-    off = np.array(S.PLATES["SynPlate2"].offset, float)
+    off = np.array(PLATES["SynPlate2"].offset, float)
     rel = (out.reshape(-1, 3).mean(0) - off) / (ctrl.reshape(-1, 3).mean(0) - off) - 1
-    true = S.true_effect("taxol", 10.0)
+    true = true_effect("taxol", 10.0)
     assert true["Tubulin_intensity"] > 0.5 and true["Actin_intensity"] == 0
     assert rel[1] > 0.15 and abs(rel[2]) < 0.5 * rel[1], rel

@@ -1,4 +1,5 @@
-"""Shared fixtures: where the real data lives, and a small model with a non-trivial field."""
+"""Fixtures of both test tiers: where the real data lives, a small model with a non-trivial
+field, and a few synthetic cells. GUI-only fixtures live in ``gui/conftest.py``."""
 
 from __future__ import annotations
 
@@ -6,8 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from ._gui_helpers import one_torch_thread, tiny_weights, viewer_widget  # noqa: F401 (GUI)
 
 REPO = Path(__file__).resolve().parents[3]
 SHARED_DATA = (REPO / ".." / "shared" / "data").resolve()
@@ -49,15 +48,3 @@ def cells() -> np.ndarray:
         np.stack([200 + (1500 + 300 * k) * blob * (c + 1) / 3 + rng.normal(0, 20, blob.shape)
                   for c in range(3)], axis=-1) for k in range(4)])
     return np.clip(out, 0, 65535).astype(np.uint16)
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtest_setup(item: pytest.Item) -> None:
-    """GUI tests fail with the name of a missing display library (Qt would abort instead)."""
-    if {"qtbot", "qapp", "make_napari_viewer"}.isdisjoint(getattr(item, "fixturenames", ())):
-        return
-    from ._qt_check import qt_platform_problem
-
-    problem = qt_platform_problem()
-    if problem:
-        pytest.fail(problem, pytrace=False)

@@ -24,27 +24,23 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .synthetic_catalog import (  # re-exported: the public names of the procedural plates
+from .synthetic_catalog import (
     CHANNELS,
     COMPOUNDS,
     CONTROL,
     DOSES,
-    EFFECT_KEYS,
     PLATES,
     SyntheticCompound,
     SyntheticPlate,
     _compound,
     _plate,
-    hill,
     true_effect,
 )
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["CHANNELS", "CONTROL", "DOSES", "EFFECT_KEYS", "COMPOUNDS", "PLATES", "hill",
-           "SyntheticCompound", "SyntheticPlate", "true_effect", "render_cell", "make_field",
-           "make_crops"]
+__all__ = ["make_crops", "make_field", "render_cell"]
 
 
 # Reference cell in pixels and integrated stain (raw units before the plate gain); chosen

@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from .core.acceleration import PRECISIONS
+from ..core.acceleration import PRECISIONS
 
 __all__ = [
     "DEVICES",

@@ -1,9 +1,9 @@
-"""Nucleus detection and fixed-size cell crops (mosaics and pasting back: :mod:`.mosaic`).
+"""Nucleus detection: where the cells of a field of view are.
 
 The model works on single-cell crops centred on a nucleus (that is how the BBBC021 / IMPA
 training crops were made), so a full field of view goes through :func:`detect_nuclei` ->
-:func:`crop_cells` -> model -> :func:`mosaic` (to look at many cells at once) or
-:func:`paste_back` (to see the simulated cells in their original context).
+:func:`~napari_cellflux.core.crops.crop_cells` -> model -> mosaic or paste back
+(:mod:`.crops`).
 """
 
 from __future__ import annotations
@@ -12,18 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .mosaic import blend_mask, mosaic, mosaic_shape, paste_back, tile_origins  # re-exported
-
-__all__ = [
-    "NucleiResult",
-    "detect_nuclei",
-    "crop_cells",
-    "mosaic_shape",
-    "mosaic",
-    "tile_origins",
-    "blend_mask",
-    "paste_back",
-]
+__all__ = ["NucleiResult", "detect_nuclei"]
 
 
 @dataclass(frozen=True)
@@ -194,69 +183,3 @@ def detect_nuclei(
         return _empty_result(img.shape)
     areas_k, centroids = _measure(labels, k)
     return NucleiResult(labels=labels, centroids=centroids, areas=areas_k)
-
-
-def _check_hwc(image: np.ndarray, what: str) -> np.ndarray:
-    arr = np.asarray(image)
-    if arr.ndim != 3:
-        raise ValueError(
-            f"{what} must be (H, W, C) with channels last, got shape {arr.shape}."
-        )
-    return arr
-
-
-def _check_centroids(centroids: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    cen = np.asarray(centroids, dtype=np.float64).reshape(-1, 2)
-    if not np.isfinite(cen).all():
-        raise ValueError("Cell centroids contain NaN or infinite values.")
-    outside = (cen < -0.5) | (cen > np.asarray(shape[:2]) - 0.5)
-    if outside.any():
-        i = int(np.flatnonzero(outside.any(axis=1))[0])
-        raise ValueError(
-            f"Cell centroid {tuple(cen[i])} lies outside the image of size {shape[:2]}."
-        )
-    return cen
-
-
-def crop_cells(
-    image_hwc: np.ndarray, centroids: np.ndarray, size: int, *, mode: str = "reflect"
-) -> np.ndarray:
-    """Cut fixed-size crops centred on cell centroids.
-
-    The centroid lands on pixel ``(size // 2, size // 2)`` of its crop. Crops reaching past
-    the image border are padded (``mode`` as in :func:`numpy.pad`: "reflect" keeps texture
-    plausible for the model, "edge" or "constant" are alternatives).
-
-    Parameters
-    ----------
-    image_hwc : numpy.ndarray
-        (H, W, C) field of view.
-    centroids : numpy.ndarray
-        (K, 2) (row, col) positions inside the image.
-    size : int
-        Crop height and width in pixels.
-    mode : str
-        Padding mode at the image border.
-
-    Returns
-    -------
-    numpy.ndarray
-        (K, size, size, C), same dtype as the image.
-    """
-    img = _check_hwc(image_hwc, "The image to crop")
-    size = int(size)
-    if size < 1:
-        raise ValueError(f"Crop size must be a positive number of pixels, got {size}.")
-    cen = _check_centroids(centroids, img.shape)
-    if cen.shape[0] == 0:
-        return np.zeros((0, size, size, img.shape[2]), img.dtype)
-    pad = size
-    if mode == "reflect" and min(img.shape[:2]) < 2:
-        mode = "edge"  # numpy cannot reflect an axis of length 1
-    padded = np.pad(img, ((pad, pad), (pad, pad), (0, 0)), mode=mode)
-    top_left = np.rint(cen).astype(np.int64) - size // 2 + pad
-    # Gather all crops with one fancy index instead of a Python loop over cells.
-    offs = np.arange(size)
-    rows = top_left[:, 0, None, None] + offs[None, :, None]
-    cols = top_left[:, 1, None, None] + offs[None, None, :]
-    return padded[rows, cols]

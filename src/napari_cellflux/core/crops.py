@@ -1,8 +1,9 @@
-"""Looking at many cells at once: mosaics of crops, and crops pasted back into their field.
+"""Single-cell crops: cut them around nuclei, look at many at once, put them back.
 
-After :func:`~napari_cellflux.core.cells.crop_cells` and the model, :func:`mosaic` tiles the
-simulated cells into one image (what the viewer shows), and :func:`paste_back` blends them
-into the original field of view at the places they were cut from, to see them in context.
+:func:`crop_cells` cuts fixed-size crops centred on nuclei (:mod:`.nuclei`); after the model,
+:func:`mosaic` tiles the simulated cells into one image (what the viewer shows), and
+:func:`paste_back` blends them into the original field of view at the places they were cut
+from, to see them in context.
 """
 
 from __future__ import annotations
@@ -11,7 +12,73 @@ import math
 
 import numpy as np
 
-__all__ = ["blend_mask", "mosaic", "mosaic_shape", "paste_back", "tile_origins"]
+__all__ = ["blend_mask", "crop_cells", "mosaic", "mosaic_shape", "paste_back"]
+
+
+def _check_hwc(image: np.ndarray, what: str) -> np.ndarray:
+    arr = np.asarray(image)
+    if arr.ndim != 3:
+        raise ValueError(
+            f"{what} must be (H, W, C) with channels last, got shape {arr.shape}."
+        )
+    return arr
+
+
+def _check_centroids(centroids: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    cen = np.asarray(centroids, dtype=np.float64).reshape(-1, 2)
+    if not np.isfinite(cen).all():
+        raise ValueError("Cell centroids contain NaN or infinite values.")
+    outside = (cen < -0.5) | (cen > np.asarray(shape[:2]) - 0.5)
+    if outside.any():
+        i = int(np.flatnonzero(outside.any(axis=1))[0])
+        raise ValueError(
+            f"Cell centroid {tuple(cen[i])} lies outside the image of size {shape[:2]}."
+        )
+    return cen
+
+
+def crop_cells(
+    image_hwc: np.ndarray, centroids: np.ndarray, size: int, *, mode: str = "reflect"
+) -> np.ndarray:
+    """Cut fixed-size crops centred on cell centroids.
+
+    The centroid lands on pixel ``(size // 2, size // 2)`` of its crop. Crops reaching past
+    the image border are padded (``mode`` as in :func:`numpy.pad`: "reflect" keeps texture
+    plausible for the model, "edge" or "constant" are alternatives).
+
+    Parameters
+    ----------
+    image_hwc : numpy.ndarray
+        (H, W, C) field of view.
+    centroids : numpy.ndarray
+        (K, 2) (row, col) positions inside the image.
+    size : int
+        Crop height and width in pixels.
+    mode : str
+        Padding mode at the image border.
+
+    Returns
+    -------
+    numpy.ndarray
+        (K, size, size, C), same dtype as the image.
+    """
+    img = _check_hwc(image_hwc, "The image to crop")
+    size = int(size)
+    if size < 1:
+        raise ValueError(f"Crop size must be a positive number of pixels, got {size}.")
+    cen = _check_centroids(centroids, img.shape)
+    if cen.shape[0] == 0:
+        return np.zeros((0, size, size, img.shape[2]), img.dtype)
+    pad = size
+    if mode == "reflect" and min(img.shape[:2]) < 2:
+        mode = "edge"  # numpy cannot reflect an axis of length 1
+    padded = np.pad(img, ((pad, pad), (pad, pad), (0, 0)), mode=mode)
+    top_left = np.rint(cen).astype(np.int64) - size // 2 + pad
+    # Gather all crops with one fancy index instead of a Python loop over cells.
+    offs = np.arange(size)
+    rows = top_left[:, 0, None, None] + offs[None, :, None]
+    cols = top_left[:, 1, None, None] + offs[None, None, :]
+    return padded[rows, cols]
 
 
 def mosaic_shape(n: int, ncols: int | None = None) -> tuple[int, int]:
@@ -25,16 +92,6 @@ def mosaic_shape(n: int, ncols: int | None = None) -> tuple[int, int]:
     if cols < 1:
         raise ValueError(f"ncols must be >= 1, got {ncols}.")
     return math.ceil(n / cols), cols
-
-
-def tile_origins(
-    n: int, tile_hw: tuple[int, int], ncols: int | None = None, gap: int = 0
-) -> np.ndarray:
-    """(n, 2) top-left (row, col) pixel of every tile in a :func:`mosaic`."""
-    _, cols = mosaic_shape(n, ncols)
-    idx = np.arange(int(n))
-    h, w = tile_hw
-    return np.stack([(idx // max(cols, 1)) * (h + gap), (idx % max(cols, 1)) * (w + gap)], 1)
 
 
 def mosaic(crops: np.ndarray, ncols: int | None = None, gap: int = 0) -> np.ndarray:
@@ -109,7 +166,7 @@ def paste_back(
 ) -> np.ndarray:
     """Blend crops into a copy of the field at the positions they were cut from.
 
-    The inverse of :func:`~napari_cellflux.core.cells.crop_cells` (same centring convention),
+    The inverse of :func:`crop_cells` (same centring convention),
     with a soft edge so that simulated cells sit in their original context without hard seams.
     Pixels outside every crop's window keep their original values exactly; crops reaching past
     the border are clipped. Where crops overlap, later ones are blended over earlier ones.
@@ -132,8 +189,6 @@ def paste_back(
     numpy.ndarray
         (H, W, C) float32 copy of the field with the crops blended in.
     """
-    from .cells import _check_centroids, _check_hwc  # the same checks as crop_cells
-
     field = _check_hwc(field_hwc, "The field")
     out = field.astype(np.float32, copy=True)
     crops = np.asarray(crops)

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ._lifetime import WorkerGroup
-from ._worker import Failed, load_model_safely
+from ..core.pipeline import Failed, load_model_safely
+from .lifetime import WorkerGroup
 
 __all__ = ["WeightsLoader"]
 

@@ -34,7 +34,7 @@ LayerData = tuple[np.ndarray, dict[str, Any], str]
 def field_layer_data(name: str, image_hwc: np.ndarray, channels: tuple[str, ...],
                      visible: bool = True) -> LayerData:
     """One layer-data tuple that napari splits into one additive layer per channel."""
-    from .core.images import channel_limits
+    from ..core.images import channel_limits
 
     limits = channel_limits(image_hwc)
     meta = {
@@ -50,7 +50,8 @@ def field_layer_data(name: str, image_hwc: np.ndarray, channels: tuple[str, ...]
 
 def _field(plate: str, compound: str | None, dose: float, name: str,
            visible: bool = True) -> LayerData:
-    from .core.synthetic import CHANNELS, make_field
+    from ..core.synthetic import make_field
+    from ..core.synthetic_catalog import CHANNELS
 
     image = make_field(plate, compound=compound, dose_uM=dose, shape=_SHAPE, seed=0)
     return field_layer_data(name, image, tuple(CHANNELS), visible)

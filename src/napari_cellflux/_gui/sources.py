@@ -5,7 +5,8 @@ of crops (N, C, Y, X) or (N, Y, X, C)) or a group of 2-D layers named ``"<name> 
 (what napari makes of ``channel_axis`` and what our sample data gives). The user says which
 axis holds the channels and which image channel feeds each model channel; everything is
 checked here with messages that say what to change. No Qt here, and no numerics beyond
-picking axes: crops and detection live in :mod:`napari_cellflux.core.cells`.
+picking axes: crops and detection live in :mod:`napari_cellflux.core.crops` and
+:mod:`napari_cellflux.core.nuclei`.
 """
 
 from __future__ import annotations
@@ -188,7 +189,7 @@ def extract(source: Source, axis: Any, order: Sequence[int], model_channels: Seq
         For a 2-D image, too few channels, a channel used twice, extra axes or a non-numeric
         image, with a message that says what to change.
     """
-    from .core.images import select_channels, to_channels_last
+    from ..core.images import select_channels, to_channels_last
 
     n = len(model_channels)
     names = ", ".join(model_channels)

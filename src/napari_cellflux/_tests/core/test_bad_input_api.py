@@ -46,7 +46,14 @@ def test_uint8_crop_is_matched_to_the_model_and_stays_in_its_range(demo, uint8_c
 
 
 def test_widget_pipeline_gives_the_api_frames(demo, uint8_crops):
-    from napari_cellflux._worker import Batch, Failed, Frame, Ready, RunSettings, simulate_batches
+    from napari_cellflux.core.pipeline import (
+        Batch,
+        Failed,
+        Frame,
+        Ready,
+        RunSettings,
+        simulate_batches,
+    )
 
     settings = RunSettings(perturbation="cyclohexamide", steps=3, dose_uM=10.0)
     events = list(simulate_batches(demo, [Batch("crops", uint8_crops, is_field=False)],
@@ -95,7 +102,7 @@ def test_dose_far_outside_training_warns_and_is_recorded(demo, cells):
 
 
 def test_dose_warning_reaches_the_widget_run(demo, cells):
-    from napari_cellflux._worker import Batch, Frame, Ready, RunSettings, simulate_batches
+    from napari_cellflux.core.pipeline import Batch, Frame, Ready, RunSettings, simulate_batches
 
     settings = RunSettings(perturbation="taxol", steps=1, dose_uM=1000.0, direction="both")
     with warnings.catch_warnings():
@@ -292,15 +299,3 @@ def test_load_model_of_an_unknown_device():
 
 
 # --- the widget keeps what the run used in the layers' metadata -------------------------
-
-
-def test_widget_layers_record_the_dose_warning_and_factors(viewer_widget, qtbot):
-    from ._gui_helpers import run_to_end, stack
-
-    viewer, widget = viewer_widget
-    widget.perturbation_panel.dose.value = 500.0  # the test weights saw 1 uM only
-    run_to_end(qtbot, widget)
-    meta = stack(viewer, "CellFlux forward")[0].metadata["cellflux"]
-    assert meta["dose_uM"] == 500.0
-    assert len(meta["warnings"]) == 1 and "far outside the doses" in meta["warnings"][0]
-    assert len(meta["intensity_factors"]) == 3

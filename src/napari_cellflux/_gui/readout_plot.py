@@ -50,7 +50,7 @@ class _Series:
 
     def relative(self, batch: int = 0) -> dict[str, np.ndarray]:
         """Percentage change from the first frame of every measurement of one batch."""
-        from .core.readout import relative_change
+        from ..core.readout import relative_change
 
         return {key: relative_change(vals) for key, vals in self._values[batch].items()}
 

@@ -27,7 +27,7 @@ def _same(before, after):
 
 def test_a_run_that_fails_before_its_first_frame_keeps_the_last_result(viewer_widget, qtbot,
                                                                        monkeypatch):
-    from napari_cellflux import _worker
+    from napari_cellflux.core import pipeline
 
     viewer, widget = viewer_widget
     run_to_end(qtbot, widget)
@@ -39,7 +39,7 @@ def test_a_run_that_fails_before_its_first_frame_keeps_the_last_result(viewer_wi
         yield
 
     with monkeypatch.context() as patch:
-        patch.setattr(_worker, "_trajectory", failing)
+        patch.setattr(pipeline, "_trajectory", failing)
         run_to_end(qtbot, widget)
     assert errors()[-1] == "The model cannot simulate these cells."
     _same(before, _snapshot(viewer))
@@ -133,7 +133,7 @@ def test_a_failed_load_keeps_the_previous_model(viewer_widget, qtbot, tiny_weigh
 def test_first_load_failing_and_loading_twice(viewer_widget, qtbot, tiny_weights, tmp_path):
     from napari.settings import get_plugin_settings
 
-    from napari_cellflux._widget import CellFluxWidget
+    from napari_cellflux._gui.widget import CellFluxWidget
 
     viewer, _ = viewer_widget
     truncated = tmp_path / "truncated.safetensors"
@@ -169,8 +169,8 @@ def test_closing_the_viewer_during_a_run_stops_the_worker(viewer_widget, qtbot):
 
 CLOSE_WHILE_LOADING = textwrap.dedent("""
     import napari
-    from napari_cellflux._sample_data import demo_set
-    from napari_cellflux._widget import CellFluxWidget
+    from napari_cellflux._gui.sample_data import demo_set
+    from napari_cellflux._gui.widget import CellFluxWidget
 
     viewer = napari.Viewer(show=False)
     for data, meta, kind in demo_set():
@@ -215,3 +215,13 @@ def test_run_with_only_a_labels_layer_says_what_to_do(viewer_widget):
     assert widget.input_panel.source is None
     assert widget.run() is None and not widget.running
     assert errors()[-1] == "Choose an input image first (Input image)."
+
+
+def test_widget_layers_record_the_dose_warning_and_factors(viewer_widget, qtbot):
+    viewer, widget = viewer_widget
+    widget.perturbation_panel.dose.value = 500.0  # the test weights saw 1 uM only
+    run_to_end(qtbot, widget)
+    meta = stack(viewer, "CellFlux forward")[0].metadata["cellflux"]
+    assert meta["dose_uM"] == 500.0
+    assert len(meta["warnings"]) == 1 and "far outside the doses" in meta["warnings"][0]
+    assert len(meta["intensity_factors"]) == 3

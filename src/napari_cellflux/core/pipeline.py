@@ -118,7 +118,7 @@ def load_model_safely(path: str | None, device: str) -> Any:
     aborts).
     """
     try:
-        from .core.model import load_model
+        from .model import load_model
 
         return load_model(path or None, device=device)
     except Exception as exc:  # a worker must not raise: napari would show a traceback
@@ -136,7 +136,7 @@ def _detect(batch: Batch, dna_index: int, n_cells: int, crop_size: int,
     A seeded random sample (not the largest nuclei, which over-represent clumps), preferring
     cells whose crop lies inside the field, and ignoring specks much smaller than a nucleus.
     """
-    from .core.cells import detect_nuclei
+    from .nuclei import detect_nuclei
 
     result = detect_nuclei(batch.image[..., dna_index])
     if result.count == 0:
@@ -183,7 +183,7 @@ def _plan(model: Any, crops: np.ndarray, s: RunSettings, factors: np.ndarray) ->
     once by the widget, kept in layer metadata), not also as Python warnings, which
     napari's worker would relay as a second notification.
     """
-    from .core.run_plan import make_plan
+    from .run_plan import make_plan
 
     first = "reverse" if s.direction == "reverse" else "forward"
     return make_plan(model, crops, s.perturbation, direction=first, steps=s.steps,
@@ -211,9 +211,9 @@ def simulate_batches(model: Any, batches: Sequence[Batch], settings: RunSettings
     Yields :class:`CellsFound` (fields whose cells were detected here), one :class:`Ready`,
     then ``n_frames * len(batches)`` :class:`Frame` events, or one :class:`Failed`.
     """
-    from .core.cells import crop_cells, mosaic, paste_back
-    from .core.images import channel_limits
-    from .core.readout import ReadoutSeries
+    from .crops import crop_cells, mosaic, paste_back
+    from .images import channel_limits
+    from .readout import ReadoutSeries
 
     try:
         state = _State()

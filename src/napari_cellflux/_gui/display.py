@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from ._layers import (
+from ..core.pipeline import Batch, Frame, Ready, RunSettings
+from .layers import (
     Comparison,
     TimeOverlay,
     TrajectoryStack,
@@ -26,7 +27,6 @@ from ._layers import (
     group_name,
     label_time_axis,
 )
-from ._worker import Batch, Frame, Ready, RunSettings
 
 __all__ = ["RunDisplay"]
 
@@ -76,7 +76,7 @@ class RunDisplay:
 
     @staticmethod
     def _readout_colors(channels: Sequence[str]) -> dict[str, str]:
-        from .core.readout import AREA
+        from ..core.readout import AREA
 
         colors = {AREA: "tab:purple"}
         for i, ch in enumerate(channels):

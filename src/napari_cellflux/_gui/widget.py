@@ -1,11 +1,11 @@
 """The CellFlux dock widget: pick control cells and a perturbation, run, scrub, compare.
 
-Wiring only. Pixels are pulled from layers by :mod:`._sources`, computed in a thread
-worker (:mod:`._worker`), written into preallocated layer stacks by :mod:`._layers`, and
-measured by :mod:`.core.readout`. Run turns into Cancel while a worker runs; cancelling keeps
+Wiring only. Pixels are pulled from layers by :mod:`.sources`, computed in a thread
+worker (:mod:`napari_cellflux.core.pipeline`), written into preallocated layer stacks by
+:mod:`.layers`, and measured by :mod:`napari_cellflux.core.readout`. Run turns into Cancel while a worker runs; cancelling keeps
 the frames computed so far, and a run that fails before its first frame leaves the last result
 as it was. Every error becomes a napari notification. Workers are started through a
-:class:`~._lifetime.WorkerGroup`, which stops and joins them when the widget or its viewer
+:class:`~.lifetime.WorkerGroup`, which stops and joins them when the widget or its viewer
 goes away.
 """
 
@@ -18,14 +18,14 @@ from typing import TYPE_CHECKING, Any
 from magicgui.widgets import Container, Label, PushButton
 from napari.utils.notifications import show_error, show_info, show_warning
 
-from ._controls import ComparePanel, InputPanel, ModelPanel, PerturbationPanel, SamplerPanel
-from ._display import RunDisplay
-from ._layers import cells_from_layer, show_cells
-from ._lifetime import WorkerGroup
-from ._loading import WeightsLoader
-from ._settings import cpu_threads_for, save_settings
-from ._sources import Source, dna_index, extract, find_sources
-from ._worker import Batch, CellsFound, Failed, Frame, Ready, RunSettings
+from ..core.pipeline import Batch, CellsFound, Failed, Frame, Ready, RunSettings
+from .controls import ComparePanel, InputPanel, ModelPanel, PerturbationPanel, SamplerPanel
+from .display import RunDisplay
+from .layers import cells_from_layer, show_cells
+from .lifetime import WorkerGroup
+from .loading import WeightsLoader
+from .settings import cpu_threads_for, save_settings
+from .sources import Source, dna_index, extract, find_sources
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -40,8 +40,8 @@ class CellFluxWidget(Container):
     """Dock widget: simulate how the cells of an image layer change under a perturbation."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
-        from ._controls import scroll_area, wrap
-        from .core.config import SOLVERS
+        from ..core.config import SOLVERS
+        from .controls import scroll_area, wrap
 
         self.viewer = viewer
         self.model: Any = None
@@ -61,7 +61,7 @@ class CellFluxWidget(Container):
         super().__init__(widgets=[self.run_button, self.status], labels=False)
         self.workers = WorkerGroup(self.native)
         self.loader = WeightsLoader(self.workers, self._on_model, self._on_load_failed)
-        from ._readout import make_readout
+        from .readout_plot import make_readout
 
         self.readout = make_readout()
         self.readout_box.native.layout().addWidget(self.readout.native)
@@ -240,7 +240,7 @@ class CellFluxWidget(Container):
         """Detect nuclei in the chosen field and show them as points (in a worker)."""
         from napari.qt.threading import create_worker
 
-        from ._worker import detect_cells
+        from ..core.pipeline import detect_cells
 
         if self.model is None or self.running or self.detecting:
             return
@@ -291,7 +291,7 @@ class CellFluxWidget(Container):
         from napari.qt.threading import create_worker
         from napari.utils import progress
 
-        from ._worker import simulate_batches
+        from ..core.pipeline import simulate_batches
 
         if self.running:
             return self.worker

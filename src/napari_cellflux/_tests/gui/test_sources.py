@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from napari.layers import Image
 
-from napari_cellflux._sources import (
+from napari_cellflux._gui.sources import (
     GROUP_AXIS,
     RGB_AXIS,
     axis_choices,

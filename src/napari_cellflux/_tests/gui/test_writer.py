@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from napari_cellflux._layers import TrajectoryStack
-from napari_cellflux._writer import read_trajectory, write_trajectory
+from napari_cellflux._gui.layers import TrajectoryStack
+from napari_cellflux._gui.writer import read_trajectory, write_trajectory
 
 from ._gui_helpers import MANIFEST
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_cellflux._sample_data import control_plate_1, control_plate_2
+from napari_cellflux._gui.sample_data import control_plate_1, control_plate_2
 
 from ._gui_helpers import N_CELLS, STEPS, add_sample, errors, run_to_end, stack
 
@@ -62,7 +62,7 @@ def test_forward_run_fills_a_t_stack_and_reruns_in_place(viewer_widget, qtbot):
 def test_cpu_thread_setting_applies_to_the_run_and_is_remembered(viewer_widget, qtbot):
     import torch
 
-    from napari_cellflux._settings import cpu_threads_for, load_settings
+    from napari_cellflux._gui.settings import cpu_threads_for, load_settings
 
     _viewer, widget = viewer_widget
     widget.model_panel.cpu_threads.value = 0  # automatic
@@ -76,7 +76,7 @@ def test_cpu_thread_setting_applies_to_the_run_and_is_remembered(viewer_widget, 
 
 
 def test_precision_setting_applies_to_the_run_and_is_recorded(viewer_widget, qtbot):
-    from napari_cellflux._settings import load_settings
+    from napari_cellflux._gui.settings import load_settings
 
     viewer, widget = viewer_widget
     widget.model_panel.precision.value = "float32"
@@ -94,7 +94,7 @@ def test_precision_setting_applies_to_the_run_and_is_recorded(viewer_widget, qtb
 
 
 def test_cancel_keeps_a_valid_partial_stack(viewer_widget, qtbot):
-    from napari_cellflux._worker import Frame
+    from napari_cellflux.core.pipeline import Frame
 
     viewer, widget = viewer_widget
     widget.sampler_panel.steps.value = 60
@@ -271,7 +271,7 @@ def test_detect_select_cells_and_paste_back(viewer_widget, qtbot):
 
 
 def test_readout_table_without_matplotlib(qtbot):
-    from napari_cellflux._readout import ReadoutTable
+    from napari_cellflux._gui.readout_plot import ReadoutTable
 
     table = ReadoutTable()
     table.reset(["plate A"], {})

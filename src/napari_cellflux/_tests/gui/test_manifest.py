@@ -39,7 +39,7 @@ def test_contributions():
 def test_settings_round_trip(plugin_settings, npe2pm):
     from napari.settings import get_plugin_settings
 
-    from napari_cellflux._settings import load_settings, save_settings
+    from napari_cellflux._gui.settings import load_settings, save_settings
 
     npe2pm.register(PluginManifest.from_file(MANIFEST))
     assert load_settings().weights_path == "" and load_settings().device == "auto"
@@ -56,7 +56,7 @@ def test_settings_round_trip(plugin_settings, npe2pm):
 
 
 def test_cpu_thread_policy_leaves_a_core_for_the_viewer(monkeypatch):
-    from napari_cellflux import _settings
+    from napari_cellflux._gui import settings as _settings
 
     assert _settings.cpu_threads_for(3) == 3  # an explicit choice is kept
     for cores, auto in ((1, 1), (2, 1), (16, 15)):
@@ -65,7 +65,7 @@ def test_cpu_thread_policy_leaves_a_core_for_the_viewer(monkeypatch):
 
 
 def test_settings_fall_back_without_registration(npe2pm):
-    from napari_cellflux._settings import load_settings, save_settings
+    from napari_cellflux._gui.settings import load_settings, save_settings
 
     assert load_settings().device == "auto"
     assert save_settings(device="cpu") is False

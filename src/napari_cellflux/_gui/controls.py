@@ -22,9 +22,9 @@ from magicgui.widgets import (
     SpinBox,
 )
 
-from ._settings import DEVICES, load_settings, usable_cores
-from ._sources import RGB_AXIS, Source, axis_choices, channel_labels, default_order
-from .core.acceleration import PRECISIONS
+from ..core.acceleration import PRECISIONS
+from .settings import DEVICES, load_settings, usable_cores
+from .sources import RGB_AXIS, Source, axis_choices, channel_labels, default_order
 
 __all__ = [
     "ComparePanel",

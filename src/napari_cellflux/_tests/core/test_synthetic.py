@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 
 from napari_cellflux.core import synthetic as syn
-from napari_cellflux.core.cells import detect_nuclei
+from napari_cellflux.core import synthetic_catalog as catalog
 from napari_cellflux.core.crops_dataset import load_crops, save_crops
 from napari_cellflux.core.images import validate_image
+from napari_cellflux.core.nuclei import detect_nuclei
 
-INTENSITY_KEYS = [f"{ch}_intensity" for ch in syn.CHANNELS]
+INTENSITY_KEYS = [f"{ch}_intensity" for ch in catalog.CHANNELS]
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +25,7 @@ def crops():
 
 def _mean_above_background(images, meta, mask, plate):
     """Mean crop intensity per channel with the plate offset removed and the gain divided out."""
-    p = syn.PLATES[plate]
+    p = catalog.PLATES[plate]
     mean = images[mask.to_numpy()].reshape(-1, 3).mean(axis=0)
     return (mean - np.asarray(p.offset)) / np.asarray(p.gain)
 
@@ -41,7 +42,7 @@ def test_crops_format(crops):
     assert len(ctrl) == 400
     taxol = meta[meta.compound == "taxol"]
     assert (taxol.moa == "Microtubule stabilizers").all()
-    assert taxol.smiles.iloc[0] == syn.COMPOUNDS["taxol"].smiles
+    assert taxol.smiles.iloc[0] == catalog.COMPOUNDS["taxol"].smiles
     # Raw-looking uint16 intensities: a few hundred (background) to a few thousand (cells).
     lo, med, hi = np.percentile(images, [1, 50, 99.5])
     assert 150 < lo < 500 and med < 1500 and 1500 < hi < 20000
@@ -75,7 +76,7 @@ def test_treatment_moves_intensity_as_true_effect(crops, plate, compound):
     for dose in (0.3, 10.0):
         sel = on_plate & (meta.compound == compound) & (meta.concentration_uM == dose)
         measured[dose] = _mean_above_background(images, meta, sel, plate) / control - 1
-    truth, low = syn.true_effect(compound, 10.0), syn.true_effect(compound, 0.3)
+    truth, low = catalog.true_effect(compound, 10.0), catalog.true_effect(compound, 0.3)
     for c, key in enumerate(INTENSITY_KEYS):
         if abs(truth[key]) >= 0.3:  # the compound's main channels
             # Same direction, roughly the same size, and larger at the larger dose.
@@ -95,7 +96,7 @@ def test_plates_differ_by_their_batch_effect(crops):
         raw[plate] = (np.percentile(sel, 2, axis=0), sel.mean(axis=0))
     # Background follows each plate's offset, and SynPlate2's DNA gain (1.3) shows in raw means.
     for plate, (bg, _) in raw.items():
-        np.testing.assert_allclose(bg, syn.PLATES[plate].offset, rtol=0.12)
+        np.testing.assert_allclose(bg, catalog.PLATES[plate].offset, rtol=0.12)
     assert raw["SynPlate2"][1][0] > 1.25 * raw["SynPlate1"][1][0]
     # With offset and gain removed, the plates' controls agree (same biology) within ~25 %.
     c1 = _mean_above_background(images, meta, ctrl & (meta.plate == "SynPlate1"), "SynPlate1")
@@ -150,37 +151,37 @@ def test_nocodazole_condenses_nuclei():
     treat = detect_nuclei(syn.make_field("SynPlate1", "nocodazole", 10.0, shape=(384, 384),
                                          seed=5)[..., 0])
     change = np.median(treat.areas) / np.median(ctrl.areas) - 1
-    expected = syn.true_effect("nocodazole", 10.0)["nucleus_area"]
+    expected = catalog.true_effect("nocodazole", 10.0)["nucleus_area"]
     assert expected < -0.3 and abs(change - expected) < 0.15, (change, expected)
 
 
 def test_true_effect_dose_response():
-    assert all(v == 0 for v in syn.true_effect(None, 5.0).values())
-    assert all(v == 0 for v in syn.true_effect("DMSO", 5.0).values())
-    assert set(syn.true_effect("taxol", 1.0)) == set(syn.EFFECT_KEYS)
+    assert all(v == 0 for v in catalog.true_effect(None, 5.0).values())
+    assert all(v == 0 for v in catalog.true_effect("DMSO", 5.0).values())
+    assert set(catalog.true_effect("taxol", 1.0)) == set(catalog.EFFECT_KEYS)
     prev = 0.0
-    for dose in (0.0, *syn.DOSES, 1000.0):
-        tub = syn.true_effect("taxol", dose)["Tubulin_intensity"]
+    for dose in (0.0, *catalog.DOSES, 1000.0):
+        tub = catalog.true_effect("taxol", dose)["Tubulin_intensity"]
         assert tub >= prev
         prev = tub
-    max_effect = dict(syn.COMPOUNDS["taxol"].max_effects)["Tubulin_intensity"]
+    max_effect = dict(catalog.COMPOUNDS["taxol"].max_effects)["Tubulin_intensity"]
     assert 0.95 * max_effect < prev < max_effect  # saturates below the maximum
-    ec50 = syn.COMPOUNDS["taxol"].ec50_uM
-    assert syn.true_effect("taxol", ec50)["Tubulin_intensity"] == pytest.approx(max_effect / 2)
+    ec50 = catalog.COMPOUNDS["taxol"].ec50_uM
+    assert catalog.true_effect("taxol", ec50)["Tubulin_intensity"] == pytest.approx(max_effect / 2)
     with pytest.raises(ValueError, match="Unknown synthetic compound"):
-        syn.true_effect("aspirin", 1.0)
+        catalog.true_effect("aspirin", 1.0)
     with pytest.raises(ValueError, match="Unknown synthetic plate"):
         syn.make_field("Plate9")
 
 
 def test_compounds_required_and_smiles_valid():
-    assert {"cyclohexamide", "taxol", "nocodazole"} <= set(syn.COMPOUNDS)
+    assert {"cyclohexamide", "taxol", "nocodazole"} <= set(catalog.COMPOUNDS)
     chem = pytest.importorskip("rdkit.Chem")
     from rdkit.Chem import rdMolDescriptors
 
     formulas = {"cyclohexamide": "C15H23NO4", "taxol": "C47H51NO14",
                 "nocodazole": "C14H11N3O3S", "latrunculin B": "C20H29NO5S"}
-    for name, comp in syn.COMPOUNDS.items():
+    for name, comp in catalog.COMPOUNDS.items():
         mol = chem.MolFromSmiles(comp.smiles)
         assert mol is not None, name
         assert rdMolDescriptors.CalcMolFormula(mol) == formulas[name]

@@ -16,7 +16,7 @@ from napari_cellflux.core.images import (
     validate_image,
 )
 
-DATA = Path(__file__).parents[3] / ".." / "shared" / "data"
+DATA = Path(__file__).parents[4] / ".." / "shared" / "data"
 needs_data = pytest.mark.skipif(
     not DATA.is_dir(), reason=f"shared real data folder {DATA} is absent on this machine"
 )

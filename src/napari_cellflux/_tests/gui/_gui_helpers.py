@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-MANIFEST = Path(__file__).resolve().parents[1] / "napari.yaml"
+MANIFEST = Path(__file__).resolve().parents[2] / "napari.yaml"
 STEPS = 4
 N_CELLS = 4
 
@@ -66,8 +66,8 @@ def viewer_widget(make_napari_viewer, qtbot, plugin_settings, npe2pm, tiny_weigh
     from napari.utils.notifications import notification_manager
     from npe2 import PluginManifest
 
-    from napari_cellflux._sample_data import control_plate_1
-    from napari_cellflux._widget import CellFluxWidget
+    from napari_cellflux._gui.sample_data import control_plate_1
+    from napari_cellflux._gui.widget import CellFluxWidget
 
     notification_manager.records.clear()  # the manager outlives each test's viewer
     npe2pm.register(PluginManifest.from_file(MANIFEST))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_cellflux import _sample_data as sd
+from napari_cellflux._gui import sample_data as sd
 
 from ._gui_helpers import MANIFEST
 
@@ -40,7 +40,7 @@ def test_open_sample_gives_one_source_per_field(npe2pm):
     from napari.components import ViewerModel
     from npe2 import PluginManifest
 
-    from napari_cellflux._sources import find_sources
+    from napari_cellflux._gui.sources import find_sources
 
     npe2pm.register(PluginManifest.from_file(MANIFEST))
     viewer = ViewerModel()
