@@ -13,12 +13,14 @@ valid dataset must hold.
 from __future__ import annotations
 
 import os
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .files import atomic_path
 from .images import shape_text
 
 if TYPE_CHECKING:
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CROPS_FILE",
+    "CropsWriter",
     "MAX_CHANNELS",
     "METADATA_FILE",
     "REQUIRED_COLUMNS",
@@ -159,8 +162,10 @@ def save_crops(
     _check_metadata(metadata, images.shape[0], "The metadata table")
     out = _dataset_dir(directory)
     out.mkdir(parents=True, exist_ok=True)
-    np.savez(out / CROPS_FILE, images=images)
-    metadata.to_csv(out / METADATA_FILE, index=False)
+    with atomic_path(out / CROPS_FILE) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, images=images)
+    with atomic_path(out / METADATA_FILE) as tmp:
+        metadata.to_csv(tmp, index=False)
     return out
 
 
@@ -235,3 +240,108 @@ def load_crops(directory: str | os.PathLike) -> tuple[np.ndarray, pd.DataFrame]:
         raise ValueError(f"{meta_path}: is_control must be 0/1 (or True/False) in every row.")
     metadata["is_control"] = control.astype(int)
     return images, metadata
+
+
+class CropsWriter:
+    """Write a crops dataset piece by piece, for datasets larger than memory.
+
+    The result is the same format as :func:`save_crops`: ``crops.npz`` holds one stored
+    (uncompressed) member ``images.npy`` of shape (N, H, W, C), so readers memory-map it in
+    place, and ``metadata.csv`` one row per crop. The number of crops must be known up front
+    (it is in the ``.npy`` header); crops and their rows are then appended in batches.
+
+    Both files are written under temporary names and only replace an existing dataset in
+    ``directory`` when :meth:`close` finds every promised crop written; an error or an
+    interruption leaves the previous dataset as it was.
+
+    Parameters
+    ----------
+    directory : path
+        Dataset folder (created if needed).
+    n : int
+        Total number of crops that will be written.
+    crop_shape : (int, int, int)
+        (H, W, C) of every crop.
+    dtype : numpy dtype
+        Pixel type of the stored crops (batches are cast to it).
+
+    Examples
+    --------
+    >>> with CropsWriter(out, n, (64, 64, 2), np.uint16) as writer:   # doctest: +SKIP
+    ...     for images, rows in batches:
+    ...         writer.write(images, rows)
+    """
+
+    def __init__(self, directory: str | os.PathLike, n: int, crop_shape: Sequence[int],
+                 dtype: Any) -> None:
+        self.directory = _dataset_dir(directory)
+        self.n = int(n)
+        self.crop_shape = tuple(int(d) for d in crop_shape)
+        self.dtype = np.dtype(dtype)
+        problem = crops_shape_problem((max(self.n, 1), *self.crop_shape))
+        if problem:
+            raise ValueError(f"Cannot write the crops: {problem}.")
+        self.written = 0
+        self._columns: list[str] | None = None
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._crops_tmp = self.directory / f".{CROPS_FILE}.partial"
+        self._meta_tmp = self.directory / f".{METADATA_FILE}.partial"
+        self._zip = zipfile.ZipFile(self._crops_tmp, "w", compression=zipfile.ZIP_STORED,
+                                    allowZip64=True)
+        self._member = self._zip.open("images.npy", "w", force_zip64=True)
+        header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False,
+                  "shape": (self.n, *self.crop_shape)}
+        np.lib.format.write_array_header_1_0(self._member, header)
+        self._meta = open(self._meta_tmp, "w", newline="", encoding="utf-8")  # noqa: SIM115
+
+    def write(self, images: np.ndarray, metadata: pd.DataFrame) -> None:
+        """Append crops (K, H, W, C) and their K metadata rows (same columns every time)."""
+        images = np.asarray(images)
+        if images.shape[1:] != self.crop_shape:
+            raise ValueError(f"Crops of shape {shape_text(images.shape[1:])} cannot join a "
+                             f"dataset of {shape_text(self.crop_shape)} crops.")
+        if self.written + images.shape[0] > self.n:
+            raise ValueError(f"More crops than the {self.n} announced.")
+        if self._columns is None:
+            _check_metadata(metadata, images.shape[0], "The metadata rows")
+            self._columns = list(metadata.columns)
+        elif list(metadata.columns) != self._columns:
+            raise ValueError("Every batch of metadata rows must have the same columns.")
+        if len(metadata) != images.shape[0]:
+            raise ValueError(f"{len(metadata)} metadata row(s) for {images.shape[0]} crop(s).")
+        self._member.write(np.ascontiguousarray(images, dtype=self.dtype).tobytes())
+        metadata.to_csv(self._meta, header=self._meta.tell() == 0, index=False)
+        self.written += images.shape[0]
+
+    def close(self) -> Path:
+        """Finish both files and move them into place; returns the dataset folder."""
+        if self.written != self.n:
+            self.abort()
+            raise ValueError(f"Only {self.written} of the {self.n} announced crops were written.")
+        self._member.close()
+        self._zip.close()
+        if self._meta.tell() == 0:  # no crops at all: still a valid, empty table
+            self._meta.write(",".join(REQUIRED_COLUMNS) + "\n")
+        self._meta.close()
+        os.replace(self._crops_tmp, self.directory / CROPS_FILE)
+        os.replace(self._meta_tmp, self.directory / METADATA_FILE)
+        return self.directory
+
+    def abort(self) -> None:
+        """Drop the partial files; an existing dataset in the folder is left untouched."""
+        for handle in (self._member, self._zip, self._meta):
+            try:
+                handle.close()
+            except (OSError, ValueError):  # already closed, or the zip is broken: discard it
+                pass
+        for path in (self._crops_tmp, self._meta_tmp):
+            path.unlink(missing_ok=True)
+
+    def __enter__(self) -> CropsWriter:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()

@@ -1,0 +1,242 @@
+"""One field of view -> its single-cell crops: read, find nuclei, filter, cut, save a part file.
+
+This is the unit of work of the process pool. Nuclei are found with the widget's detector
+(:func:`napari_cellflux.core.nuclei.detect_nuclei`) and cut with
+:func:`napari_cellflux.core.crops.crop_cells`, so a model trained on the result sees cells
+cut exactly as the widget will cut them. Each field's result goes to its own small ``.npz``
+part (written atomically), which is what makes an interrupted run resumable and keeps the
+main process's memory independent of the size of the screen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_cellflux.core.crops_dataset import MAX_CHANNELS
+
+from .discover import Site
+
+__all__ = [
+    "FieldError",
+    "FieldSettings",
+    "channel_axis",
+    "focus_score",
+    "part_name",
+    "process_field",
+    "read_part_qc",
+    "read_site",
+]
+
+
+class FieldError(Exception):
+    """A field that cannot be used (unreadable file, shapes that differ); it is skipped."""
+
+
+@dataclass(frozen=True)
+class FieldSettings:
+    """How every field is cut; part of the dataset's identity (a change means new parts).
+
+    ``area_range`` is relative to the field's median nucleus area, because absolute areas
+    depend on the objective and camera: (0.3, 3.0) drops debris and fragments (much smaller
+    than a typical nucleus) and clumps the watershed could not split (much larger).
+    """
+
+    crop_size: int
+    n_channels: int
+    nuclear_index: int
+    min_area: int = 30
+    area_range: tuple[float, float] = (0.3, 3.0)
+    smoothing: float = 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _squeeze2d(arr: np.ndarray, path: str) -> np.ndarray:
+    arr = np.squeeze(arr)
+    if arr.ndim != 2:
+        raise FieldError(
+            f"{Path(path).name} has shape {arr.shape}, but each channel file must "
+            "hold one 2-D image (use multi-channel files without a channel group "
+            "in --pattern)"
+        )
+    return arr
+
+
+def channel_axis(shape: tuple[int, ...], axes: str, name: str) -> int | None:
+    """The channel axis of a multi-channel field's shape (None for a 2-D field).
+
+    tifffile's axes (``C`` or ``S``) decide when they are known; otherwise a small axis (at
+    most :data:`MAX_CHANNELS`) first or last is the channel axis.
+    """
+    shape = tuple(d for d in shape if d != 1) if len(shape) > 3 else tuple(shape)
+    axes = axes if len(axes) == len(shape) else ""
+    if len(shape) == 2:
+        return None
+    if len(shape) != 3:
+        raise FieldError(
+            f"{name} has {len(shape)} axes {axes or shape}; a field must be 2-D "
+            "with channels (save one field per site, no Z or time)"
+        )
+    for label in ("C", "S"):
+        if label in axes:
+            return axes.index(label)
+    if shape[0] <= MAX_CHANNELS < min(shape[1:]):
+        return 0
+    if shape[-1] <= MAX_CHANNELS:
+        return 2
+    raise FieldError(
+        f"{name} has shape {shape}: no axis looks like channels (at most {MAX_CHANNELS})"
+    )
+
+
+def _channels_last(arr: np.ndarray, axes: str, path: str) -> np.ndarray:
+    """(H, W, C) from a multi-channel TIFF's pixels."""
+    if arr.ndim > 3:
+        arr = np.squeeze(arr)
+    axis = channel_axis(arr.shape, axes, Path(path).name)
+    return arr[..., None] if axis is None else np.moveaxis(arr, axis, -1)
+
+
+def read_site(site: Site, n_channels: int) -> np.ndarray:
+    """The site's field as (H, W, C) in the dataset's channel order, dtype as stored."""
+    import tifffile
+
+    if site.multichannel:
+        with tifffile.TiffFile(site.files[0]) as tif:
+            series = tif.series[0]
+            arr = _channels_last(series.asarray(), series.axes, site.files[0])
+        if site.select:
+            if max(site.select) >= arr.shape[-1]:
+                raise FieldError(
+                    f"{Path(site.files[0]).name} has {arr.shape[-1]} channel(s); "
+                    f"--channels asks for index {max(site.select)}"
+                )
+            arr = arr[..., list(site.select)]
+        if arr.shape[-1] != n_channels:
+            raise FieldError(
+                f"{Path(site.files[0]).name} has {arr.shape[-1]} channel(s) but "
+                f"--channels names {n_channels}"
+            )
+        return arr
+    planes = [_squeeze2d(tifffile.imread(path), path) for path in site.files]
+    shapes = {p.shape for p in planes}
+    if len(shapes) > 1:
+        sizes = ", ".join(
+            f"{Path(f).name} {p.shape[0]}x{p.shape[1]}"
+            for f, p in zip(site.files, planes, strict=True)
+        )
+        raise FieldError(
+            f"the channels of this site have different shapes ({sizes}); all "
+            "channels of a field must be the same image size"
+        )
+    return np.stack(planes, axis=-1).astype(np.result_type(*planes), copy=False)
+
+
+def focus_score(dna: np.ndarray) -> float:
+    """Sharpness of the DNA image: variance of the Laplacian over the variance of the image.
+
+    Scale-free (intensity units cancel), so it compares fields of one plate; an out-of-focus
+    field scores a fraction of its plate's median (a 4 px blur about a tenth).
+    """
+    from scipy import ndimage as ndi
+
+    x = ndi.gaussian_filter(np.nan_to_num(dna.astype(np.float32)), 1.0)
+    var = float(x.var())
+    return float(ndi.laplace(x).var() / var) if var > 0 else 0.0
+
+
+def part_name(site: Site, settings: FieldSettings) -> str:
+    """A name that changes when the field's files (size, time) or the settings change."""
+    h = hashlib.sha1(site.key.encode())
+    for path in site.files:
+        st = os.stat(path)
+        h.update(f"|{path}|{st.st_size}|{st.st_mtime_ns}".encode())
+    h.update(json.dumps([site.select, settings.to_dict()], sort_keys=True).encode())
+    return h.hexdigest()[:24] + ".npz"
+
+
+def _save_part(
+    path: Path, qc: dict[str, Any], crops: np.ndarray, centres: np.ndarray, areas: np.ndarray
+) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        np.savez(fh, crops=crops, centres=centres, areas=areas, qc=np.array(json.dumps(qc)))
+    os.replace(tmp, path)  # a part is there completely or not at all
+
+
+def read_part_qc(path: Path) -> dict[str, Any]:
+    """The QC record of a finished part (its arrays stay on disk)."""
+    with np.load(path, allow_pickle=False) as part:
+        return json.loads(str(part["qc"]))
+
+
+def process_field(site: Site, settings: FieldSettings, part: Path) -> dict[str, Any]:
+    """Cut one field into crops and save them to ``part``; returns the field's QC record.
+
+    A field that cannot be read is recorded (``status`` "failed" and the reason) rather than
+    raised, so that one broken file among thousands does not stop the run.
+    """
+    from napari_cellflux.core.crops import crop_cells
+    from napari_cellflux.core.nuclei import detect_nuclei
+
+    qc: dict[str, Any] = {
+        "key": site.key,
+        "status": "ok",
+        "reason": "",
+        "nuclei": 0,
+        "rejected_area": 0,
+        "rejected_edge": 0,
+        "kept": 0,
+        "focus": 0.0,
+        "dtype": "",
+        "height": 0,
+        "width": 0,
+    }
+    size, c = settings.crop_size, settings.n_channels
+    empty = np.zeros((0, size, size, c), np.uint8)
+    try:
+        field = read_site(site, c)
+    except FieldError as exc:
+        qc.update(status="failed", reason=str(exc))
+    except Exception as exc:  # noqa: BLE001 - any reader error (truncated, not a TIFF) is a skip
+        qc.update(status="failed", reason=f"cannot read the file(s): {type(exc).__name__}: {exc}")
+    if qc["status"] == "failed":
+        _save_part(part, qc, empty, np.zeros((0, 2)), np.zeros(0, np.int64))
+        return qc
+    if field.dtype.kind == "f":
+        field = np.nan_to_num(field, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
+    h, w = field.shape[:2]
+    dna = field[..., settings.nuclear_index]
+    found = detect_nuclei(dna, min_area=settings.min_area, smoothing=settings.smoothing)
+    areas, centres = found.areas, found.centroids
+    keep = np.ones(len(areas), bool)
+    if len(areas):
+        median = float(np.median(areas))
+        lo, hi = settings.area_range
+        keep = (areas >= lo * median) & (areas <= hi * median)
+    top_left = np.rint(centres).astype(np.int64) - size // 2
+    inside = (
+        (top_left >= 0).all(axis=1) & (top_left[:, 0] + size <= h) & (top_left[:, 1] + size <= w)
+    )
+    qc.update(
+        nuclei=int(len(areas)),
+        rejected_area=int((~keep).sum()),
+        rejected_edge=int((keep & ~inside).sum()),
+        focus=focus_score(dna),
+        dtype=field.dtype.name,
+        height=int(h),
+        width=int(w),
+    )
+    keep &= inside
+    crops = crop_cells(field, centres[keep], size) if keep.any() else empty.astype(field.dtype)
+    qc["kept"] = int(keep.sum())
+    _save_part(part, qc, crops, centres[keep], areas[keep])
+    return qc
