@@ -35,7 +35,7 @@ def bar_chart(metrics: dict, title: str, real_fd: bool, path: Path) -> None:
     s = metrics["summary"]
     names = methods(metrics)
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    for ax, (key, name) in zip(axes, PANELS):
+    for ax, (key, name) in zip(axes, PANELS, strict=True):
         vals = [s[m][key]["value"] for m in names]
         err = [[s[m][key]["value"] - s[m][key]["ci_low"] for m in names],
                [s[m][key]["ci_high"] - s[m][key]["value"] for m in names]]
@@ -65,7 +65,7 @@ def feature_shifts(metrics: dict, path: Path) -> None:
 
     conds = metrics["conditions"]
     fig, axes = plt.subplots(1, len(conds), figsize=(6 * len(conds), 4), squeeze=False)
-    for ax, c in zip(axes[0], conds):
+    for ax, c in zip(axes[0], conds, strict=True):
         names = list(c["real_shift_top"])
         y = range(len(names))
         ax.plot([c["real_shift_top"][n] for n in names], y, "ko", label="real")

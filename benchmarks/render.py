@@ -235,7 +235,7 @@ def seeds(*runs: dict) -> str:
         lines.append(_seed_row(_seed(m) + (" (main)" if i == 0 else ""), c, o.get("FDc"), d))
         for col, v in zip(cols, (c["FDc"], c["effect_error"], c["effect_recovery"],
                                  c.get("batch_signature"), c.get("treated_fraction"),
-                                 o.get("FDc"), d)):
+                                 o.get("FDc"), d), strict=True):
             col.extend([v["value"]] if v else [])
 
     def mean(i: int, spec: str, k: float = 1.0) -> str:

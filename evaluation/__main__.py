@@ -1,7 +1,7 @@
-"""``python -m evaluation``: score a model on held-out real crops (see :mod:`.evaluate`)."""
+"""``python -m evaluation``: score a model on held-out real crops (see :mod:`.cli`)."""
 
 import sys
 
-from .evaluate import main
+from .cli import main
 
 sys.exit(main())

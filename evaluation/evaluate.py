@@ -44,10 +44,6 @@ crops it scores. Intervals resample the evaluation crops (not the models or clas
 
 from __future__ import annotations
 
-import argparse
-import hashlib
-import json
-import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -55,27 +51,17 @@ from typing import Any
 
 import numpy as np
 
-from training.checkpoint import check_output_path, write_json_or_print
+from napari_cellflux.core.files import file_sha256
 
+from . import baselines as B
+from .methods import BASELINES, Predictor, method_list
 from .metrics import LDA, centre_balanced
 from .scoring import Condition, dose_label, known_effect, summarise
+from .split import EvalCondition, Split, held_doses, model_training_rows, split_rows
 
-__all__ = ["evaluate", "main", "build_parser", "sha256", "check_channels"]
+__all__ = ["evaluate", "check_channels", "load_cpu_model"]
 
-DEFAULT_BASELINES = ("identity", "mean_shift", "other_plate", "no_guidance")
 CLIP = 10.0  # standardised profiles are clipped to +-10 SD (see Standardizer)
-
-
-def sha256(path: str | Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _same_dose(a, b: float) -> np.ndarray:
-    return np.isclose(np.asarray(a, float), b, rtol=1e-6, atol=1e-9)
 
 
 class _Profiles:
@@ -101,8 +87,8 @@ class _Profiles:
         return raw, self.std.transform(raw)
 
 
-def _load(path: str | Path, precision: str) -> Any:
-    """A model on the CPU computing in ``precision``."""
+def load_cpu_model(path: str | Path, precision: str) -> Any:
+    """A model on the CPU computing in ``precision`` (evaluations run on the CPU)."""
     from napari_cellflux.core.model import load_model
 
     model = load_model(path, device="cpu")
@@ -133,7 +119,7 @@ def check_channels(model: Any, model_path: str | Path, images_shape: Sequence[in
 
 
 def evaluate(model_path: str | Path, data: str | Path, *, eval_plates: Sequence[str] = (),
-             doses: Sequence[float] = (), baselines: Sequence[str] = DEFAULT_BASELINES,
+             doses: Sequence[float] = (), baselines: Sequence[str] = BASELINES,
              ablations: dict[str, str] | None = None, noise_start: str | None = None,
              replicates: dict[str, str] | None = None, max_cells: int = 200,
              steps: int = 10, solver: str = "euler",
@@ -148,222 +134,65 @@ def evaluate(model_path: str | Path, data: str | Path, *, eval_plates: Sequence[
     is scored like an ablation, and ``summary["seed_mean"]`` averages them with the main
     model under one joint bootstrap, so that training noise does not decide a comparison.
     """
-    from . import baselines as B
     from .data import read_evaluation_data
 
     clash = sorted(set(ablations or {}) & set(replicates or {}))
     if clash:
         raise ValueError(f"{clash} named both as an ablation and as a replicate")
-    unknown = [b for b in baselines if b not in DEFAULT_BASELINES]
+    unknown = [b for b in baselines if b not in BASELINES]
     if unknown:
-        raise ValueError(f"unknown baseline(s) {unknown}; choose from {DEFAULT_BASELINES}")
+        raise ValueError(f"unknown baseline(s) {unknown}; choose from {BASELINES}")
     t_start = time.perf_counter()
-    model = _load(model_path, precision)
+    model = load_cpu_model(model_path, precision)
     images, meta = read_evaluation_data(data)
     check_channels(model, model_path, images.shape, data)
     named = {**(ablations or {}), **(replicates or {})}
     extra_paths = {**named, **({"noise_start": noise_start} if noise_start else {})}
-    extra_models = {name: _load(path, precision) for name, path in extra_paths.items()}
+    extra_models = {name: load_cpu_model(path, precision) for name, path in extra_paths.items()}
     for name, path in extra_paths.items():  # before any work, like the main model
         check_channels(extra_models[name], path, images.shape, data)
     meta = meta.reset_index(drop=True)
-    comp = meta["compound"].astype(str).to_numpy()
     plate = meta["plate"].astype(str).to_numpy()
-    dose = meta["concentration_uM"].to_numpy(float)
     ctrl = meta["is_control"].to_numpy(bool)
-    held = (model.metadata.get("training_data") or {}).get("held_out", {})
+    held = dict(model.card.held_out)
     plates = list(eval_plates) or list(held.get("plates") or []) or \
         sorted(set(plate[~ctrl]))
     missing = sorted(set(plates) - set(plate))
     if missing:
         raise ValueError(f"evaluation plate(s) {missing} are not in {data}")
-    held_doses = [float(str(d).split(":")[-1]) for d in held.get("doses") or []]
-    want_doses = [float(d) for d in doses] or held_doses
-    # Rows the model was trained on (for the mean-shift baseline): not held out.
-    train_mask = ~np.isin(plate, held.get("plates") or [])
-    for d in held_doses:
-        train_mask &= ~(~ctrl & _same_dose(dose, d))
-    train_mask &= ~np.isin(comp, held.get("perturbations") or []) | ctrl
 
     log(f"profiles of {len(images)} real crops ...")
     prof = _Profiles(model.channels, images, ctrl)
-    z, raw = prof.z, prof.raw
     rng = np.random.default_rng(seed)
-
-    # x0 pool (half B of each evaluation plate's controls) and classifier training rows.
-    held_rows: set[int] = set()
-    start_pool: dict[str, np.ndarray] = {}
-    for p in plates:
-        rows = rng.permutation(np.flatnonzero(ctrl & (plate == p)))
-        start_pool[p] = rows[: len(rows) // 2]
-        held_rows |= set(start_pool[p].tolist())
-    conditions = []
-    for p in plates:
-        for c in sorted(set(comp[~ctrl & (plate == p)])):
-            for d in sorted(set(dose[~ctrl & (plate == p) & (comp == c)])):
-                if want_doses and not any(np.isclose(d, w) for w in want_doses):
-                    continue
-                rows = np.flatnonzero(~ctrl & (plate == p) & (comp == c) & _same_dose(dose, d))
-                perm = rng.permutation(rows)
-                half = perm[: len(perm) // 2]
-                held_rows |= set(half.tolist())
-                # Plates that also hold this condition: the other-plate baseline starts from
-                # one of them, and they train the treated-plate classifier.
-                same = ~ctrl & (comp == c) & _same_dose(dose, d)
-                conditions.append({"plate": p, "perturbation": c, "dose_uM": float(d),
-                                   "rows": rows, "ref_rows": half, "same": same,
-                                   "other": sorted(set(plate[same]) - {p})})
-    if not conditions:
-        raise ValueError("no treated crops to evaluate on the chosen plates and doses")
-    # Partner plates (another plate with the same condition): half of their controls are
-    # kept out of the classifiers too; predictions from them measure the batch signature,
-    # and the other-plate ablation starts from them.
-    for cond in conditions:
-        cond["partner"] = cond["other"][0] if cond["other"] else None
-        q = cond["partner"]
-        if q is not None and q not in start_pool:
-            rows = rng.permutation(np.flatnonzero(ctrl & (plate == q)))
-            start_pool[q] = rows[: len(rows) // 2]
-            held_rows |= set(start_pool[q].tolist())
-    clf_train = np.array([i not in held_rows for i in range(len(meta))])
-    plate_clf = LDA().fit(z[clf_train & ctrl], plate[clf_train & ctrl])
-    treated_plates = set(plate[~ctrl])
-    cond_rows = clf_train & (np.isin(plate, sorted(treated_plates)) | ctrl)
-    labels = np.where(ctrl, "control",
-                      [dose_label(c, d) for c, d in zip(comp, dose)])
-    cond_clf = LDA().fit(z[cond_rows], labels[cond_rows])
-    log(f"{len(conditions)} condition(s) on plate(s) {', '.join(plates)}; classifiers on "
-        f"{int((clf_train & ctrl).sum())} controls / {int(cond_rows.sum())} crops")
-
-    methods: list[tuple[str, str]] = [("cellflux", "model")]
-    methods += [(b, b) for b in baselines if b in DEFAULT_BASELINES]
-    methods += [(name, "ablation") for name in named]
-    if noise_start:
-        methods.append(("noise_start", "noise_start"))
-
-    sim = dict(steps=steps, solver=solver, seed=seed)
-    results, pooled = [], {m: {"gen": [], "tgt": []} for m, _ in methods}
-    timings = {m: 0.0 for m, _ in methods}
-    for cond in conditions:
-        p, c, d = cond["plate"], cond["perturbation"], cond["dose_uM"]
-        dose_arg = d if model.use_dose else None
-        x0_rows = start_pool[p][:max_cells]
-        x0 = images[x0_rows].astype(np.float32)
-        tgt = cond["rows"]
-        p_ctrl = np.flatnonzero(ctrl & (plate == p))
-        known = known_effect(prof.names, prof.channels, p, c, d)
-        # Batch signature among treated cells: plate classifier on real crops of this
-        # condition (held-out halves excluded), where at least two plates have it.
-        tp_train = cond["same"] & clf_train
-        tp_clf = LDA().fit(z[tp_train], plate[tp_train]) \
-            if len(set(plate[tp_train])) >= 2 and p in set(plate[tp_train]) else None
-        # Batch signature: this plate vs the partner, on controls centred per plate pair.
-        q = cond["partner"]
-        sig_clf, xq, xq_rows = None, None, None
-        if q is not None:
-            pair = clf_train & ctrl & np.isin(plate, [p, q])
-            sig_clf = LDA().fit(centre_balanced(z[pair], plate[pair]), plate[pair])
-            xq_rows = start_pool[q][:max_cells]
-            xq = images[xq_rows].astype(np.float32)
-        ctx = Condition(z=z, raw=raw, names=prof.names, plate=plate, p=p, c=c, d=d,
-                        tgt=tgt, p_ctrl=p_ctrl, known=known, tp_clf=tp_clf,
-                        plate_clf=plate_clf, cond_clf=cond_clf, n_boot=n_boot, seed=seed,
-                        top_k=top_k, partner=q, sig_clf=sig_clf)
-        delta_info: dict[str, Any] = {}
-
-        def predict(name: str, kind: str, x: np.ndarray) -> np.ndarray:
-            """Method ``name``'s predictions from control crops ``x``."""
-            if name in ("cellflux", "other_plate"):
-                return B.simulate_final(model, x, c, dose_arg, guidance=guidance, **sim)
-            if name == "no_guidance":
-                return B.simulate_final(model, x, c, dose_arg, guidance=1.0, **sim)
-            if name == "identity":
-                return B.identity(x)
-            if name == "mean_shift":
-                if not delta_info:
-                    delta_info["delta"], delta_info["info"] = B.mean_shift_delta(
-                        images, meta, c, d, train_mask)
-                return B.mean_shift(x, delta_info["delta"])
-            m = extra_models[name]  # an ablation model
-            return B.simulate_final(m, x, c, d if m.use_dose else None, guidance=guidance,
-                                    **sim)
-        from_partner: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        entry: dict[str, Any] = {"plate": p, "perturbation": c, "dose_uM": d,
-                                 "n_target": int(len(tgt)), "n_start": int(len(x0_rows)),
-                                 "real_shift_top": ctx.real_shift_top(), "methods": {}}
-        log(f"condition {c} {d:g} uM on {p}: {len(x0_rows)} starts, {len(tgt)} real treated")
-        for name, kind in methods:
-            t0 = time.perf_counter()
-            start_rows = x0_rows
-            info: dict[str, Any] = {}
-            if name == "other_plate":
-                # The model's predictions from the partner's controls (computed once).
-                start_rows = xq_rows if xq_rows is not None else \
-                    B.other_plate_rows(meta, p, len(x0_rows), rng)
-                info = {"start_plates": sorted(set(plate[start_rows]))}
-                if q is not None and "cellflux" in from_partner:
-                    g_raw, g_z = from_partner["cellflux"]
-                else:
-                    g_raw, g_z = prof.of(predict(name, kind,
-                                                 images[start_rows].astype(np.float32)))
-            elif kind == "noise_start":
-                m = extra_models[name]
-                start_rows = None
-                g_raw, g_z = prof.of(B.sample_from_noise(
-                    m, len(x0_rows), c, d if m.use_dose else None, guidance=guidance,
-                    out_size=x0.shape[1:3], **sim))
-            else:
-                g_raw, g_z = prof.of(predict(name, kind, x0))
-                if name == "mean_shift":
-                    info = delta_info["info"]
-            pooled[name]["gen"].append(g_z)
-            pooled[name]["tgt"].append(z[tgt])
-            # Shifts are measured from the crops a method started from when they are this
-            # plate's controls (paired, so sampling noise cancels), else from all of them.
-            res = ctx.score(g_raw, g_z, start_rows,
-                            same_start=start_rows is not None and name != "other_plate")
-            if xq is not None and start_rows is not None and name != "other_plate":
-                from_partner[name] = prof.of(predict(name, kind, xq))
-                res["batch_signature"] = ctx.batch_signature(g_z, from_partner[name][1])
-                pooled[name].setdefault("partner", []).append(from_partner[name][1])
-            timings[name] += time.perf_counter() - t0
-            res["wall_s"] = round(time.perf_counter() - t0, 2)
-            if info:
-                res["info"] = info
-            entry["methods"][name] = res
-            log(f"  {name:14s} FD {res['fd']['value']:8.3f}  recovery "
-                f"{res['effect_recovery']['value']:6.3f}  plate "
-                f"{res.get('treated_plate_recovery', {'value': np.nan})['value']:.2f}  "
-                f"signature {res.get('batch_signature', {'value': np.nan})['value']:.2f}  "
-                f"treated {res['treated_fraction']['value']:.2f}  ({res['wall_s']:.0f} s)")
-        refs = ctx.references(cond["ref_rows"], start_pool[p],
-                              start_pool[q] if q is not None else None,
-                              np.flatnonzero(cond["same"] & (plate == q))
-                              if q is not None else None)
-        entry["references"] = refs
-        results.append(entry)
-
-    summary = summarise(methods, results, pooled, n_boot, seed,
+    split = split_rows(meta, plates, [float(d) for d in doses] or held_doses(held), rng)
+    run = _Evaluation(
+        prof=prof, images=images, meta=meta, split=split, rng=rng, log=log,
+        methods=method_list(baselines, list(named), noise_start is not None),
+        predictor_args=dict(model=model, extra_models=extra_models, images=images, meta=meta,
+                            train_rows=model_training_rows(meta, held), guidance=guidance,
+                            steps=steps, solver=solver, seed=seed),
+        max_cells=max_cells, n_boot=n_boot, seed=seed, top_k=top_k)
+    log(f"{len(split.conditions)} condition(s) on plate(s) {', '.join(plates)}; classifiers "
+        f"on {int((split.classifier_rows & ctrl).sum())} controls / "
+        f"{int(run.condition_rows.sum())} crops")
+    results = [run.condition(cond) for cond in split.conditions]
+    card = model.card.to_dict()
+    summary = summarise(run.methods, results, run.pooled, n_boot, seed,
                         seed_group=["cellflux", *(replicates or {})] if replicates else None)
     return {
         "schema": "napari-cellflux-evaluation/1",
-        "model": {"path": str(Path(model_path).resolve()), "sha256": sha256(model_path),
-                  "name": model.name, "preset": model.metadata.get("preset"),
-                  "training": model.metadata.get("training", {}),
-                  "training_data": model.metadata.get("training_data", {})},
+        "model": {"path": str(Path(model_path).resolve()), "sha256": file_sha256(model_path),
+                  "name": model.name, "preset": model.card.preset,
+                  "training": card["training"], "training_data": card["training_data"]},
         "replicates": sorted(replicates or {}),
-        "extra_models": {name: {"path": str(Path(p).resolve()), "sha256": sha256(p)}
-                         for name, p in {**(ablations or {}), **(replicates or {}),
-                                         **({"noise_start": noise_start}
-                                            if noise_start else {})}.items()},
-        "data": {"path": str(Path(data).resolve()), "n_crops": int(len(images)),
-                 "crop_shape": list(images.shape[1:]),
-                 "crops_sha256": sha256(Path(data) / "crops.npz")
-                 if (Path(data) / "crops.npz").is_file() else None},
-        "split": {"eval_plates": plates, "doses_uM": sorted({c["dose_uM"] for c in conditions}),
+        "extra_models": {name: {"path": str(Path(p).resolve()), "sha256": file_sha256(p)}
+                         for name, p in extra_paths.items()},
+        "data": _data_record(data, images),
+        "split": {"eval_plates": plates,
+                  "doses_uM": sorted({c.dose_uM for c in split.conditions}),
                   "model_held_out": held, "x0": "first max_cells of a random half of each "
                   "evaluation plate's controls (the other half trains the classifiers)",
-                  "classifier_train_crops": int(clf_train.sum())},
+                  "classifier_train_crops": int(split.classifier_rows.sum())},
         "settings": {"steps": steps, "solver": solver, "guidance": guidance,
                      "precision": model.precision_in_use,
                      "max_cells": max_cells, "n_boot": n_boot, "seed": seed, "top_k": top_k,
@@ -371,95 +200,135 @@ def evaluate(model_path: str | Path, data: str | Path, *, eval_plates: Sequence[
         "features": {"n": len(prof.names), "names": prof.names},
         "conditions": results,
         "summary": summary,
-        "timings_s": {k: round(v, 1) for k, v in timings.items()},
+        "timings_s": {k: round(v, 1) for k, v in run.timings.items()},
         "wall_s": round(time.perf_counter() - t_start, 1),
     }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m evaluation",
-        description="Compare simulated with real treated crops on morphology profiles, with "
-                    "baselines and ablations; writes a metrics JSON.")
-    p.add_argument("--model", required=True, help="model.safetensors to evaluate")
-    p.add_argument("--data", required=True, help="crops dataset folder")
-    p.add_argument("--out", default="metrics.json", help="metrics JSON to write")
-    p.add_argument("--holdout-plate", nargs="+", action="extend", default=[],
-                   help="evaluation plate(s) (default: the plates the model held out, else "
-                        "every plate with treated crops)")
-    p.add_argument("--doses", nargs="+", type=float, default=[],
-                   help="evaluate only these doses in uM (default: the model's held-out "
-                        "doses, else all)")
-    p.add_argument("--baselines", default=",".join(DEFAULT_BASELINES),
-                   help="comma list of identity, mean_shift, other_plate, no_guidance "
-                        "(or 'none')")
-    p.add_argument("--ablation", action="append", default=[], metavar="NAME=FILE",
-                   help="another model evaluated exactly like the main one (e.g. "
-                        "no_noise_aug=runs/nonoise/model.safetensors); repeatable")
-    p.add_argument("--replicate", action="append", default=[], metavar="NAME=FILE",
-                   help="the main model's recipe trained with another seed (e.g. "
-                        "seed1=runs/seed1/model.safetensors): scored like an ablation and "
-                        "averaged with the main model in summary.seed_mean; repeatable")
-    p.add_argument("--noise-start", metavar="FILE",
-                   help="a model trained from noise (python -m training.run --source noise)")
-    p.add_argument("--max-cells", type=int, default=200, help="start crops per condition")
-    p.add_argument("--steps", type=int, default=10, help="integration steps")
-    p.add_argument("--solver", default="euler", help="euler, midpoint, heun, rk4")
-    p.add_argument("--guidance", type=float, default=1.2, help="CFG scale (paper: 1.2)")
-    p.add_argument("--n-boot", type=int, default=200, help="bootstrap replicates")
-    p.add_argument("--top-k", type=int, default=10,
-                   help="features summarised by effect recovery")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--precision", choices=["float32", "auto", "bfloat16"], default="float32",
-                   help="network arithmetic (default float32; auto: what the viewer uses)")
-    return p
+def _data_record(data: str | Path, images: np.ndarray) -> dict[str, Any]:
+    crops_file = Path(data) / "crops.npz"
+    return {"path": str(Path(data).resolve()), "n_crops": int(len(images)),
+            "crop_shape": list(images.shape[1:]),
+            "crops_sha256": file_sha256(crops_file) if crops_file.is_file() else None}
 
 
-def named_files(items: Sequence[str], flag: str) -> dict[str, str]:
-    """Repeated ``NAME=FILE`` arguments as {name: file}; ValueError naming ``flag`` for a
-    malformed one (shared by the evaluation and reversibility commands)."""
-    out = {}
-    for item in items:
-        name, sep, path = item.partition("=")
-        if not sep or not name or not path:
-            raise ValueError(f"{flag} needs NAME=FILE, got {item!r}")
-        out[name] = path
-    return out
+class _Evaluation:
+    """Scores every method on one condition at a time, pooling profiles for the summary."""
+
+    def __init__(self, *, prof: _Profiles, images: np.ndarray, meta: Any, split: Split,
+                 rng: np.random.Generator, log: Callable[[str], None],
+                 methods: list[tuple[str, str]], predictor_args: dict[str, Any],
+                 max_cells: int, n_boot: int, seed: int, top_k: int) -> None:
+        self.prof, self.images, self.meta, self.split = prof, images, meta, split
+        self.rng, self.log, self.methods = rng, log, methods
+        self.predictor_args = predictor_args
+        self.max_cells, self.n_boot, self.seed, self.top_k = max_cells, n_boot, seed, top_k
+        self.plate = meta["plate"].astype(str).to_numpy()
+        self.ctrl = meta["is_control"].to_numpy(bool)
+        comp = meta["compound"].astype(str).to_numpy()
+        dose = meta["concentration_uM"].to_numpy(float)
+        z, train = prof.z, split.classifier_rows
+        # A plate classifier on real controls, and one of control vs perturbation@dose on
+        # the plates with treated crops; neither sees a crop it scores.
+        self.plate_clf = LDA().fit(z[train & self.ctrl], self.plate[train & self.ctrl])
+        self.condition_rows = train & (np.isin(self.plate, sorted(set(self.plate[~self.ctrl])))
+                                       | self.ctrl)
+        labels = np.where(self.ctrl, "control",
+                          [dose_label(c, d) for c, d in zip(comp, dose, strict=True)])
+        self.cond_clf = LDA().fit(z[self.condition_rows], labels[self.condition_rows])
+        self.pooled: dict[str, dict[str, list]] = {m: {"gen": [], "tgt": []}
+                                                   for m, _ in methods}
+        self.timings = {m: 0.0 for m, _ in methods}
+
+    def _scorer(self, cond: EvalCondition) -> Condition:
+        z, plate, train = self.prof.z, self.plate, self.split.classifier_rows
+        p, q = cond.plate, cond.partner
+        # Batch signature among treated cells: plate classifier on real crops of this
+        # condition (held-out halves excluded), where at least two plates have it.
+        tp_train = cond.any_plate & train
+        tp_clf = LDA().fit(z[tp_train], plate[tp_train]) \
+            if len(set(plate[tp_train])) >= 2 and p in set(plate[tp_train]) else None
+        # Batch signature: this plate vs the partner, on controls centred per plate pair.
+        sig_clf = None
+        if q is not None:
+            pair = train & self.ctrl & np.isin(plate, [p, q])
+            sig_clf = LDA().fit(centre_balanced(z[pair], plate[pair]), plate[pair])
+        return Condition(
+            z=z, raw=self.prof.raw, names=self.prof.names, plate_of_row=plate, plate=p,
+            perturbation=cond.perturbation, dose_uM=cond.dose_uM, target_rows=cond.rows,
+            control_rows=np.flatnonzero(self.ctrl & (plate == p)),
+            known=known_effect(self.prof.names, self.prof.channels, p, cond.perturbation,
+                               cond.dose_uM),
+            tp_clf=tp_clf, plate_clf=self.plate_clf, cond_clf=self.cond_clf,
+            n_boot=self.n_boot, seed=self.seed, top_k=self.top_k, partner=q, sig_clf=sig_clf)
+
+    def condition(self, cond: EvalCondition) -> dict[str, Any]:
+        """Every method's figures on ``cond``, and the real references."""
+        p, c, d, q = cond.plate, cond.perturbation, cond.dose_uM, cond.partner
+        pool = self.split.start_pool
+        x0_rows = pool[p][: self.max_cells]
+        x0 = self.images[x0_rows].astype(np.float32)
+        xq_rows = pool[q][: self.max_cells] if q is not None else None
+        xq = self.images[xq_rows].astype(np.float32) if xq_rows is not None else None
+        scorer = self._scorer(cond)
+        predictor = Predictor(**self.predictor_args, perturbation=c, dose_uM=d)
+        from_partner: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        entry: dict[str, Any] = {"plate": p, "perturbation": c, "dose_uM": d,
+                                 "n_target": int(len(cond.rows)),
+                                 "n_start": int(len(x0_rows)),
+                                 "real_shift_top": scorer.real_shift_top(), "methods": {}}
+        self.log(f"condition {c} {d:g} uM on {p}: {len(x0_rows)} starts, "
+                 f"{len(cond.rows)} real treated")
+        for name, kind in self.methods:
+            t0 = time.perf_counter()
+            start_rows: np.ndarray | None = x0_rows
+            info: dict[str, Any] = {}
+            if name == "other_plate":
+                # The model's predictions from the partner's controls (computed once).
+                start_rows = xq_rows if xq_rows is not None else \
+                    B.other_plate_rows(self.meta, p, len(x0_rows), self.rng)
+                info = {"start_plates": sorted(set(self.plate[start_rows]))}
+                if q is not None and "cellflux" in from_partner:
+                    g_raw, g_z = from_partner["cellflux"]
+                else:
+                    g_raw, g_z = self.prof.of(predictor.predict(
+                        name, self.images[start_rows].astype(np.float32)))
+            elif kind == "noise_start":
+                start_rows = None
+                g_raw, g_z = self.prof.of(predictor.from_noise(name, len(x0_rows),
+                                                               x0.shape[1:3]))
+            else:
+                g_raw, g_z = self.prof.of(predictor.predict(name, x0))
+                if name == "mean_shift":
+                    info = predictor.mean_shift_info
+            pooled = self.pooled[name]
+            pooled["gen"].append(g_z)
+            pooled["tgt"].append(self.prof.z[cond.rows])
+            # Shifts are measured from the crops a method started from when they are this
+            # plate's controls (paired, so sampling noise cancels), else from all of them.
+            res = scorer.score(g_raw, g_z, start_rows,
+                               same_start=start_rows is not None and name != "other_plate")
+            if xq is not None and start_rows is not None and name != "other_plate":
+                from_partner[name] = self.prof.of(predictor.predict(name, xq))
+                res["batch_signature"] = scorer.batch_signature(g_z, from_partner[name][1])
+                pooled.setdefault("partner", []).append(from_partner[name][1])
+            self.timings[name] += time.perf_counter() - t0
+            res["wall_s"] = round(time.perf_counter() - t0, 2)
+            if info:
+                res["info"] = info
+            entry["methods"][name] = res
+            self.log(_method_line(name, res))
+        entry["references"] = scorer.references(
+            cond.ref_rows, pool[p], pool[q] if q is not None else None,
+            np.flatnonzero(cond.any_plate & (self.plate == q)) if q is not None else None)
+        return entry
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        ablations = named_files(args.ablation, "--ablation")
-        replicates = named_files(args.replicate, "--replicate")
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    baselines = [] if args.baselines.strip().lower() == "none" else \
-        [b.strip() for b in args.baselines.split(",") if b.strip()]
-    try:
-        check_output_path(args.out, folder=False)  # not after an hour of evaluation
-        metrics = evaluate(args.model, args.data, eval_plates=args.holdout_plate,
-                           doses=args.doses, baselines=baselines, ablations=ablations,
-                           noise_start=args.noise_start, replicates=replicates,
-                           max_cells=args.max_cells,
-                           steps=args.steps, solver=args.solver, guidance=args.guidance,
-                           n_boot=args.n_boot, seed=args.seed, top_k=args.top_k,
-                           precision=args.precision,
-                           log=lambda m: print(m, file=sys.stderr, flush=True))
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    metrics["command"] = "python -m evaluation " + " ".join(
-        sys.argv[1:] if argv is None else argv)
-    out = Path(args.out)
-    if not write_json_or_print(out, metrics):
-        return 1
-    print(json.dumps({"out": str(out), "summary": {
-        k: {m: v["value"] for m, v in s.items() if isinstance(v, dict) and "value" in v}
-        for k, s in metrics["summary"].items() if k != "references"}}, indent=1))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def _method_line(name: str, res: dict[str, Any]) -> str:
+    """One log line with a method's main figures on a condition."""
+    def value(key: str) -> float:
+        return res.get(key, {"value": np.nan})["value"]
+    return (f"  {name:14s} FD {value('fd'):8.3f}  recovery {value('effect_recovery'):6.3f}  "
+            f"plate {value('treated_plate_recovery'):.2f}  "
+            f"signature {value('batch_signature'):.2f}  "
+            f"treated {value('treated_fraction'):.2f}  ({res['wall_s']:.0f} s)")

@@ -108,7 +108,7 @@ class LDA:
     coef_: np.ndarray | None = None
     intercept_: np.ndarray | None = None
 
-    def fit(self, x, y) -> "LDA":
+    def fit(self, x, y) -> LDA:
         x = _as2d(x)
         y = np.asarray(y)
         self.classes_ = np.unique(y)

@@ -24,8 +24,9 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -76,12 +77,14 @@ def run(models: dict[str, str], data: str | Path, plate: str, perturbation: str,
         guidance: float = 1.2, n_boot: int = 200, seed: int = 0,
         log: Callable[[str], None] = print) -> dict[str, Any]:
     """The round trip of every model from the same control crops of ``plate``."""
+    from napari_cellflux.core.files import file_sha256
+
     from .data import read_evaluation_data
-    from .evaluate import _load, check_channels, sha256
+    from .evaluate import check_channels, load_cpu_model
 
     t0 = time.perf_counter()
     images, meta = read_evaluation_data(data)
-    loaded = {name: _load(path, "float32") for name, path in models.items()}
+    loaded = {name: load_cpu_model(path, "float32") for name, path in models.items()}
     for name, path in models.items():  # every model before the first round trip
         check_channels(loaded[name], path, images.shape, data)
     meta = meta.reset_index(drop=True)
@@ -106,7 +109,7 @@ def run(models: dict[str, str], data: str | Path, plate: str, perturbation: str,
     }
     for name, path in models.items():
         model = loaded[name]
-        res: dict[str, Any] = {"file": str(path), "sha256": sha256(path), "doses": {}}
+        res: dict[str, Any] = {"file": str(path), "sha256": file_sha256(path), "doses": {}}
         for dose in doses:
             t = time.perf_counter()
             r = roundtrip(model, start, perturbation, dose_uM=dose, steps=steps, solver=solver,
@@ -146,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from training.checkpoint import check_output_path, write_json_or_print
 
-    from .evaluate import named_files
+    from .cli import named_files
 
     args = build_parser().parse_args(argv)
     try:

@@ -63,12 +63,12 @@ class Condition:
     z: np.ndarray                 # standardised profiles of all real crops
     raw: np.ndarray               # raw profiles of all real crops
     names: list[str]
-    plate: np.ndarray             # plate of every real crop
-    p: str
-    c: str
-    d: float
-    tgt: np.ndarray               # rows of the real treated crops of this condition
-    p_ctrl: np.ndarray            # rows of this plate's real controls
+    plate_of_row: np.ndarray      # plate of every real crop
+    plate: str                    # the plate this condition is scored on
+    perturbation: str
+    dose_uM: float
+    target_rows: np.ndarray       # rows of the real treated crops of this condition
+    control_rows: np.ndarray      # rows of this plate's real controls
     known: dict[str, Any] | None
     tp_clf: LDA | None
     plate_clf: LDA
@@ -80,7 +80,7 @@ class Condition:
     sig_clf: LDA | None = None    # plate classifier (this plate vs partner) on centred controls
 
     def __post_init__(self) -> None:
-        self.real_shift = self.z[self.tgt].mean(0) - self.z[self.p_ctrl].mean(0)
+        self.real_shift = self.z[self.target_rows].mean(0) - self.z[self.control_rows].mean(0)
         self.top = np.argsort(-np.abs(self.real_shift))[: self.top_k]
 
     def real_shift_top(self) -> dict[str, float]:
@@ -96,9 +96,9 @@ class Condition:
     def score(self, g_raw: np.ndarray, g_z: np.ndarray, start_rows: np.ndarray | None,
               same_start: bool) -> dict[str, Any]:
         """Every figure for one method's predictions (profiles ``g_raw`` / ``g_z``)."""
-        z, tgt_z, ctrl_z = self.z, self.z[self.tgt], self.z[self.p_ctrl]
+        z, tgt_z, ctrl_z = self.z, self.z[self.target_rows], self.z[self.control_rows]
         base_z = z[start_rows] if same_start else ctrl_z
-        base_raw = self.raw[start_rows] if same_start else self.raw[self.p_ctrl]
+        base_raw = self.raw[start_rows] if same_start else self.raw[self.control_rows]
         n_g, n_t = len(g_z), len(tgt_z)
         res: dict[str, Any] = {
             "fd": self._boot(lambda i, j: frechet_distance(g_z[i], tgt_z[j]), (n_g, n_t),
@@ -118,16 +118,18 @@ class Condition:
             res[out] = self._boot(lambda *idx, k=key: shift(*idx, k), sizes)
         if start_rows is not None:
             res["plate_recovery"] = self._fraction(
-                self.plate_clf.predict(g_z) == self.plate[start_rows])
+                self.plate_clf.predict(g_z) == self.plate_of_row[start_rows])
         if self.tp_clf is not None:
-            want = self.plate[start_rows] if start_rows is not None else np.full(n_g, self.p)
+            want = self.plate_of_row[start_rows] if start_rows is not None \
+                else np.full(n_g, self.plate)
             ok = np.isin(want, self.tp_clf.classes_)
             if ok.any():
                 res["treated_plate_recovery"] = self._fraction(
                     self.tp_clf.predict(g_z[ok]) == want[ok])
         pred_cond = self.cond_clf.predict(g_z)
         res["treated_fraction"] = self._fraction(pred_cond != "control")
-        res["condition_accuracy"] = self._fraction(pred_cond == dose_label(self.c, self.d))
+        res["condition_accuracy"] = self._fraction(
+            pred_cond == dose_label(self.perturbation, self.dose_uM))
         if self.known is not None:
             known = self.known
 
@@ -138,15 +140,15 @@ class Condition:
 
             res["known_effect_error"] = self._boot(known_err, (len(g_raw), len(base_raw)),
                                                    (0, np.inf))
-            res["known_effect_predicted"] = dict(zip(
-                known["keys"], np.round(relative_change(known, g_raw, base_raw), 4).tolist()))
+            predicted = np.round(relative_change(known, g_raw, base_raw), 4).tolist()
+            res["known_effect_predicted"] = dict(zip(known["keys"], predicted, strict=True))
         pred_shift = g_z.mean(0) - base_z.mean(0)
         res["pred_shift_top"] = {self.names[i]: round(float(pred_shift[i]), 4)
                                  for i in self.top}
         return res
 
     def _signature_hits(self, z_here: np.ndarray, z_partner: np.ndarray) -> np.ndarray:
-        labels = np.array([self.p] * len(z_here) + [self.partner] * len(z_partner))
+        labels = np.array([self.plate] * len(z_here) + [self.partner] * len(z_partner))
         x = centre_balanced(np.concatenate([z_here, z_partner]), labels)
         return self.sig_clf.predict(x) == labels
 
@@ -187,8 +189,8 @@ class Condition:
         unseen by the classifiers) and ``ctrl_b`` (held-out controls); with a partner plate,
         its held-out controls and its treated crops of the condition give the batch-signature
         references."""
-        z, p, label = self.z, self.p, dose_label(self.c, self.d)
-        a_rows = np.setdiff1d(self.tgt, ref)
+        z, p, label = self.z, self.plate, dose_label(self.perturbation, self.dose_uM)
+        a_rows = np.setdiff1d(self.target_rows, ref)
         ref_z, a_z = z[ref], z[a_rows]
         on_ref = self.cond_clf.predict(ref_z)
         refs: dict[str, Any] = {
@@ -212,16 +214,18 @@ class Condition:
             refs["real_control_batch_signature"] = float(np.mean(
                 self._signature_hits(z[ctrl_b], z[partner_ctrl])))
             refs["real_treated_batch_signature"] = float(np.mean(
-                self._signature_hits(z[self.tgt], z[partner_tgt])))
+                self._signature_hits(z[self.target_rows], z[partner_tgt])))
             refs["batch_signature_plates"] = [p, self.partner]
             refs.update(self._start_plate_ceiling(ref, a_rows, ctrl_b, partner_ctrl,
                                                   partner_tgt))
         if self.known is not None:
             k = self.known
-            measured = relative_change(k, self.raw[self.tgt], self.raw[self.p_ctrl])
-            refs["known_effect_truth"] = dict(zip(k["keys"], k["truth"].round(4).tolist()))
+            measured = relative_change(k, self.raw[self.target_rows],
+                                       self.raw[self.control_rows])
+            refs["known_effect_truth"] = dict(zip(k["keys"], k["truth"].round(4).tolist(),
+                                                  strict=True))
             refs["known_effect_measured_real"] = dict(zip(k["keys"],
-                                                          measured.round(4).tolist()))
+                                                          measured.round(4).tolist(), strict=True))
             refs["known_effect_error_real"] = float(np.abs(measured - k["truth"]).mean())
         return refs
 
@@ -229,7 +233,7 @@ class Condition:
 def _fd_c(gens, tgts, idx_g, idx_t) -> float:
     """FDc: the Frechet distance per condition, averaged over conditions."""
     return float(np.mean([frechet_distance(g[i], t[j])
-                          for g, t, i, j in zip(gens, tgts, idx_g, idx_t)]))
+                          for g, t, i, j in zip(gens, tgts, idx_g, idx_t, strict=True)]))
 
 
 def _start_plate_effect(gens: list, parts: list, tgts, n_boot: int,
@@ -278,6 +282,29 @@ def _seed_mean(pooled, out, group: list[str], n_boot: int, seed: int) -> dict[st
     return res
 
 
+def _distances(gens: list[np.ndarray], tgts: list[np.ndarray], n_boot: int,
+               seed: int) -> dict[str, Any]:
+    """FDo/KIDo (all conditions pooled; each condition's real crops once) and FDc/KIDc (per
+    condition, averaged) of one method's predictions ``gens`` against the real ``tgts``."""
+    g_all, t_all = np.concatenate(gens), np.concatenate(tgts)
+    sizes = [len(g) for g in gens] + [len(t) for t in tgts]
+    k = len(gens)
+
+    def per_cond(fn, *idx):
+        return float(np.mean([fn(gens[i][idx[i]], tgts[i][idx[k + i]]) for i in range(k)]))
+
+    return {
+        "FDo": ci(bootstrap(lambda i, j: frechet_distance(g_all[i], t_all[j]),
+                             (len(g_all), len(t_all)), n_boot, seed=seed,
+                             bounds=(0, np.inf))),
+        "KIDo": ci(bootstrap(lambda i, j: kid(g_all[i], t_all[j]),
+                              (len(g_all), len(t_all)), n_boot, seed=seed)),
+        "FDc": ci(bootstrap(lambda *idx: per_cond(frechet_distance, *idx), sizes,
+                             n_boot, seed=seed, bounds=(0, np.inf))),
+        "KIDc": ci(bootstrap(lambda *idx: per_cond(kid, *idx), sizes, n_boot, seed=seed)),
+    }
+
+
 def summarise(methods, results, pooled, n_boot: int, seed: int,
               seed_group: list[str] | None = None) -> dict[str, Any]:
     """FDo/KIDo (pooled), FDc/KIDc and the other figures averaged over conditions; with
@@ -285,24 +312,8 @@ def summarise(methods, results, pooled, n_boot: int, seed: int,
     out: dict[str, Any] = {}
     for name, _ in methods:
         gens, tgts = pooled[name]["gen"], pooled[name]["tgt"]
-        g_all, t_all = np.concatenate(gens), np.concatenate(tgts)
-        # Pooled targets: each condition's real crops once.
-        sizes = [len(g) for g in gens] + [len(t) for t in tgts]
         k = len(gens)
-
-        def per_cond(fn, *idx):
-            return float(np.mean([fn(gens[i][idx[i]], tgts[i][idx[k + i]]) for i in range(k)]))
-
-        s = {
-            "FDo": ci(bootstrap(lambda i, j: frechet_distance(g_all[i], t_all[j]),
-                                 (len(g_all), len(t_all)), n_boot, seed=seed,
-                                 bounds=(0, np.inf))),
-            "KIDo": ci(bootstrap(lambda i, j: kid(g_all[i], t_all[j]),
-                                  (len(g_all), len(t_all)), n_boot, seed=seed)),
-            "FDc": ci(bootstrap(lambda *idx: per_cond(frechet_distance, *idx), sizes,
-                                 n_boot, seed=seed, bounds=(0, np.inf))),
-            "KIDc": ci(bootstrap(lambda *idx: per_cond(kid, *idx), sizes, n_boot, seed=seed)),
-        }
+        s = _distances(gens, tgts, n_boot, seed)
         for key in ("effect_recovery", "effect_error", "effect_cosine", "plate_recovery",
                     "treated_plate_recovery", "batch_signature", "treated_fraction",
                     "condition_accuracy", "known_effect_error"):

@@ -17,6 +17,7 @@ Weights do not change speed, so ``paper`` uses random weights of its architectur
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import multiprocessing as mp
 import os
@@ -38,6 +39,7 @@ def _cells(n: int = N_CELLS, size: int = SIZE):
 
 
 def _model(preset_name: str):
+    import numpy as np
     import torch
 
     from napari_cellflux import load_model
@@ -46,15 +48,14 @@ def _model(preset_name: str):
     from napari_cellflux.core.unet import VelocityUNet
 
     demo = load_model(device="cpu")
-    if demo.metadata.get("preset") == preset_name:
+    if demo.card.preset == preset_name:
         return demo, "bundled demo weights"
     base = _random_tiny(torch.device("cpu"))
     cfg = preset(preset_name, cond_dim=base.config.cond_dim)
     torch.manual_seed(0)
-    meta = dict(base.metadata, config=cfg.to_dict(), crop_size=cfg.crop_size,
-                preset=preset_name, untrained=True)
-    vectors = __import__("numpy").stack([base._vectors[n] for n in base.perturbations])
-    return CellFluxModel(VelocityUNet(cfg), meta, vectors, torch.device("cpu")), "random"
+    card = dataclasses.replace(base.card, config=cfg, preset=preset_name, untrained=True)
+    vectors = np.stack([base._vectors[e.name] for e in card.vocabulary])
+    return CellFluxModel(VelocityUNet(cfg), card, vectors, torch.device("cpu")), "random"
 
 
 def _time_forward(model: Any, batch: int, repeats: int) -> float:
@@ -139,6 +140,7 @@ def _timed(fn: Any, repeats: int = 5) -> float:
 
 def _levers(threads: int) -> dict[str, Any]:
     """Each lever on the fast preset, from a plain float32, default-layout network."""
+    import numpy as np
     import torch
 
     from napari_cellflux.core.acceleration import cpu_has_native_bf16
@@ -189,8 +191,6 @@ def _levers(threads: int) -> dict[str, Any]:
                                                                 keep=ends[precision])
     # How far bfloat16 moves the last frame, next to how far the solver choice moves it
     # (float32 Euler and midpoint against float32 RK4), as % of the simulated change.
-    import numpy as np
-
     rk4 = ends["float32"][2]
     change = float(np.sqrt(np.mean((rk4 - cells.astype(np.float32)) ** 2)))
 
@@ -237,8 +237,8 @@ def _compile_lever(threads: int) -> dict[str, Any]:
                     start = time.perf_counter()
                     fast(x, t)
                     out[f"first_call_s_{label}"] = round(time.perf_counter() - start, 1)
-                    out[f"guided_eval_eager_s_{label}"] = _timed(lambda: eager(x, t))
-                    out[f"guided_eval_compiled_s_{label}"] = _timed(lambda: fast(x, t))
+                    out[f"guided_eval_eager_s_{label}"] = _timed(lambda f=eager: f(x, t))
+                    out[f"guided_eval_compiled_s_{label}"] = _timed(lambda f=fast: f(x, t))
         finally:
             if before is None:
                 os.environ.pop("TORCHINDUCTOR_CACHE_DIR", None)

@@ -25,7 +25,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from benchmarks.runs import BBBC
+from benchmarks.runs import BBBC  # noqa: E402  (the repository root is on sys.path above)
 
 COMPOUNDS = ("cyclohexamide", "taxol", "nocodazole", "latrunculin B")
 PLATES = ("SynPlate1", "SynPlate3")
@@ -102,7 +102,7 @@ def main(argv=None) -> int:
 
     model = load_model(args.weights, device="cpu")
     model.precision = "float32"
-    out: dict = {"weights": str(model.path), "training": model.metadata.get("training", {})}
+    out: dict = {"weights": str(model.path), "training": model.card.to_dict()["training"]}
     print(effect_table(model, out), "\n")
     print(roundtrip_table(model, out))
     if args.json:

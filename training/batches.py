@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from napari_cellflux.core.network_units import to_network
+
 from .config import SOURCES
 from .coupling import COUPLINGS, ot_permutation
 from .distributed import step_seed
@@ -94,19 +96,13 @@ class PairedBatches:
 
     def _load(self, rows: np.ndarray) -> Any:
         import torch
-        import torch.nn.functional as F
 
         order = np.argsort(rows, kind="stable")
         arr = np.empty((len(rows), *self.data.images.shape[1:]), dtype=np.float32)
         arr[order] = np.asarray(self.data.images[rows[order]], dtype=np.float32)
         x = torch.from_numpy(arr).permute(0, 3, 1, 2)
-        low = torch.from_numpy(self.data.norm_low)[None, :, None, None]
-        high = torch.from_numpy(self.data.norm_high)[None, :, None, None]
-        x = 2 * (x - low) / (high - low) - 1
-        if tuple(x.shape[-2:]) != (self.crop_size, self.crop_size):
-            # The same resize the model applies to users' crops at inference.
-            x = F.interpolate(x, size=(self.crop_size, self.crop_size), mode="bilinear",
-                              antialias=True, align_corners=False)
+        # The same normalise-and-resize the model applies to users' crops at inference.
+        x = to_network(x, self.data.norm_low, self.data.norm_high, self.crop_size)
         return x.contiguous()
 
     @staticmethod
@@ -114,7 +110,7 @@ class PairedBatches:
         import torch
 
         out = []
-        for img, k in zip(x, codes):
+        for img, k in zip(x, codes, strict=True):
             img = torch.rot90(img, int(k) % 4, dims=(-2, -1))
             out.append(img.flip(-1) if k >= 4 else img)
         return torch.stack(out).contiguous()

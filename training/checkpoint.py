@@ -14,7 +14,6 @@ The step RNG needs no saving: every random draw is a function of ``(seed, rank, 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
@@ -24,6 +23,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from napari_cellflux.core.files import atomic_path
 
 __all__ = [
     "CHECKPOINT_NAME",
@@ -132,14 +133,10 @@ def write_json_or_print(path: str | Path, result: dict[str, Any]) -> bool:
     """
     path = Path(path).expanduser()
     text = json.dumps(result, indent=1) + "\n"
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            tmp.write_text(text, encoding="utf-8")
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
         sys.stdout.write(text)
         sys.stdout.flush()
         print(f"error: could not write {path} ({exc.strerror or exc}); the results are printed "
@@ -191,22 +188,8 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], info: dict) -> dict[s
 def _atomic_save(tensors: dict[str, torch.Tensor], header: dict[str, str], path: Path) -> None:
     from safetensors.torch import save_file
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_file(tensors, str(tmp), metadata=header)
-    with open(tmp, "rb") as fh:  # the rename must not overtake the data on a crash
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    try:
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=header)
 
 
 def save_checkpoint(path: str | Path, *, model: dict[str, torch.Tensor],
@@ -263,13 +246,13 @@ def export_model(path: str | Path, *, state_dict: dict[str, torch.Tensor], confi
                  preset_name: str, data: Any, training: dict[str, Any], name: str,
                  description: str) -> Path:
     """Write the user-facing weights file (EMA weights + metadata) via the core format."""
-    from napari_cellflux.core.model import build_metadata
+    from napari_cellflux.core.model_card import ModelCard
     from napari_cellflux.core.weights import save_weights
 
-    meta = build_metadata(
-        config=config, preset_name=preset_name, channels=data.channels,
+    card = ModelCard(
+        config=config, preset=preset_name, channels=data.channels,
         norm_low=data.norm_low.tolist(), norm_high=data.norm_high.tolist(), kind=data.kind,
         vocabulary=data.vocabulary, use_dose=data.use_dose, name=name,
         description=description, training_data=_jsonable(data.description),
         training=_jsonable(training))
-    return save_weights(path, state_dict, meta, data.vocabulary_vectors)
+    return save_weights(path, state_dict, card.to_dict(), data.vocabulary_vectors)

@@ -104,7 +104,7 @@ def _smiles_table(path: str) -> dict[str, str]:
         raise DataError(f"--smiles-table {p.name} needs a 'smiles' column (and a 'compound' "
                         "or 'name' column)")
     return {str(n).strip().lower(): str(s).strip() for n, s in
-            zip(table[name_col], table[smi_col]) if isinstance(s, str) and s.strip()}
+            zip(table[name_col], table[smi_col], strict=True) if isinstance(s, str) and s.strip()}
 
 
 def _vectors(names: list[str], raw: RawDataset, cfg: TrainConfig,
@@ -126,7 +126,7 @@ def _vectors(names: list[str], raw: RawDataset, cfg: TrainConfig,
                             f"the data: {', '.join(missing[:10])}")
         return {n: table[n.upper()] for n in names if n.upper() in table}, smiles
     column = {}
-    for name, smi in zip(raw.meta["perturbation"], raw.meta["smiles"]):
+    for name, smi in zip(raw.meta["perturbation"], raw.meta["smiles"], strict=True):
         if smi and name not in column:
             column[name] = smi
     table_smiles = _smiles_table(cfg.smiles_table) if cfg.smiles_table else {}
@@ -258,7 +258,7 @@ def prepare(cfg: TrainConfig, raw: RawDataset | None = None,
         vocab.append(entry)
         vocab_vecs.append(np.asarray(vectors[name], np.float32))
 
-    pairs = list(zip(meta["perturbation"].iloc[trt_rows], doses[trt_rows]))
+    pairs = list(zip(meta["perturbation"].iloc[trt_rows], doses[trt_rows], strict=True))
     keys = sorted(set((n, float(d) if use_dose else 0.0) for n, d in pairs))
     key_index = {k: i for i, k in enumerate(keys)}
     cond_table = np.stack([

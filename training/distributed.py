@@ -12,12 +12,13 @@ state to gather into the checkpoint.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from napari_cellflux.core.weights import tensor_digest
 
 __all__ = ["DistEnv", "setup", "cleanup", "barrier", "all_reduce_mean", "gather_strings",
            "step_seed", "state_hash"]
@@ -139,11 +140,4 @@ def step_seed(seed: int, rank: int, step: int, stream: int = 0) -> int:
 
 def state_hash(state_dict: dict[str, Any]) -> str:
     """SHA-256 over the names, shapes and exact bytes of a state dict (rank sync check)."""
-    import torch
-
-    digest = hashlib.sha256()
-    for name in sorted(state_dict):
-        t = state_dict[name].detach().to("cpu").contiguous()
-        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
+    return tensor_digest(state_dict)

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from napari_cellflux.core.crops_dataset import crops_shape_problem, read_metadata_csv
+from napari_cellflux.core.files import atomic_path
 
 from .config import TrainConfig
 
@@ -159,11 +160,9 @@ def open_npz_array(npz_path: str | Path, key: str = "images",
             cache.mkdir(parents=True, exist_ok=True)
             log.info("extracting %s from %s to %s (once; later runs map it directly)",
                      member, npz_path, target)
-            tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
-            with zf.open(member) as src, open(tmp, "wb") as dst:
+            with atomic_path(target) as tmp, zf.open(member) as src, open(tmp, "wb") as dst:
                 while chunk := src.read(1 << 24):
                     dst.write(chunk)
-            os.replace(tmp, target)
     return _map_npy(target)
 
 

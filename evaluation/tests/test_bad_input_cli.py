@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evaluation import evaluate as evaluate_cli
+from evaluation import cli as evaluate_cli
 from evaluation import reversibility
 from training.tests.helpers import error_line, resave_crops, syn_images
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from evaluation import evaluate as evaluate_cli
+from evaluation import cli as evaluate_cli
 from evaluation.data import read_evaluation_data
 from training.run import main as train
 from training.tests.helpers import make_synthetic, tiny_args
@@ -32,7 +32,7 @@ def _impa_from_synthetic(root: Path) -> tuple[Path, Path]:
     images, meta = make_crops(8, size=32, plates=["SynPlate1", "SynPlate2"],
                               compounds=["cyclohexamide", "taxol"], doses=[1.0, 10.0])
     rows = []
-    for k, (img, row) in enumerate(zip(images, meta.itertuples())):
+    for k, (img, row) in enumerate(zip(images, meta.itertuples(), strict=True)):
         rest = f"{str(row.compound)[:3].upper()}{int(row.concentration_uM)}_s1_{k}"
         path = root / "W1" / str(row.plate) / f"{rest}.npy"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -42,7 +42,7 @@ def _impa_from_synthetic(root: Path) -> tuple[Path, Path]:
                      "DOSE": row.concentration_uM, "ANNOT": "x", "SPLIT": "train"})
     (root / "metadata").mkdir(parents=True)
     pd.DataFrame(rows).to_csv(root / "metadata" / "df.csv")
-    smiles = dict(zip(meta["compound"], meta["smiles"]))
+    smiles = dict(zip(meta["compound"], meta["smiles"], strict=True))
     emb = root / "emb_fp.csv"
     pd.DataFrame({c: compound_fingerprint(smiles[c]) for c in ("cyclohexamide", "taxol")}
                  ).T.to_csv(emb)

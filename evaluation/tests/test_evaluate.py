@@ -124,8 +124,9 @@ def _signature_case(n=300, seed=0):
     train = np.arange(2 * n) % 2 == 0
     sig = LDA().fit(centre_balanced(z[train], plate[train]), plate[train])
     raw_clf = LDA().fit(z[train], plate[train])
-    ctx = Condition(z=z, raw=z, names=[f"f{i}" for i in range(5)], plate=plate, p="A",
-                    c="drug", d=1.0, tgt=np.arange(10), p_ctrl=np.flatnonzero(plate == "A"),
+    ctx = Condition(z=z, raw=z, names=[f"f{i}" for i in range(5)], plate_of_row=plate,
+                    plate="A", perturbation="drug", dose_uM=1.0, target_rows=np.arange(10),
+                    control_rows=np.flatnonzero(plate == "A"),
                     known=None, tp_clf=None, plate_clf=raw_clf, cond_clf=raw_clf, n_boot=50,
                     seed=0, top_k=3, partner="B", sig_clf=sig)
     held_a, held_b = za[1::2], zb[1::2]

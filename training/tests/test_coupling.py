@@ -87,6 +87,6 @@ def test_training_with_ot_learns_and_is_recorded(syn_dir, tmp_path):
     from napari_cellflux import load_model
 
     model = load_model(result.model_path)
-    assert model.metadata["training"]["coupling"] == "ot"
+    assert model.card.training["coupling"] == "ot"
     after = held_loss(model.network, probe, range(3))
     assert after < 0.85 * before, (before, after)

@@ -44,7 +44,7 @@ def test_round_trip_is_exact_and_pickle_free(tmp_path):
     net2.load_state_dict(ck["model"])
     opt2.load_state_dict(ck["optimizer"])
     ema2.load_state_dict(ck["ema"], ck["info"]["ema_updates"])
-    for a, b in zip(net.state_dict().values(), net2.state_dict().values()):
+    for a, b in zip(net.state_dict().values(), net2.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     s1, s2 = opt.state_dict(), opt2.state_dict()
     assert s1["param_groups"] == s2["param_groups"]
@@ -59,7 +59,7 @@ def test_round_trip_is_exact_and_pickle_free(tmp_path):
         o.zero_grad()
         n(x).pow(2).mean().backward()
         o.step()
-    for a, b in zip(net.parameters(), net2.parameters()):
+    for a, b in zip(net.parameters(), net2.parameters(), strict=True):
         assert torch.equal(a, b)
 
 

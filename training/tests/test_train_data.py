@@ -75,7 +75,7 @@ def test_pairs_are_same_plate_and_redrawn(syn_dir):
         t_rows, c_rows, _, _ = batches.indices(step)
         assert np.array_equal(plate[t_rows], plate[c_rows])
         assert control[c_rows].all() and not control[t_rows].any()
-        for t, c in zip(t_rows, c_rows):
+        for t, c in zip(t_rows, c_rows, strict=True):
             partners.setdefault(int(t), set()).add(int(c))
     assert len(partners) == 64  # every treated crop seen
     assert np.mean([len(v) > 1 for v in partners.values()]) > 0.8  # controls redrawn

@@ -27,5 +27,5 @@ def test_two_process_ddp_ranks_stay_identical(syn_dir, tmp_path):
     from napari_cellflux import load_model
 
     model = load_model(out / "model.safetensors")
-    assert model.metadata["training"]["world_size"] == 2
-    assert model.metadata["training"]["ranks_in_sync"] is True
+    assert model.card.training["world_size"] == 2
+    assert model.card.training["ranks_in_sync"] is True

@@ -21,12 +21,12 @@ def test_demo_weights_describe_themselves(demo):
     from napari_cellflux.core.weights import demo_weights_path
 
     assert demo.path == demo_weights_path() and not demo.untrained
-    assert demo.metadata["preset"] == "fast" and demo.crop_size == 64
+    assert demo.card.preset == "fast" and demo.crop_size == 64
     assert sorted(demo.perturbations) == ["cyclohexamide", "latrunculin B", "nocodazole",
                                           "taxol"]
     assert demo.channels == ["DNA", "Tubulin", "Actin"] and demo.use_dose
     assert demo.doses("taxol") == [0.3, 1.0, 3.0, 10.0]
-    assert "procedural" in demo.metadata["training_data"]["description"]
+    assert "procedural" in demo.card.training_data["description"]
     assert demo_weights_path().stat().st_size < 8e6
 
 

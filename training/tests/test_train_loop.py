@@ -76,13 +76,13 @@ def test_cli_trains_exports_and_simulates(reference_run, syn_dir):
     assert model.perturbations == ["cyclohexamide"]  # taxol held out
     assert model.channels == ["Hoechst", "Tub", "Act"] and model.use_dose
     assert model.doses("cyclohexamide") == [1.0, 10.0]
-    vocab = {v["name"]: v for v in model.metadata["vocabulary"]}
-    assert vocab["cyclohexamide"]["smiles"].startswith("CC1CC(C)C(=O)")
-    assert vocab["taxol"]["trained"] is False
-    td = model.metadata["training_data"]
+    vocab = {v.name: v for v in model.card.vocabulary}
+    assert vocab["cyclohexamide"].smiles.startswith("CC1CC(C)C(=O)")
+    assert vocab["taxol"].trained is False
+    td = model.card.training_data
     assert td["n_crops"] == 80 and td["plates"] == ["SynPlate1", "SynPlate2"]
     assert td["held_out"]["perturbations"] == ["taxol"] and td["path"] == str(syn_dir)
-    assert model.metadata["training"]["steps"] == 40
+    assert model.card.training["steps"] == 40
     images, meta = load_crops(syn_dir)
     ctrl = images[meta["is_control"].to_numpy() == 1][:3]
     traj = model.simulate(ctrl, "cyclohexamide", steps=3, dose_uM=10.0)

@@ -118,7 +118,7 @@ def describe_model(model: Any) -> str:
     """Three lines about a loaded model, for the model line of the widget."""
     perts = model.perturbations
     warn = " UNTRAINED: random weights, for testing only." if model.untrained else ""
-    return (f"{model.name} ({model.metadata.get('preset', '?')}) on {model.device}.{warn}\n"
+    return (f"{model.name} ({model.card.preset}) on {model.device}.{warn}\n"
             f"channels: {', '.join(model.channels)}; crop {model.crop_size} px\n"
             f"{len(perts)} {model.kind} perturbations: {', '.join(perts[:6])}"
             f"{' ...' if len(perts) > 6 else ''}")

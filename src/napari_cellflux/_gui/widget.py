@@ -2,11 +2,11 @@
 
 Wiring only. Pixels are pulled from layers by :mod:`.sources`, computed in a thread
 worker (:mod:`napari_cellflux.core.pipeline`), written into preallocated layer stacks by
-:mod:`.layers`, and measured by :mod:`napari_cellflux.core.readout`. Run turns into Cancel while a worker runs; cancelling keeps
-the frames computed so far, and a run that fails before its first frame leaves the last result
-as it was. Every error becomes a napari notification. Workers are started through a
-:class:`~.lifetime.WorkerGroup`, which stops and joins them when the widget or its viewer
-goes away.
+:mod:`.layers`, and measured by :mod:`napari_cellflux.core.readout`. Run turns into Cancel
+while a worker runs; cancelling keeps the frames computed so far, and a run that fails
+before its first frame leaves the last result as it was. Every error becomes a napari
+notification. Workers are started through a :class:`~.lifetime.WorkerGroup`, which stops and
+joins them when the widget or its viewer goes away.
 """
 
 from __future__ import annotations
@@ -177,7 +177,7 @@ class CellFluxWidget(Container):
         self.model_panel.show_model(model)
         self.input_panel.set_model_channels(model.channels)
         self.perturbation_panel.set_model(model)
-        self.sampler_panel.set_defaults(model.metadata.get("defaults", {}))
+        self.sampler_panel.set_defaults(dict(model.card.defaults))
         self._fit_width()
 
     def _fit_width(self) -> None:

@@ -343,7 +343,7 @@ class Standardizer:
     clip: float | None = None
 
     @classmethod
-    def fit(cls, reference, log_mask=None, clip: float | None = None) -> "Standardizer":
+    def fit(cls, reference, log_mask=None, clip: float | None = None) -> Standardizer:
         mask = None if log_mask is None else np.asarray(log_mask, bool)
         ref = cls._log(np.asarray(reference, np.float64), mask)
         sd = ref.std(0)

@@ -89,8 +89,9 @@ class GuidedVelocity:
     The conditional and null passes run as ONE batched forward (2B samples). Scale 1 needs only
     the conditional pass and scale 0 only the null pass, so those skip the other half.
     ``max_batch`` (None or a whole number >= 1) splits very large cell batches into chunks
-    to bound memory; it never changes the result. ``compute_dtype`` (e.g. ``torch.bfloat16``) runs the network under autocast; the
-    velocity is returned in float32 either way, so the integrated state stays float32.
+    to bound memory; it never changes the result. ``compute_dtype`` (e.g. ``torch.bfloat16``)
+    runs the network under autocast; the velocity is returned in float32 either way, so the
+    integrated state stays float32.
     """
 
     def __init__(self, network: torch.nn.Module, cond: torch.Tensor, guidance: float,

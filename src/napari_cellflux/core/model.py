@@ -21,6 +21,8 @@ from .acceleration import channels_last_pays
 from .acceleration import compute_dtype as _resolve_dtype
 from .config import UNetConfig, preset
 from .intensity import intensity_scale
+from .model_card import ModelCard, VocabularyEntry
+from .network_units import from_network, to_network
 from .perturbations import CompoundEncoder, GeneEncoder, Perturbation, is_valid_smiles
 from .run_plan import CellFluxWarning, SimulationPlan, check_frames_memory, make_plan
 from .weights import demo_weights_path, read_weights, resolve_device, save_weights
@@ -30,7 +32,6 @@ __all__ = [
     "CellFluxModel",
     "CellFluxWarning",
     "Trajectory",
-    "build_metadata",
     "load_model",
 ]
 
@@ -56,61 +57,31 @@ class Trajectory:
     settings: dict[str, Any] = field(default_factory=dict)
 
 
-def build_metadata(*, config: UNetConfig, preset_name: str, channels: Sequence[str],
-                   norm_low: Sequence[float], norm_high: Sequence[float], kind: str,
-                   vocabulary: Sequence[dict[str, Any]], use_dose: bool,
-                   name: str = "cellflux", description: str = "",
-                   training_data: dict[str, Any] | None = None,
-                   training: dict[str, Any] | None = None, untrained: bool = False,
-                   defaults: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Assemble the metadata dictionary stored in a weights file (see ``weights.py``).
-
-    ``vocabulary`` entries are dicts with ``name``, optional ``smiles``, optional
-    ``doses_uM`` (doses seen in training) and ``trained`` (False for embedding-table entries
-    the model never saw, which can still be simulated).
-    """
-    if len(channels) != config.in_channels:
-        raise ValueError(f"{len(channels)} channel names for a {config.in_channels}-channel net")
-    if kind not in ("compound", "gene"):
-        raise ValueError(f"perturbation kind must be 'compound' or 'gene', got {kind!r}")
-    return {
-        "name": name, "description": description, "preset": preset_name,
-        "config": config.to_dict(), "channels": list(channels), "crop_size": config.crop_size,
-        "normalization": {"low": [float(v) for v in norm_low],
-                          "high": [float(v) for v in norm_high]},
-        "perturbation_kind": kind, "vocabulary": [dict(v) for v in vocabulary],
-        "use_dose": bool(use_dose), "training_data": training_data or {},
-        "training": training or {}, "untrained": bool(untrained),
-        "defaults": {"guidance": 1.2, "steps": 20, "solver": "midpoint", **(defaults or {})},
-    }
-
-
 class CellFluxModel:
     """A trained velocity field plus everything needed to use it on raw images.
 
     Create it with :func:`load_model`. Thread-safe for one simulation at a time.
     """
 
-    def __init__(self, network: Any, metadata: dict[str, Any], vocabulary_vectors: np.ndarray,
+    def __init__(self, network: Any, card: ModelCard, vocabulary_vectors: np.ndarray,
                  device: Any, path: Path | None = None) -> None:
         import torch
 
         self.network = network.to(device).eval()
         if channels_last_pays(device):
             self.network = self.network.to(memory_format=torch.channels_last)
-        self.metadata = metadata
+        self.card = card
         self.device = device
         self.path = path
         self._precision = "auto"
         self.config: UNetConfig = network.config
-        norm = metadata["normalization"]
-        self._low = torch.tensor(norm["low"], dtype=torch.float32, device=device)
-        self._high = torch.tensor(norm["high"], dtype=torch.float32, device=device)
-        entries = metadata["vocabulary"]
-        self._vectors = {e["name"]: vocabulary_vectors[i] for i, e in enumerate(entries)}
-        self.kind: str = metadata["perturbation_kind"]
+        self._low = torch.tensor(card.norm_low, dtype=torch.float32, device=device)
+        self._high = torch.tensor(card.norm_high, dtype=torch.float32, device=device)
+        entries = card.vocabulary
+        self._vectors = {e.name: vocabulary_vectors[i] for i, e in enumerate(entries)}
+        self.kind: str = card.kind
         if self.kind == "compound":
-            smiles = {e["name"]: e.get("smiles") or "" for e in entries}
+            smiles = {e.name: e.smiles or "" for e in entries}
             self.encoder: CompoundEncoder | GeneEncoder = CompoundEncoder(smiles, self._vectors)
         else:
             self.encoder = GeneEncoder(self._vectors)
@@ -146,41 +117,38 @@ class CellFluxModel:
     # --- what the model knows -------------------------------------------------------
     @property
     def name(self) -> str:
-        return str(self.metadata.get("name", "cellflux"))
+        return self.card.name
 
     @property
     def channels(self) -> list[str]:
         """Channel names, in the order the model expects them (last image axis)."""
-        return list(self.metadata["channels"])
+        return list(self.card.channels)
 
     @property
     def perturbations(self) -> list[str]:
         """Names of the perturbations the model was trained on."""
-        return [e["name"] for e in self.metadata["vocabulary"] if e.get("trained", True)]
+        return self.card.perturbations
 
     @property
     def crop_size(self) -> int:
-        return int(self.metadata["crop_size"])
+        return self.card.crop_size
 
     @property
     def use_dose(self) -> bool:
-        return bool(self.metadata.get("use_dose", False))
+        return self.card.use_dose
 
     @property
     def untrained(self) -> bool:
-        return bool(self.metadata.get("untrained", False))
+        return self.card.untrained
 
     def doses(self, name: str) -> list[float]:
         """Doses (uM) the model saw for a known perturbation during training."""
-        for e in self.metadata["vocabulary"]:
-            if e["name"] == name:
-                return [float(d) for d in e.get("doses_uM", [])]
-        return []
+        return self.card.doses(name)
 
     def describe(self) -> str:
         """A one-paragraph summary for the widget and logs."""
         state = "UNTRAINED (random weights, for testing only)" if self.untrained else "trained"
-        return (f"{self.name} [{self.metadata.get('preset')}, {state}] on {self.device}; "
+        return (f"{self.name} [{self.card.preset}, {state}] on {self.device}; "
                 f"channels {', '.join(self.channels)}; {self.kind} perturbations: "
                 f"{', '.join(self.perturbations[:8])}"
                 f"{' ...' if len(self.perturbations) > 8 else ''}")
@@ -207,16 +175,16 @@ class CellFluxModel:
         crops or (P, C) pooled pixels) onto this model's intensity scale: 1 for images
         recorded like the training data, about 20 for an 8-bit export shown to a 16-bit
         model (see :mod:`.intensity`). The default ``intensity_factors`` of a simulation."""
-        return intensity_scale(np.asarray(images), self.metadata["normalization"]["high"])
+        return intensity_scale(np.asarray(images), self.card.norm_high)
 
-    def normalize(self, x: Any) -> Any:
-        """Raw intensities (B, C, H, W) tensor -> network units (about [-1, 1])."""
-        low, high = self._low[None, :, None, None], self._high[None, :, None, None]
-        return 2 * (x - low) / (high - low) - 1
+    def normalize(self, x: Any, size: int | None = None) -> Any:
+        """Raw intensities (B, C, H, W) tensor -> network units (about [-1, 1]), resized to
+        ``size`` when given (:func:`.network_units.to_network`, as in training)."""
+        return to_network(x, self._low, self._high, size)
 
     def denormalize(self, x: Any) -> Any:
-        low, high = self._low[None, :, None, None], self._high[None, :, None, None]
-        return (x + 1) / 2 * (high - low) + low
+        """Network units (B, C, H, W) tensor -> raw intensities."""
+        return from_network(x, self._low, self._high)
 
     # --- simulation -----------------------------------------------------------------
     def plan(self, images: Any, perturbation: str | Perturbation, *,
@@ -336,10 +304,10 @@ class CellFluxModel:
 
         ``storage_dtype="float16"`` halves the file; the model still computes in float32.
         """
-        entries = self.metadata["vocabulary"]
-        vectors = np.stack([self._vectors[e["name"]] for e in entries]) if entries else \
+        entries = self.card.vocabulary
+        vectors = np.stack([self._vectors[e.name] for e in entries]) if entries else \
             np.zeros((0, self.encoder.dim), np.float32)
-        return save_weights(path, self.network.state_dict(), self.metadata, vectors,
+        return save_weights(path, self.network.state_dict(), self.card.to_dict(), vectors,
                             storage_dtype=storage_dtype)
 
 
@@ -353,15 +321,15 @@ def _random_tiny(device: Any) -> CellFluxModel:
     cfg = preset("tiny", cond_dim=1024 + 1)
     torch.manual_seed(0)
     net = VelocityUNet(cfg)
-    vocab = [{"name": k, "smiles": v, "trained": True, "doses_uM": [1.0]}
-             for k, v in _FALLBACK_VOCAB.items()]
+    vocab = tuple(VocabularyEntry(name=k, smiles=v, doses_uM=(1.0,))
+                  for k, v in _FALLBACK_VOCAB.items())
     vectors = np.stack([compound_fingerprint(v) for v in _FALLBACK_VOCAB.values()])
-    meta = build_metadata(
-        config=cfg, preset_name="tiny", channels=DEFAULT_CHANNELS, norm_low=[0, 0, 0],
-        norm_high=[4000, 4000, 4000], kind="compound", vocabulary=vocab, use_dose=True,
+    card = ModelCard(
+        config=cfg, preset="tiny", channels=DEFAULT_CHANNELS, norm_low=(0, 0, 0),
+        norm_high=(4000, 4000, 4000), kind="compound", vocabulary=vocab, use_dose=True,
         name="untrained-tiny", description="Randomly initialised; predicts no real effect.",
         untrained=True)
-    return CellFluxModel(net, meta, vectors, device)
+    return CellFluxModel(net, card, vectors, device)
 
 
 def load_model(path: str | Path | None = None, device: str = "auto") -> CellFluxModel:
@@ -393,12 +361,12 @@ def load_model(path: str | Path | None = None, device: str = "auto") -> CellFlux
     state, meta, vectors = read_weights(path)  # says what to choose for a bad path
     path = Path(path)
     try:
-        config = UNetConfig.from_dict(meta["config"])
-        net = VelocityUNet(config)
+        card = ModelCard.from_dict(meta)
+        net = VelocityUNet(card.config)
         net.load_state_dict(state, strict=True)
-    except (KeyError, TypeError, RuntimeError) as exc:
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise ValueError(
             f"{path.name} does not match the napari-cellflux network ({exc}); it may come "
             "from another version. Retrain with `python -m training.run`.") from None
-    return CellFluxModel(net, meta, vectors, dev, path=path)
+    return CellFluxModel(net, card, vectors, dev, path=path)
 

@@ -132,8 +132,7 @@ def _dose(model: CellFluxModel, pert: Perturbation, dose_uM: Any) -> tuple[float
             "average effect over the doses it saw)")
     if not model.use_dose:
         return None, ""
-    seen = model.doses(pert.name) or [d for e in model.metadata["vocabulary"]
-                                      for d in e.get("doses_uM", [])]
+    seen = model.doses(pert.name) or model.card.all_doses()
     if dose_uM is None:
         return (float(np.median(seen)) if seen else 1.0), ""
     try:
@@ -218,12 +217,11 @@ def make_plan(model: CellFluxModel, images: Any, perturbation: str | Perturbatio
     max_batch = check_max_batch(max_batch)
     raw = validate_image(images, len(model.channels))
     single = np.ndim(images) == 3  # safe now: the images were readable as one array
-    norm = model.metadata["normalization"]
     if intensity_factors is None:
-        factors = intensity_scale(raw, norm["high"])
+        factors = intensity_scale(raw, model.card.norm_high)
     else:
         factors = check_factors(intensity_factors, raw.shape[-1])
-    check_magnitude(raw, factors, norm["low"], norm["high"])
+    check_magnitude(raw, factors, model.card.norm_low, model.card.norm_high)
     return SimulationPlan(
         images=raw, single=single, perturbation=pert, condition=condition,
         direction=sampler.direction, steps=sampler.steps, guidance=float(sampler.guidance),
@@ -257,10 +255,7 @@ def integrate_plan(model: CellFluxModel, plan: SimulationPlan,
                                   device=dev)[None, :, None, None]
         in_hw = tuple(x_raw.shape[-2:])
         resized = in_hw != (size, size)
-        x = model.normalize(x_raw * factors)
-        if resized:
-            x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True,
-                              align_corners=False)
+        x = model.normalize(x_raw * factors, size)
         if plan.noise > 0:
             gen = torch.Generator(device="cpu").manual_seed(plan.seed)
             x = x + plan.noise * torch.randn(x.shape, generator=gen).to(dev)

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from .files import atomic_path
+
 __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
@@ -26,6 +28,7 @@ __all__ = [
     "read_weights",
     "resolve_device",
     "save_weights",
+    "tensor_digest",
 ]
 
 FORMAT = "napari-cellflux-weights"
@@ -49,10 +52,15 @@ def demo_weights_path() -> Path:
     return Path(__file__).resolve().parent.parent / "weights" / "demo.safetensors"
 
 
-def _checksum(meta_json: str, tensors: dict[str, Any]) -> str:
+def tensor_digest(tensors: dict[str, Any], header: str = "") -> str:
+    """SHA-256 over ``header`` and the names, dtypes, shapes and exact bytes of ``tensors``.
+
+    The checksum of a weights file (with its metadata JSON as ``header``) and the check that
+    every training process holds the same weights.
+    """
     import torch
 
-    digest = hashlib.sha256(meta_json.encode("utf-8"))
+    digest = hashlib.sha256(header.encode("utf-8"))
     for name in sorted(tensors):
         t = tensors[name].detach().cpu().contiguous()
         digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
@@ -75,7 +83,6 @@ def save_weights(path: str | Path, state_dict: dict[str, Any], metadata: dict[st
         raise ValueError(f"storage_dtype must be 'float32' or 'float16', got {storage_dtype!r}")
     dtype = getattr(torch, storage_dtype)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {_NET_PREFIX + k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu()
                .contiguous() for k, v in state_dict.items()}
     tensors[_VOCAB_KEY] = torch.as_tensor(np.asarray(vocabulary_vectors, dtype=np.float32))
@@ -83,10 +90,9 @@ def save_weights(path: str | Path, state_dict: dict[str, Any], metadata: dict[st
                 storage_dtype=storage_dtype)
     meta.pop("checksum", None)
     meta_json = json.dumps(meta, sort_keys=True)
-    header = {_META_KEY: meta_json, "checksum": _checksum(meta_json, tensors)}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=header)
-    tmp.replace(path)
+    header = {_META_KEY: meta_json, "checksum": tensor_digest(tensors, meta_json)}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=header)
     return path
 
 
@@ -176,7 +182,7 @@ def read_weights(path: str | Path) -> tuple[dict[str, Any], dict[str, Any], np.n
             f"{path.name} uses weights format {meta.get('format_version')}, newer than this "
             f"napari-cellflux understands ({FORMAT_VERSION}): upgrade napari-cellflux."
         )
-    if header.get("checksum") != _checksum(meta_json, tensors):
+    if header.get("checksum") != tensor_digest(tensors, meta_json):
         raise WeightsError(
             f"{path.name} failed its integrity check: its content was changed or corrupted "
             "after it was written. Copy the original file again or retrain."

@@ -122,7 +122,7 @@ def test_real_crops_profiles(shared_data):
 
     images, meta = load_crops(shared_data / "bbbc021_cyclohexamide")
     pick = np.r_[np.flatnonzero(meta.is_control == 1)[:100],
-                 np.flatnonzero((meta.concentration_uM == 50))[:100]]
+                 np.flatnonzero(meta.concentration_uM == 50)[:100]]
     df = F.morphology_features(images[pick])
     assert (df["nuc_area"] > 50).mean() > 0.97  # a nucleus is found in almost every crop
     assert np.isfinite(df.to_numpy()).all()

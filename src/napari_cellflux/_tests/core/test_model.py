@@ -142,19 +142,18 @@ def test_perturbation_kind_the_model_was_not_trained_for(random_tiny_model, cell
                                                           shared_data):
     import torch
 
-    from napari_cellflux.core.model import CellFluxModel, build_metadata
+    from napari_cellflux.core.model import CellFluxModel
+    from napari_cellflux.core.model_card import ModelCard, VocabularyEntry
     from napari_cellflux.core.perturbations import GeneEncoder, load_embedding_table
+    from napari_cellflux.core.unet import VelocityUNet
 
     table = load_embedding_table(shared_data / "embeddings" / "rxrx1_gene2vec.csv")
     names = list(table)[:5]
-    meta = dict(random_tiny_model.metadata)
     cfg = random_tiny_model.config.replace(cond_dim=200)
-    from napari_cellflux.core.unet import VelocityUNet
-
-    meta = build_metadata(config=cfg, preset_name="tiny", channels=["DNA", "Tubulin", "Actin"],
-                          norm_low=[0] * 3, norm_high=[4000] * 3, kind="gene",
-                          vocabulary=[{"name": n} for n in names], use_dose=False)
-    gene_model = CellFluxModel(VelocityUNet(cfg), meta, np.stack([table[n] for n in names]),
+    card = ModelCard(config=cfg, preset="tiny", channels=("DNA", "Tubulin", "Actin"),
+                     norm_low=(0,) * 3, norm_high=(4000,) * 3, kind="gene",
+                     vocabulary=tuple(VocabularyEntry(n) for n in names), use_dose=False)
+    gene_model = CellFluxModel(VelocityUNet(cfg), card, np.stack([table[n] for n in names]),
                                torch.device("cpu"))
     assert gene_model.simulate(cells, names[0].lower(), steps=1).frames.shape[0] == 2
     with pytest.raises(ValueError, match="gene perturbations"):

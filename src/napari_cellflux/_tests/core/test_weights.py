@@ -100,7 +100,7 @@ def test_float16_storage_halves_the_file_and_computes_in_float32(random_tiny_mod
     half = random_tiny_model.save(tmp_path / "half.safetensors", storage_dtype="float16")
     assert half.stat().st_size < 0.6 * full.stat().st_size
     loaded = load_model(half, device="cpu")
-    assert loaded.metadata["storage_dtype"] == "float16"
+    assert loaded.card.storage_dtype == "float16"
     assert all(p.dtype == torch.float32 for p in loaded.network.parameters())
     # float32 arithmetic on both, so only the stored weights differ (not bfloat16 compute)
     random_tiny_model.precision = loaded.precision = "float32"

@@ -3,6 +3,7 @@ a docked widget, and waiting for runs."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -29,7 +30,7 @@ def write_tiny_weights(path: Path) -> Path:
         head = model.network.head[-1]
         head.weight.copy_(0.02 * torch.randn(head.weight.shape, generator=gen))
         head.bias.copy_(0.02 * torch.randn(head.bias.shape, generator=gen))
-    model.metadata["name"] = "test-tiny"
+    model.card = dataclasses.replace(model.card, name="test-tiny")
     return model.save(path)
 
 

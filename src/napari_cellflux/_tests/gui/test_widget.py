@@ -226,17 +226,18 @@ def test_gene_model_shows_a_gene_box(viewer_widget, qtbot):
     import torch
 
     from napari_cellflux.core.config import preset
-    from napari_cellflux.core.model import CellFluxModel, build_metadata
+    from napari_cellflux.core.model import CellFluxModel
+    from napari_cellflux.core.model_card import ModelCard, VocabularyEntry
     from napari_cellflux.core.unet import VelocityUNet
 
     viewer, widget = viewer_widget
     cfg = preset("tiny", cond_dim=8)
-    meta = build_metadata(config=cfg, preset_name="tiny", channels=("DNA", "Tubulin", "Actin"),
-                          norm_low=[0] * 3, norm_high=[4000] * 3, kind="gene",
-                          vocabulary=[{"name": "TP53"}, {"name": "MYC"}], use_dose=False,
-                          name="gene-tiny")
+    card = ModelCard(config=cfg, preset="tiny", channels=("DNA", "Tubulin", "Actin"),
+                     norm_low=(0,) * 3, norm_high=(4000,) * 3, kind="gene",
+                     vocabulary=(VocabularyEntry("TP53"), VocabularyEntry("MYC")),
+                     use_dose=False, name="gene-tiny")
     vectors = np.random.default_rng(0).normal(size=(2, 8)).astype(np.float32)
-    widget.set_model(CellFluxModel(VelocityUNet(cfg), meta, vectors, torch.device("cpu")))
+    widget.set_model(CellFluxModel(VelocityUNet(cfg), card, vectors, torch.device("cpu")))
     pp = widget.perturbation_panel
     assert pp.smiles.native.isHidden() and not pp.gene.native.isHidden()
     assert not pp.dose.enabled and list(pp.known.choices) == ["TP53", "MYC"]
