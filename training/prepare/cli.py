@@ -15,8 +15,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .wells import PLATE_FORMATS, PrepareError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["build_parser", "main"]
 
@@ -177,6 +181,20 @@ def _channel_count(site_file: str) -> int:
     return 1 if axis is None else int(shape[axis])
 
 
+def _training_notes(conditions: pd.DataFrame) -> list[str]:
+    """What training will ask for that the map does not give: SMILES of treated compounds."""
+    treated = conditions[~conditions["is_control"] & conditions["gene"].eq("")]
+    lacking = sorted(set(treated.loc[treated["smiles"].eq(""), "perturbation"]))
+    if not lacking:
+        return []
+    return [
+        f"{len(lacking)} treated compound(s) have no SMILES ({', '.join(lacking[:5])}"
+        f"{' ...' if len(lacking) > 5 else ''}); python -m training.run needs one per compound: "
+        "add a smiles column to the plate map, or give training --smiles-table or "
+        "--compound-embeddings"
+    ]
+
+
 def run(args: argparse.Namespace) -> int:
     from .build import build_dataset, default_workers
     from .discover import find_by_loaddata, find_by_pattern
@@ -215,7 +233,7 @@ def run(args: argparse.Namespace) -> int:
         area_range=_area_range(args.area_range),
     )
     workers = args.workers or default_workers()
-    notes = found.notes + smiles_notes
+    notes = found.notes + smiles_notes + _training_notes(screen.conditions)
     print(
         f"{len(screen.sites)} field(s) in {len(set(s.plate for s in screen.sites))} "
         f"plate(s), channels {', '.join(channels)} (nuclei in "

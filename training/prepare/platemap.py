@@ -36,7 +36,8 @@ _ALIASES = {
     "is_control": ("is_control", "control"),
 }
 _MISSING = {"", "na", "nan", "none", "null"}
-_TRUE, _FALSE = {"1", "true", "yes", "y", "t"}, {"0", "false", "no", "n", "f", ""}
+_TRUE = {"1", "1.0", "true", "yes", "y", "t"}
+_FALSE = {"0", "0.0", "false", "no", "n", "f", ""}
 
 
 def _read_table(path: Path) -> pd.DataFrame:
@@ -214,13 +215,16 @@ def _jump(path: Path, table: pd.DataFrame, metadata: str | os.PathLike | None) -
         values = meta[col] if col in meta.columns else pd.Series("", index=meta.index)
         return _blank(ids.map(values).fillna("").astype(str))
 
-    solvent = table["solvent"] if "solvent" in table.columns else pd.Series("DMSO", ids.index)
+    # Wells without a sample hold the solvent only (compound plates): negative controls. A
+    # map without a solvent column (CRISPR, ORF) leaves such wells empty, and they are dropped.
+    has_solvent = "solvent" in table.columns
+    solvent = table["solvent"] if has_solvent else pd.Series("", index=ids.index)
     genetic = "gene" in meta.columns
     kind = field("control_type").str.lower()
     gene = field("gene") if genetic else pd.Series("", index=ids.index)
     name = gene.copy() if genetic else field("pert_iname")
     name = name.where(name.ne(""), field("pert_iname"))
-    # Wells without a sample hold the solvent only; negcon without a name keeps its type.
+    # A negcon without a name (CRISPR non-targeting guides) is named by its control type.
     name = name.where(name.ne(""), kind.where(ids.ne(""), solvent.str.strip()))
     return pd.DataFrame(
         {
@@ -229,7 +233,7 @@ def _jump(path: Path, table: pd.DataFrame, metadata: str | os.PathLike | None) -
             "perturbation": name,
             "smiles": field("smiles"),
             "gene": gene,
-            "is_control": ids.eq("") | kind.eq("negcon"),
+            "is_control": (ids.eq("") & has_solvent) | kind.eq("negcon"),
         }
     )
 

@@ -102,8 +102,8 @@ def heatmap(wells: pd.DataFrame, plate: str, fmt: PlateFormat, path: Path, min_c
     )
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    cmap = mpl.colormaps["viridis"].copy()
-    cmap.set_bad("#d9d9d9")
+    cmap = mpl.colormaps["viridis"]
+    cmap = cmap.with_extremes(bad="#d9d9d9")
     image = ax.imshow(
         np.ma.masked_invalid(grid),
         cmap=cmap,

@@ -1,0 +1,441 @@
+"""``python -m training.prepare``: procedural screens written as TIFFs -> a crops dataset.
+
+The screens are small (2 plates x 4 wells x 2 sites of 160 px procedural fields) so the file
+runs in well under a minute on two cores; the real-data tests (BBBC014 fields, the published
+JUMP-Target-1 plate maps) read ../shared/data and skip only where it is absent.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import zlib
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+
+from napari_cellflux.core.crops_dataset import load_crops
+from training.prepare import build as build_module
+from training.prepare.cli import main
+from training.prepare.wells import PrepareError, normalise_well, well_from_parts
+from training.tests.helpers import SHARED_DATA, SMILES
+
+PLATES = ("P1", "P2")
+#: well -> (perturbation, dose uM, control)
+LAYOUT = {
+    "A01": ("DMSO", 0.0, 1),
+    "A02": ("cyclohexamide", 1.0, 0),
+    "B01": ("nocodazole", 3.0, 0),
+    "B02": ("DMSO", 0.0, 1),
+}
+SITES = ("1", "2")
+CHANNELS = ("DNA", "Tubulin", "Actin")
+PATTERN = r"(?P<plate>P\d)_(?P<well>[A-H]\d+)_s(?P<site>\d)_w(?P<channel>\d)\.tif"
+CROP = 32
+
+
+@pytest.fixture(scope="session")
+def fields() -> dict[tuple[str, str, str], np.ndarray]:
+    """(plate, well, site) -> (160, 160, 3) uint16 procedural field, DNA first."""
+    from napari_cellflux.core.synthetic import make_field
+
+    out = {}
+    for p, plate in enumerate(PLATES):
+        for well, (name, dose, control) in LAYOUT.items():
+            for site in SITES:
+                out[(plate, well, site)] = make_field(
+                    f"SynPlate{p + 1}",
+                    None if control else name,
+                    dose,
+                    (160, 160),
+                    seed=zlib.crc32(f"{well}{site}".encode()) % 1000,
+                )
+    return out
+
+
+def write_per_channel(folder, fields, skip=()) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for (plate, well, site), img in fields.items():
+        for c in range(img.shape[-1]):
+            if (plate, well, site, c) not in skip:
+                tifffile.imwrite(folder / f"{plate}_{well}_s{site}_w{c + 1}.tif", img[..., c])
+
+
+def write_map(path, rows=None, **extra) -> None:
+    rows = rows or [
+        {"well": w, "perturbation": n, "dose_uM": d, "is_control": c, "smiles": SMILES.get(n, "")}
+        for w, (n, d, c) in LAYOUT.items()
+    ]
+    table = pd.DataFrame(rows)
+    for key, value in extra.items():
+        table[key] = value
+    table.to_csv(path, index=False)
+
+
+def prepare(*args, out, images=None, platemap=None, pattern=PATTERN, workers=1) -> int:
+    argv = [
+        "--out",
+        str(out),
+        "--crop-size",
+        str(CROP),
+        "--workers",
+        str(workers),
+        "--no-progress",
+        "--min-cells",
+        "5",
+    ]
+    if images is not None:
+        argv += ["--images", str(images)]
+    if pattern is not None:
+        argv += ["--pattern", pattern]
+    if platemap is not None:
+        argv += ["--platemap", str(platemap)]
+    return main([*argv, *map(str, args)])
+
+
+@pytest.fixture()
+def screen(tmp_path, fields):
+    """A per-channel TIFF screen and its plain plate map."""
+    images = tmp_path / "images"
+    write_per_channel(images, fields)
+    write_map(tmp_path / "map.csv")
+    return images, tmp_path / "map.csv"
+
+
+def run_ok(images, platemap, out, *args, **kw) -> tuple[np.ndarray, pd.DataFrame]:
+    assert (
+        prepare(
+            "--channels",
+            "DNA=1,Tubulin=2,Actin=3",
+            *args,
+            out=out,
+            images=images,
+            platemap=platemap,
+            **kw,
+        )
+        == 0
+    )
+    return load_crops(out)
+
+
+def test_pattern_screen_gives_crops_with_their_metadata(screen, fields, tmp_path):
+    images, platemap = screen
+    crops, meta = run_ok(images, platemap, tmp_path / "out")
+    wells = pd.read_csv(tmp_path / "out" / "qc" / "wells.csv")
+    assert len(crops) == len(meta) == wells["cells"].sum() > 100
+    assert crops.shape[1:] == (CROP, CROP, 3) and crops.dtype == np.uint16
+    assert set(meta["plate"]) == set(PLATES) and set(meta["well"]) == set(LAYOUT)
+    assert {"site", "smiles", "source_file", "centre_y", "centre_x"} <= set(meta.columns)
+    for well, (name, dose, control) in LAYOUT.items():
+        rows = meta[meta["well"] == well]
+        assert set(rows["compound"]) == {name} and set(rows["is_control"]) == {control}
+        assert np.allclose(rows["concentration_uM"], dose)
+    assert set(meta.loc[meta["compound"] == "nocodazole", "smiles"]) == {SMILES["nocodazole"]}
+    # Every crop is the field around its recorded nucleus centre, all channels in order.
+    for i in (0, len(meta) // 2, len(meta) - 1):
+        row = meta.iloc[i]
+        field = fields[(row["plate"], row["well"], str(row["site"]))]
+        r, c = int(round(row["centre_y"])) - CROP // 2, int(round(row["centre_x"])) - CROP // 2
+        assert np.array_equal(crops[i], field[r : r + CROP, c : c + CROP])
+        assert row["source_file"].endswith("_w1.tif")
+    # Training's reader opens it unchanged (memory-mapped, same rows).
+    from training.config import TrainConfig
+    from training.readers import read_dataset
+
+    raw = read_dataset(TrainConfig(data=str(tmp_path / "out")))
+    assert (
+        raw.images.shape == crops.shape
+        and raw.meta["is_control"].sum() == meta["is_control"].sum()
+    )
+    assert (tmp_path / "out" / "qc" / "plate_P1.png").read_bytes()[:4] == b"\x89PNG"
+    assert not (tmp_path / "out" / build_module.WORK_DIR).exists()
+
+
+def test_loaddata_and_multichannel_files_give_the_same_dataset(screen, fields, tmp_path):
+    images, platemap = screen
+    _, reference = run_ok(images, platemap, tmp_path / "ref")
+    ref_crops, _ = load_crops(tmp_path / "ref")
+    rows = []
+    for plate, well, site in fields:
+        row = {
+            "Metadata_Plate": plate,
+            "Metadata_Well": well.replace("0", "", 1),
+            "Metadata_Site": site,
+        }
+        for c, name in enumerate(CHANNELS):
+            row[f"FileName_{name}"] = f"{plate}_{well}_s{site}_w{c + 1}.tif"
+            row[f"PathName_{name}"] = "/somewhere/else/images"  # written on another machine
+        rows.append(row)
+    pd.DataFrame(rows).to_csv(tmp_path / "load_data.csv", index=False)
+    assert (
+        prepare(
+            "--loaddata",
+            tmp_path / "load_data.csv",
+            out=tmp_path / "ld",
+            images=images,
+            platemap=platemap,
+            pattern=None,
+            workers=2,
+        )
+        == 0
+    )
+    crops, meta = load_crops(tmp_path / "ld")
+    assert np.array_equal(crops, ref_crops)
+    assert meta["compound"].tolist() == reference["compound"].tolist()
+    # One (C, Y, X) file per site, and (Y, X, C) float32 files.
+    for layout, convert in (
+        ("cyx", lambda a: np.moveaxis(a, -1, 0)),
+        ("yxc", lambda a: a.astype(np.float32)),
+    ):
+        folder = tmp_path / layout
+        folder.mkdir()
+        for (plate, well, site), img in fields.items():
+            tifffile.imwrite(folder / f"{plate}-{well}-{site}.tif", convert(img))
+        out = tmp_path / f"out_{layout}"
+        assert (
+            prepare(
+                "--channels",
+                ",".join(CHANNELS),
+                out=out,
+                images=folder,
+                platemap=platemap,
+                pattern=r"(?P<plate>P\d)-(?P<well>\w\d+)-(?P<site>\d)\.tif",
+            )
+            == 0
+        )
+        crops, _ = load_crops(out)
+        assert np.array_equal(crops, ref_crops.astype(crops.dtype))
+        assert crops.dtype == (np.float32 if layout == "yxc" else np.uint16)
+
+
+def test_resume_does_no_rework_and_rerun_is_a_no_op(screen, tmp_path, monkeypatch):
+    images, platemap = screen
+    out = tmp_path / "out"
+    calls = []
+    real = build_module.process_field
+
+    def counting(site, settings, part, limit=None):
+        calls.append(site.key)
+        if limit is not None and len(calls) > limit:
+            raise KeyboardInterrupt
+        return real(site, settings, part)
+
+    monkeypatch.setattr(build_module, "process_field", lambda *a: counting(*a, limit=5))
+    assert (
+        prepare("--channels", "DNA=1,Tubulin=2,Actin=3", out=out, images=images, platemap=platemap)
+        == 130
+    )
+    assert not (out / "crops.npz").exists()
+    code = prepare(
+        "--channels", "DNA=1,Tubulin=2,Actin=3", out=out, images=images, platemap=platemap
+    )
+    assert code == 2  # an interrupted run is never restarted silently
+    calls.clear()
+    monkeypatch.setattr(build_module, "process_field", lambda *a: counting(*a))
+    crops, _ = run_ok(images, platemap, out, "--resume")
+    assert len(calls) == 16 - 5
+    stamp = os.stat(out / "crops.npz").st_mtime_ns
+    calls.clear()
+    run_ok(images, platemap, out)
+    assert calls == [] and os.stat(out / "crops.npz").st_mtime_ns == stamp
+    fresh, _ = run_ok(images, platemap, tmp_path / "fresh")
+    assert np.array_equal(crops, fresh)
+
+
+def test_output_holding_another_dataset_is_refused_unless_overwrite(screen, tmp_path, capsys):
+    images, platemap = screen
+    out = tmp_path / "out"
+    first, _ = run_ok(images, platemap, out)
+    assert (
+        prepare(
+            "--channels",
+            "DNA=1,Tubulin=2,Actin=3",
+            "--crop-size",
+            "24",
+            out=out,
+            images=images,
+            platemap=platemap,
+        )
+        == 2
+    )
+    assert "already holds" in capsys.readouterr().err
+    assert np.array_equal(load_crops(out)[0], first)  # untouched
+    second, _ = run_ok(images, platemap, out, "--overwrite", "--crop-size", "24")
+    assert second.shape[1] == 24
+
+
+@pytest.mark.parametrize(
+    "case, expected",
+    [
+        ("no match", r"matched none of the 48 TIFF.*P1_A01_s1_w1\.tif"),
+        (
+            "missing channel",
+            r"1 of 16 site\(s\) lack a channel: P1 A02 site 2 \(no Actin\).*"
+            r"--skip-incomplete",
+        ),
+        ("well off plate", r"I05 do not exist on a 96-well plate"),
+        ("no controls", r"marks no well as a control.*--control-name"),
+        ("plate without controls", r"plate\(s\) P2 have no imaged control well"),
+        (
+            "bad smiles",
+            r"RDKit cannot read the SMILES of 1 compound\(s\): nocodazole "
+            r"\('C1CC\(', well B01\).*--invalid-smiles drop",
+        ),
+        ("unknown channel", r"--channels DNA=7: no file has that channel value"),
+    ],
+)
+def test_bad_input_says_what_to_do(screen, tmp_path, capsys, case, expected):
+    images, platemap = screen
+    pattern, channels = PATTERN, "DNA=1,Tubulin=2,Actin=3"
+    rows = [
+        {"well": w, "perturbation": n, "dose_uM": d, "is_control": c, "smiles": SMILES.get(n, "")}
+        for w, (n, d, c) in LAYOUT.items()
+    ]
+    if case == "no match":
+        pattern = r"(?P<well>[A-H]\d+)_field(?P<site>\d)\.tiff"
+    elif case == "missing channel":
+        (images / "P1_A02_s2_w3.tif").unlink()
+    elif case == "well off plate":
+        rows.append({"well": "I5", "perturbation": "taxol", "dose_uM": 1, "is_control": 0})
+    elif case == "no controls":
+        for r in rows:
+            r["is_control"] = 0
+    elif case == "plate without controls":
+        rows = [{**r, "plate": "P1"} for r in rows] + [
+            {**r, "plate": "P2"} for r in rows if not r["is_control"]
+        ]
+    elif case == "bad smiles":
+        rows[2]["smiles"] = "C1CC("
+    elif case == "unknown channel":
+        channels = "DNA=7"
+    write_map(platemap, rows)
+    assert (
+        prepare(
+            "--channels",
+            channels,
+            out=tmp_path / "out",
+            images=images,
+            platemap=platemap,
+            pattern=pattern,
+        )
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert re.search(expected, err.replace("\n", " ")), err
+    assert not (tmp_path / "out" / "crops.npz").exists()
+
+
+def test_broken_fields_are_skipped_and_listed(screen, fields, tmp_path):
+    images, platemap = screen
+    data = (images / "P1_A02_s1_w2.tif").read_bytes()
+    (images / "P1_A02_s1_w2.tif").write_bytes(data[: len(data) // 3])  # truncated
+    tifffile.imwrite(images / "P2_B01_s2_w3.tif", np.zeros((80, 80), np.uint16))  # other shape
+    blurred = fields[("P1", "B02", "2")].astype(np.float32)
+    from scipy import ndimage as ndi
+
+    for c in range(3):  # an out-of-focus field
+        tifffile.imwrite(
+            images / f"P1_B02_s2_w{c + 1}.tif",
+            ndi.gaussian_filter(blurred[..., c], 4).astype(np.uint16),
+        )
+    _, meta = run_ok(images, platemap, tmp_path / "out")
+    problems = pd.read_csv(tmp_path / "out" / "qc" / "problems.csv").fillna("")
+    failed = problems[problems["kind"] == "field failed"]
+    assert sorted(
+        zip(failed["plate"], failed["well"], failed["site"].astype(str), strict=True)
+    ) == [
+        ("P1", "A02", "1"),
+        ("P2", "B01", "2"),
+    ]
+    assert failed["detail"].str.contains("cannot read").any()
+    assert failed["detail"].str.contains("different shapes").any()
+    blur = problems[problems["kind"] == "field out of focus"]
+    assert blur[["plate", "well"]].values.tolist() == [["P1", "B02"]]
+    sites = set(zip(meta["plate"], meta["well"], meta["site"].astype(str), strict=True))
+    assert ("P1", "A02", "1") not in sites and ("P1", "B02", "2") not in sites
+    assert ("P1", "A02", "2") in sites  # the rest of the well is there
+
+
+def test_wells_are_normalised_and_mismatches_reported(screen, tmp_path):
+    images, platemap = screen
+    rows = [
+        {"well": "a1", "perturbation": "DMSO", "is_control": 1},
+        {"well": "A002", "perturbation": "taxol", "smiles": SMILES["nocodazole"]},
+        {"well": "C03", "perturbation": "taxol", "smiles": SMILES["nocodazole"]},
+    ]
+    write_map(platemap, rows)
+    _, meta = run_ok(images, platemap, tmp_path / "out")
+    assert set(meta["well"]) == {"A01", "A02"}
+    problems = pd.read_csv(tmp_path / "out" / "qc" / "problems.csv")
+    unmapped = problems[problems["kind"] == "imaged, not on the plate map"]
+    assert sorted(unmapped["well"]) == ["B01", "B01", "B02", "B02"]
+    unimaged = problems[problems["kind"] == "on the plate map, no images"]
+    assert sorted(unimaged["plate"] + unimaged["well"]) == ["P1C03", "P2C03"]
+
+
+def test_well_names():
+    assert {normalise_well(w) for w in ("A1", "a01", "A001", "A-1")} == {"A01"}
+    assert well_from_parts("2", "7") == "B07" and well_from_parts("AF", 48) == "AF48"
+    with pytest.raises(PrepareError, match="not a well name"):
+        normalise_well("1A")
+
+
+def test_bbbc014_real_fields(tmp_path):
+    folder = SHARED_DATA / "fields" / "bbbc014_nfkb"
+    if not folder.is_dir():
+        pytest.skip(f"{folder} not present (shared data)")
+    write_map(
+        tmp_path / "map.csv",
+        [
+            {"well": "A01", "perturbation": "TNF-alpha", "is_control": 0},
+            {"well": "A12", "perturbation": "unstimulated", "is_control": 1},
+        ],
+    )
+    assert (
+        prepare(
+            "--channels",
+            "NF-kB=1,DNA=2",
+            out=tmp_path / "out",
+            images=folder,
+            platemap=tmp_path / "map.csv",
+            workers=2,
+            pattern=r"Channel (?P<channel>\d)-\d+-(?P<row>[A-P])-(?P<col>\d+)-"
+            r"(?P<site>\d+)\.tif",
+        )
+        == 0
+    )
+    crops, meta = load_crops(tmp_path / "out")
+    counts = meta.groupby("well").size()
+    assert crops.shape[1:] == (CROP, CROP, 2) and crops.dtype == np.uint8
+    assert counts["A01"] > 400 and counts["A12"] > 400  # ~620 nuclei found per field
+    assert meta.loc[meta["well"] == "A12", "is_control"].eq(1).all()
+    # The DNA channel (second) is bright at every crop centre: crops sit on nuclei.
+    centre = crops[:, CROP // 2, CROP // 2, 1].astype(float)
+    assert np.median(centre) > 2 * np.median(crops[..., 1])
+
+
+def test_jump_target1_compound_map_as_published():
+    folder = SHARED_DATA / "jump_target"
+    if not folder.is_dir():
+        pytest.skip(f"{folder} not present (shared data)")
+    from training.prepare.platemap import check_smiles, read_platemap
+
+    table, layout = read_platemap(folder / "JUMP-Target-1_compound_platemap.tsv")
+    assert layout == "jump" and len(table) == 384
+    controls = table[table["is_control"]]
+    assert len(controls) == 64 and set(controls["perturbation"]) == {"DMSO"}
+    assert {"A02", "P10"} <= set(controls["well"])  # solvent-only wells
+    treated = table[~table["is_control"]]
+    assert treated["smiles"].ne("").all() and treated["perturbation"].nunique() == 302
+    with pytest.raises(
+        PrepareError,
+        match=r"2 compound\(s\): briciclib .*well H01.*"
+        r"fludarabine-phosphate .*well N12",
+    ):
+        check_smiles(table)
+    kept, notes = check_smiles(table, drop=True)
+    assert len(kept) == 382 and "left out" in notes[0]
+    crispr, _ = read_platemap(folder / "JUMP-Target-1_crispr_platemap.tsv")
+    assert crispr["gene"].ne("").sum() > 250 and crispr["is_control"].sum() == 60
