@@ -439,3 +439,68 @@ def test_jump_target1_compound_map_as_published():
     assert len(kept) == 382 and "left out" in notes[0]
     crispr, _ = read_platemap(folder / "JUMP-Target-1_crispr_platemap.tsv")
     assert crispr["gene"].ne("").sum() > 250 and crispr["is_control"].sum() == 60
+
+
+def test_skip_incomplete_leaves_those_sites_out(screen, tmp_path):
+    images, platemap = screen
+    (images / "P2_B02_s1_w2.tif").unlink()
+    _, meta = run_ok(images, platemap, tmp_path / "out", "--skip-incomplete")
+    sites = set(zip(meta["plate"], meta["well"], meta["site"].astype(str), strict=True))
+    assert ("P2", "B02", "1") not in sites and ("P2", "B02", "2") in sites
+    summary = (tmp_path / "out" / "qc" / "summary.txt").read_text()
+    assert "1 of 16 site(s) lack a channel: P2 B02 site 1 (no Tubulin)" in summary
+
+
+def test_crops_writer_streams_the_format_and_keeps_the_old_dataset_on_failure(tmp_path):
+    from napari_cellflux.core.crops_dataset import CropsWriter, save_crops
+    from training.readers import open_npz_array
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 4000, (7, 8, 8, 2)).astype(np.uint16)
+    meta = pd.DataFrame(
+        {
+            "plate": "p",
+            "compound": ["DMSO"] * 3 + ["x"] * 4,
+            "concentration_uM": 1.0,
+            "is_control": [1] * 3 + [0] * 4,
+        }
+    )
+    with CropsWriter(tmp_path, 7, (8, 8, 2), np.uint16) as writer:
+        for lo, hi in ((0, 0), (0, 3), (3, 7)):
+            writer.write(images[lo:hi], meta[lo:hi])
+    back, rows = load_crops(tmp_path)
+    assert np.array_equal(back, images) and rows["is_control"].tolist() == [1] * 3 + [0] * 4
+    assert np.array_equal(open_npz_array(tmp_path / "crops.npz")[:], images)  # mapped in place
+    save_crops(tmp_path, images[:2], meta[:2])
+    with pytest.raises(ValueError, match="Only 1 of the 5"):
+        with CropsWriter(tmp_path, 5, (8, 8, 2), np.uint16) as writer:
+            writer.write(images[:1], meta[:1])
+    assert len(load_crops(tmp_path)[0]) == 2 and sorted(os.listdir(tmp_path)) == [
+        "crops.npz",
+        "metadata.csv",
+    ]
+
+
+def test_training_runs_on_the_prepared_dataset(screen, tmp_path):
+    from training.tests.helpers import run_cli
+
+    images, platemap = screen
+    run_ok(images, platemap, tmp_path / "data")
+    run_cli(
+        "--data",
+        tmp_path / "data",
+        "--channels",
+        "DNA,Tubulin,Actin",
+        "--out",
+        tmp_path / "model",
+        "--preset",
+        "tiny",
+        "--steps",
+        "2",
+        "--batch-size",
+        "4",
+        "--threads",
+        "1",
+        "--no-progress",
+    )
+    assert (tmp_path / "model" / "model.safetensors").is_file()

@@ -272,8 +272,9 @@ class CropsWriter:
     ...         writer.write(images, rows)
     """
 
-    def __init__(self, directory: str | os.PathLike, n: int, crop_shape: Sequence[int],
-                 dtype: Any) -> None:
+    def __init__(
+        self, directory: str | os.PathLike, n: int, crop_shape: Sequence[int], dtype: Any
+    ) -> None:
         self.directory = _dataset_dir(directory)
         self.n = int(n)
         self.crop_shape = tuple(int(d) for d in crop_shape)
@@ -286,11 +287,15 @@ class CropsWriter:
         self.directory.mkdir(parents=True, exist_ok=True)
         self._crops_tmp = self.directory / f".{CROPS_FILE}.partial"
         self._meta_tmp = self.directory / f".{METADATA_FILE}.partial"
-        self._zip = zipfile.ZipFile(self._crops_tmp, "w", compression=zipfile.ZIP_STORED,
-                                    allowZip64=True)
+        self._zip = zipfile.ZipFile(
+            self._crops_tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True
+        )
         self._member = self._zip.open("images.npy", "w", force_zip64=True)
-        header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False,
-                  "shape": (self.n, *self.crop_shape)}
+        header = {
+            "descr": np.lib.format.dtype_to_descr(self.dtype),
+            "fortran_order": False,
+            "shape": (self.n, *self.crop_shape),
+        }
         np.lib.format.write_array_header_1_0(self._member, header)
         self._meta = open(self._meta_tmp, "w", newline="", encoding="utf-8")  # noqa: SIM115
 
@@ -298,8 +303,10 @@ class CropsWriter:
         """Append crops (K, H, W, C) and their K metadata rows (same columns every time)."""
         images = np.asarray(images)
         if images.shape[1:] != self.crop_shape:
-            raise ValueError(f"Crops of shape {shape_text(images.shape[1:])} cannot join a "
-                             f"dataset of {shape_text(self.crop_shape)} crops.")
+            raise ValueError(
+                f"Crops of shape {shape_text(images.shape[1:])} cannot join a "
+                f"dataset of {shape_text(self.crop_shape)} crops."
+            )
         if self.written + images.shape[0] > self.n:
             raise ValueError(f"More crops than the {self.n} announced.")
         if self._columns is None:
