@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+SPARSE_WELL = "D07"
 CONDITIONS = [
     ("DMSO", 0.0),
     ("cyclohexamide", 1.0),
@@ -68,6 +69,10 @@ def write_screen(root: Path, plates: int, sites: int, size: int, seed: int = 0) 
                     (size, size),
                     seed=seed + k,
                 )
+        # A cytotoxic-looking well (D07): few cells left, as the QC heat map should show.
+        pool[(p, "sparse")] = make_field(
+            f"SynPlate{p + 1}", "taxol", 10.0, (size, size), n_cells=2, seed=seed
+        )
     per_channel, multi = root / "per_channel", root / "multichannel"
     per_channel.mkdir(parents=True)
     multi.mkdir()
@@ -89,6 +94,8 @@ def write_screen(root: Path, plates: int, sites: int, size: int, seed: int = 0) 
                 )
             for s in range(sites):
                 base = pool[(p % 4, name, dose, int(rng.integers(2)))]
+                if well == SPARSE_WELL:
+                    base = pool[(p % 4, "sparse")]
                 img = np.rot90(base, int(rng.integers(4)))
                 img = np.roll(img, tuple(rng.integers(0, size, 2)), axis=(0, 1))
                 if rng.random() < 0.5:
@@ -165,6 +172,11 @@ def main() -> int:
     p.add_argument("--crop-size", type=int, default=48)
     p.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
     p.add_argument("--keep", type=Path, help="write the screen here and keep it")
+    p.add_argument(
+        "--figure",
+        type=Path,
+        help="also save plate 1's QC heat map here (the picture in docs/own-screen.md)",
+    )
     a = p.parse_args()
     root = a.keep or Path(tempfile.mkdtemp(prefix="bench_prepare_"))
     t = time.perf_counter()
@@ -212,6 +224,10 @@ def main() -> int:
             "crops_npz_mb": round((out / "crops.npz").stat().st_size / 2**20),
             "rerun_no_op_s": again["wall_s"],
         }
+    if a.figure:
+        import shutil
+
+        shutil.copyfile(root / "out_per_channel" / "qc" / "plate_Plate1.png", a.figure)
     print(json.dumps(result, indent=1))
     if a.keep is None:
         import shutil

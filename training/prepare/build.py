@@ -290,6 +290,7 @@ def build_dataset(
     notes: list[str],
     describe: dict[str, Any],
     log: Callable[[str], None] = print,
+    intro: str = "",
 ) -> Outcome:
     """Process every field of ``screen`` and write the dataset and its QC report to ``out``."""
     start = time.perf_counter()
@@ -311,6 +312,8 @@ def build_dataset(
             time.perf_counter() - start,
             stored.get("summary", ""),
         )
+    if intro:
+        log(intro)
     parts_dir = out / WORK_DIR / "parts"
     parts_dir.mkdir(parents=True, exist_ok=True)
     parts = [parts_dir / name for name in names]

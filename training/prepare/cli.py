@@ -234,11 +234,10 @@ def run(args: argparse.Namespace) -> int:
     )
     workers = args.workers or default_workers()
     notes = found.notes + smiles_notes + _training_notes(screen.conditions)
-    print(
+    intro = (
         f"{len(screen.sites)} field(s) in {len(set(s.plate for s in screen.sites))} "
         f"plate(s), channels {', '.join(channels)} (nuclei in "
-        f"{channels[settings.nuclear_index]}), {layout} plate map; {workers} worker(s)",
-        file=sys.stderr,
+        f"{channels[settings.nuclear_index]}), {layout} plate map; {workers} worker(s)"
     )
     describe = {
         "images": str(args.images or ""),
@@ -263,6 +262,7 @@ def run(args: argparse.Namespace) -> int:
         notes=notes,
         describe=describe,
         log=lambda m: print(m, file=sys.stderr),
+        intro=intro,
     )
     if outcome.status == "up to date":
         print(

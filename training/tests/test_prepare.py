@@ -244,23 +244,30 @@ def test_resume_does_no_rework_and_rerun_is_a_no_op(screen, tmp_path, monkeypatc
     assert np.array_equal(crops, fresh)
 
 
-def test_output_holding_another_dataset_is_refused_unless_overwrite(screen, tmp_path, capsys):
+def test_output_holding_another_dataset_is_refused_unless_overwrite(screen, tmp_path):
+    from training.tests.helpers import error_line, run_cli
+
     images, platemap = screen
     out = tmp_path / "out"
     first, _ = run_ok(images, platemap, out)
-    assert (
-        prepare(
-            "--channels",
-            "DNA=1,Tubulin=2,Actin=3",
-            "--crop-size",
-            "24",
-            out=out,
-            images=images,
-            platemap=platemap,
-        )
-        == 2
+    proc = run_cli(
+        "--images",
+        images,
+        "--pattern",
+        PATTERN,
+        "--channels",
+        "DNA=1,Tubulin=2,Actin=3",
+        "--platemap",
+        platemap,
+        "--out",
+        out,
+        "--crop-size",
+        "24",
+        module=("-m", "training.prepare"),
+        check=False,
     )
-    assert "already holds" in capsys.readouterr().err
+    assert proc.returncode == 2
+    assert "already holds a dataset prepared from other inputs" in error_line(proc.stderr)
     assert np.array_equal(load_crops(out)[0], first)  # untouched
     second, _ = run_ok(images, platemap, out, "--overwrite", "--crop-size", "24")
     assert second.shape[1] == 24
