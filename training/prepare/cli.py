@@ -217,8 +217,17 @@ def run(args: argparse.Namespace) -> int:
     if not found.sites:
         raise PrepareError("no complete site was found; see the notes above")
     channels = found.channels
-    if not channels:  # multi-channel files without --channels: ch0, ch1, ...
-        channels = [f"ch{i}" for i in range(_channel_count(found.sites[0].files[0]))]
+    first = found.sites[0]
+    if first.multichannel and not first.select:
+        count = _channel_count(first.files[0])
+        if not channels:  # multi-channel files without --channels: ch0, ch1, ...
+            channels = [f"ch{i}" for i in range(count)]
+        elif len(channels) != count:
+            raise PrepareError(
+                f"{Path(first.files[0]).name} has {count} channel(s) but --channels names "
+                f"{len(channels)} ({', '.join(channels)}); name them all in file order, or "
+                "pick some by index (--channels DNA=0,Actin=2)"
+            )
     controls = tuple(n for item in args.control_name for n in item.split(","))
     table, layout = read_platemap(
         args.platemap, args.perturbation_metadata, controls, args.dose_uM

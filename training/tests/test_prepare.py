@@ -153,7 +153,7 @@ def test_pattern_screen_gives_crops_with_their_metadata(screen, fields, tmp_path
     assert not (tmp_path / "out" / build_module.WORK_DIR).exists()
 
 
-def test_loaddata_and_multichannel_files_give_the_same_dataset(screen, fields, tmp_path):
+def test_loaddata_and_multichannel_files_give_the_same_dataset(screen, fields, tmp_path, capsys):
     images, platemap = screen
     _, reference = run_ok(images, platemap, tmp_path / "ref")
     ref_crops, _ = load_crops(tmp_path / "ref")
@@ -207,7 +207,31 @@ def test_loaddata_and_multichannel_files_give_the_same_dataset(screen, fields, t
         )
         crops, _ = load_crops(out)
         assert np.array_equal(crops, ref_crops.astype(crops.dtype))
+        # Picking channels by index from multi-channel files.
+        assert (
+            prepare(
+                "--channels",
+                "DNA=0,Actin=2",
+                out=out.with_name(f"pick_{layout}"),
+                images=folder,
+                platemap=platemap,
+                pattern=r"(?P<plate>P\d)-"
+                r"(?P<well>\w\d+)-(?P<site>\d)\.tif",
+            )
+            == 0
+        )
+        picked, _ = load_crops(out.with_name(f"pick_{layout}"))
+        assert np.array_equal(picked, crops[..., [0, 2]])
         assert crops.dtype == (np.float32 if layout == "yxc" else np.uint16)
+        two = prepare(
+            "--channels",
+            "DNA,Tubulin",
+            out=tmp_path / "two",
+            images=folder,
+            platemap=platemap,
+            pattern=r"(?P<plate>P\d)-(?P<well>\w\d+)-(?P<site>\d)\.tif",
+        )
+        assert two == 2 and "has 3 channel(s) but --channels names 2" in capsys.readouterr().err
 
 
 def test_resume_does_no_rework_and_rerun_is_a_no_op(screen, tmp_path, monkeypatch):
