@@ -51,6 +51,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_cellflux.core.acceleration import precision_in_use
 from napari_cellflux.core.files import file_sha256
 
 from . import baselines as B
@@ -87,13 +88,11 @@ class _Profiles:
         return raw, self.std.transform(raw)
 
 
-def load_cpu_model(path: str | Path, precision: str) -> Any:
-    """A model on the CPU computing in ``precision`` (evaluations run on the CPU)."""
+def load_cpu_model(path: str | Path) -> Any:
+    """A model on the CPU (evaluations run on the CPU, with the precision they are given)."""
     from napari_cellflux.core.model import load_model
 
-    model = load_model(path, device="cpu")
-    model.precision = precision
-    return model
+    return load_model(path, device="cpu")
 
 
 def _names(channels: Sequence[str], most: int = 6) -> str:
@@ -143,12 +142,13 @@ def evaluate(model_path: str | Path, data: str | Path, *, eval_plates: Sequence[
     if unknown:
         raise ValueError(f"unknown baseline(s) {unknown}; choose from {BASELINES}")
     t_start = time.perf_counter()
-    model = load_cpu_model(model_path, precision)
+    precision_in_use(precision, "cpu")  # ValueError for a bad value, before any work
+    model = load_cpu_model(model_path)
     images, meta = read_evaluation_data(data)
     check_channels(model, model_path, images.shape, data)
     named = {**(ablations or {}), **(replicates or {})}
     extra_paths = {**named, **({"noise_start": noise_start} if noise_start else {})}
-    extra_models = {name: load_cpu_model(path, precision) for name, path in extra_paths.items()}
+    extra_models = {name: load_cpu_model(path) for name, path in extra_paths.items()}
     for name, path in extra_paths.items():  # before any work, like the main model
         check_channels(extra_models[name], path, images.shape, data)
     meta = meta.reset_index(drop=True)
@@ -170,7 +170,7 @@ def evaluate(model_path: str | Path, data: str | Path, *, eval_plates: Sequence[
         methods=method_list(baselines, list(named), noise_start is not None),
         predictor_args=dict(model=model, extra_models=extra_models, images=images, meta=meta,
                             train_rows=model_training_rows(meta, held), guidance=guidance,
-                            steps=steps, solver=solver, seed=seed),
+                            steps=steps, solver=solver, seed=seed, precision=precision),
         max_cells=max_cells, n_boot=n_boot, seed=seed, top_k=top_k)
     log(f"{len(split.conditions)} condition(s) on plate(s) {', '.join(plates)}; classifiers "
         f"on {int((split.classifier_rows & ctrl).sum())} controls / "
@@ -194,7 +194,7 @@ def evaluate(model_path: str | Path, data: str | Path, *, eval_plates: Sequence[
                   "evaluation plate's controls (the other half trains the classifiers)",
                   "classifier_train_crops": int(split.classifier_rows.sum())},
         "settings": {"steps": steps, "solver": solver, "guidance": guidance,
-                     "precision": model.precision_in_use,
+                     "precision": precision_in_use(precision, model.device),
                      "max_cells": max_cells, "n_boot": n_boot, "seed": seed, "top_k": top_k,
                      "ci": "95 % bootstrap percentile interval, shifted by the bootstrap bias"},
         "features": {"n": len(prof.names), "names": prof.names},

@@ -52,13 +52,15 @@ class Predictor:
     steps: int
     solver: str
     seed: int
+    precision: str = "float32"
     mean_shift_info: dict[str, Any] = field(default_factory=dict)
     _delta: np.ndarray | None = None
 
     def _simulate(self, model: Any, x: np.ndarray, guidance: float) -> np.ndarray:
         dose = self.dose_uM if model.use_dose else None
         return B.simulate_final(model, x, self.perturbation, dose, guidance=guidance,
-                                steps=self.steps, solver=self.solver, seed=self.seed)
+                                steps=self.steps, solver=self.solver, seed=self.seed,
+                                precision=self.precision)
 
     def predict(self, name: str, x: np.ndarray) -> np.ndarray:
         """Method ``name``'s predictions from control crops ``x`` (raw intensities)."""
@@ -83,4 +85,5 @@ class Predictor:
         return B.sample_from_noise(m, n, self.perturbation,
                                    self.dose_uM if m.use_dose else None,
                                    guidance=self.guidance, out_size=out_size,
-                                   steps=self.steps, solver=self.solver, seed=self.seed)
+                                   steps=self.steps, solver=self.solver, seed=self.seed,
+                                   precision=self.precision)

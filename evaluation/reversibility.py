@@ -36,12 +36,13 @@ __all__ = ["roundtrip", "main"]
 def roundtrip(model: Any, cells: np.ndarray, perturbation: str, *, dose_uM: float | None,
               steps: int = 20, solver: str = "midpoint", guidance: float = 1.2,
               value_range: np.ndarray | None = None, n_boot: int = 200,
-              seed: int = 0) -> dict[str, Any]:
+              seed: int = 0, precision: str = "float32") -> dict[str, Any]:
     """Forward then reverse ``cells`` (N, H, W, C); returns the two figures with intervals."""
     from .metrics import bootstrap
 
     x0 = np.asarray(cells, dtype=np.float32)
-    kw = dict(steps=steps, solver=solver, guidance=guidance, dose_uM=dose_uM)
+    kw = dict(steps=steps, solver=solver, guidance=guidance, dose_uM=dose_uM,
+              precision=precision)
     forward = model.simulate(x0, perturbation, direction="forward", **kw)
     x1 = forward.frames[-1]
     # The reverse run matches intensities with the forward run's factors, as the viewer does:
@@ -84,7 +85,7 @@ def run(models: dict[str, str], data: str | Path, plate: str, perturbation: str,
 
     t0 = time.perf_counter()
     images, meta = read_evaluation_data(data)
-    loaded = {name: load_cpu_model(path, "float32") for name, path in models.items()}
+    loaded = {name: load_cpu_model(path) for name, path in models.items()}
     for name, path in models.items():  # every model before the first round trip
         check_channels(loaded[name], path, images.shape, data)
     meta = meta.reset_index(drop=True)

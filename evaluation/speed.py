@@ -58,18 +58,18 @@ def _model(preset_name: str):
     return CellFluxModel(VelocityUNet(cfg), card, vectors, torch.device("cpu")), "random"
 
 
-def _time_forward(model: Any, batch: int, repeats: int) -> float:
-    """Seconds per image of one network pass, in the model's layout and precision."""
+def _time_forward(model: Any, batch: int, repeats: int, precision: str) -> float:
+    """Seconds per image of one network pass, in the model's layout and ``precision``."""
     import torch
 
-    from napari_cellflux.core.acceleration import channels_last_pays
+    from napari_cellflux.core.acceleration import channels_last_pays, compute_dtype
 
     net, size = model.network, model.crop_size
     x = torch.randn(batch, net.config.in_channels, size, size)
     if channels_last_pays(model.device):
         x = x.contiguous(memory_format=torch.channels_last)
     t, c = torch.rand(batch), torch.randn(batch, net.config.cond_dim)
-    dtype = model.compute_dtype
+    dtype = compute_dtype(precision, model.device)
     with torch.inference_mode(), torch.autocast("cpu", dtype=dtype or torch.bfloat16,
                                                 enabled=dtype is not None):
         net(x, t, c)  # warm-up: allocator and kernel selection
@@ -79,7 +79,7 @@ def _time_forward(model: Any, batch: int, repeats: int) -> float:
     return (time.perf_counter() - start) / repeats / batch
 
 
-def _trajectory(model: Any, cells: Any, solver: str, steps: int = FRAMES,
+def _trajectory(model: Any, cells: Any, solver: str, precision: str, steps: int = FRAMES,
                 keep: list | None = None) -> dict[str, float]:
     """Times of one guided forward trajectory; its last frame is appended to ``keep``."""
     start = time.perf_counter()
@@ -88,7 +88,8 @@ def _trajectory(model: Any, cells: Any, solver: str, steps: int = FRAMES,
     last = None
     for i, (_, frame) in enumerate(model.iter_simulate(cells, model.perturbations[0],
                                                        steps=steps, guidance=1.2,
-                                                       solver=solver)):
+                                                       solver=solver,
+                                                       precision=precision)):
         if i == 1:
             first = time.perf_counter() - start
         frames += 1
@@ -103,15 +104,16 @@ def _measure_preset(preset_name: str, solver: str, threads: int, precision: str,
                     queue: Any) -> None:
     import torch
 
+    from napari_cellflux.core.acceleration import precision_in_use
+
     torch.set_num_threads(threads)
     model, weights = _model(preset_name)
-    model.precision = precision
     cells = _cells()
-    per_image = _time_forward(model, 8, 2)
-    traj = _trajectory(model, cells, solver)
+    per_image = _time_forward(model, 8, 2, precision)
+    traj = _trajectory(model, cells, solver, precision)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     queue.put({"preset": preset_name, "weights": weights, "crop_size": model.crop_size,
-               "precision": model.precision_in_use,
+               "precision": precision_in_use(precision, model.device),
                "parameters_M": round(sum(p.numel() for p in model.network.parameters()) / 1e6,
                                      2),
                "s_per_image_forward": round(per_image, 4),
@@ -185,9 +187,8 @@ def _levers(threads: int) -> dict[str, Any]:
     cells = _cells()
     ends: dict[str, list] = {"float32": [], "bfloat16": []}
     for precision in ("float32", "bfloat16"):
-        model.precision = precision
         for name in ("euler", "midpoint", "rk4"):
-            out[f"trajectory_{name}_{precision}"] = _trajectory(model, cells, name,
+            out[f"trajectory_{name}_{precision}"] = _trajectory(model, cells, name, precision,
                                                                 keep=ends[precision])
     # How far bfloat16 moves the last frame, next to how far the solver choice moves it
     # (float32 Euler and midpoint against float32 RK4), as % of the simulated change.

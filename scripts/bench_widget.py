@@ -46,6 +46,7 @@ def _child(threads: int, precision: str, steps: int, cells: int, repeats: int) -
     from qtpy.QtWidgets import QApplication
 
     from napari_cellflux._gui.settings import cpu_threads_for
+    from napari_cellflux.core.acceleration import precision_in_use
 
     viewer = napari.Viewer(show=True)
     app = QApplication.instance()
@@ -74,7 +75,7 @@ def _child(threads: int, precision: str, steps: int, cells: int, repeats: int) -
     used = torch.get_num_threads()
     out = {"threads_setting": threads or "auto", "torch_threads": used,
            "precision_setting": precision,
-           "precision": widget.model.precision_in_use,
+           "precision": precision_in_use(precision, widget.model.device),
            "auto_would_use": cpu_threads_for(0), "solver": str(widget.sampler_panel.solver.value),
            "runs": runs, "best_total_s": min(r["total_s"] for r in runs)}
     viewer.close()

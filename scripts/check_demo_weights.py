@@ -47,7 +47,8 @@ def effect_table(model, out: dict) -> str:
             on = meta["plate"].to_numpy() == plate
             ctrl = images[on & ctrl_mask].astype(np.float64)
             real = images[on & (meta["compound"].to_numpy() == comp)].astype(np.float64)
-            gen = model.simulate(ctrl, comp, dose_uM=10.0, steps=10).frames[-1]
+            gen = model.simulate(ctrl, comp, dose_uM=10.0, steps=10,
+                                 precision="float32").frames[-1]
             off = np.array(catalog.PLATES[plate].offset, float)
             base = ctrl.reshape(-1, 3).mean(0) - off
             rel_real = (real.reshape(-1, 3).mean(0) - off) / base - 1
@@ -100,8 +101,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     from napari_cellflux import load_model
 
-    model = load_model(args.weights, device="cpu")
-    model.precision = "float32"
+    model = load_model(args.weights, device="cpu")  # every run below pins float32
     out: dict = {"weights": str(model.path), "training": model.card.to_dict()["training"]}
     print(effect_table(model, out), "\n")
     print(roundtrip_table(model, out))

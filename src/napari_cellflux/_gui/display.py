@@ -54,7 +54,7 @@ class RunDisplay:
         self._followed: int | None = None
         self._last_refresh = 0.0
         self._model: Any = None
-        self._batches: list[Batch] = []
+        self.batches: list[Batch] = []  # the inputs of the current run (the one copy)
         self._settings: RunSettings | None = None
         self._placement: dict[str, tuple] = {}
         self._view_layers: list[Any] = []
@@ -69,7 +69,7 @@ class RunDisplay:
     def start(self, model: Any, batches: Sequence[Batch], settings: RunSettings,
               placement: dict[str, tuple], view_layers: Sequence[Any]) -> None:
         """A new run begins: remember what it is about (the last result stays shown)."""
-        self._model, self._batches, self._settings = model, list(batches), settings
+        self._model, self.batches, self._settings = model, list(batches), settings
         self._placement, self._view_layers = dict(placement), list(view_layers)
         self._pending, self._drawn = None, False
         self._followed, self._last_refresh, self.note = None, 0.0, ""
@@ -99,16 +99,16 @@ class RunDisplay:
         """First frame: allocate (or reuse) one stack per batch, fixed contrast."""
         s, channels = self._settings, self._model.channels
         self.stacks, self.field_stacks, self._drawn = [], {}, True
-        self.readout.reset([b.name for b in self._batches],
+        self.readout.reset([b.name for b in self.batches],
                            self._readout_colors(channels))
-        compare = len(self._batches) > 1
+        compare = len(self.batches) > 1
         if not compare:
             self.comparison.end()
         meta = dict(s.as_metadata(), channels=channels,
                     n_cells=[int(c.shape[0]) for c in event.crops],
                     intensity_factors=[float(f) for f in event.scales[0]],
-                    warnings=list(event.warnings))
-        for b, batch in enumerate(self._batches):
+                    warnings=list(event.warnings), cpu_threads=event.cpu_threads)
+        for b, batch in enumerate(self.batches):
             placement = self._placement.get(batch.name)
             scale, translate = (1.0, 1.0), (0.0, 0.0)
             if placement is not None and not compare:
@@ -149,7 +149,7 @@ class RunDisplay:
             self._refresh(ev.index)
             self._last_refresh = now
         if ev.batch == 0 and self._settings.direction == "forward":
-            self.last_forward = {"name": self._batches[0].name, "crops": ev.crops,
+            self.last_forward = {"name": self.batches[0].name, "crops": ev.crops,
                                  "index": ev.index}
 
     def _refresh(self, index: int) -> None:

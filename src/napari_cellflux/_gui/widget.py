@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from magicgui.widgets import Container, Label, PushButton
 from napari.utils.notifications import show_error, show_info, show_warning
 
+from ..core.acceleration import precision_in_use
 from ..core.pipeline import Batch, CellsFound, Failed, Frame, Ready, RunSettings
 from .controls import ComparePanel, InputPanel, ModelPanel, PerturbationPanel, SamplerPanel
 from .display import RunDisplay
@@ -73,7 +74,6 @@ class CellFluxWidget(Container):
 
         self.display = RunDisplay(viewer, self.readout)
         self._progress: Any = None
-        self._batches: list[Batch] = []
         self._placement: dict[str, tuple] = {}
         self._layers_of: dict[str, tuple[Any, ...]] = {}  # image name -> its layers
         self._view_layers: list[Any] = []
@@ -306,7 +306,9 @@ class CellFluxWidget(Container):
                 raise ValueError("Choose a perturbation, or type a SMILES or gene.")
             self.model.encode(query)  # a bad SMILES or unknown name stops here, with a hint
             batches = self._input_batches()
-            self.model.precision = str(self.model_panel.precision.value)  # bf16 on MPS: no
+            # What "auto" means on this device; ValueError for bfloat16 on MPS.
+            precision = precision_in_use(str(self.model_panel.precision.value),
+                                         self.model.device)
         except ValueError as exc:
             show_error(str(exc))
             return None
@@ -315,13 +317,12 @@ class CellFluxWidget(Container):
             guidance=float(sp.guidance.value), solver=str(sp.solver.value),
             seed=int(sp.seed.value), dose_uM=pp.dose_uM,
             paste_back=bool(self.input_panel.paste.value),
-            weights=str(self.model.path or "bundled demo"),
-            precision=self.model.precision_in_use)
+            weights=str(self.model.path or "bundled demo"), precision=precision,
+            cpu_threads=cpu_threads_for(int(self.model_panel.cpu_threads.value)))
         for note in self._notes:
             show_warning(note)
-        self._batches, self._failed = batches, None
+        self._failed = None
         self.frames_shown = 0
-        self._set_cpu_threads()
         self.display.start(self.model, batches, settings, self._placement, self._view_layers)
         self._progress = progress(total=settings.n_frames * len(batches),
                                   desc=f"CellFlux {settings.direction}: {query[:30]}")
@@ -334,13 +335,6 @@ class CellFluxWidget(Container):
         self.workers.start(worker, yielded=self._on_event,
                            finished=lambda: self._on_event(_FINISHED))
         return worker
-
-    def _set_cpu_threads(self) -> None:
-        """Torch's CPU thread count for this run (see :func:`cpu_threads_for`)."""
-        import torch
-
-        if str(self.model.device).startswith("cpu"):
-            torch.set_num_threads(cpu_threads_for(int(self.model_panel.cpu_threads.value)))
 
     def cancel(self) -> None:
         """Stop at the next frame; the frames computed so far stay in the layers."""
@@ -372,7 +366,7 @@ class CellFluxWidget(Container):
             if self._progress is not None:
                 self._progress.update(1)
         elif isinstance(event, CellsFound):
-            self._on_cells(event, self._batches)
+            self._on_cells(event, self.display.batches)
         elif isinstance(event, Ready):
             self.display.ready(event)
             for note in event.warnings:  # e.g. a dose far outside training: said once

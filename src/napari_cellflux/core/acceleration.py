@@ -1,6 +1,6 @@
 """How inference runs fast on the device at hand: memory layout and arithmetic precision.
 
-Two levers of the interactive path (issue 6), each measured by ``python -m evaluation.speed``
+Two levers of the interactive path, each measured by ``python -m evaluation.speed``
 (``levers_fast``) before it became a default:
 
 - **channels-last layout** on the CPU: the oneDNN convolutions of the U-Net run faster on
@@ -17,9 +17,10 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["PRECISIONS", "channels_last_pays", "cpu_has_native_bf16", "compute_dtype"]
+__all__ = ["PRECISIONS", "channels_last_pays", "cpu_has_native_bf16", "compute_dtype",
+           "precision_in_use"]
 
-#: Accepted values of a model's ``precision``.
+#: Accepted values of a simulation's ``precision``.
 PRECISIONS = ("auto", "float32", "bfloat16")
 
 
@@ -64,3 +65,9 @@ def compute_dtype(precision: str, device: Any) -> Any | None:
         raise ValueError(f"bfloat16 inference is not available on {kind}; choose float32 "
                          "or auto")
     return torch.bfloat16
+
+
+def precision_in_use(precision: str, device: Any) -> str:
+    """``"float32"`` or ``"bfloat16"``: what ``precision`` (e.g. ``auto``) means on
+    ``device``; ValueError like :func:`compute_dtype`."""
+    return "float32" if compute_dtype(precision, device) is None else "bfloat16"

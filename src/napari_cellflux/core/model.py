@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 
 from .acceleration import channels_last_pays
-from .acceleration import compute_dtype as _resolve_dtype
 from .config import UNetConfig, preset
 from .intensity import intensity_scale
 from .model_card import ModelCard, VocabularyEntry
@@ -73,7 +72,6 @@ class CellFluxModel:
         self.card = card
         self.device = device
         self.path = path
-        self._precision = "auto"
         self.config: UNetConfig = network.config
         self._low = torch.tensor(card.norm_low, dtype=torch.float32, device=device)
         self._high = torch.tensor(card.norm_high, dtype=torch.float32, device=device)
@@ -85,34 +83,6 @@ class CellFluxModel:
             self.encoder: CompoundEncoder | GeneEncoder = CompoundEncoder(smiles, self._vectors)
         else:
             self.encoder = GeneEncoder(self._vectors)
-
-    # --- how it computes -------------------------------------------------------------
-    @property
-    def precision(self) -> str:
-        """Arithmetic of the network during simulation: ``auto`` (default), ``float32`` or
-        ``bfloat16``.
-
-        ``auto`` uses bfloat16 autocast on CPUs with native bfloat16 instructions (about
-        1.7x faster there, velocities within about 0.5 %; see
-        :mod:`napari_cellflux.core.acceleration`) and float32 everywhere else. The trajectory
-        itself is integrated in float32 either way. Evaluations pin ``float32``.
-        """
-        return self._precision
-
-    @precision.setter
-    def precision(self, value: str) -> None:
-        _resolve_dtype(value, self.device)  # raises ValueError for a bad value or device
-        self._precision = value
-
-    @property
-    def compute_dtype(self) -> Any | None:
-        """The autocast dtype :attr:`precision` resolves to here (None: float32)."""
-        return _resolve_dtype(self._precision, self.device)
-
-    @property
-    def precision_in_use(self) -> str:
-        """``"float32"`` or ``"bfloat16"``: what :attr:`precision` means on this machine."""
-        return "float32" if self.compute_dtype is None else "bfloat16"
 
     # --- what the model knows -------------------------------------------------------
     @property
@@ -191,14 +161,16 @@ class CellFluxModel:
              direction: str = "forward", steps: int = 20, guidance: float = 1.2,
              seed: int | None = 0, dose_uM: float | None = None, solver: str = "midpoint",
              noise: float = 0.0, max_batch: int | None = 64,
-             intensity_factors: Sequence[float] | None = None) -> SimulationPlan:
+             intensity_factors: Sequence[float] | None = None,
+             precision: str = "auto") -> SimulationPlan:
         """Check the arguments of :meth:`iter_simulate` and resolve their defaults (the seed
         drawn for None, the dose, the intensity factors) into the plan :meth:`run`
         integrates. Raises ValueError for an argument out of its range (see
         :mod:`.run_plan`); warns (:class:`CellFluxWarning`) e.g. for a far-off dose."""
         plan = make_plan(self, images, perturbation, direction=direction, steps=steps,
                          guidance=guidance, seed=seed, dose_uM=dose_uM, solver=solver,
-                         noise=noise, max_batch=max_batch, intensity_factors=intensity_factors)
+                         noise=noise, max_batch=max_batch, intensity_factors=intensity_factors,
+                         precision=precision)
         for message in plan.warnings:
             warnings.warn(message, CellFluxWarning, stacklevel=2)
         return plan
@@ -217,7 +189,7 @@ class CellFluxModel:
                       solver: str = "midpoint", noise: float = 0.0,
                       max_batch: int | None = 64,
                       intensity_factors: Sequence[float] | None = None,
-                      ) -> Iterator[tuple[float, np.ndarray]]:
+                      precision: str = "auto") -> Iterator[tuple[float, np.ndarray]]:
         """Stream a trajectory: yields ``(t, frame)`` with frame (N, H, W, C) float32.
 
         Arguments are checked when this is called (before the first frame), so a bad
@@ -257,20 +229,27 @@ class CellFluxModel:
             Per-channel factors that bring the images onto the model's intensity scale;
             None computes them from ``images`` (:meth:`intensity_factors`). Pass the
             factors of a forward run to its reverse run so both use the same.
+        precision
+            Arithmetic of the network: ``auto`` (bfloat16 autocast on CPUs with native
+            bfloat16 instructions, about 1.7x faster there with velocities within about
+            0.5 %; float32 elsewhere; see :mod:`.acceleration`), ``float32`` or
+            ``bfloat16``. The trajectory itself is integrated in float32 either way; the
+            precision used is in ``Trajectory.settings``. Evaluations pin ``float32``.
 
         Closing the generator early (e.g. Cancel in the viewer) stops at the next frame.
         """
         return self.run(self.plan(
             images, perturbation, direction=direction, steps=steps, guidance=guidance,
             seed=seed, dose_uM=dose_uM, solver=solver, noise=noise, max_batch=max_batch,
-            intensity_factors=intensity_factors))
+            intensity_factors=intensity_factors, precision=precision))
 
     def simulate(self, images: Any, perturbation: str | Perturbation, *,
                  direction: str = "forward", steps: int = 20, guidance: float = 1.2,
                  seed: int | None = 0, dose_uM: float | None = None,
                  solver: str = "midpoint", noise: float = 0.0,
                  max_batch: int | None = 64,
-                 intensity_factors: Sequence[float] | None = None) -> Trajectory:
+                 intensity_factors: Sequence[float] | None = None,
+                 precision: str = "auto") -> Trajectory:
         """Run :meth:`iter_simulate` to the end; see there for the parameters.
 
         Every frame is kept in memory, at most 2 GB (``run_plan.MAX_FRAMES_BYTES``);
@@ -285,7 +264,8 @@ class CellFluxModel:
         """
         plan = self.plan(images, perturbation, direction=direction, steps=steps,
                          guidance=guidance, seed=seed, dose_uM=dose_uM, solver=solver,
-                         noise=noise, max_batch=max_batch, intensity_factors=intensity_factors)
+                         noise=noise, max_batch=max_batch, intensity_factors=intensity_factors,
+                         precision=precision)
         check_frames_memory(plan.n_frames, plan.images.shape)
         times, frames = [], []
         for t, frame in self.run(plan):
@@ -295,8 +275,7 @@ class CellFluxModel:
         return Trajectory(
             times=np.asarray(times, dtype=np.float64), frames=np.stack(frames),
             perturbation=name, direction=plan.direction,
-            settings={**plan.settings(), "weights": str(self.path or ""),
-                      "precision": self.precision_in_use},
+            settings={**plan.settings(), "weights": str(self.path or "")},
         )
 
     def save(self, path: str | Path, storage_dtype: str = "float32") -> Path:

@@ -50,7 +50,8 @@ class RunSettings:
     dose_uM: float | None = None
     paste_back: bool = False
     weights: str = ""
-    precision: str = "float32"        # what the network computed in (resolved, not "auto")
+    precision: str = "auto"           # the network's arithmetic (see CellFluxModel.plan)
+    cpu_threads: int = 0              # torch CPU threads for this run; 0: leave as they are
 
     @property
     def n_frames(self) -> int:
@@ -86,6 +87,7 @@ class Ready:
     limits: np.ndarray                # (C, 2) contrast limits shared by all batches
     scales: list[np.ndarray]          # per batch (C,) intensity factors applied
     warnings: list[str] = field(default_factory=list)  # e.g. a dose far outside training
+    cpu_threads: int | None = None    # torch CPU threads the run computes with (None: GPU)
 
 
 @dataclass
@@ -188,7 +190,7 @@ def _plan(model: Any, crops: np.ndarray, s: RunSettings, factors: np.ndarray) ->
     first = "reverse" if s.direction == "reverse" else "forward"
     return make_plan(model, crops, s.perturbation, direction=first, steps=s.steps,
                      guidance=s.guidance, seed=s.seed, dose_uM=s.dose_uM, solver=s.solver,
-                     intensity_factors=factors)
+                     intensity_factors=factors, precision=s.precision)
 
 
 def _trajectory(model: Any, plan: Any, s: RunSettings) -> Iterator[tuple[float, Any]]:
@@ -204,6 +206,19 @@ def _trajectory(model: Any, plan: Any, s: RunSettings) -> Iterator[tuple[float, 
         yield from back
 
 
+def _use_cpu_threads(model: Any, threads: int) -> int | None:
+    """Set torch's CPU thread count for a run on the CPU, in the thread that computes (the
+    run owns the setting rather than whoever starts it); returns the count in use, None off
+    the CPU."""
+    import torch
+
+    if not str(model.device).startswith("cpu"):
+        return None
+    if threads > 0:
+        torch.set_num_threads(int(threads))
+    return torch.get_num_threads()
+
+
 def simulate_batches(model: Any, batches: Sequence[Batch], settings: RunSettings,
                      dna_index: int | None) -> Iterator[Any]:
     """Simulate the same perturbation on every batch, frame by frame, round robin.
@@ -216,6 +231,7 @@ def simulate_batches(model: Any, batches: Sequence[Batch], settings: RunSettings
     from .readout import ReadoutSeries
 
     try:
+        threads = _use_cpu_threads(model, settings.cpu_threads)
         state = _State()
         for b, batch in enumerate(batches):
             if batch.is_field:
@@ -239,7 +255,7 @@ def simulate_batches(model: Any, batches: Sequence[Batch], settings: RunSettings
         limits = channel_limits(pixels[None])  # (1, P, C): a 2-D array is one channel
         mosaics = [mosaic(c[:, :, :, :1], gap=MOSAIC_GAP).shape[:2] for c in state.crops]
         notes = list(dict.fromkeys(w for plan in plans for w in plan.warnings))
-        yield Ready(state.crops, mosaics, limits, scales, notes)
+        yield Ready(state.crops, mosaics, limits, scales, notes, threads)
 
         channels = model.channels
         series = [ReadoutSeries(channels, dna_index) for _ in batches]

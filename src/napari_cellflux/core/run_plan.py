@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .acceleration import channels_last_pays
+from .acceleration import channels_last_pays, compute_dtype, precision_in_use
 from .config import SamplerConfig
 from .images import validate_image
 from .intensity import check_factors, check_magnitude, intensity_scale
@@ -177,6 +177,7 @@ class SimulationPlan:
     noise: float
     max_batch: int | None
     intensity_factors: np.ndarray
+    precision: str = "float32"        # the network's arithmetic here: float32 or bfloat16
     warnings: tuple[str, ...] = field(default=())
 
     @property
@@ -190,14 +191,15 @@ class SimulationPlan:
                 "seed": self.seed, "dose_uM": self.dose_uM, "solver": self.solver,
                 "noise": self.noise, "max_batch": self.max_batch,
                 "intensity_factors": [float(f) for f in self.intensity_factors],
-                "warnings": list(self.warnings)}
+                "precision": self.precision, "warnings": list(self.warnings)}
 
 
 def make_plan(model: CellFluxModel, images: Any, perturbation: str | Perturbation, *,
               direction: str = "forward", steps: int = 20, guidance: float = 1.2,
               seed: int | None = 0, dose_uM: float | None = None, solver: str = "midpoint",
               noise: float = 0.0, max_batch: int | None = 64,
-              intensity_factors: Sequence[float] | None = None) -> SimulationPlan:
+              intensity_factors: Sequence[float] | None = None,
+              precision: str = "auto") -> SimulationPlan:
     """Check every argument of a simulation and resolve defaults (see the module docstring).
 
     Raises
@@ -215,6 +217,7 @@ def make_plan(model: CellFluxModel, images: Any, perturbation: str | Perturbatio
     noise = check_noise(noise)
     seed = resolve_seed(seed)
     max_batch = check_max_batch(max_batch)
+    precision = precision_in_use(precision, model.device)  # ValueError for a bad one
     raw = validate_image(images, len(model.channels))
     single = np.ndim(images) == 3  # safe now: the images were readable as one array
     if intensity_factors is None:
@@ -226,7 +229,8 @@ def make_plan(model: CellFluxModel, images: Any, perturbation: str | Perturbatio
         images=raw, single=single, perturbation=pert, condition=condition,
         direction=sampler.direction, steps=sampler.steps, guidance=float(sampler.guidance),
         solver=sampler.solver, seed=seed, dose_uM=dose, noise=noise, max_batch=max_batch,
-        intensity_factors=factors, warnings=(dose_warning,) if dose_warning else ())
+        intensity_factors=factors, precision=precision,
+        warnings=(dose_warning,) if dose_warning else ())
 
 
 def integrate_plan(model: CellFluxModel, plan: SimulationPlan,
@@ -264,7 +268,8 @@ def integrate_plan(model: CellFluxModel, plan: SimulationPlan,
             x = x.contiguous(memory_format=torch.channels_last)
         cond = torch.from_numpy(plan.condition).to(dev)[None]
         velocity = GuidedVelocity(model.network, cond, plan.guidance,
-                                  max_batch=plan.max_batch, compute_dtype=model.compute_dtype)
+                                  max_batch=plan.max_batch,
+                                  compute_dtype=compute_dtype(plan.precision, dev))
         grid = time_grid(plan.steps, plan.direction)
         for index, (t, xt) in enumerate(integrate(velocity, x, grid, plan.solver)):
             delta = (model.denormalize(xt) - start) / factors

@@ -15,9 +15,7 @@ from napari_cellflux import CellFluxWarning, load_model
 
 @pytest.fixture(scope="module")
 def demo():
-    model = load_model(device="cpu")
-    model.precision = "float32"
-    return model
+    return load_model(device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +33,8 @@ def uint8_crops(shared_data) -> np.ndarray:
 
 
 def test_uint8_crop_is_matched_to_the_model_and_stays_in_its_range(demo, uint8_crops):
-    traj = demo.simulate(uint8_crops, "cyclohexamide", steps=10, dose_uM=10.0)
+    traj = demo.simulate(uint8_crops, "cyclohexamide", steps=10, dose_uM=10.0,
+                         precision="float32")
     np.testing.assert_array_equal(traj.frames[0], uint8_crops.astype(np.float32))
     lo, hi = np.percentile(traj.frames[-1], [0.1, 99.9])
     # Without matching the 8-bit crops ran to -134 and 655 (1st/999th permille).
@@ -55,13 +54,15 @@ def test_widget_pipeline_gives_the_api_frames(demo, uint8_crops):
         simulate_batches,
     )
 
-    settings = RunSettings(perturbation="cyclohexamide", steps=3, dose_uM=10.0)
+    settings = RunSettings(perturbation="cyclohexamide", steps=3, dose_uM=10.0,
+                           precision="float32")
     events = list(simulate_batches(demo, [Batch("crops", uint8_crops, is_field=False)],
                                    settings, dna_index=0))
     assert not [e.message for e in events if isinstance(e, Failed)]
     ready = next(e for e in events if isinstance(e, Ready))
     frames = np.stack([e.crops for e in events if isinstance(e, Frame)])
-    traj = demo.simulate(uint8_crops, "cyclohexamide", steps=3, dose_uM=10.0)
+    traj = demo.simulate(uint8_crops, "cyclohexamide", steps=3, dose_uM=10.0,
+                         precision="float32")
     np.testing.assert_allclose(frames, traj.frames, rtol=0, atol=1e-3)
     np.testing.assert_allclose(ready.scales[0], traj.settings["intensity_factors"])
     assert ready.limits.shape == (3, 2)  # contrast limits per channel
@@ -69,11 +70,10 @@ def test_widget_pipeline_gives_the_api_frames(demo, uint8_crops):
 
 def test_reverse_with_the_forward_factors_returns_an_8bit_crop(random_tiny_model, cells):
     u8 = np.round(cells / cells.max() * 254).astype(np.uint8)
-    random_tiny_model.precision = "float32"
-    fwd = random_tiny_model.simulate(u8, "taxol", steps=20, solver="rk4")
+    fwd = random_tiny_model.simulate(u8, "taxol", steps=20, solver="rk4", precision="float32")
     assert min(fwd.settings["intensity_factors"]) > 4
     back = random_tiny_model.simulate(fwd.frames[-1], "taxol", steps=20, solver="rk4",
-                                      direction="reverse",
+                                      direction="reverse", precision="float32",
                                       intensity_factors=fwd.settings["intensity_factors"])
     assert np.abs(fwd.frames[-1] - u8).mean() > 1.0
     assert np.abs(back.frames[-1] - u8).max() < 0.001 * 254

@@ -35,16 +35,16 @@ def test_iter_simulate_streams_and_can_stop_early(random_tiny_model, cells):
 
 
 def test_forward_then_reverse_returns_to_the_start(random_tiny_model, cells):
-    random_tiny_model.precision = "float32"  # the solver's own accuracy, without bfloat16
-    # The cells as they are (factors 1): this checks the solver, not intensity matching
-    # (which would scale channel 0 of these cells by 4.1, just past its 4x tolerance).
+    # float32: the solver's own accuracy, without bfloat16. The cells as they are (factors
+    # 1): this checks the solver, not intensity matching (which would scale channel 0 of
+    # these cells by 4.1, just past its 4x tolerance).
     same = (1.0, 1.0, 1.0)
     fwd = random_tiny_model.simulate(cells, "taxol", steps=20, solver="rk4", guidance=1.2,
-                                     intensity_factors=same)
+                                     intensity_factors=same, precision="float32")
     moved = np.abs(fwd.frames[-1] - cells).mean()
     back = random_tiny_model.simulate(fwd.frames[-1], "taxol", steps=20, solver="rk4",
                                       direction="reverse", guidance=1.2,
-                                      intensity_factors=same)
+                                      intensity_factors=same, precision="float32")
     err = np.abs(back.frames[-1] - cells.astype(np.float32)).max()
     span = float(cells.max() - cells.min())
     assert moved > 50.0              # intensity units: the field really moved the cells
@@ -170,8 +170,8 @@ def test_perturbation_kind_the_model_was_not_trained_for(random_tiny_model, cell
 def test_precision_auto_matches_float32_to_a_few_percent_of_the_change():
     """bfloat16 autocast (``auto`` on CPUs with native bfloat16, else float32) changes the
     end frame of the demo model by a small fraction of what the simulation changes, and the
-    frames stay float32 in the caller's units."""
-    from napari_cellflux.core.acceleration import compute_dtype
+    frames stay float32 in the caller's units; each run records the precision it used."""
+    from napari_cellflux.core.acceleration import precision_in_use
     from napari_cellflux.core.synthetic import make_crops
 
     model = load_model(device="cpu")
@@ -179,21 +179,21 @@ def test_precision_auto_matches_float32_to_a_few_percent_of_the_change():
                               seed=3)
     crops = images[meta["is_control"].to_numpy() == 1][:4].astype(np.float32)
     name = model.perturbations[0]
-    model.precision = "float32"
-    assert model.compute_dtype is None
-    ref = model.simulate(crops, name, steps=10).frames[-1]
-    model.precision = "bfloat16"
-    low = model.simulate(crops, name, steps=10).frames[-1]
+    ref = model.simulate(crops, name, steps=10, precision="float32")
+    assert ref.settings["precision"] == "float32"
+    low = model.simulate(crops, name, steps=10, precision="bfloat16")
+    assert low.settings["precision"] == "bfloat16"
+    ref, low = ref.frames[-1], low.frames[-1]
     assert low.dtype == np.float32 and low.shape == ref.shape
     change = np.sqrt(np.mean((ref - crops) ** 2))
     diff = np.sqrt(np.mean((low - ref) ** 2))
     assert change > 10.0
     assert 0.0 < diff < 0.1 * change   # measured about 3 % on the demo cells
-    model.precision = "auto"
-    assert model.compute_dtype == compute_dtype("auto", "cpu")
+    auto = model.simulate(crops, name, steps=1).settings["precision"]
+    assert auto == precision_in_use("auto", "cpu")
 
 
-def test_precision_rejects_unknown_values(random_tiny_model):
+def test_precision_is_a_run_argument_and_rejects_unknown_values(random_tiny_model, cells):
     with pytest.raises(ValueError, match="precision must be one of"):
-        random_tiny_model.precision = "float16"
-    assert random_tiny_model.precision == "auto"
+        random_tiny_model.simulate(cells, "taxol", steps=1, precision="float16")
+    assert not hasattr(random_tiny_model, "precision")  # nothing to set on a shared model

@@ -103,9 +103,8 @@ def test_float16_storage_halves_the_file_and_computes_in_float32(random_tiny_mod
     assert loaded.card.storage_dtype == "float16"
     assert all(p.dtype == torch.float32 for p in loaded.network.parameters())
     # float32 arithmetic on both, so only the stored weights differ (not bfloat16 compute)
-    random_tiny_model.precision = loaded.precision = "float32"
-    a = random_tiny_model.simulate(cells, "taxol", steps=4).frames[-1]
-    b = loaded.simulate(cells, "taxol", steps=4).frames[-1]
+    a = random_tiny_model.simulate(cells, "taxol", steps=4, precision="float32").frames[-1]
+    b = loaded.simulate(cells, "taxol", steps=4, precision="float32").frames[-1]
     effect = np.abs(a - cells).mean()
     assert np.abs(a - b).mean() < 0.02 * effect  # rounding the weights barely changes output
     with pytest.raises(ValueError, match="storage_dtype"):
