@@ -24,8 +24,11 @@ BAR_CHARTS = {
 }
 #: The metrics file whose per-condition feature shifts are plotted.
 SHIFTS = "default"
-PANELS = (("FDc", "FDc (lower is better)"), ("effect_error", "effect error (lower is better)"),
-          ("effect_recovery", "effect recovery (1 is ideal)"))
+PANELS = (
+    ("FDc", "FDc (lower is better)"),
+    ("effect_error", "effect error (lower is better)"),
+    ("effect_recovery", "effect recovery (1 is ideal)"),
+)
 
 
 def bar_chart(metrics: dict, title: str, real_fd: bool, path: Path) -> None:
@@ -37,10 +40,17 @@ def bar_chart(metrics: dict, title: str, real_fd: bool, path: Path) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     for ax, (key, name) in zip(axes, PANELS, strict=True):
         vals = [s[m][key]["value"] for m in names]
-        err = [[s[m][key]["value"] - s[m][key]["ci_low"] for m in names],
-               [s[m][key]["ci_high"] - s[m][key]["value"] for m in names]]
-        ax.barh(range(len(names)), vals, xerr=err, capsize=3,
-                color=["tab:blue" if m == "cellflux" else "tab:gray" for m in names])
+        err = [
+            [s[m][key]["value"] - s[m][key]["ci_low"] for m in names],
+            [s[m][key]["ci_high"] - s[m][key]["value"] for m in names],
+        ]
+        ax.barh(
+            range(len(names)),
+            vals,
+            xerr=err,
+            capsize=3,
+            color=["tab:blue" if m == "cellflux" else "tab:gray" for m in names],
+        )
         ax.set_yticks(range(len(names)))
         ax.set_yticklabels(names if ax is axes[0] else [""] * len(names))
         ax.invert_yaxis()
@@ -71,8 +81,13 @@ def feature_shifts(metrics: dict, path: Path) -> None:
         ax.plot([c["real_shift_top"][n] for n in names], y, "ko", label="real")
         for m, marker in (("cellflux", "s"), ("mean_shift", "^"), ("noise_start", "x")):
             if m in c["methods"]:
-                ax.plot([c["methods"][m]["pred_shift_top"][n] for n in names], y, marker,
-                        label=m, alpha=0.8)
+                ax.plot(
+                    [c["methods"][m]["pred_shift_top"][n] for n in names],
+                    y,
+                    marker,
+                    label=m,
+                    alpha=0.8,
+                )
         ax.set_yticks(list(y))
         ax.set_yticklabels(names, fontsize=7)
         ax.invert_yaxis()

@@ -46,11 +46,14 @@ def run(cmd: list[str], log: Path) -> None:
     print("$", shlex.join(cmd), flush=True)
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     with open(log, "a", encoding="utf-8") as fh:
-        done = subprocess.run(cmd, check=False, cwd=REPO, env=env, stdout=fh,
-                              stderr=subprocess.STDOUT)
+        done = subprocess.run(
+            cmd, check=False, cwd=REPO, env=env, stdout=fh, stderr=subprocess.STDOUT
+        )
     if done.returncode:
-        sys.exit(f"command failed (exit {done.returncode}); its output is in {log}. Fix the "
-                 "cause and run the same make command again: finished jobs are kept.")
+        sys.exit(
+            f"command failed (exit {done.returncode}); its output is in {log}. Fix the "
+            "cause and run the same make command again: finished jobs are kept."
+        )
 
 
 def write_labels(path: Path, labels: Mapping[str, str]) -> None:
@@ -60,8 +63,11 @@ def write_labels(path: Path, labels: Mapping[str, str]) -> None:
     data.pop("labels", None)
     keys = list(data)
     at = keys.index("schema") + 1 if "schema" in keys else 0
-    out = {k: data[k] for k in keys[:at]} | {"labels": dict(labels)} | {
-        k: data[k] for k in keys[at:]}
+    out = (
+        {k: data[k] for k in keys[:at]}
+        | {"labels": dict(labels)}
+        | {k: data[k] for k in keys[at:]}
+    )
     path.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
 
 
@@ -74,9 +80,12 @@ def record_training(work: Path, names: list[str], path: Path) -> None:
         weights = work / name / "model.safetensors"
         if weights.is_file():
             t = read_weights(weights)[1].get("training", {})
-            runs["models"][name] = {"steps": t["steps"], "batch_size": t["batch_size"],
-                                    "final_loss_smoothed": t["final_loss_smoothed"],
-                                    "wall_s": t["wall_s_last_session"]}
+            runs["models"][name] = {
+                "steps": t["steps"],
+                "batch_size": t["batch_size"],
+                "final_loss_smoothed": t["final_loss_smoothed"],
+                "wall_s": t["wall_s_last_session"],
+            }
     path.write_text(json.dumps(runs, indent=1) + "\n", encoding="utf-8")
 
 
@@ -100,8 +109,10 @@ def make(work: Path, chosen: list[Evaluation], metrics_dir: Path = METRICS_DIR) 
         for model in models_of(ev):
             if not (work / model.name / "model.safetensors").is_file():
                 resume = (work / model.name / "checkpoint.safetensors").is_file()
-                run(model.command(work) + (["--resume"] if resume else []),
-                    work / f"{model.name}.log")
+                run(
+                    model.command(work) + (["--resume"] if resume else []),
+                    work / f"{model.name}.log",
+                )
         out = work / f"metrics_{ev.name}.json"
         if not out.is_file():
             run(ev.command(work), work / f"metrics_{ev.name}.log")
@@ -111,14 +122,24 @@ def make(work: Path, chosen: list[Evaluation], metrics_dir: Path = METRICS_DIR) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description="Train and evaluate the benchmarks missing in "
-                                            "--workdir, then rewrite the benchmark tables.")
+    p = argparse.ArgumentParser(
+        description="Train and evaluate the benchmarks missing in "
+        "--workdir, then rewrite the benchmark tables."
+    )
     p.add_argument("--workdir", type=Path, default=Path("/tmp/cellflux-bench"))
-    p.add_argument("--only", nargs="+", choices=list(EVALUATIONS), default=list(EVALUATIONS),
-                   metavar="NAME", help=f"evaluations to run (default all: "
-                                        f"{', '.join(EVALUATIONS)})")
-    p.add_argument("--dry-run", action="store_true",
-                   help="print every command of the selected evaluations; run nothing")
+    p.add_argument(
+        "--only",
+        nargs="+",
+        choices=list(EVALUATIONS),
+        default=list(EVALUATIONS),
+        metavar="NAME",
+        help=f"evaluations to run (default all: {', '.join(EVALUATIONS)})",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print every command of the selected evaluations; run nothing",
+    )
     args = p.parse_args(argv)
     work = args.workdir.resolve()
     chosen = [EVALUATIONS[name] for name in args.only]
@@ -132,8 +153,10 @@ def main(argv: list[str] | None = None) -> int:
             print(shlex.join(ev.command(work)))
         return 0
     if not BBBC.is_dir():
-        sys.exit(f"{BBBC} not found: the benchmarks read the BBBC021 crops from ../shared/data "
-                 "beside the repository; put the data there (see its README) and run again.")
+        sys.exit(
+            f"{BBBC} not found: the benchmarks read the BBBC021 crops from ../shared/data "
+            "beside the repository; put the data there (see its README) and run again."
+        )
     make(work, chosen)
     doc = REPO / "docs" / "benchmarks.md"
     doc.write_text(tables.fill(doc.read_text(encoding="utf-8")), encoding="utf-8")

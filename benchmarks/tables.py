@@ -23,10 +23,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks import render as R
+from benchmarks import render_targets as T
 from benchmarks.runs import METRICS_DIR, REPO
 
-MARKER = re.compile(r"<!-- table:(?P<kind>[\w-]+) (?P<files>[\w.,-]+) -->\n"
-                    r"(?P<body>.*?)<!-- /table:(?P=kind) (?P=files) -->", re.DOTALL)
+MARKER = re.compile(
+    r"<!-- table:(?P<kind>[\w-]+) (?P<files>[\w.,-]+) -->\n"
+    r"(?P<body>.*?)<!-- /table:(?P=kind) (?P=files) -->",
+    re.DOTALL,
+)
 _OPENING = re.compile(r"<!-- table:([\w-]+) ([\w.,-]+) -->")
 
 
@@ -36,51 +40,80 @@ class TableError(ValueError):
 
 #: Table kinds a marker can name, and the function that draws each from its file(s).
 TABLES: dict[str, Callable[..., str]] = {
-    "quality": R.quality, "targets": R.targets, "targets-both": R.targets_both,
-    "comparisons": R.comparisons, "conditions": R.conditions,
-    "known-effects": R.known_effects, "replicates": R.replicates, "seeds": R.seeds,
-    "start-plate": R.start_plate, "reversibility": R.reversibility, "presets": R.presets,
-    "training": R.training, "walls": R.walls}
+    "quality": R.quality,
+    "targets": T.targets,
+    "targets-both": T.targets_both,
+    "comparisons": R.comparisons,
+    "conditions": R.conditions,
+    "known-effects": R.known_effects,
+    "replicates": T.replicates,
+    "seeds": T.seeds,
+    "start-plate": T.start_plate,
+    "reversibility": R.reversibility,
+    "presets": R.presets,
+    "training": R.training,
+    "walls": R.walls,
+}
 
 
 def render(kind: str, files: str, folder: Path = METRICS_DIR) -> str:
     """One table from ``folder/<stem>.json`` for each comma-separated stem of ``files``."""
     if kind not in TABLES:
-        raise TableError(f"unknown table kind {kind!r} in a marker of the document; use one "
-                         f"of: {', '.join(TABLES)}")
+        raise TableError(
+            f"unknown table kind {kind!r} in a marker of the document; use one "
+            f"of: {', '.join(TABLES)}"
+        )
     data = []
     for stem in files.split(","):
         path = folder / f"{stem}.json"
         if not path.is_file():
-            raise TableError(f"{path} not found, but the table '{kind} {files}' reads it: run "
-                             "`python -m benchmarks.make` to produce it, or remove the marker")
+            raise TableError(
+                f"{path} not found, but the table '{kind} {files}' reads it: run "
+                "`python -m benchmarks.make` to produce it, or remove the marker"
+            )
         data.append({**json.loads(path.read_text(encoding="utf-8")), "_file": stem})
     try:
         return TABLES[kind](*data)
     except (KeyError, TypeError, IndexError) as err:
-        raise TableError(f"{files}: cannot draw a '{kind}' table from it (missing {err}); is "
-                         "it the metrics file this kind of table reads?") from err
+        raise TableError(
+            f"{files}: cannot draw a '{kind}' table from it (missing {err}); is "
+            "it the metrics file this kind of table reads?"
+        ) from err
 
 
 def fill(text: str, folder: Path = METRICS_DIR) -> str:
     """``text`` with every marked table regenerated; text outside the markers unchanged."""
     for m in _OPENING.finditer(text):
-        if f"<!-- /table:{m[1]} {m[2]} -->" not in text[m.end():]:
-            raise TableError(f"the marker '{m[0]}' has no closing '<!-- /table:{m[1]} {m[2]} "
-                             "-->' after it; add one where the generated table should end")
-    return MARKER.sub(lambda m: f"<!-- table:{m['kind']} {m['files']} -->\n\n"
-                                f"{render(m['kind'], m['files'], folder)}\n\n"
-                                f"<!-- /table:{m['kind']} {m['files']} -->", text)
+        if f"<!-- /table:{m[1]} {m[2]} -->" not in text[m.end() :]:
+            raise TableError(
+                f"the marker '{m[0]}' has no closing '<!-- /table:{m[1]} {m[2]} "
+                "-->' after it; add one where the generated table should end"
+            )
+    return MARKER.sub(
+        lambda m: (
+            f"<!-- table:{m['kind']} {m['files']} -->\n\n"
+            f"{render(m['kind'], m['files'], folder)}\n\n"
+            f"<!-- /table:{m['kind']} {m['files']} -->"
+        ),
+        text,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description="Regenerate the marked tables of "
-                                            "docs/benchmarks.md from docs/benchmarks/*.json.")
+    p = argparse.ArgumentParser(
+        description="Regenerate the marked tables of "
+        "docs/benchmarks.md from docs/benchmarks/*.json."
+    )
     p.add_argument("--doc", type=Path, default=REPO / "docs" / "benchmarks.md")
-    p.add_argument("--metrics", type=Path, default=METRICS_DIR,
-                   help="folder of the JSON files the markers name")
-    p.add_argument("--check", action="store_true",
-                   help="change nothing; exit 1 when a table is out of date")
+    p.add_argument(
+        "--metrics",
+        type=Path,
+        default=METRICS_DIR,
+        help="folder of the JSON files the markers name",
+    )
+    p.add_argument(
+        "--check", action="store_true", help="change nothing; exit 1 when a table is out of date"
+    )
     args = p.parse_args(argv)
     try:
         old = args.doc.read_text(encoding="utf-8")

@@ -17,8 +17,9 @@ import pandas as pd
 __all__ = ["read_evaluation_data"]
 
 
-def read_evaluation_data(data: str | Path, *, image_root: str | None = None,
-                         plate_column: str | None = None) -> tuple[np.ndarray, pd.DataFrame]:
+def read_evaluation_data(
+    data: str | Path, *, image_root: str | None = None, plate_column: str | None = None
+) -> tuple[np.ndarray, pd.DataFrame]:
     """Read every crop of ``data`` and its metadata, ready for scoring.
 
     Parameters
@@ -31,25 +32,32 @@ def read_evaluation_data(data: str | Path, *, image_root: str | None = None,
     Raises
     ------
     ValueError
-        (:class:`training.readers.DataError`) for a dataset that cannot be read, and for
+        (:class:`training.crop_files.DataError`) for a dataset that cannot be read, and for
         NaN or infinite pixels, which would give meaningless figures.
     """
     from training.config import TrainConfig
-    from training.readers import DataError, read_dataset
+    from training.crop_files import DataError
+    from training.readers import read_dataset
 
-    raw = read_dataset(TrainConfig(data=str(data), out="", split="all", image_root=image_root,
-                                   plate_column=plate_column))
+    raw = read_dataset(
+        TrainConfig(
+            data=str(data), out="", split="all", image_root=image_root, plate_column=plate_column
+        )
+    )
     images = np.asarray(raw.images[np.arange(len(raw.meta))])
     if images.dtype.kind == "f":
         bad = int(np.count_nonzero(~np.isfinite(images)))
         if bad:
             raise DataError(
                 f"{data}: the crops contain {bad} NaN or infinite pixel value(s); replace them "
-                "(e.g. with the background value) and save the crops again")
-    meta = pd.DataFrame({
-        "plate": raw.meta["plate"].to_numpy(),
-        "compound": raw.meta["perturbation"].to_numpy(),
-        "concentration_uM": raw.meta["dose"].to_numpy(float),
-        "is_control": raw.meta["is_control"].to_numpy(bool),
-    })
+                "(e.g. with the background value) and save the crops again"
+            )
+    meta = pd.DataFrame(
+        {
+            "plate": raw.meta["plate"].to_numpy(),
+            "compound": raw.meta["perturbation"].to_numpy(),
+            "concentration_uM": raw.meta["dose"].to_numpy(float),
+            "is_control": raw.meta["is_control"].to_numpy(bool),
+        }
+    )
     return images, meta

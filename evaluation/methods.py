@@ -22,8 +22,9 @@ __all__ = ["BASELINES", "method_list", "Predictor"]
 BASELINES = ("identity", "mean_shift", "other_plate", "no_guidance")
 
 
-def method_list(baselines: Sequence[str], models: Sequence[str],
-                noise_start: bool) -> list[tuple[str, str]]:
+def method_list(
+    baselines: Sequence[str], models: Sequence[str], noise_start: bool
+) -> list[tuple[str, str]]:
     """(name, kind) of every method in the order they are run and reported."""
     methods = [("cellflux", "model")]
     methods += [(b, b) for b in baselines if b in BASELINES]
@@ -58,9 +59,17 @@ class Predictor:
 
     def _simulate(self, model: Any, x: np.ndarray, guidance: float) -> np.ndarray:
         dose = self.dose_uM if model.use_dose else None
-        return B.simulate_final(model, x, self.perturbation, dose, guidance=guidance,
-                                steps=self.steps, solver=self.solver, seed=self.seed,
-                                precision=self.precision)
+        return B.simulate_final(
+            model,
+            x,
+            self.perturbation,
+            dose,
+            guidance=guidance,
+            steps=self.steps,
+            solver=self.solver,
+            seed=self.seed,
+            precision=self.precision,
+        )
 
     def predict(self, name: str, x: np.ndarray) -> np.ndarray:
         """Method ``name``'s predictions from control crops ``x`` (raw intensities)."""
@@ -72,9 +81,9 @@ class Predictor:
             return B.identity(x)
         if name == "mean_shift":
             if self._delta is None:
-                self._delta, info = B.mean_shift_delta(self.images, self.meta,
-                                                       self.perturbation, self.dose_uM,
-                                                       self.train_rows)
+                self._delta, info = B.mean_shift_delta(
+                    self.images, self.meta, self.perturbation, self.dose_uM, self.train_rows
+                )
                 self.mean_shift_info.update(info)
             return B.mean_shift(x, self._delta)
         return self._simulate(self.extra_models[name], x, self.guidance)
@@ -82,8 +91,15 @@ class Predictor:
     def from_noise(self, name: str, n: int, out_size: tuple[int, int]) -> np.ndarray:
         """``n`` crops sampled from noise by the noise-start model ``name``."""
         m = self.extra_models[name]
-        return B.sample_from_noise(m, n, self.perturbation,
-                                   self.dose_uM if m.use_dose else None,
-                                   guidance=self.guidance, out_size=out_size,
-                                   steps=self.steps, solver=self.solver, seed=self.seed,
-                                   precision=self.precision)
+        return B.sample_from_noise(
+            m,
+            n,
+            self.perturbation,
+            self.dose_uM if m.use_dose else None,
+            guidance=self.guidance,
+            out_size=out_size,
+            steps=self.steps,
+            solver=self.solver,
+            seed=self.seed,
+            precision=self.precision,
+        )

@@ -15,8 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["frechet_distance", "kid", "effect_recovery", "LDA", "bootstrap",
-           "Estimate"]
+__all__ = ["frechet_distance", "kid", "effect_recovery", "LDA", "bootstrap", "Estimate"]
 
 
 def _as2d(x) -> np.ndarray:
@@ -38,7 +37,8 @@ def frechet_distance(a, b) -> float:
         raise ValueError(
             f"a Frechet distance needs at least 2 cells on each side, got {len(a)} and "
             f"{len(b)}: a condition or plate has too few crops; raise --max-cells or use "
-            "a dataset with more crops per condition")
+            "a dataset with more crops per condition"
+        )
     mu = a.mean(0) - b.mean(0)
     sa = np.atleast_2d(np.cov(a, rowvar=False))
     sb = np.atleast_2d(np.cov(b, rowvar=False))
@@ -61,8 +61,11 @@ def kid(a, b, degree: int = 3, coef: float = 1.0) -> float:
     kaa = (a @ a.T / d + coef) ** degree
     kbb = (b @ b.T / d + coef) ** degree
     kab = (a @ b.T / d + coef) ** degree
-    return float((kaa.sum() - np.trace(kaa)) / (m * (m - 1))
-                 + (kbb.sum() - np.trace(kbb)) / (n * (n - 1)) - 2 * kab.mean())
+    return float(
+        (kaa.sum() - np.trace(kaa)) / (m * (m - 1))
+        + (kbb.sum() - np.trace(kbb)) / (n * (n - 1))
+        - 2 * kab.mean()
+    )
 
 
 def effect_recovery(pred_shift, real_shift, top_k: int = 10) -> dict[str, float]:
@@ -90,9 +93,11 @@ def effect_recovery(pred_shift, real_shift, top_k: int = 10) -> dict[str, float]
     ratio = p[top] / np.where(np.abs(r[top]) > 1e-12, r[top], 1e-12)
     norm_r = float(np.linalg.norm(r))
     denom = max(norm_r * float(np.linalg.norm(p)), 1e-12)
-    return {"recovery": float(np.median(ratio)),
-            "relative_error": float(np.linalg.norm(p - r) / max(norm_r, 1e-12)),
-            "cosine": float(p @ r / denom)}
+    return {
+        "recovery": float(np.median(ratio)),
+        "relative_error": float(np.linalg.norm(p - r) / max(norm_r, 1e-12)),
+        "cosine": float(p @ r / denom),
+    }
 
 
 @dataclass
@@ -163,9 +168,14 @@ class Estimate:
         return {"value": self.value, "ci_low": self.low, "ci_high": self.high}
 
 
-def bootstrap(statistic: Callable[..., float], sizes: Sequence[int], n_boot: int = 200,
-              alpha: float = 0.05, seed: int = 0,
-              bounds: tuple[float, float] = (-np.inf, np.inf)) -> Estimate:
+def bootstrap(
+    statistic: Callable[..., float],
+    sizes: Sequence[int],
+    n_boot: int = 200,
+    alpha: float = 0.05,
+    seed: int = 0,
+    bounds: tuple[float, float] = (-np.inf, np.inf),
+) -> Estimate:
     """Point estimate and bootstrap interval of ``statistic(*index_arrays)``.
 
     ``statistic`` receives one index array per input set (``sizes`` gives their lengths):
@@ -180,8 +190,10 @@ def bootstrap(statistic: Callable[..., float], sizes: Sequence[int], n_boot: int
     if n_boot <= 0:
         return Estimate(value, float("nan"), float("nan"))
     rng = np.random.default_rng(seed)
-    reps = np.array([statistic(*[rng.integers(0, int(n), int(n)) for n in sizes])
-                     for _ in range(n_boot)], dtype=np.float64)
+    reps = np.array(
+        [statistic(*[rng.integers(0, int(n), int(n)) for n in sizes]) for _ in range(n_boot)],
+        dtype=np.float64,
+    )
     reps = reps[np.isfinite(reps)]
     if reps.size == 0:
         return Estimate(value, float("nan"), float("nan"))

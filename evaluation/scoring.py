@@ -1,9 +1,8 @@
 """Scoring of predictions for ``python -m evaluation`` (see its docstring).
 
 :class:`Condition` scores one method's predictions for one condition (perturbation x dose x
-plate) against the real crops, with bootstrap intervals; :func:`summarise` pools conditions
-into the paper-style FDo/FDc/KIDo/KIDc and averages the other figures; :func:`known_effect`
-reads the ground truth of the procedural plates.
+plate) against the real crops, with bootstrap intervals (:mod:`evaluation.summary` pools the
+conditions); :func:`known_effect` reads the ground truth of the procedural plates.
 """
 
 from __future__ import annotations
@@ -15,15 +14,16 @@ import numpy as np
 
 from .metrics import LDA, bootstrap, centre_balanced, effect_recovery, frechet_distance, kid
 
-__all__ = ["Condition", "summarise", "known_effect", "relative_change", "dose_label", "ci"]
+__all__ = ["Condition", "known_effect", "relative_change", "dose_label", "ci"]
 
 
 def dose_label(compound: str, dose: float) -> str:
     return f"{compound}@{dose:g}"
 
 
-def known_effect(names: list[str], channels: list[str], plate: str, compound: str,
-                 dose: float) -> dict[str, Any] | None:
+def known_effect(
+    names: list[str], channels: list[str], plate: str, compound: str, dose: float
+) -> dict[str, Any] | None:
     """What the procedural plates put in, and how to measure it from raw profiles."""
     from napari_cellflux.core import synthetic_catalog as S
 
@@ -41,12 +41,17 @@ def known_effect(names: list[str], channels: list[str], plate: str, compound: st
     keys.append("nucleus_area")
     cols.append(names.index("nuc_area"))
     bgs.append(0.0)
-    return {"keys": keys, "cols": np.array(cols), "bg": np.array(bgs),
-            "truth": np.array([truth[k] for k in keys])}
+    return {
+        "keys": keys,
+        "cols": np.array(cols),
+        "bg": np.array(bgs),
+        "truth": np.array([truth[k] for k in keys]),
+    }
 
 
-def relative_change(known: dict[str, Any], raw_after: np.ndarray,
-                     raw_before: np.ndarray) -> np.ndarray:
+def relative_change(
+    known: dict[str, Any], raw_after: np.ndarray, raw_before: np.ndarray
+) -> np.ndarray:
     a = raw_after[:, known["cols"]].mean(0) - known["bg"]
     b = raw_before[:, known["cols"]].mean(0) - known["bg"]
     return a / np.where(np.abs(b) > 1e-9, b, 1e-9) - 1
@@ -60,15 +65,15 @@ def ci(est) -> dict[str, float]:
 class Condition:
     """Everything needed to score predictions for one condition against the real crops."""
 
-    z: np.ndarray                 # standardised profiles of all real crops
-    raw: np.ndarray               # raw profiles of all real crops
+    z: np.ndarray  # standardised profiles of all real crops
+    raw: np.ndarray  # raw profiles of all real crops
     names: list[str]
-    plate_of_row: np.ndarray      # plate of every real crop
-    plate: str                    # the plate this condition is scored on
+    plate_of_row: np.ndarray  # plate of every real crop
+    plate: str  # the plate this condition is scored on
     perturbation: str
     dose_uM: float
-    target_rows: np.ndarray       # rows of the real treated crops of this condition
-    control_rows: np.ndarray      # rows of this plate's real controls
+    target_rows: np.ndarray  # rows of the real treated crops of this condition
+    control_rows: np.ndarray  # rows of this plate's real controls
     known: dict[str, Any] | None
     tp_clf: LDA | None
     plate_clf: LDA
@@ -76,8 +81,8 @@ class Condition:
     n_boot: int
     seed: int
     top_k: int
-    partner: str | None = None    # a second plate with this condition (batch signature)
-    sig_clf: LDA | None = None    # plate classifier (this plate vs partner) on centred controls
+    partner: str | None = None  # a second plate with this condition (batch signature)
+    sig_clf: LDA | None = None  # plate classifier (this plate vs partner) on centred controls
 
     def __post_init__(self) -> None:
         self.real_shift = self.z[self.target_rows].mean(0) - self.z[self.control_rows].mean(0)
@@ -93,16 +98,18 @@ class Condition:
         h = hit.astype(float)
         return self._boot(lambda i: h[i].mean(), (len(h),), (0, 1))
 
-    def score(self, g_raw: np.ndarray, g_z: np.ndarray, start_rows: np.ndarray | None,
-              same_start: bool) -> dict[str, Any]:
+    def score(
+        self, g_raw: np.ndarray, g_z: np.ndarray, start_rows: np.ndarray | None, same_start: bool
+    ) -> dict[str, Any]:
         """Every figure for one method's predictions (profiles ``g_raw`` / ``g_z``)."""
         z, tgt_z, ctrl_z = self.z, self.z[self.target_rows], self.z[self.control_rows]
         base_z = z[start_rows] if same_start else ctrl_z
         base_raw = self.raw[start_rows] if same_start else self.raw[self.control_rows]
         n_g, n_t = len(g_z), len(tgt_z)
         res: dict[str, Any] = {
-            "fd": self._boot(lambda i, j: frechet_distance(g_z[i], tgt_z[j]), (n_g, n_t),
-                             (0, np.inf)),
+            "fd": self._boot(
+                lambda i, j: frechet_distance(g_z[i], tgt_z[j]), (n_g, n_t), (0, np.inf)
+            ),
             "kid": self._boot(lambda i, j: kid(g_z[i], tgt_z[j]), (n_g, n_t)),
         }
 
@@ -113,23 +120,32 @@ class Condition:
             return effect_recovery(pred, real, self.top_k)[key]
 
         sizes = (n_g, n_t, len(ctrl_z), len(base_z))
-        for key, out in (("recovery", "effect_recovery"), ("relative_error", "effect_error"),
-                         ("cosine", "effect_cosine")):
+        for key, out in (
+            ("recovery", "effect_recovery"),
+            ("relative_error", "effect_error"),
+            ("cosine", "effect_cosine"),
+        ):
             res[out] = self._boot(lambda *idx, k=key: shift(*idx, k), sizes)
         if start_rows is not None:
             res["plate_recovery"] = self._fraction(
-                self.plate_clf.predict(g_z) == self.plate_of_row[start_rows])
+                self.plate_clf.predict(g_z) == self.plate_of_row[start_rows]
+            )
         if self.tp_clf is not None:
-            want = self.plate_of_row[start_rows] if start_rows is not None \
+            want = (
+                self.plate_of_row[start_rows]
+                if start_rows is not None
                 else np.full(n_g, self.plate)
+            )
             ok = np.isin(want, self.tp_clf.classes_)
             if ok.any():
                 res["treated_plate_recovery"] = self._fraction(
-                    self.tp_clf.predict(g_z[ok]) == want[ok])
+                    self.tp_clf.predict(g_z[ok]) == want[ok]
+                )
         pred_cond = self.cond_clf.predict(g_z)
         res["treated_fraction"] = self._fraction(pred_cond != "control")
         res["condition_accuracy"] = self._fraction(
-            pred_cond == dose_label(self.perturbation, self.dose_uM))
+            pred_cond == dose_label(self.perturbation, self.dose_uM)
+        )
         if self.known is not None:
             known = self.known
 
@@ -138,13 +154,13 @@ class Condition:
                 pred = relative_change(known, g_raw[ig], base_raw[ib])
                 return float(np.abs(pred - known["truth"]).mean())
 
-            res["known_effect_error"] = self._boot(known_err, (len(g_raw), len(base_raw)),
-                                                   (0, np.inf))
+            res["known_effect_error"] = self._boot(
+                known_err, (len(g_raw), len(base_raw)), (0, np.inf)
+            )
             predicted = np.round(relative_change(known, g_raw, base_raw), 4).tolist()
             res["known_effect_predicted"] = dict(zip(known["keys"], predicted, strict=True))
         pred_shift = g_z.mean(0) - base_z.mean(0)
-        res["pred_shift_top"] = {self.names[i]: round(float(pred_shift[i]), 4)
-                                 for i in self.top}
+        res["pred_shift_top"] = {self.names[i]: round(float(pred_shift[i]), 4) for i in self.top}
         return res
 
     def _signature_hits(self, z_here: np.ndarray, z_partner: np.ndarray) -> np.ndarray:
@@ -173,18 +189,27 @@ class Condition:
         z, rng = self.z, np.random.default_rng(self.seed)
         part_t = rng.permutation(partner_tgt)[: len(ref)]
         half = len(ctrl_b) // 2
-        c1, c2 = ctrl_b[:half], ctrl_b[half: 2 * half]
+        c1, c2 = ctrl_b[:half], ctrl_b[half : 2 * half]
         part_c = rng.permutation(partner_ctrl)[:half]
 
         def fd(a, b):
-            return self._boot(lambda i, j: frechet_distance(z[a][i], z[b][j]), (len(a), len(b)),
-                              (0, np.inf))
-        return {"real_partner_treated_fd": fd(part_t, a_rows),
-                "real_control_split_fd": fd(c1, c2), "real_control_partner_fd": fd(part_c, c2)}
+            return self._boot(
+                lambda i, j: frechet_distance(z[a][i], z[b][j]), (len(a), len(b)), (0, np.inf)
+            )
 
-    def references(self, ref: np.ndarray, ctrl_b: np.ndarray,
-                   partner_ctrl: np.ndarray | None = None,
-                   partner_tgt: np.ndarray | None = None) -> dict[str, Any]:
+        return {
+            "real_partner_treated_fd": fd(part_t, a_rows),
+            "real_control_split_fd": fd(c1, c2),
+            "real_control_partner_fd": fd(part_c, c2),
+        }
+
+    def references(
+        self,
+        ref: np.ndarray,
+        ctrl_b: np.ndarray,
+        partner_ctrl: np.ndarray | None = None,
+        partner_tgt: np.ndarray | None = None,
+    ) -> dict[str, Any]:
         """Real crops scored like predictions: ``ref`` (held-out half of the treated crops,
         unseen by the classifiers) and ``ctrl_b`` (held-out controls); with a partner plate,
         its held-out controls and its treated crops of the condition give the batch-signature
@@ -194,171 +219,44 @@ class Condition:
         ref_z, a_z = z[ref], z[a_rows]
         on_ref = self.cond_clf.predict(ref_z)
         refs: dict[str, Any] = {
-            "real_split_fd": self._boot(lambda i, j: frechet_distance(ref_z[i], a_z[j]),
-                                        (len(ref), len(a_rows)), (0, np.inf)),
-            "real_split_kid": self._boot(lambda i, j: kid(ref_z[i], a_z[j]),
-                                         (len(ref), len(a_rows))),
-            "real_control_plate_recovery": float(np.mean(self.plate_clf.predict(z[ctrl_b])
-                                                         == p)),
+            "real_split_fd": self._boot(
+                lambda i, j: frechet_distance(ref_z[i], a_z[j]),
+                (len(ref), len(a_rows)),
+                (0, np.inf),
+            ),
+            "real_split_kid": self._boot(
+                lambda i, j: kid(ref_z[i], a_z[j]), (len(ref), len(a_rows))
+            ),
+            "real_control_plate_recovery": float(np.mean(self.plate_clf.predict(z[ctrl_b]) == p)),
             "real_treated_plate_recovery": float(np.mean(self.plate_clf.predict(ref_z) == p)),
             "real_treated_fraction": float(np.mean(on_ref != "control")),
             "real_condition_accuracy": float(np.mean(on_ref == label)),
-            "real_control_treated_fraction": float(np.mean(self.cond_clf.predict(z[ctrl_b])
-                                                           != "control")),
+            "real_control_treated_fraction": float(
+                np.mean(self.cond_clf.predict(z[ctrl_b]) != "control")
+            ),
         }
         if self.tp_clf is not None:
-            refs["real_treated_plate_recovery_tc"] = float(np.mean(self.tp_clf.predict(ref_z)
-                                                                   == p))
+            refs["real_treated_plate_recovery_tc"] = float(
+                np.mean(self.tp_clf.predict(ref_z) == p)
+            )
             refs["treated_plate_classes"] = [str(k) for k in self.tp_clf.classes_]
         if self.sig_clf is not None and partner_ctrl is not None and partner_tgt is not None:
-            refs["real_control_batch_signature"] = float(np.mean(
-                self._signature_hits(z[ctrl_b], z[partner_ctrl])))
-            refs["real_treated_batch_signature"] = float(np.mean(
-                self._signature_hits(z[self.target_rows], z[partner_tgt])))
+            refs["real_control_batch_signature"] = float(
+                np.mean(self._signature_hits(z[ctrl_b], z[partner_ctrl]))
+            )
+            refs["real_treated_batch_signature"] = float(
+                np.mean(self._signature_hits(z[self.target_rows], z[partner_tgt]))
+            )
             refs["batch_signature_plates"] = [p, self.partner]
-            refs.update(self._start_plate_ceiling(ref, a_rows, ctrl_b, partner_ctrl,
-                                                  partner_tgt))
+            refs.update(self._start_plate_ceiling(ref, a_rows, ctrl_b, partner_ctrl, partner_tgt))
         if self.known is not None:
             k = self.known
-            measured = relative_change(k, self.raw[self.target_rows],
-                                       self.raw[self.control_rows])
-            refs["known_effect_truth"] = dict(zip(k["keys"], k["truth"].round(4).tolist(),
-                                                  strict=True))
-            refs["known_effect_measured_real"] = dict(zip(k["keys"],
-                                                          measured.round(4).tolist(), strict=True))
+            measured = relative_change(k, self.raw[self.target_rows], self.raw[self.control_rows])
+            refs["known_effect_truth"] = dict(
+                zip(k["keys"], k["truth"].round(4).tolist(), strict=True)
+            )
+            refs["known_effect_measured_real"] = dict(
+                zip(k["keys"], measured.round(4).tolist(), strict=True)
+            )
             refs["known_effect_error_real"] = float(np.abs(measured - k["truth"]).mean())
         return refs
-
-
-def _fd_c(gens, tgts, idx_g, idx_t) -> float:
-    """FDc: the Frechet distance per condition, averaged over conditions."""
-    return float(np.mean([frechet_distance(g[i], t[j])
-                          for g, t, i, j in zip(gens, tgts, idx_g, idx_t, strict=True)]))
-
-
-def _start_plate_effect(gens: list, parts: list, tgts, n_boot: int,
-                        seed: int) -> dict[str, Any]:
-    """FDc of models run from the partner plate's controls, and minus their FDc from this
-    plate's (> 0: starting from the right plate helps), averaged over the models.
-
-    ``gens[m]`` / ``parts[m]``: model m's predictions per condition from this plate's and
-    from the partner's controls. All models start from the same crops and face the same
-    targets, so one joint bootstrap (the same resample for every model) gives the interval:
-    for several models trained with different seeds, what is left is the evaluation's
-    sampling noise, with the training noise averaged over the seeds.
-    """
-    k = len(tgts)
-    sizes = [len(g) for g in gens[0]] + [len(g) for g in parts[0]] + [len(t) for t in tgts]
-
-    def other(*ix):
-        return float(np.mean([_fd_c(p, tgts, ix[k:2 * k], ix[2 * k:]) for p in parts]))
-
-    def diff(*ix):
-        return other(*ix) - float(np.mean([_fd_c(g, tgts, ix[:k], ix[2 * k:]) for g in gens]))
-    return {"other_plate_FDc": ci(bootstrap(other, sizes, n_boot, seed=seed,
-                                            bounds=(0, np.inf))),
-            "other_minus_same_FDc": ci(bootstrap(diff, sizes, n_boot, seed=seed))}
-
-
-def _seed_mean(pooled, out, group: list[str], n_boot: int, seed: int) -> dict[str, Any]:
-    """FDc, the start-plate effect (:func:`_start_plate_effect`) and the other figures
-    averaged over the models of ``group`` (one recipe trained with different seeds)."""
-    tgts = pooled[group[0]]["tgt"]
-    gens = [pooled[m]["gen"] for m in group]
-    k = len(tgts)
-    sizes = [len(g) for g in gens[0]] + [len(t) for t in tgts]
-    res: dict[str, Any] = {"models": list(group), "FDc": ci(bootstrap(
-        lambda *ix: float(np.mean([_fd_c(g, tgts, ix[:k], ix[k:]) for g in gens])),
-        sizes, n_boot, seed=seed, bounds=(0, np.inf)))}
-    if all(len(pooled[m].get("partner", [])) == k for m in group):
-        res["other_minus_same_FDc"] = _start_plate_effect(
-            gens, [pooled[m]["partner"] for m in group], tgts, n_boot,
-            seed)["other_minus_same_FDc"]
-    for key in ("effect_error", "effect_recovery", "batch_signature", "treated_fraction"):
-        vals = [out[m][key]["value"] for m in group if key in out[m]]
-        if len(vals) == len(group):
-            res[key] = {"mean": round(float(np.mean(vals)), 6),
-                        "per_model": [round(float(v), 6) for v in vals]}
-    return res
-
-
-def _distances(gens: list[np.ndarray], tgts: list[np.ndarray], n_boot: int,
-               seed: int) -> dict[str, Any]:
-    """FDo/KIDo (all conditions pooled; each condition's real crops once) and FDc/KIDc (per
-    condition, averaged) of one method's predictions ``gens`` against the real ``tgts``."""
-    g_all, t_all = np.concatenate(gens), np.concatenate(tgts)
-    sizes = [len(g) for g in gens] + [len(t) for t in tgts]
-    k = len(gens)
-
-    def per_cond(fn, *idx):
-        return float(np.mean([fn(gens[i][idx[i]], tgts[i][idx[k + i]]) for i in range(k)]))
-
-    return {
-        "FDo": ci(bootstrap(lambda i, j: frechet_distance(g_all[i], t_all[j]),
-                             (len(g_all), len(t_all)), n_boot, seed=seed,
-                             bounds=(0, np.inf))),
-        "KIDo": ci(bootstrap(lambda i, j: kid(g_all[i], t_all[j]),
-                              (len(g_all), len(t_all)), n_boot, seed=seed)),
-        "FDc": ci(bootstrap(lambda *idx: per_cond(frechet_distance, *idx), sizes,
-                             n_boot, seed=seed, bounds=(0, np.inf))),
-        "KIDc": ci(bootstrap(lambda *idx: per_cond(kid, *idx), sizes, n_boot, seed=seed)),
-    }
-
-
-def summarise(methods, results, pooled, n_boot: int, seed: int,
-              seed_group: list[str] | None = None) -> dict[str, Any]:
-    """FDo/KIDo (pooled), FDc/KIDc and the other figures averaged over conditions; with
-    ``seed_group`` (the main model and its replicates), their joint average."""
-    out: dict[str, Any] = {}
-    for name, _ in methods:
-        gens, tgts = pooled[name]["gen"], pooled[name]["tgt"]
-        k = len(gens)
-        s = _distances(gens, tgts, n_boot, seed)
-        for key in ("effect_recovery", "effect_error", "effect_cosine", "plate_recovery",
-                    "treated_plate_recovery", "batch_signature", "treated_fraction",
-                    "condition_accuracy", "known_effect_error"):
-            vals = [r["methods"][name][key] for r in results if key in r["methods"][name]]
-            if vals:
-                # Mean over conditions; the interval is the mean of the per-condition bounds
-                # (conservative: it treats the conditions as fully correlated).
-                s[key] = {f: round(float(np.mean([v[f] for v in vals])), 6)
-                          for f in ("value", "ci_low", "ci_high")}
-        if len(pooled[name].get("partner", [])) == k:
-            s.update(_start_plate_effect([gens], [pooled[name]["partner"]], tgts, n_boot, seed))
-        s["wall_s"] = round(sum(r["methods"][name]["wall_s"] for r in results), 1)
-        out[name] = s
-    # Paired differences to CellFlux (the same resampled targets and start crops for both),
-    # positive where CellFlux is better (lower distance).
-    if "cellflux" in pooled:
-        ref_g, tgts = pooled["cellflux"]["gen"], pooled["cellflux"]["tgt"]
-        k = len(ref_g)
-        for name, _ in methods:
-            gens = pooled[name]["gen"]
-            if name == "cellflux" or [len(g) for g in gens] != [len(g) for g in ref_g]:
-                continue
-            sizes = [len(g) for g in gens] + [len(t) for t in tgts]
-            for metric, fn in (("FDc", frechet_distance), ("KIDc", kid)):
-                def diff(*idx, fn=fn, gens=gens):
-                    return float(np.mean([fn(gens[i][idx[i]], tgts[i][idx[k + i]])
-                                          - fn(ref_g[i][idx[i]], tgts[i][idx[k + i]])
-                                          for i in range(k)]))
-                out[name][f"{metric}_minus_cellflux"] = ci(bootstrap(diff, sizes, n_boot,
-                                                                      seed=seed))
-    refs: dict[str, Any] = {}
-    for key in ("real_control_plate_recovery", "real_treated_plate_recovery",
-                "real_treated_plate_recovery_tc", "real_control_batch_signature",
-                "real_treated_batch_signature", "real_treated_fraction",
-                "real_condition_accuracy", "real_control_treated_fraction",
-                "known_effect_error_real"):
-        vals = [r["references"][key] for r in results if key in r["references"]]
-        if vals:
-            refs[key] = round(float(np.mean(vals)), 4)
-    for key in ("real_split_fd", "real_partner_treated_fd", "real_control_split_fd",
-                "real_control_partner_fd"):
-        vals = [r["references"][key]["value"] for r in results if key in r["references"]]
-        if len(vals) == len(results):
-            refs[key] = round(float(np.mean(vals)), 4)
-    out["references"] = refs
-    if seed_group:
-        out["seed_mean"] = _seed_mean(pooled, out, seed_group, n_boot, seed)
-    return out

@@ -70,8 +70,10 @@ def _time_forward(model: Any, batch: int, repeats: int, precision: str) -> float
         x = x.contiguous(memory_format=torch.channels_last)
     t, c = torch.rand(batch), torch.randn(batch, net.config.cond_dim)
     dtype = compute_dtype(precision, model.device)
-    with torch.inference_mode(), torch.autocast("cpu", dtype=dtype or torch.bfloat16,
-                                                enabled=dtype is not None):
+    with (
+        torch.inference_mode(),
+        torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None),
+    ):
         net(x, t, c)  # warm-up: allocator and kernel selection
         start = time.perf_counter()
         for _ in range(repeats):
@@ -79,29 +81,45 @@ def _time_forward(model: Any, batch: int, repeats: int, precision: str) -> float
     return (time.perf_counter() - start) / repeats / batch
 
 
-def _trajectory(model: Any, cells: Any, solver: str, precision: str, steps: int = FRAMES,
-                keep: list | None = None) -> dict[str, float]:
+def _trajectory(
+    model: Any,
+    cells: Any,
+    solver: str,
+    precision: str,
+    steps: int = FRAMES,
+    keep: list | None = None,
+) -> dict[str, float]:
     """Times of one guided forward trajectory; its last frame is appended to ``keep``."""
     start = time.perf_counter()
     first = None
     frames = 0
     last = None
-    for i, (_, frame) in enumerate(model.iter_simulate(cells, model.perturbations[0],
-                                                       steps=steps, guidance=1.2,
-                                                       solver=solver,
-                                                       precision=precision)):
+    for i, (_, frame) in enumerate(
+        model.iter_simulate(
+            cells,
+            model.perturbations[0],
+            steps=steps,
+            guidance=1.2,
+            solver=solver,
+            precision=precision,
+        )
+    ):
         if i == 1:
             first = time.perf_counter() - start
         frames += 1
         last = frame
     if keep is not None:
         keep.append(last)
-    return {"first_frame_s": round(first or 0.0, 3),
-            "total_s": round(time.perf_counter() - start, 3), "frames": frames - 1}
+    return {
+        "first_frame_s": round(first or 0.0, 3),
+        "total_s": round(time.perf_counter() - start, 3),
+        "frames": frames - 1,
+    }
 
 
-def _measure_preset(preset_name: str, solver: str, threads: int, precision: str,
-                    queue: Any) -> None:
+def _measure_preset(
+    preset_name: str, solver: str, threads: int, precision: str, queue: Any
+) -> None:
     import torch
 
     from napari_cellflux.core.acceleration import precision_in_use
@@ -112,19 +130,26 @@ def _measure_preset(preset_name: str, solver: str, threads: int, precision: str,
     per_image = _time_forward(model, 8, 2, precision)
     traj = _trajectory(model, cells, solver, precision)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    queue.put({"preset": preset_name, "weights": weights, "crop_size": model.crop_size,
-               "precision": precision_in_use(precision, model.device),
-               "parameters_M": round(sum(p.numel() for p in model.network.parameters()) / 1e6,
-                                     2),
-               "s_per_image_forward": round(per_image, 4),
-               "trajectory": traj, "peak_rss_mb": round(rss_mb, 1)})
+    queue.put(
+        {
+            "preset": preset_name,
+            "weights": weights,
+            "crop_size": model.crop_size,
+            "precision": precision_in_use(precision, model.device),
+            "parameters_M": round(sum(p.numel() for p in model.network.parameters()) / 1e6, 2),
+            "s_per_image_forward": round(per_image, 4),
+            "trajectory": traj,
+            "peak_rss_mb": round(rss_mb, 1),
+        }
+    )
 
 
 def _in_child(preset_name: str, solver: str, threads: int, precision: str) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_measure_preset,
-                       args=(preset_name, solver, threads, precision, queue))
+    proc = ctx.Process(
+        target=_measure_preset, args=(preset_name, solver, threads, precision, queue)
+    )
     proc.start()
     result = queue.get()
     proc.join()
@@ -166,20 +191,23 @@ def _levers(threads: int) -> dict[str, Any]:
         c16 = cond.expand(N_CELLS, -1)
         on, off = torch.ones(N_CELLS, dtype=torch.bool), torch.zeros(N_CELLS, dtype=torch.bool)
         out["guided_eval_two_passes_s"] = _timed(
-            lambda: (net(x, t.expand(N_CELLS), c16, off), net(x, t.expand(N_CELLS), c16, on)))
+            lambda: (net(x, t.expand(N_CELLS), c16, off), net(x, t.expand(N_CELLS), c16, on))
+        )
     with torch.no_grad():
         out["guided_eval_no_grad_s"] = _timed(lambda: guided(x, t))
     out["guided_eval_autograd_s"] = _timed(lambda: guided(x, t).sum())
     with torch.inference_mode():
         out["guided_eval_channels_last_s"] = _timed(
-            lambda: GuidedVelocity(shipped, cond, 1.2)(xcl, t))
+            lambda: GuidedVelocity(shipped, cond, 1.2)(xcl, t)
+        )
         low = GuidedVelocity(net, cond, 1.2, compute_dtype=torch.bfloat16)
         out["guided_eval_bf16_s"] = _timed(lambda: low(x, t))
         both = GuidedVelocity(shipped, cond, 1.2, compute_dtype=torch.bfloat16)
         out["guided_eval_channels_last_bf16_s"] = _timed(lambda: both(xcl, t))
         ref = GuidedVelocity(shipped, cond, 1.2)(xcl, t)
         out["bf16_velocity_relative_error"] = round(
-            float((both(xcl, t) - ref).norm() / ref.norm()), 5)
+            float((both(xcl, t) - ref).norm() / ref.norm()), 5
+        )
         for n in sorted({1, threads, os.cpu_count() or 1}):
             torch.set_num_threads(n)
             out[f"guided_eval_{n}_threads_s"] = _timed(lambda: guided(x, t))
@@ -188,8 +216,9 @@ def _levers(threads: int) -> dict[str, Any]:
     ends: dict[str, list] = {"float32": [], "bfloat16": []}
     for precision in ("float32", "bfloat16"):
         for name in ("euler", "midpoint", "rk4"):
-            out[f"trajectory_{name}_{precision}"] = _trajectory(model, cells, name, precision,
-                                                                keep=ends[precision])
+            out[f"trajectory_{name}_{precision}"] = _trajectory(
+                model, cells, name, precision, keep=ends[precision]
+            )
     # How far bfloat16 moves the last frame, next to how far the solver choice moves it
     # (float32 Euler and midpoint against float32 RK4), as % of the simulated change.
     rk4 = ends["float32"][2]
@@ -199,8 +228,12 @@ def _levers(threads: int) -> dict[str, Any]:
         return round(100 * float(np.sqrt(np.mean((a - rk4) ** 2))) / change, 2)
 
     out["end_frame_difference_pct_of_change"] = {
-        "bf16_vs_fp32_midpoint": round(100 * float(np.sqrt(np.mean(
-            (ends["bfloat16"][1] - ends["float32"][1]) ** 2))) / change, 2),
+        "bf16_vs_fp32_midpoint": round(
+            100
+            * float(np.sqrt(np.mean((ends["bfloat16"][1] - ends["float32"][1]) ** 2)))
+            / change,
+            2,
+        ),
         "fp32_euler_vs_rk4": pct(ends["float32"][0]),
         "fp32_midpoint_vs_rk4": pct(ends["float32"][1]),
     }
@@ -222,7 +255,8 @@ def _compile_lever(threads: int) -> dict[str, Any]:
     model, _ = _model("fast")
     net, size = model.network, model.crop_size
     x = torch.randn(N_CELLS, net.config.in_channels, size, size).contiguous(
-        memory_format=torch.channels_last)
+        memory_format=torch.channels_last
+    )
     cond, t = torch.randn(1, net.config.cond_dim), torch.tensor(0.5)
     out: dict[str, Any] = {}
     before = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
@@ -253,25 +287,42 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--solver", default="euler", help="solver of the timed trajectory")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--presets", default="paper,fast")
-    parser.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16"],
-                        help="network arithmetic of the preset figures (default: as shipped)")
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "float32", "bfloat16"],
+        help="network arithmetic of the preset figures (default: as shipped)",
+    )
     parser.add_argument("--no-levers", action="store_true", help="skip the per-lever table")
-    parser.add_argument("--compile", action="store_true",
-                        help="also time torch.compile of the fast network (slow, needs a C++ "
-                             "compiler)")
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="also time torch.compile of the fast network (slow, needs a C++ compiler)",
+    )
     args = parser.parse_args(argv)
 
     import torch
 
-    results = {p: _in_child(p, args.solver, args.threads, args.precision)
-               for p in args.presets.split(",")}
+    results = {
+        p: _in_child(p, args.solver, args.threads, args.precision) for p in args.presets.split(",")
+    }
     report: dict[str, Any] = {
-        "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                    "cpu_count": os.cpu_count(), "python": sys.version.split()[0]},
-        "torch": torch.__version__, "threads": args.threads, "solver": args.solver,
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "cpu_count": os.cpu_count(),
+            "python": sys.version.split()[0],
+        },
+        "torch": torch.__version__,
+        "threads": args.threads,
+        "solver": args.solver,
         "precision_setting": args.precision,
-        "workload": {"cells": N_CELLS, "size": f"{SIZE}x{SIZE}x3", "frames": FRAMES,
-                     "guidance": 1.2},
+        "workload": {
+            "cells": N_CELLS,
+            "size": f"{SIZE}x{SIZE}x3",
+            "frames": FRAMES,
+            "guidance": 1.2,
+        },
         "presets": results,
     }
     if "paper" in results and "fast" in results:

@@ -34,10 +34,10 @@ class EvalCondition:
     plate: str
     perturbation: str
     dose_uM: float
-    rows: np.ndarray       # the plate's real treated crops of this condition
-    ref_rows: np.ndarray   # their random half kept out of the classifiers (the reference)
+    rows: np.ndarray  # the plate's real treated crops of this condition
+    ref_rows: np.ndarray  # their random half kept out of the classifiers (the reference)
     any_plate: np.ndarray  # mask over all crops: this condition on any plate
-    partner: str | None    # another plate with this condition, or None
+    partner: str | None  # another plate with this condition, or None
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class Split:
     plates: list[str]
     start_pool: dict[str, np.ndarray]  # plate -> its controls methods start from
     conditions: list[EvalCondition]
-    classifier_rows: np.ndarray        # mask: crops the classifiers may train on
+    classifier_rows: np.ndarray  # mask: crops the classifiers may train on
 
 
 def model_training_rows(meta: pd.DataFrame, held: Mapping[str, Any]) -> np.ndarray:
@@ -74,8 +74,9 @@ def _half(rng: np.random.Generator, rows: np.ndarray) -> np.ndarray:
     return perm[: len(perm) // 2]
 
 
-def split_rows(meta: pd.DataFrame, plates: Sequence[str], doses: Sequence[float],
-               rng: np.random.Generator) -> Split:
+def split_rows(
+    meta: pd.DataFrame, plates: Sequence[str], doses: Sequence[float], rng: np.random.Generator
+) -> Split:
     """The evaluation split of ``meta`` (rows in order) on ``plates``, for the treated
     conditions at ``doses`` (all doses when empty). ValueError when nothing is left."""
     plate = meta["plate"].astype(str).to_numpy()
@@ -102,8 +103,9 @@ def split_rows(meta: pd.DataFrame, plates: Sequence[str], doses: Sequence[float]
                 ref = _half(rng, rows)
                 held_rows.update(ref.tolist())
                 anywhere = ~ctrl & (comp == c) & same_dose(dose, d)
-                found.append((p, c, float(d), rows, ref, anywhere,
-                              sorted(set(plate[anywhere]) - {p})))
+                found.append(
+                    (p, c, float(d), rows, ref, anywhere, sorted(set(plate[anywhere]) - {p}))
+                )
     if not found:
         raise ValueError("no treated crops to evaluate on the chosen plates and doses")
     conditions = []

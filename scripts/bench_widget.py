@@ -70,14 +70,23 @@ def _child(threads: int, precision: str, steps: int, cells: int, repeats: int) -
             if first is None and widget.frames_shown > 1:
                 first = time.perf_counter() - t0
             time.sleep(0.005)
-        runs.append({"first_frame_s": round(first or float("nan"), 3),
-                     "total_s": round(time.perf_counter() - t0, 3)})
+        runs.append(
+            {
+                "first_frame_s": round(first or float("nan"), 3),
+                "total_s": round(time.perf_counter() - t0, 3),
+            }
+        )
     used = torch.get_num_threads()
-    out = {"threads_setting": threads or "auto", "torch_threads": used,
-           "precision_setting": precision,
-           "precision": precision_in_use(precision, widget.model.device),
-           "auto_would_use": cpu_threads_for(0), "solver": str(widget.sampler_panel.solver.value),
-           "runs": runs, "best_total_s": min(r["total_s"] for r in runs)}
+    out = {
+        "threads_setting": threads or "auto",
+        "torch_threads": used,
+        "precision_setting": precision,
+        "precision": precision_in_use(precision, widget.model.device),
+        "auto_would_use": cpu_threads_for(0),
+        "solver": str(widget.sampler_panel.solver.value),
+        "runs": runs,
+        "best_total_s": min(r["total_s"] for r in runs),
+    }
     viewer.close()
     return out
 
@@ -85,8 +94,9 @@ def _child(threads: int, precision: str, steps: int, cells: int, repeats: int) -
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    p.add_argument("--precision", nargs="+", default=["auto"],
-                   choices=["auto", "float32", "bfloat16"])
+    p.add_argument(
+        "--precision", nargs="+", default=["auto"], choices=["auto", "float32", "bfloat16"]
+    )
     p.add_argument("--busy", type=int, default=0, help="busy-looping processes to start")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--cells", type=int, default=16)
@@ -94,8 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child is not None:
-        print(json.dumps(_child(args.child, args.precision[0], args.steps, args.cells,
-                                args.repeats)))
+        print(
+            json.dumps(_child(args.child, args.precision[0], args.steps, args.cells, args.repeats))
+        )
         return 0
     hogs = [mp.Process(target=_busy, daemon=True) for _ in range(args.busy)]
     for h in hogs:
@@ -104,9 +115,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for precision in args.precision:
             for n in args.threads:
-                cmd = [sys.executable, __file__, "--child", str(n), "--precision", precision,
-                       "--steps", str(args.steps), "--cells", str(args.cells),
-                       "--repeats", str(args.repeats)]
+                cmd = [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    str(n),
+                    "--precision",
+                    precision,
+                    "--steps",
+                    str(args.steps),
+                    "--cells",
+                    str(args.cells),
+                    "--repeats",
+                    str(args.repeats),
+                ]
                 done = subprocess.run(cmd, capture_output=True, text=True, check=True)
                 results.append(json.loads(done.stdout.strip().splitlines()[-1]))
     finally:
@@ -114,10 +136,20 @@ def main(argv: list[str] | None = None) -> int:
             h.terminate()
     import torch
 
-    print(json.dumps({"machine": f"{platform.machine()} {os.cpu_count()} logical cores, "
-                                 f"{platform.system()}", "torch": torch.__version__,
-                      "busy_processes": args.busy, "cells": args.cells,
-                      "frames": args.steps + 1, "results": results}, indent=1))
+    print(
+        json.dumps(
+            {
+                "machine": f"{platform.machine()} {os.cpu_count()} logical cores, "
+                f"{platform.system()}",
+                "torch": torch.__version__,
+                "busy_processes": args.busy,
+                "cells": args.cells,
+                "frames": args.steps + 1,
+                "results": results,
+            },
+            indent=1,
+        )
+    )
     return 0
 
 

@@ -36,19 +36,25 @@ def effect_table(model, out: dict) -> str:
     from napari_cellflux.core import synthetic as S
     from napari_cellflux.core import synthetic_catalog as catalog
 
-    images, meta = S.make_crops(16, size=64, plates=list(PLATES), compounds=list(COMPOUNDS),
-                                doses=[10.0], seed=1)
+    images, meta = S.make_crops(
+        16, size=64, plates=list(PLATES), compounds=list(COMPOUNDS), doses=[10.0], seed=1
+    )
     ctrl_mask = meta["is_control"].to_numpy() == 1
-    lines = ["| compound (10 uM) | plate | " + " | ".join(
-        f"{s} true / real / generated" for s in STAINS) + " |", "|---|---|---|---|---|"]
+    lines = [
+        "| compound (10 uM) | plate | "
+        + " | ".join(f"{s} true / real / generated" for s in STAINS)
+        + " |",
+        "|---|---|---|---|---|",
+    ]
     for comp in COMPOUNDS:
         true = catalog.true_effect(comp, 10.0)
         for plate in PLATES:
             on = meta["plate"].to_numpy() == plate
             ctrl = images[on & ctrl_mask].astype(np.float64)
             real = images[on & (meta["compound"].to_numpy() == comp)].astype(np.float64)
-            gen = model.simulate(ctrl, comp, dose_uM=10.0, steps=10,
-                                 precision="float32").frames[-1]
+            gen = model.simulate(ctrl, comp, dose_uM=10.0, steps=10, precision="float32").frames[
+                -1
+            ]
             off = np.array(catalog.PLATES[plate].offset, float)
             base = ctrl.reshape(-1, 3).mean(0) - off
             rel_real = (real.reshape(-1, 3).mean(0) - off) / base - 1
@@ -58,8 +64,15 @@ def effect_table(model, out: dict) -> str:
                 t = true[f"{s}_intensity"]
                 cells.append(f"{t:+.2f} / {rel_real[k]:+.2f} / {rel_gen[k]:+.2f}")
                 out.setdefault("effects", []).append(
-                    {"compound": comp, "plate": plate, "stain": s, "true": t,
-                     "real": float(rel_real[k]), "generated": float(rel_gen[k])})
+                    {
+                        "compound": comp,
+                        "plate": plate,
+                        "stain": s,
+                        "true": t,
+                        "real": float(rel_real[k]),
+                        "generated": float(rel_gen[k]),
+                    }
+                )
             lines.append(f"| {comp} | {plate} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -70,27 +83,46 @@ def roundtrip_table(model, out: dict) -> str:
     from napari_cellflux.core.crops_dataset import load_crops
 
     sets = []
-    images, meta = S.make_crops(16, size=64, plates=["SynPlate2"], compounds=["taxol"],
-                                doses=[10.0], seed=1)
-    sets.append(("procedural DMSO crops (SynPlate2), taxol 10 uM",
-                 images[meta["is_control"].to_numpy() == 1], "taxol", 10.0))
+    images, meta = S.make_crops(
+        16, size=64, plates=["SynPlate2"], compounds=["taxol"], doses=[10.0], seed=1
+    )
+    sets.append(
+        (
+            "procedural DMSO crops (SynPlate2), taxol 10 uM",
+            images[meta["is_control"].to_numpy() == 1],
+            "taxol",
+            10.0,
+        )
+    )
     if BBBC.is_dir():
         real, rmeta = load_crops(BBBC)
-        rows = np.flatnonzero(rmeta["is_control"].to_numpy(bool)
-                              & (rmeta["plate"].astype(str).to_numpy() == "Week4_27821"))
+        rows = np.flatnonzero(
+            rmeta["is_control"].to_numpy(bool)
+            & (rmeta["plate"].astype(str).to_numpy() == "Week4_27821")
+        )
         pick = np.sort(np.random.default_rng(0).choice(rows, 16, replace=False))
-        sets.append(("real BBBC021 DMSO crops (Week4_27821), taxol 10 uM",
-                     np.asarray(real[pick]), "taxol", 10.0))
-    lines = ["| start crops | round trip, % of range | round trip / change | forward change, "
-             "% of range |", "|---|---|---|---|"]
+        sets.append(
+            (
+                "real BBBC021 DMSO crops (Week4_27821), taxol 10 uM",
+                np.asarray(real[pick]),
+                "taxol",
+                10.0,
+            )
+        )
+    lines = [
+        "| start crops | round trip, % of range | round trip / change | forward change, "
+        "% of range |",
+        "|---|---|---|---|",
+    ]
     for name, cells, pert, dose in sets:
-        r = roundtrip(model, cells, pert, dose_uM=dose, steps=20, solver="midpoint",
-                      n_boot=200)
+        r = roundtrip(model, cells, pert, dose_uM=dose, steps=20, solver="midpoint", n_boot=200)
         out.setdefault("roundtrip", {})[name] = r
         a, b = r["roundtrip_pct_range"], r["roundtrip_of_change"]
-        lines.append(f"| {name} | {a['value']:.2f} [{a['ci_low']:.2f}, {a['ci_high']:.2f}] | "
-                     f"{b['value']:.3f} [{b['ci_low']:.3f}, {b['ci_high']:.3f}] | "
-                     f"{r['forward_change_pct_range']:.1f} |")
+        lines.append(
+            f"| {name} | {a['value']:.2f} [{a['ci_low']:.2f}, {a['ci_high']:.2f}] | "
+            f"{b['value']:.3f} [{b['ci_low']:.3f}, {b['ci_high']:.3f}] | "
+            f"{r['forward_change_pct_range']:.1f} |"
+        )
     return "\n".join(lines)
 
 

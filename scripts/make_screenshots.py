@@ -71,8 +71,12 @@ def main(argv: list[str] | None = None) -> int:
     if model.untrained:
         print("WARNING: untrained model: the cells will not change", file=sys.stderr)
 
-    ip, pp, sp, cp = (widget.input_panel, widget.perturbation_panel, widget.sampler_panel,
-                      widget.compare_panel)
+    ip, pp, sp, cp = (
+        widget.input_panel,
+        widget.perturbation_panel,
+        widget.sampler_panel,
+        widget.compare_panel,
+    )
     name = SAMPLE_COMPOUND if SAMPLE_COMPOUND in model.perturbations else model.perturbations[0]
     pp.known.value = name
     sp.steps.value = args.steps
@@ -108,8 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     # 3. batch comparison: the same perturbation on the controls of two plates
     sp.direction.value = "forward"
     cp.enabled_box.value = True
-    cp.batches.value = [s for s in cp.batches.choices
-                        if s.name in ("control SynPlate1", "control SynPlate2")]
+    cp.batches.value = [
+        s for s in cp.batches.choices if s.name in ("control SynPlate1", "control SynPlate2")
+    ]
     run_and_shoot("batch_comparison.png", [widget.readout_box])  # the README shows this one
 
     # 4. the dock widget alone, with an invalid SMILES marked before Run

@@ -38,4 +38,5 @@ PY=${PYTHON:-python3}
 [ "${PIPESTATUS[0]}" = 0 ] || { echo "pip install failed" >&2; exit 1; }
 .venv/bin/npe2 validate napari-cellflux --imports
 .venv/bin/ruff check .
+.venv/bin/ruff format --check .
 exec .venv/bin/python -m pytest -p xvfb "$@"

@@ -18,8 +18,8 @@ from napari_cellflux.core.network_units import to_network
 
 from .config import SOURCES
 from .coupling import COUPLINGS, ot_permutation
+from .crop_files import DataError
 from .distributed import step_seed
-from .readers import DataError
 
 if TYPE_CHECKING:
     from .data import TrainingData
@@ -38,13 +38,22 @@ class PairedBatches:
     exactly the batches the interrupted one would have.
     """
 
-    def __init__(self, data: TrainingData, *, batch_size: int, crop_size: int, seed: int,
-                 rank: int = 0, world_size: int = 1, total_steps: int = 0,
-                 augment: bool = True, coupling: str = "random",
-                 source: str = "controls") -> None:
+    def __init__(
+        self,
+        data: TrainingData,
+        *,
+        batch_size: int,
+        crop_size: int,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+        total_steps: int = 0,
+        augment: bool = True,
+        coupling: str = "random",
+        source: str = "controls",
+    ) -> None:
         if coupling not in COUPLINGS:
-            raise ValueError(f"coupling must be one of {', '.join(COUPLINGS)}, "
-                             f"got {coupling!r}")
+            raise ValueError(f"coupling must be one of {', '.join(COUPLINGS)}, got {coupling!r}")
         if source not in SOURCES:
             raise ValueError(f"source must be one of {', '.join(SOURCES)}, got {source!r}")
         self.data = data
@@ -59,8 +68,10 @@ class PairedBatches:
         self.source = source
         self.shard = len(data.treated) // self.world
         if self.shard < 1:
-            raise DataError(f"{len(data.treated)} treated crop(s) cannot be split over "
-                            f"{self.world} processes; use fewer processes or more data")
+            raise DataError(
+                f"{len(data.treated)} treated crop(s) cannot be split over "
+                f"{self.world} processes; use fewer processes or more data"
+            )
         self._perm_cache: tuple[int, np.ndarray] | None = None
 
     def steps_for_epochs(self, epochs: float) -> int:
@@ -73,7 +84,7 @@ class PairedBatches:
         if self._perm_cache is None or self._perm_cache[0] != epoch:
             rng = np.random.default_rng(np.random.SeedSequence([self.seed, epoch, 0x5EED]))
             perm = rng.permutation(len(self.data.treated))[: self.shard * self.world]
-            self._perm_cache = (epoch, perm[self.rank:: self.world])
+            self._perm_cache = (epoch, perm[self.rank :: self.world])
         return self._perm_cache[1]
 
     def indices(self, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -90,8 +101,11 @@ class PairedBatches:
         for k, plate in enumerate(self.data.treated_plate[sel]):
             pool = self.data.control_pools[plate]
             c_rows[k] = pool[rng.integers(len(pool))]
-        codes = (rng.integers(0, 8, size=(2, self.batch_size)) if self.augment
-                 else np.zeros((2, self.batch_size), dtype=np.int64))
+        codes = (
+            rng.integers(0, 8, size=(2, self.batch_size))
+            if self.augment
+            else np.zeros((2, self.batch_size), dtype=np.int64)
+        )
         return t_rows, c_rows, sel, codes
 
     def _load(self, rows: np.ndarray) -> Any:

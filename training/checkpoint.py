@@ -65,8 +65,9 @@ def _probe(folder: Path) -> str | None:
     return None
 
 
-def check_output_path(path: str | Path, *, folder: bool, flag: str = "--out",
-                      example: str = "metrics.json") -> Path:
+def check_output_path(
+    path: str | Path, *, folder: bool, flag: str = "--out", example: str = "metrics.json"
+) -> Path:
     """Check that a command will be able to write ``path``, before it does any work.
 
     Nothing is created: a missing folder (or a missing parent of a file) is fine as long as
@@ -97,29 +98,35 @@ def check_output_path(path: str | Path, *, folder: bool, flag: str = "--out",
     """
     path = Path(path).expanduser()
     if folder and path.exists() and not path.is_dir():
-        raise OutputError(f"{flag} {path} is a file, but this command writes a folder (weights, "
-                          "checkpoint, log); give the path of a new or existing folder")
+        raise OutputError(
+            f"{flag} {path} is a file, but this command writes a folder (weights, "
+            "checkpoint, log); give the path of a new or existing folder"
+        )
     if not folder and path.is_dir():
-        raise OutputError(f"{flag} {path} is a folder; give a file name, e.g. "
-                          f"{path / example}")
+        raise OutputError(f"{flag} {path} is a folder; give a file name, e.g. {path / example}")
     if not folder and path.exists():
         try:
             with open(path, "ab"):  # append mode: the file is not changed
                 pass
         except OSError as exc:
-            raise OutputError(f"cannot write {flag} {path} ({exc.strerror or exc}); choose "
-                              "another file or make this one writable") from None
+            raise OutputError(
+                f"cannot write {flag} {path} ({exc.strerror or exc}); choose "
+                "another file or make this one writable"
+            ) from None
     existing = path if folder else path.parent
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
-        raise OutputError(f"cannot create {flag} {path}: {existing} is a file, not a folder; "
-                          "choose another path")
+        raise OutputError(
+            f"cannot create {flag} {path}: {existing} is a file, not a folder; choose another path"
+        )
     why = _probe(existing)
     if why is not None:
-        raise OutputError(f"cannot write in {existing} ({why}), so {flag} {path} cannot be "
-                          "written; choose a folder you may write to, or change the "
-                          "permissions of this one")
+        raise OutputError(
+            f"cannot write in {existing} ({why}), so {flag} {path} cannot be "
+            "written; choose a folder you may write to, or change the "
+            "permissions of this one"
+        )
     return path
 
 
@@ -139,8 +146,11 @@ def write_json_or_print(path: str | Path, result: dict[str, Any]) -> bool:
     except OSError as exc:
         sys.stdout.write(text)
         sys.stdout.flush()
-        print(f"error: could not write {path} ({exc.strerror or exc}); the results are printed "
-              "above on standard output: save them from there", file=sys.stderr)
+        print(
+            f"error: could not write {path} ({exc.strerror or exc}); the results are printed "
+            "above on standard output: save them from there",
+            file=sys.stderr,
+        )
         return False
     return True
 
@@ -192,17 +202,28 @@ def _atomic_save(tensors: dict[str, torch.Tensor], header: dict[str, str], path:
         save_file(tensors, str(tmp), metadata=header)
 
 
-def save_checkpoint(path: str | Path, *, model: dict[str, torch.Tensor],
-                    ema: dict[str, torch.Tensor], optimizer: dict[str, Any], step: int,
-                    info: dict[str, Any]) -> Path:
+def save_checkpoint(
+    path: str | Path,
+    *,
+    model: dict[str, torch.Tensor],
+    ema: dict[str, torch.Tensor],
+    optimizer: dict[str, Any],
+    step: int,
+    info: dict[str, Any],
+) -> Path:
     """Write a resumable checkpoint atomically (see the module docstring)."""
     path = Path(path)
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.items()}
     tensors.update({f"ema.{k}": v.detach().cpu().contiguous() for k, v in ema.items()})
     optim_tensors, optim_info = _flatten_optimizer(optimizer)
     tensors.update(optim_tensors)
-    meta = {"format": _FORMAT, "version": _VERSION, "step": int(step),
-            "optimizer": optim_info, **_jsonable(info)}
+    meta = {
+        "format": _FORMAT,
+        "version": _VERSION,
+        "step": int(step),
+        "optimizer": optim_info,
+        **_jsonable(info),
+    }
     _atomic_save(tensors, {_KEY: json.dumps(meta, sort_keys=True)}, path)
     return path
 
@@ -215,7 +236,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(
             f"no checkpoint at {path}: nothing to resume. Start the run without --resume, or "
-            "point --out at the folder of the interrupted run")
+            "point --out at the folder of the interrupted run"
+        )
     try:
         with safe_open(str(path), framework="pt") as fh:
             header = fh.metadata() or {}
@@ -227,8 +249,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     except (KeyError, json.JSONDecodeError):
         raise CheckpointError(f"{path} is not a napari-cellflux training checkpoint") from None
     if meta.get("format") != _FORMAT or int(meta.get("version", 99)) > _VERSION:
-        raise CheckpointError(f"{path} has an unknown checkpoint format {meta.get('format')} "
-                              f"v{meta.get('version')}")
+        raise CheckpointError(
+            f"{path} has an unknown checkpoint format {meta.get('format')} v{meta.get('version')}"
+        )
     groups: dict[str, dict[str, torch.Tensor]] = {"model": {}, "ema": {}, "optim": {}}
     for name, value in tensors.items():
         prefix, _, rest = name.partition(".")
@@ -238,21 +261,42 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             groups[prefix][rest] = value
     step = int(meta.pop("step"))
     optim = _unflatten_optimizer(groups["optim"], meta.pop("optimizer"))
-    return {"model": groups["model"], "ema": groups["ema"], "optimizer": optim,
-            "step": step, "info": meta}
+    return {
+        "model": groups["model"],
+        "ema": groups["ema"],
+        "optimizer": optim,
+        "step": step,
+        "info": meta,
+    }
 
 
-def export_model(path: str | Path, *, state_dict: dict[str, torch.Tensor], config: Any,
-                 preset_name: str, data: Any, training: dict[str, Any], name: str,
-                 description: str) -> Path:
+def export_model(
+    path: str | Path,
+    *,
+    state_dict: dict[str, torch.Tensor],
+    config: Any,
+    preset_name: str,
+    data: Any,
+    training: dict[str, Any],
+    name: str,
+    description: str,
+) -> Path:
     """Write the user-facing weights file (EMA weights + metadata) via the core format."""
     from napari_cellflux.core.model_card import ModelCard
     from napari_cellflux.core.weights import save_weights
 
     card = ModelCard(
-        config=config, preset=preset_name, channels=data.channels,
-        norm_low=data.norm_low.tolist(), norm_high=data.norm_high.tolist(), kind=data.kind,
-        vocabulary=data.vocabulary, use_dose=data.use_dose, name=name,
-        description=description, training_data=_jsonable(data.description),
-        training=_jsonable(training))
+        config=config,
+        preset=preset_name,
+        channels=data.channels,
+        norm_low=data.norm_low.tolist(),
+        norm_high=data.norm_high.tolist(),
+        kind=data.kind,
+        vocabulary=data.vocabulary,
+        use_dose=data.use_dose,
+        name=name,
+        description=description,
+        training_data=_jsonable(data.description),
+        training=_jsonable(training),
+    )
     return save_weights(path, state_dict, card.to_dict(), data.vocabulary_vectors)

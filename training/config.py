@@ -26,10 +26,22 @@ DEFAULT_EPOCHS = 100.0
 
 #: Fields that may differ between a checkpoint and the command that resumes it; everything
 #: else (data, model, optimisation) must match, or the resumed run would be another run.
-RESUMABLE_CHANGES = frozenset({
-    "steps", "epochs", "device", "threads", "num_workers", "log_every", "ckpt_every", "cache_dir",
-    "name", "description", "data_description", "progress",
-})
+RESUMABLE_CHANGES = frozenset(
+    {
+        "steps",
+        "epochs",
+        "device",
+        "threads",
+        "num_workers",
+        "log_every",
+        "ckpt_every",
+        "cache_dir",
+        "name",
+        "description",
+        "data_description",
+        "progress",
+    }
+)
 
 _TUPLE_FIELDS = ("holdout_plates", "holdout_compounds", "holdout_doses", "channels")
 _PRECISIONS = ("auto", "bf16", "fp32")
@@ -132,8 +144,7 @@ class TrainConfig:
             value = getattr(self, key)
             if isinstance(value, str):
                 value = value.split(",")
-            object.__setattr__(self, key, tuple(str(v).strip() for v in value
-                                                if str(v).strip()))
+            object.__setattr__(self, key, tuple(str(v).strip() for v in value if str(v).strip()))
         problems = []
         if self.steps is not None and (not isinstance(self.steps, int) or self.steps < 1):
             problems.append(f"steps must be a positive integer, got {self.steps!r}")
@@ -153,8 +164,9 @@ class TrainConfig:
         if self.crop_size is not None and self.crop_size < 8:
             problems.append(f"crop_size must be >= 8 pixels, got {self.crop_size}")
         if self.coupling not in COUPLINGS:
-            problems.append(f"coupling must be one of {', '.join(COUPLINGS)}, "
-                            f"got {self.coupling!r}")
+            problems.append(
+                f"coupling must be one of {', '.join(COUPLINGS)}, got {self.coupling!r}"
+            )
         if self.source not in SOURCES:
             problems.append(f"source must be one of {', '.join(SOURCES)}, got {self.source!r}")
         if self.precision not in _PRECISIONS:
@@ -191,7 +203,8 @@ class TrainConfig:
         if unknown:
             raise ValueError(
                 f"unknown training setting(s) {', '.join(unknown)}; known settings: "
-                f"{', '.join(sorted(known))}")
+                f"{', '.join(sorted(known))}"
+            )
         return cls(**norm)
 
     @classmethod

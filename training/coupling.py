@@ -42,8 +42,10 @@ def ot_permutation(x0: torch.Tensor, x1: torch.Tensor, groups: np.ndarray) -> np
 
     n = len(groups)
     if x0.shape != x1.shape or x0.shape[0] != n:
-        raise ValueError(f"x0 {tuple(x0.shape)}, x1 {tuple(x1.shape)} and {n} group labels "
-                         "must describe the same batch")
+        raise ValueError(
+            f"x0 {tuple(x0.shape)}, x1 {tuple(x1.shape)} and {n} group labels "
+            "must describe the same batch"
+        )
     flat0 = x0.detach().reshape(n, -1).float()
     flat1 = x1.detach().reshape(n, -1).float()
     perm = np.arange(n)
@@ -52,7 +54,7 @@ def ot_permutation(x0: torch.Tensor, x1: torch.Tensor, groups: np.ndarray) -> np
         if len(rows) < 2:
             continue
         a, b = flat1[rows], flat0[rows]
-        cost = ((a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T)
+        cost = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
         _, cols = linear_sum_assignment(cost.cpu().double().numpy())
         perm[rows] = rows[cols]
     return perm

@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 
 from .config import TrainConfig
-from .readers import DataError, RawDataset, read_dataset
+from .crop_files import DataError
+from .readers import RawDataset, read_dataset
 
 __all__ = ["TrainingData", "prepare", "default_channels"]
 
@@ -42,15 +43,15 @@ class TrainingData:
     images: Any
     channels: list[str]
     kind: str
-    treated: np.ndarray                 # row indices of training x1 crops
-    treated_plate: np.ndarray           # plate code per treated crop
-    control_pools: list[np.ndarray]     # plate code -> row indices of that plate's controls
-    plates: list[str]                   # plate code -> name
-    cond_index: np.ndarray              # per treated crop: row of cond_table
-    cond_table: np.ndarray              # (K, cond_dim) float32 network condition inputs
+    treated: np.ndarray  # row indices of training x1 crops
+    treated_plate: np.ndarray  # plate code per treated crop
+    control_pools: list[np.ndarray]  # plate code -> row indices of that plate's controls
+    plates: list[str]  # plate code -> name
+    cond_index: np.ndarray  # per treated crop: row of cond_table
+    cond_table: np.ndarray  # (K, cond_dim) float32 network condition inputs
     use_dose: bool
     vocabulary: list[dict[str, Any]]
-    vocabulary_vectors: np.ndarray      # (V, D) raw embedding vectors (fingerprint counts)
+    vocabulary_vectors: np.ndarray  # (V, D) raw embedding vectors (fingerprint counts)
     norm_low: np.ndarray
     norm_high: np.ndarray
     description: dict[str, Any] = field(default_factory=dict)
@@ -72,8 +73,11 @@ def _match_names(wanted: tuple[str, ...], available: list[str], what: str) -> li
         hit = lower.get(name.lower())
         if hit is None:
             close = difflib.get_close_matches(name.lower(), list(lower), n=3, cutoff=0.5)
-            hint = (f" Did you mean {', '.join(lower[c] for c in close)}?" if close else
-                    f" Known: {', '.join(sorted(available)[:12])}.")
+            hint = (
+                f" Did you mean {', '.join(lower[c] for c in close)}?"
+                if close
+                else f" Known: {', '.join(sorted(available)[:12])}."
+            )
             raise DataError(f"held-out {what} {name!r} is not in the data.{hint}")
         out.append(hit)
     return out
@@ -86,8 +90,10 @@ def _parse_doses(items: tuple[str, ...]) -> list[tuple[str | None, float]]:
         try:
             dose = float(value)
         except ValueError:
-            raise DataError(f"--holdout-doses {item!r}: expected a dose in uM such as '15' or "
-                            "'cyclohexamide:15'") from None
+            raise DataError(
+                f"--holdout-doses {item!r}: expected a dose in uM such as '15' or "
+                "'cyclohexamide:15'"
+            ) from None
         out.append((name.strip() or None, dose))
     return out
 
@@ -101,14 +107,19 @@ def _smiles_table(path: str) -> dict[str, str]:
     name_col = cols.get("compound") or cols.get("name") or table.columns[0]
     smi_col = cols.get("smiles")
     if smi_col is None:
-        raise DataError(f"--smiles-table {p.name} needs a 'smiles' column (and a 'compound' "
-                        "or 'name' column)")
-    return {str(n).strip().lower(): str(s).strip() for n, s in
-            zip(table[name_col], table[smi_col], strict=True) if isinstance(s, str) and s.strip()}
+        raise DataError(
+            f"--smiles-table {p.name} needs a 'smiles' column (and a 'compound' or 'name' column)"
+        )
+    return {
+        str(n).strip().lower(): str(s).strip()
+        for n, s in zip(table[name_col], table[smi_col], strict=True)
+        if isinstance(s, str) and s.strip()
+    }
 
 
-def _vectors(names: list[str], raw: RawDataset, cfg: TrainConfig,
-             required: set[str]) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+def _vectors(
+    names: list[str], raw: RawDataset, cfg: TrainConfig, required: set[str]
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """Raw embedding vector (and SMILES) per perturbation name; ``required`` names must have
     one, the others (held-out names) are skipped when none is available."""
     from napari_cellflux.core.perturbations import compound_fingerprint, load_embedding_table
@@ -117,13 +128,17 @@ def _vectors(names: list[str], raw: RawDataset, cfg: TrainConfig,
     smiles: dict[str, str] = {}
     if raw.kind == "gene":
         if not cfg.gene_embeddings:
-            raise DataError(f"{raw.path} has a 'gene' column (genetic perturbations): give "
-                            "--gene-embeddings CSV (a table of vectors indexed by gene symbol)")
+            raise DataError(
+                f"{raw.path} has a 'gene' column (genetic perturbations): give "
+                "--gene-embeddings CSV (a table of vectors indexed by gene symbol)"
+            )
         table = {k.upper(): v for k, v in load_embedding_table(cfg.gene_embeddings).items()}
         missing = [n for n in names if n.upper() not in table and n in required]
         if missing:
-            raise DataError(f"--gene-embeddings has no vector for {len(missing)} gene(s) in "
-                            f"the data: {', '.join(missing[:10])}")
+            raise DataError(
+                f"--gene-embeddings has no vector for {len(missing)} gene(s) in "
+                f"the data: {', '.join(missing[:10])}"
+            )
         return {n: table[n.upper()] for n in names if n.upper() in table}, smiles
     column = {}
     for name, smi in zip(raw.meta["perturbation"], raw.meta["smiles"], strict=True):
@@ -137,7 +152,8 @@ def _vectors(names: list[str], raw: RawDataset, cfg: TrainConfig,
             raise DataError(
                 f"--compound-embeddings {Path(cfg.compound_embeddings).name} has negative "
                 "values; compound tables must hold Morgan fingerprint counts (like IMPA's "
-                "emb_fp.csv). Learned embeddings such as JUMP's are not supported yet")
+                "emb_fp.csv). Learned embeddings such as JUMP's are not supported yet"
+            )
     missing = []
     for name in names:
         smi = column.get(name) or table_smiles.get(name.lower(), "")
@@ -157,27 +173,33 @@ def _vectors(names: list[str], raw: RawDataset, cfg: TrainConfig,
         raise DataError(
             f"no SMILES for {len(missing)} compound(s): {', '.join(missing[:10])}. Add a "
             "'smiles' column to the metadata, or pass --smiles-table CSV (columns compound, "
-            "smiles; e.g. BBBC021_v1_compound.csv), or --compound-embeddings CSV")
+            "smiles; e.g. BBBC021_v1_compound.csv), or --compound-embeddings CSV"
+        )
     return vectors, smiles
 
 
-def _norm_stats(images: Any, rows: np.ndarray, seed: int,
-                max_crops: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+def _norm_stats(
+    images: Any, rows: np.ndarray, seed: int, max_crops: int = 1024
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel 0.5th / 99.9th intensity percentiles over a sample of training crops."""
     rng = np.random.default_rng(seed)
     pick = np.sort(rng.choice(rows, size=min(max_crops, len(rows)), replace=False))
     sample = np.asarray(images[pick], dtype=np.float32)
     flat = sample.reshape(-1, sample.shape[-1])
     if not np.isfinite(flat).all():
-        raise DataError("the crops contain NaN or infinite pixel values; replace them before "
-                        "training")
+        raise DataError(
+            "the crops contain NaN or infinite pixel values; replace them before training"
+        )
     low, high = np.percentile(flat, [0.5, 99.9], axis=0)
     high = np.where(high > low, high, low + 1.0)
     return low.astype(np.float32), high.astype(np.float32)
 
 
-def prepare(cfg: TrainConfig, raw: RawDataset | None = None,
-            norm: tuple[list[float], list[float]] | None = None) -> TrainingData:
+def prepare(
+    cfg: TrainConfig,
+    raw: RawDataset | None = None,
+    norm: tuple[list[float], list[float]] | None = None,
+) -> TrainingData:
     """Apply the split and hold-outs, pair within plates, build conditions and vocabulary.
 
     ``norm`` (low, high) reuses stored normalisation (on resume) instead of recomputing it.
@@ -193,11 +215,14 @@ def prepare(cfg: TrainConfig, raw: RawDataset | None = None,
         if splits.ne("").any():
             keep &= (splits == cfg.split.lower()).to_numpy()
             if not keep.any():
-                raise DataError(f"no crops have split {cfg.split!r}; splits in the data: "
-                                f"{', '.join(sorted(set(meta['split'])))} (or use --split all)")
+                raise DataError(
+                    f"no crops have split {cfg.split!r}; splits in the data: "
+                    f"{', '.join(sorted(set(meta['split'])))} (or use --split all)"
+                )
         elif cfg.split.lower() != "train":
-            raise DataError(f"--split {cfg.split!r} was asked for but the data has no split "
-                            "column")
+            raise DataError(
+                f"--split {cfg.split!r} was asked for but the data has no split column"
+            )
     control = meta["is_control"].to_numpy(bool)
     treated_names = sorted(set(meta.loc[~control, "perturbation"]))
     held_plates = _match_names(cfg.holdout_plates, sorted(set(meta["plate"])), "plate")
@@ -211,27 +236,37 @@ def prepare(cfg: TrainConfig, raw: RawDataset | None = None,
             (name,) = _match_names((name,), treated_names, "perturbation")
             hit &= (meta["perturbation"] == name).to_numpy()
         if not hit.any():
-            raise DataError(f"held-out dose {dose:g} uM"
-                            f"{' of ' + name if name else ''} matches no treated crop")
+            raise DataError(
+                f"held-out dose {dose:g} uM{' of ' + name if name else ''} matches no treated crop"
+            )
         keep &= ~hit
     used = meta[keep]
     ctrl_rows = np.flatnonzero(keep & control)
     trt_rows = np.flatnonzero(keep & ~control)
     if len(trt_rows) == 0:
-        raise DataError("no treated (non-control) crops are left for training after the split "
-                        "and hold-outs; check is_control / STATE and the --holdout-* options")
+        raise DataError(
+            "no treated (non-control) crops are left for training after the split "
+            "and hold-outs; check is_control / STATE and the --holdout-* options"
+        )
     if len(ctrl_rows) == 0:
-        raise DataError("no control crops (is_control = 1 / STATE 0) are left for training; "
-                        "CellFlux learns the change from controls to treated crops of a plate")
+        raise DataError(
+            "no control crops (is_control = 1 / STATE 0) are left for training; "
+            "CellFlux learns the change from controls to treated crops of a plate"
+        )
     ctrl_plates = set(meta["plate"].iloc[ctrl_rows])
     orphan = ~meta["plate"].iloc[trt_rows].isin(ctrl_plates).to_numpy()
     if orphan.all():
-        raise DataError("no plate has both control and treated crops for training; controls "
-                        "are paired with treated crops of the SAME plate (batch)")
+        raise DataError(
+            "no plate has both control and treated crops for training; controls "
+            "are paired with treated crops of the SAME plate (batch)"
+        )
     if orphan.any():
         lost = sorted(set(meta["plate"].iloc[trt_rows[orphan]]))
-        log.warning("dropping %d treated crops on plate(s) without controls: %s",
-                    int(orphan.sum()), ", ".join(lost))
+        log.warning(
+            "dropping %d treated crops on plate(s) without controls: %s",
+            int(orphan.sum()),
+            ", ".join(lost),
+        )
         trt_rows = trt_rows[~orphan]
     plates = sorted(set(meta["plate"].iloc[trt_rows]))
     code = {p: i for i, p in enumerate(plates)}
@@ -248,8 +283,11 @@ def prepare(cfg: TrainConfig, raw: RawDataset | None = None,
 
     vocab, vocab_vecs = [], []
     for name in trained + [n for n in extra if n in vectors]:
-        rows = trt_rows if name in trained else np.flatnonzero(
-            ~control & (meta["perturbation"] == name).to_numpy())
+        rows = (
+            trt_rows
+            if name in trained
+            else np.flatnonzero(~control & (meta["perturbation"] == name).to_numpy())
+        )
         mine = (meta["perturbation"].iloc[rows] == name).to_numpy()
         seen = sorted({float(d) for d in doses[rows][mine]})
         entry: dict[str, Any] = {"name": name, "doses_uM": seen, "trained": name in trained}
@@ -261,21 +299,31 @@ def prepare(cfg: TrainConfig, raw: RawDataset | None = None,
     pairs = list(zip(meta["perturbation"].iloc[trt_rows], doses[trt_rows], strict=True))
     keys = sorted(set((n, float(d) if use_dose else 0.0) for n, d in pairs))
     key_index = {k: i for i, k in enumerate(keys)}
-    cond_table = np.stack([
-        condition_vector(Perturbation(n, raw.kind, vectors[n], smiles.get(n)),
-                         d if use_dose else None, use_dose) for n, d in keys
-    ]).astype(np.float32)
-    cond_index = np.array([key_index[(n, float(d) if use_dose else 0.0)] for n, d in pairs],
-                          dtype=np.int64)
+    cond_table = np.stack(
+        [
+            condition_vector(
+                Perturbation(n, raw.kind, vectors[n], smiles.get(n)),
+                d if use_dose else None,
+                use_dose,
+            )
+            for n, d in keys
+        ]
+    ).astype(np.float32)
+    cond_index = np.array(
+        [key_index[(n, float(d) if use_dose else 0.0)] for n, d in pairs], dtype=np.int64
+    )
 
     n_channels = int(raw.images.shape[-1])
     channels = list(cfg.channels) if cfg.channels else default_channels(n_channels)
     if len(channels) != n_channels:
-        raise DataError(f"--channels names {len(channels)} channel(s) ({', '.join(channels)}) "
-                        f"but the crops have {n_channels}")
+        raise DataError(
+            f"--channels names {len(channels)} channel(s) ({', '.join(channels)}) "
+            f"but the crops have {n_channels}"
+        )
     if norm is None:
-        low, high = _norm_stats(raw.images, np.concatenate([trt_rows, np.concatenate(pools)]),
-                                cfg.seed)
+        low, high = _norm_stats(
+            raw.images, np.concatenate([trt_rows, np.concatenate(pools)]), cfg.seed
+        )
     else:
         low, high = np.asarray(norm[0], np.float32), np.asarray(norm[1], np.float32)
     n_pool = int(sum(len(p) for p in pools))
@@ -290,14 +338,28 @@ def prepare(cfg: TrainConfig, raw: RawDataset | None = None,
         "plates": plates,
         "control_only_plates": sorted(ctrl_plates - set(plates)),
         "split": cfg.split,
-        "held_out": {"plates": held_plates, "perturbations": held_names,
-                     "doses": [f"{n}:{d:g}" if n else f"{d:g}" for n, d in held_doses]},
+        "held_out": {
+            "plates": held_plates,
+            "perturbations": held_names,
+            "doses": [f"{n}:{d:g}" if n else f"{d:g}" for n, d in held_doses],
+        },
         "n_rows_after_split_and_holdouts": int(len(used)),
     }
     return TrainingData(
-        images=raw.images, channels=channels, kind=raw.kind, treated=trt_rows,
-        treated_plate=treated_plate, control_pools=pools, plates=plates,
-        cond_index=cond_index, cond_table=cond_table, use_dose=use_dose, vocabulary=vocab,
-        vocabulary_vectors=(np.stack(vocab_vecs) if vocab_vecs else
-                            np.zeros((0, 1), np.float32)),
-        norm_low=low, norm_high=high, description=description, meta=meta)
+        images=raw.images,
+        channels=channels,
+        kind=raw.kind,
+        treated=trt_rows,
+        treated_plate=treated_plate,
+        control_pools=pools,
+        plates=plates,
+        cond_index=cond_index,
+        cond_table=cond_table,
+        use_dose=use_dose,
+        vocabulary=vocab,
+        vocabulary_vectors=(np.stack(vocab_vecs) if vocab_vecs else np.zeros((0, 1), np.float32)),
+        norm_low=low,
+        norm_high=high,
+        description=description,
+        meta=meta,
+    )

@@ -20,8 +20,16 @@ import numpy as np
 
 from napari_cellflux.core.weights import tensor_digest
 
-__all__ = ["DistEnv", "setup", "cleanup", "barrier", "all_reduce_mean", "gather_strings",
-           "step_seed", "state_hash"]
+__all__ = [
+    "DistEnv",
+    "setup",
+    "cleanup",
+    "barrier",
+    "all_reduce_mean",
+    "gather_strings",
+    "step_seed",
+    "state_hash",
+]
 
 
 @dataclass(frozen=True)
@@ -74,8 +82,9 @@ def setup(device: str = "auto") -> DistEnv:
     if world <= 1:
         return DistEnv(0, 1, 0, dev, None)
     if dev.type == "mps":
-        raise ValueError("multi-process training is not supported on Apple MPS; use one "
-                         "process or --device cpu")
+        raise ValueError(
+            "multi-process training is not supported on Apple MPS; use one process or --device cpu"
+        )
     import torch.distributed as dist
 
     backend = "nccl" if dev.type == "cuda" else "gloo"

@@ -25,8 +25,14 @@ from .data import TrainingData
 from .distributed import DistEnv, all_reduce_mean, gather_strings, state_hash, step_seed
 from .ema import EMA
 
-__all__ = ["NonFiniteLossError", "TrainResult", "build_network", "held_loss", "total_steps",
-           "train"]
+__all__ = [
+    "NonFiniteLossError",
+    "TrainResult",
+    "build_network",
+    "held_loss",
+    "total_steps",
+    "train",
+]
 
 log = logging.getLogger("training")
 
@@ -65,8 +71,9 @@ def total_steps(cfg: TrainConfig, batches: PairedBatches) -> int:
 
 
 @torch.no_grad()
-def held_loss(network: torch.nn.Module, batches: PairedBatches, steps: range | list[int],
-              seed: int = 1234) -> float:
+def held_loss(
+    network: torch.nn.Module, batches: PairedBatches, steps: range | list[int], seed: int = 1234
+) -> float:
     """Mean conditional flow-matching loss on fixed batches with fixed t (no noise or
     condition dropout): a low-variance number to compare two networks by."""
     from napari_cellflux.core.flow import flow_matching_loss
@@ -78,9 +85,18 @@ def held_loss(network: torch.nn.Module, batches: PairedBatches, steps: range | l
     for k, step in enumerate(steps):
         b = batches[step]
         gen = torch.Generator(device=device).manual_seed(seed + k)
-        total += float(flow_matching_loss(
-            network, b["x0"].to(device), b["x1"].to(device), b["cond"].to(device),
-            noise_prob=0.0, noise_scale=0.0, cond_drop=0.0, generator=gen))
+        total += float(
+            flow_matching_loss(
+                network,
+                b["x0"].to(device),
+                b["x1"].to(device),
+                b["cond"].to(device),
+                noise_prob=0.0,
+                noise_scale=0.0,
+                cond_drop=0.0,
+                generator=gen,
+            )
+        )
     network.train(was_training)
     return total / max(len(steps), 1)
 
@@ -97,13 +113,17 @@ def _autocast(cfg: TrainConfig, device: torch.device) -> Any:
 
 def _nonfinite_message(value: float, step: int, cfg: TrainConfig, out: Path) -> str:
     ckpt = out / CHECKPOINT_NAME
-    where = (f"The last checkpoint ({ckpt}) is intact: after fixing the cause, continue "
-             "with --resume." if ckpt.is_file() else "No checkpoint was written yet.")
+    where = (
+        f"The last checkpoint ({ckpt}) is intact: after fixing the cause, continue with --resume."
+        if ckpt.is_file()
+        else "No checkpoint was written yet."
+    )
     return (
         f"training stopped: the loss became {value} at step {step + 1}. Usual causes: a "
         f"learning rate too high for this batch size (--lr {cfg.lr:g}; try {cfg.lr / 10:g}), "
         "NaN/inf or saturated pixels in the crops, or bf16 overflow on GPU (try --precision "
-        f"fp32). {where}")
+        f"fp32). {where}"
+    )
 
 
 def _default_name(cfg: TrainConfig) -> str:
@@ -112,14 +132,21 @@ def _default_name(cfg: TrainConfig) -> str:
 
 def _default_description(cfg: TrainConfig) -> str:
     if cfg.source == "noise":
-        return ("BASELINE: flow matching from Gaussian noise x0 ~ N(0, I) to treated crops "
-                f"(no control images; MorphoDiff-style), {cfg.preset} preset, trained on "
-                f"{Path(cfg.data).name}")
+        return (
+            "BASELINE: flow matching from Gaussian noise x0 ~ N(0, I) to treated crops "
+            f"(no control images; MorphoDiff-style), {cfg.preset} preset, trained on "
+            f"{Path(cfg.data).name}"
+        )
     return f"CellFlux ({cfg.preset} preset) trained on {Path(cfg.data).name}"
 
 
-def train(cfg: TrainConfig, env: DistEnv, data: TrainingData, out: Path,
-          resume: dict[str, Any] | None = None) -> TrainResult:
+def train(
+    cfg: TrainConfig,
+    env: DistEnv,
+    data: TrainingData,
+    out: Path,
+    resume: dict[str, Any] | None = None,
+) -> TrainResult:
     """Train (or continue training) and export ``out/model.safetensors`` from rank 0.
 
     ``resume`` is a checkpoint from :func:`training.checkpoint.load_checkpoint`.
@@ -132,9 +159,17 @@ def train(cfg: TrainConfig, env: DistEnv, data: TrainingData, out: Path,
     device = torch.device(env.device)
     net = build_network(cfg, data).to(device)
     crop = net.config.crop_size
-    batches = PairedBatches(data, batch_size=cfg.batch_size, crop_size=crop, seed=cfg.seed,
-                            rank=env.rank, world_size=env.world_size, augment=cfg.augment,
-                            coupling=cfg.coupling, source=cfg.source)
+    batches = PairedBatches(
+        data,
+        batch_size=cfg.batch_size,
+        crop_size=crop,
+        seed=cfg.seed,
+        rank=env.rank,
+        world_size=env.world_size,
+        augment=cfg.augment,
+        coupling=cfg.coupling,
+        source=cfg.source,
+    )
     total = total_steps(cfg, batches)
     # A flow from Gaussian noise gains nothing from more noise on its source.
     noise_prob = cfg.noise_prob if cfg.source == "controls" else 0.0
@@ -149,40 +184,86 @@ def train(cfg: TrainConfig, env: DistEnv, data: TrainingData, out: Path,
         ema.load_state_dict(resume["ema"], updates=resume["info"].get("ema_updates", start))
         if start >= total:
             log.info("checkpoint is at step %d of %d: nothing left to train", start, total)
-    model = DDP(net, device_ids=[device.index] if device.type == "cuda" else None) \
-        if env.distributed else net
+    model = (
+        DDP(net, device_ids=[device.index] if device.type == "cuda" else None)
+        if env.distributed
+        else net
+    )
 
     loader = torch.utils.data.DataLoader(
-        batches, batch_size=None, sampler=range(start, total), num_workers=cfg.num_workers,
-        pin_memory=device.type == "cuda", persistent_workers=False)
+        batches,
+        batch_size=None,
+        sampler=range(start, total),
+        num_workers=cfg.num_workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=False,
+    )
     per_step = cfg.batch_size * env.world_size
     n_params = sum(p.numel() for p in net.parameters())
     if env.is_main:
-        log.info("network: preset %s, %d px crops, %d channels, condition %d, %.2f M "
-                 "parameters; device %s x %d process(es)", cfg.preset, crop,
-                 len(data.channels), data.cond_dim, n_params / 1e6, device, env.world_size)
-        log.info("data: %d treated crops on %d plate(s) paired with %d controls; %d "
-                 "perturbation(s); dose in condition: %s", len(data.treated),
-                 len(data.plates), data.description["n_controls_train"],
-                 sum(v["trained"] for v in data.vocabulary), data.use_dose)
-        log.info("training steps %d -> %d, batch %d x %d process(es), lr %g, p_noise %g, "
-                 "noise scale %g, p_drop %g, coupling %s, source %s", start, total,
-                 cfg.batch_size, env.world_size, cfg.lr, noise_prob, cfg.noise_scale,
-                 cfg.cond_drop, cfg.coupling, cfg.source)
+        log.info(
+            "network: preset %s, %d px crops, %d channels, condition %d, %.2f M "
+            "parameters; device %s x %d process(es)",
+            cfg.preset,
+            crop,
+            len(data.channels),
+            data.cond_dim,
+            n_params / 1e6,
+            device,
+            env.world_size,
+        )
+        log.info(
+            "data: %d treated crops on %d plate(s) paired with %d controls; %d "
+            "perturbation(s); dose in condition: %s",
+            len(data.treated),
+            len(data.plates),
+            data.description["n_controls_train"],
+            sum(v["trained"] for v in data.vocabulary),
+            data.use_dose,
+        )
+        log.info(
+            "training steps %d -> %d, batch %d x %d process(es), lr %g, p_noise %g, "
+            "noise scale %g, p_drop %g, coupling %s, source %s",
+            start,
+            total,
+            cfg.batch_size,
+            env.world_size,
+            cfg.lr,
+            noise_prob,
+            cfg.noise_scale,
+            cfg.cond_drop,
+            cfg.coupling,
+            cfg.source,
+        )
     metrics = (out / "metrics.jsonl").open("a", encoding="utf-8") if env.is_main else None
-    bar = tqdm(total=total, initial=start, disable=not (env.is_main and cfg.progress),
-               unit="step", dynamic_ncols=True, mininterval=1.0, smoothing=0.1)
+    bar = tqdm(
+        total=total,
+        initial=start,
+        disable=not (env.is_main and cfg.progress),
+        unit="step",
+        dynamic_ncols=True,
+        mininterval=1.0,
+        smoothing=0.1,
+    )
 
     def checkpoint(step: int) -> None:
         if env.is_main:
-            save_checkpoint(out / CHECKPOINT_NAME, model=net.state_dict(),
-                            ema=ema.state_dict(), optimizer=optimizer.state_dict(),
-                            step=step, info={"config": cfg.to_dict(),
-                                             "ema_updates": ema.updates,
-                                             "normalization": {
-                                                 "low": data.norm_low.tolist(),
-                                                 "high": data.norm_high.tolist()},
-                                             "world_size": env.world_size})
+            save_checkpoint(
+                out / CHECKPOINT_NAME,
+                model=net.state_dict(),
+                ema=ema.state_dict(),
+                optimizer=optimizer.state_dict(),
+                step=step,
+                info={
+                    "config": cfg.to_dict(),
+                    "ema_updates": ema.updates,
+                    "normalization": {
+                        "low": data.norm_low.tolist(),
+                        "high": data.norm_high.tolist(),
+                    },
+                    "world_size": env.world_size,
+                },
+            )
 
     step, smooth, last_loss = start, None, float("nan")
     t_start = t_win = time.perf_counter()
@@ -196,11 +277,19 @@ def train(cfg: TrainConfig, env: DistEnv, data: TrainingData, out: Path,
             cond = batch["cond"].to(device, non_blocking=True)
             torch.manual_seed(step_seed(cfg.seed, env.rank, step, stream=3))  # dropout, if any
             gen = torch.Generator(device=device).manual_seed(
-                step_seed(cfg.seed, env.rank, step, stream=2))
+                step_seed(cfg.seed, env.rank, step, stream=2)
+            )
             with _autocast(cfg, device):
-                loss = flow_matching_loss(model, x0, x1, cond, noise_prob=noise_prob,
-                                          noise_scale=cfg.noise_scale,
-                                          cond_drop=cfg.cond_drop, generator=gen)
+                loss = flow_matching_loss(
+                    model,
+                    x0,
+                    x1,
+                    cond,
+                    noise_prob=noise_prob,
+                    noise_scale=cfg.noise_scale,
+                    cond_drop=cfg.cond_drop,
+                    generator=gen,
+                )
             last_loss = all_reduce_mean(loss.detach().item(), env)
             if not math.isfinite(last_loss):
                 raise NonFiniteLossError(_nonfinite_message(last_loss, step, cfg, out))
@@ -219,11 +308,26 @@ def train(cfg: TrainConfig, env: DistEnv, data: TrainingData, out: Path,
                 ips = per_step * win_steps / max(now - t_win, 1e-9)
                 bar.set_postfix(loss=f"{smooth:.4f}", img_s=f"{ips:.1f}", refresh=False)
                 if env.is_main:
-                    log.info("step %d/%d  loss %.5f (smoothed %.5f)  %.1f images/s",
-                             step, total, last_loss, smooth, ips)
-                    metrics.write(json.dumps({"step": step, "loss": last_loss,
-                                              "loss_smooth": smooth, "images_per_s": ips,
-                                              "elapsed_s": now - t_start}) + "\n")
+                    log.info(
+                        "step %d/%d  loss %.5f (smoothed %.5f)  %.1f images/s",
+                        step,
+                        total,
+                        last_loss,
+                        smooth,
+                        ips,
+                    )
+                    metrics.write(
+                        json.dumps(
+                            {
+                                "step": step,
+                                "loss": last_loss,
+                                "loss_smooth": smooth,
+                                "images_per_s": ips,
+                                "elapsed_s": now - t_start,
+                            }
+                        )
+                        + "\n"
+                    )
                     metrics.flush()
                 t_win, win_steps = now, 0
             if step % cfg.ckpt_every == 0 and step < total:
@@ -235,30 +339,64 @@ def train(cfg: TrainConfig, env: DistEnv, data: TrainingData, out: Path,
             if step > start or resume is None:
                 checkpoint(step)
             in_sync = len(set(hashes)) == 1
-            log.info("rank weight hashes: %s (%s)", " ".join(h[:16] for h in hashes),
-                     "identical" if in_sync else "DIFFERENT: the processes diverged")
+            log.info(
+                "rank weight hashes: %s (%s)",
+                " ".join(h[:16] for h in hashes),
+                "identical" if in_sync else "DIFFERENT: the processes diverged",
+            )
             trained = step - start
             ips = per_step * trained / wall if wall > 0 and trained else 0.0
             training = {
-                "steps": step, "batch_size": cfg.batch_size, "world_size": env.world_size,
-                "lr": cfg.lr, "noise_prob": noise_prob, "noise_scale": cfg.noise_scale,
-                "cond_drop": cfg.cond_drop, "ema_decay": cfg.ema_decay,
-                "grad_clip": cfg.grad_clip, "seed": cfg.seed, "device": str(device),
+                "steps": step,
+                "batch_size": cfg.batch_size,
+                "world_size": env.world_size,
+                "lr": cfg.lr,
+                "noise_prob": noise_prob,
+                "noise_scale": cfg.noise_scale,
+                "cond_drop": cfg.cond_drop,
+                "ema_decay": cfg.ema_decay,
+                "grad_clip": cfg.grad_clip,
+                "seed": cfg.seed,
+                "device": str(device),
                 "precision": "bf16" if _use_bf16(cfg, device) else "fp32",
-                "final_loss_smoothed": smooth, "augment": cfg.augment,
-                "coupling": cfg.coupling, "source": cfg.source,
-                "rank_weight_hashes": hashes, "ranks_in_sync": in_sync,
-                "wall_s_last_session": round(wall, 1), "images_per_s": round(ips, 2),
+                "final_loss_smoothed": smooth,
+                "augment": cfg.augment,
+                "coupling": cfg.coupling,
+                "source": cfg.source,
+                "rank_weight_hashes": hashes,
+                "ranks_in_sync": in_sync,
+                "wall_s_last_session": round(wall, 1),
+                "images_per_s": round(ips, 2),
             }
             path = export_model(
-                out / MODEL_NAME, state_dict=ema.state_dict(), config=net.config,
-                preset_name=cfg.preset, data=data, training=training,
-                name=cfg.name or _default_name(cfg), description=cfg.description or
-                _default_description(cfg))
-            metrics.write(json.dumps({"event": "done", "step": step, "rank_hashes": hashes,
-                                      "wall_s": wall, "images_per_s": ips}) + "\n")
-            log.info("wrote %s (EMA weights) after %d steps in %.1f s (%.1f images/s)",
-                     path, step, wall, ips)
+                out / MODEL_NAME,
+                state_dict=ema.state_dict(),
+                config=net.config,
+                preset_name=cfg.preset,
+                data=data,
+                training=training,
+                name=cfg.name or _default_name(cfg),
+                description=cfg.description or _default_description(cfg),
+            )
+            metrics.write(
+                json.dumps(
+                    {
+                        "event": "done",
+                        "step": step,
+                        "rank_hashes": hashes,
+                        "wall_s": wall,
+                        "images_per_s": ips,
+                    }
+                )
+                + "\n"
+            )
+            log.info(
+                "wrote %s (EMA weights) after %d steps in %.1f s (%.1f images/s)",
+                path,
+                step,
+                wall,
+                ips,
+            )
             return TrainResult(step, last_loss, wall, ips, hashes, path)
         return TrainResult(step, last_loss, wall, 0.0, hashes, None)
     finally:

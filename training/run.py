@@ -31,16 +31,23 @@ from .checkpoint import (
 )
 from .config import RESUMABLE_CHANGES, SOURCES, TrainConfig, load_config_file
 from .coupling import COUPLINGS
+from .crop_files import DataError
 from .data import prepare
 from .distributed import DistEnv, barrier, cleanup, setup
 from .loop import NonFiniteLossError, TrainResult, train
-from .readers import DataError
 
 __all__ = ["main", "parse_args", "resolve_config", "run"]
 
 log = logging.getLogger("training")
-_PATH_FIELDS = ("data", "out", "smiles_table", "gene_embeddings", "compound_embeddings",
-                "image_root", "cache_dir")
+_PATH_FIELDS = (
+    "data",
+    "out",
+    "smiles_table",
+    "gene_embeddings",
+    "compound_embeddings",
+    "image_root",
+    "cache_dir",
+)
 
 
 def _csv_list(values: list[str]) -> list[str]:
@@ -50,40 +57,72 @@ def _csv_list(values: list[str]) -> list[str]:
 def build_parser() -> argparse.ArgumentParser:
     S = argparse.SUPPRESS  # only flags typed on the command line override config/checkpoint
     p = argparse.ArgumentParser(
-        prog="python -m training.run", argument_default=S,
+        prog="python -m training.run",
+        argument_default=S,
         description="Train a CellFlux velocity field (conditional flow matching from control to "
-                    "treated crops of the same plate) and export DIR/model.safetensors.")
+        "treated crops of the same plate) and export DIR/model.safetensors.",
+    )
     g = p.add_argument_group("data")
-    g.add_argument("--data", help="crops dataset folder (crops.npz + metadata.csv) or IMPA "
-                                  "folder / metadata CSV")
-    g.add_argument("--smiles-table", help="CSV with compound,smiles (e.g. BBBC021_v1_compound"
-                                          ".csv) for data without a smiles column")
+    g.add_argument(
+        "--data",
+        help="crops dataset folder (crops.npz + metadata.csv) or IMPA folder / metadata CSV",
+    )
+    g.add_argument(
+        "--smiles-table",
+        help="CSV with compound,smiles (e.g. BBBC021_v1_compound"
+        ".csv) for data without a smiles column",
+    )
     g.add_argument("--gene-embeddings", help="CSV of gene vectors indexed by symbol (gene data)")
-    g.add_argument("--compound-embeddings", help="CSV of Morgan-count vectors indexed by "
-                                                 "compound name (IMPA emb_fp.csv)")
+    g.add_argument(
+        "--compound-embeddings",
+        help="CSV of Morgan-count vectors indexed by compound name (IMPA emb_fp.csv)",
+    )
     g.add_argument("--image-root", help="IMPA layout: folder holding the .npy crops")
-    g.add_argument("--plate-column", help="IMPA layout: column naming the batch (default "
-                                          "BATCH, or PLATE)")
-    g.add_argument("--channels", help="channel names, comma separated (default DNA,Tubulin,"
-                                      "Actin for 3 channels, else ch0,ch1,...)")
-    g.add_argument("--split", help="train on rows of this split when the data has a split "
-                                   "column (default train; 'all' for every row)")
-    g.add_argument("--holdout-plates", nargs="+", action="extend",
-                   help="plates (batches) left out of training")
-    g.add_argument("--holdout-compounds", nargs="+", action="extend",
-                   help="perturbations left out of training")
-    g.add_argument("--holdout-doses", nargs="+", action="extend",
-                   help="doses in uM left out: 15 (all compounds) or cyclohexamide:15")
-    g.add_argument("--cache-dir", help="where compressed crops.npz are extracted once for "
-                                       "memory mapping (default ~/.cache/napari-cellflux)")
+    g.add_argument(
+        "--plate-column", help="IMPA layout: column naming the batch (default BATCH, or PLATE)"
+    )
+    g.add_argument(
+        "--channels",
+        help="channel names, comma separated (default DNA,Tubulin,"
+        "Actin for 3 channels, else ch0,ch1,...)",
+    )
+    g.add_argument(
+        "--split",
+        help="train on rows of this split when the data has a split "
+        "column (default train; 'all' for every row)",
+    )
+    g.add_argument(
+        "--holdout-plates",
+        nargs="+",
+        action="extend",
+        help="plates (batches) left out of training",
+    )
+    g.add_argument(
+        "--holdout-compounds",
+        nargs="+",
+        action="extend",
+        help="perturbations left out of training",
+    )
+    g.add_argument(
+        "--holdout-doses",
+        nargs="+",
+        action="extend",
+        help="doses in uM left out: 15 (all compounds) or cyclohexamide:15",
+    )
+    g.add_argument(
+        "--cache-dir",
+        help="where compressed crops.npz are extracted once for "
+        "memory mapping (default ~/.cache/napari-cellflux)",
+    )
     g = p.add_argument_group("model and optimisation")
     g.add_argument("--out", help="output folder")
     g.add_argument("--preset", help="network preset: paper, fast (default) or tiny")
     g.add_argument("--crop-size", type=int, help="crop side in pixels (default: the preset's)")
     length = g.add_mutually_exclusive_group()
     length.add_argument("--steps", type=int, help="optimisation steps")
-    length.add_argument("--epochs", type=float, help="passes over the treated crops "
-                                                     "(default 100, as in the paper)")
+    length.add_argument(
+        "--epochs", type=float, help="passes over the treated crops (default 100, as in the paper)"
+    )
     g.add_argument("--batch-size", type=int, help="pairs per step and process (default 128)")
     g.add_argument("--lr", type=float, help="Adam learning rate (default 1e-4)")
     g.add_argument("--seed", type=int, help="random seed (default 0)")
@@ -92,37 +131,58 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--cond-drop", type=float, help="condition dropout p_c (0.2)")
     g.add_argument("--ema-decay", type=float, help="EMA decay of exported weights (0.999)")
     g.add_argument("--grad-clip", type=float, help="gradient norm clip (1.0; 0 disables)")
-    g.add_argument("--precision", choices=["auto", "bf16", "fp32"],
-                   help="auto: bf16 autocast on CUDA, fp32 elsewhere")
-    g.add_argument("--coupling", choices=list(COUPLINGS),
-                   help="which control each treated crop flows from: random (CellFlux, "
-                        "default) or ot (re-paired within each plate by minibatch optimal "
-                        "transport)")
-    g.add_argument("--source", choices=list(SOURCES),
-                   help="where each flow starts: controls (CellFlux, default: a control crop "
-                        "of the same plate) or noise (x0 ~ N(0, I): the noise-start baseline "
-                        "of the evaluation)")
-    g.add_argument("--no-augment", dest="augment", action="store_false",
-                   help="no random flips / 90-degree rotations")
+    g.add_argument(
+        "--precision",
+        choices=["auto", "bf16", "fp32"],
+        help="auto: bf16 autocast on CUDA, fp32 elsewhere",
+    )
+    g.add_argument(
+        "--coupling",
+        choices=list(COUPLINGS),
+        help="which control each treated crop flows from: random (CellFlux, "
+        "default) or ot (re-paired within each plate by minibatch optimal "
+        "transport)",
+    )
+    g.add_argument(
+        "--source",
+        choices=list(SOURCES),
+        help="where each flow starts: controls (CellFlux, default: a control crop "
+        "of the same plate) or noise (x0 ~ N(0, I): the noise-start baseline "
+        "of the evaluation)",
+    )
+    g.add_argument(
+        "--no-augment",
+        dest="augment",
+        action="store_false",
+        help="no random flips / 90-degree rotations",
+    )
     g = p.add_argument_group("run")
     g.add_argument("--config", help="JSON or TOML file of settings (keys as these flags)")
-    g.add_argument("--resume", nargs="?", const="",
-                   help="continue from OUT/checkpoint.safetensors (or the given checkpoint)")
-    g.add_argument("--overwrite", action="store_true",
-                   help="start afresh in an --out folder that already holds a run, or "
-                        "replace a model.safetensors kept there")
+    g.add_argument(
+        "--resume",
+        nargs="?",
+        const="",
+        help="continue from OUT/checkpoint.safetensors (or the given checkpoint)",
+    )
+    g.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start afresh in an --out folder that already holds a run, or "
+        "replace a model.safetensors kept there",
+    )
     g.add_argument("--device", help="auto (default), cpu, cuda or mps")
-    g.add_argument("--threads", type=int, help="CPU threads per process (default: torch's; "
-                                               "1 on a busy shared machine)")
+    g.add_argument(
+        "--threads",
+        type=int,
+        help="CPU threads per process (default: torch's; 1 on a busy shared machine)",
+    )
     g.add_argument("--num-workers", type=int, help="DataLoader worker processes (default 0)")
     g.add_argument("--log-every", type=int, help="log every N steps (default 20)")
     g.add_argument("--ckpt-every", type=int, help="checkpoint every N steps (default 200)")
-    g.add_argument("--no-progress", dest="progress", action="store_false",
-                   help="no progress bar")
+    g.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     g.add_argument("--name", help="model name stored in the weights")
     g.add_argument("--description", help="model description stored in the weights")
-    g.add_argument("--data-description", help="training data description stored in the "
-                                              "weights")
+    g.add_argument("--data-description", help="training data description stored in the weights")
     return p
 
 
@@ -143,8 +203,9 @@ def _layer(settings: dict[str, Any]) -> dict[str, Any]:
 
 
 def _absolute(cfg: TrainConfig) -> TrainConfig:
-    changes = {k: str(Path(v).expanduser().resolve()) for k in _PATH_FIELDS
-               if (v := getattr(cfg, k))}
+    changes = {
+        k: str(Path(v).expanduser().resolve()) for k in _PATH_FIELDS if (v := getattr(cfg, k))
+    }
     return cfg.replace(**changes)
 
 
@@ -163,19 +224,25 @@ def resolve_config(given: dict[str, Any]) -> tuple[TrainConfig, dict[str, Any] |
         out = settings.get("out")
         path = Path(resume) if resume else (Path(out) / CHECKPOINT_NAME if out else None)
         if path is None:
-            raise CheckpointError("--resume needs --out (the folder of the run to continue) "
-                                  "or a checkpoint path")
+            raise CheckpointError(
+                "--resume needs --out (the folder of the run to continue) or a checkpoint path"
+            )
         checkpoint = load_checkpoint(path)
         stored = _absolute(TrainConfig.from_dict(checkpoint["info"]["config"]))
         merged = _absolute(TrainConfig.from_dict({**stored.to_dict(), **settings}))
-        changed = [k for k, v in merged.to_dict().items()
-                   if v != stored.to_dict()[k] and k not in RESUMABLE_CHANGES | {"out"}]
+        changed = [
+            k
+            for k, v in merged.to_dict().items()
+            if v != stored.to_dict()[k] and k not in RESUMABLE_CHANGES | {"out"}
+        ]
         if changed:
-            diffs = "; ".join(f"{k}: {stored.to_dict()[k]!r} -> {merged.to_dict()[k]!r}"
-                              for k in changed)
+            diffs = "; ".join(
+                f"{k}: {stored.to_dict()[k]!r} -> {merged.to_dict()[k]!r}" for k in changed
+            )
             raise CheckpointError(
                 f"--resume would change settings the checkpoint was trained with ({diffs}). "
-                "Resume with the original settings, or start a new run in another --out")
+                "Resume with the original settings, or start a new run in another --out"
+            )
         return merged, checkpoint, overwrite
     cfg = _absolute(TrainConfig.from_dict(settings))
     if not cfg.out:
@@ -215,20 +282,23 @@ def _log_to_file(out: Path) -> None:
     log.addHandler(file)
 
 
-def run(cfg: TrainConfig, checkpoint: dict[str, Any] | None = None,
-        overwrite: bool = False) -> TrainResult:
+def run(
+    cfg: TrainConfig, checkpoint: dict[str, Any] | None = None, overwrite: bool = False
+) -> TrainResult:
     """Train with a resolved config (one process, or one rank under torchrun)."""
     out = check_output_path(cfg.out, folder=True)  # before any work: a file, read-only...
     if checkpoint is None and not overwrite and (out / CHECKPOINT_NAME).is_file():
         raise CheckpointError(
             f"{out} already holds a training run ({CHECKPOINT_NAME}). Continue it with "
-            "--resume, choose another --out, or pass --overwrite to start afresh")
+            "--resume, choose another --out, or pass --overwrite to start afresh"
+        )
     if not overwrite and (out / MODEL_NAME).is_file() and not (out / CHECKPOINT_NAME).is_file():
         # weights kept there by hand (no run of ours beside them): never replace them quietly
         raise CheckpointError(
             f"{out} already holds {MODEL_NAME} (not from a training run in this folder); "
             "training would replace it. Choose another --out, move the file away, or pass "
-            "--overwrite to replace it")
+            "--overwrite to replace it"
+        )
     if cfg.threads:
         import torch
 
@@ -247,8 +317,9 @@ def run(cfg: TrainConfig, checkpoint: dict[str, Any] | None = None,
                 for stale in ("metrics.jsonl", MODEL_NAME):
                     (out / stale).unlink(missing_ok=True)
             (out / "train_config.json").write_text(cfg.to_json() + "\n", encoding="utf-8")
-            log.info("%s training %s -> %s", "resuming" if checkpoint else "starting",
-                     cfg.data, out)
+            log.info(
+                "%s training %s -> %s", "resuming" if checkpoint else "starting", cfg.data, out
+            )
         result = train(cfg, env, data, out, resume=checkpoint)
         barrier(env)  # every rank leaves the group together, after rank 0 has written
         return result
@@ -271,9 +342,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if result.model_path is not None:
-        print(json.dumps({"model": str(result.model_path), "steps": result.steps,
-                          "wall_s": round(result.wall_s, 1),
-                          "images_per_s": round(result.images_per_s, 2)}))
+        print(
+            json.dumps(
+                {
+                    "model": str(result.model_path),
+                    "steps": result.steps,
+                    "wall_s": round(result.wall_s, 1),
+                    "images_per_s": round(result.images_per_s, 2),
+                }
+            )
+        )
     return 0
 
 

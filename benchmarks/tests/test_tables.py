@@ -20,8 +20,9 @@ DOC = REPO / "docs" / "benchmarks.md"
 
 def block(text: str, kind: str, files: str) -> str:
     """The generated text of one marked table."""
-    m = re.search(rf"<!-- table:{kind} {files} -->\n(.*?)<!-- /table:{kind} {files} -->",
-                  text, re.DOTALL)
+    m = re.search(
+        rf"<!-- table:{kind} {files} -->\n(.*?)<!-- /table:{kind} {files} -->", text, re.DOTALL
+    )
     assert m, f"no table '{kind} {files}'"
     return m.group(1)
 
@@ -35,31 +36,43 @@ def test_key_figures_come_from_the_metrics():
     text = tables.fill(DOC.read_text(encoding="utf-8"))
     both = block(text, "targets-both", "metrics_default,metrics_fold2")
     # default recipe, mean of three seeds: FDc 16.6 on Week4_27821 and 18.3 on Week4_27801
-    assert "| beats identity on FDc (seed mean vs identity) | 16.6 [14.4, 19.1] vs " \
-           "129.0 [120.0, 138.3] | 18.3 [15.0, 21.5] vs 143.1 [132.5, 155.5] | - | yes |" in both
+    assert (
+        "| beats identity on FDc (seed mean vs identity) | 16.6 [14.4, 19.1] vs "
+        "129.0 [120.0, 138.3] | 18.3 [15.0, 21.5] vs 143.1 [132.5, 155.5] | - | yes |" in both
+    )
     assert "| 1.1 [-1.4, 3.3] | 4.5 [1.0, 8.0] | 2.8 [0.7, 4.9] | yes |" in both
     quality = block(text, "quality", "metrics_default")
-    assert "| CellFlux (ours, guidance 1.2, noise sigma 0.1) | 15.0 [12.6, 18.3] | " \
-           "16.7 [14.3, 19.6] | 5.91 [4.50, 7.73] |" in quality
+    assert (
+        "| CellFlux (ours, guidance 1.2, noise sigma 0.1) | 15.0 [12.6, 18.3] | "
+        "16.7 [14.3, 19.6] | 5.91 [4.50, 7.73] |" in quality
+    )
     assert "| real treated crops (reference) | - | 5.8 (half vs half) |" in quality
     assert "| controls | 5.3 | 2.3 | 3.0 |" in block(text, "start-plate", "metrics_default")
-    assert "| FDc (lower is better) | 33.8 [28.1, 38.9] | 39.1 [33.9, 44.0] | 149 [135, 164] |" \
+    assert (
+        "| FDc (lower is better) | 33.8 [28.1, 38.9] | 39.1 [33.9, 44.0] | 149 [135, 164] |"
         in block(text, "presets", "metrics_presets")
+    )
 
 
 def test_text_outside_markers_is_kept_and_stale_tables_replaced():
     before = "# Title\n\nHand-written, with 1.2 numbers and `<!-- not a marker -->`.\n\n"
-    after = "\n\nMore prose.\n<!-- table:start-plate metrics_fold2 -->\n| stale |\n" \
-            "<!-- /table:start-plate metrics_fold2 -->\ntail without newline"
-    text = before + "<!-- table:start-plate metrics_default -->\n| stale |\n" \
-                    "<!-- /table:start-plate metrics_default -->" + after
+    after = (
+        "\n\nMore prose.\n<!-- table:start-plate metrics_fold2 -->\n| stale |\n"
+        "<!-- /table:start-plate metrics_fold2 -->\ntail without newline"
+    )
+    text = (
+        before + "<!-- table:start-plate metrics_default -->\n| stale |\n"
+        "<!-- /table:start-plate metrics_default -->" + after
+    )
     out = tables.fill(text)
     assert out.startswith(before)
-    assert out.endswith("\n\nMore prose.\n<!-- table:start-plate metrics_fold2 -->\n\n"
-                        "| real crops | partner plate vs this plate | two halves of this plate "
-                        "| plate gap |\n|---|---|---|---|\n| controls | 5.6 | 2.0 | 3.6 |\n"
-                        "| treated | 14.5 | 3.8 | 10.7 |\n\n"
-                        "<!-- /table:start-plate metrics_fold2 -->\ntail without newline")
+    assert out.endswith(
+        "\n\nMore prose.\n<!-- table:start-plate metrics_fold2 -->\n\n"
+        "| real crops | partner plate vs this plate | two halves of this plate "
+        "| plate gap |\n|---|---|---|---|\n| controls | 5.6 | 2.0 | 3.6 |\n"
+        "| treated | 14.5 | 3.8 | 10.7 |\n\n"
+        "<!-- /table:start-plate metrics_fold2 -->\ntail without newline"
+    )
     assert "| stale |" not in out
     assert tables.fill(out) == out  # filling twice changes nothing
 
@@ -72,21 +85,37 @@ def test_row_labels_and_order_are_read_from_the_metrics_file(tmp_path):
     assert rows[0].startswith("| untouched control crops | 120.2 [107.9, 134.4] |")
     assert rows[1].startswith("| my model | 12.9 [10.1, 16.2] |")
     # methods the labels leave out still appear, under their own names, after the others
-    assert [r.split(" | ")[0] for r in rows[2:5]] == ["| mean_shift", "| other_plate",
-                                                     "| no_guidance"]
+    assert [r.split(" | ")[0] for r in rows[2:5]] == [
+        "| mean_shift",
+        "| other_plate",
+        "| no_guidance",
+    ]
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("<!-- table:quality metrics_nothing -->\n<!-- /table:quality metrics_nothing -->",
-     ("metrics_nothing.json not found, but the table 'quality metrics_nothing' reads it: "
-      "run `python -m benchmarks.make`")),
-    ("<!-- table:histogram metrics_dose -->\n<!-- /table:histogram metrics_dose -->",
-     "unknown table kind 'histogram' in a marker of the document; use one of: quality,"),
-    ("<!-- table:quality metrics_dose -->\n| old |\n",
-     "has no closing '<!-- /table:quality metrics_dose -->' after it"),
-    ("<!-- table:quality metrics_rev_syn -->\n<!-- /table:quality metrics_rev_syn -->",
-     "metrics_rev_syn: cannot draw a 'quality' table from it"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "<!-- table:quality metrics_nothing -->\n<!-- /table:quality metrics_nothing -->",
+            (
+                "metrics_nothing.json not found, but the table 'quality metrics_nothing' "
+                "reads it: run `python -m benchmarks.make`"
+            ),
+        ),
+        (
+            "<!-- table:histogram metrics_dose -->\n<!-- /table:histogram metrics_dose -->",
+            "unknown table kind 'histogram' in a marker of the document; use one of: quality,",
+        ),
+        (
+            "<!-- table:quality metrics_dose -->\n| old |\n",
+            "has no closing '<!-- /table:quality metrics_dose -->' after it",
+        ),
+        (
+            "<!-- table:quality metrics_rev_syn -->\n<!-- /table:quality metrics_rev_syn -->",
+            "metrics_rev_syn: cannot draw a 'quality' table from it",
+        ),
+    ],
+)
 def test_unusable_markers_say_what_to_do(text, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         tables.fill(text)
@@ -94,8 +123,11 @@ def test_unusable_markers_say_what_to_do(text, message):
 
 def test_check_mode_reports_an_out_of_date_doc(tmp_path, capsys):
     doc = tmp_path / "benchmarks.md"
-    doc.write_text("<!-- table:start-plate metrics_default -->\n| old |\n"
-                   "<!-- /table:start-plate metrics_default -->\n", encoding="utf-8")
+    doc.write_text(
+        "<!-- table:start-plate metrics_default -->\n| old |\n"
+        "<!-- /table:start-plate metrics_default -->\n",
+        encoding="utf-8",
+    )
     assert tables.main(["--doc", str(doc), "--check"]) == 1
     assert "out of date" in capsys.readouterr().out
     assert tables.main(["--doc", str(doc)]) == 0
@@ -122,7 +154,8 @@ def test_run_list_reproduces_the_published_evaluation_commands(name, tmp_path):
     work = re.search(r"--out (\S+)/metrics_", published).group(1)
     if name == "presets":  # that run named its two model folders after the presets
         published = published.replace(f"{work}/fast/", f"{work}/presets_fast/").replace(
-            f"{work}/paper/", f"{work}/presets_paper/")
+            f"{work}/paper/", f"{work}/presets_paper/"
+        )
     ours = shlex.join(EVALUATIONS[name].command(Path(work))).replace(sys.executable, "python")
     # the shared data folder sits beside the checkout, wherever that was cloned
     ours = ours.replace(str(DATA), "<shared data>")
@@ -137,7 +170,8 @@ def test_labels_are_written_without_touching_measured_values(tmp_path):
     make.write_labels(path, {"cellflux": "relabelled"})
     again = json.loads(path.read_text())
     assert list(again)[:2] == ["schema", "labels"] and again.pop("labels") == {
-        "cellflux": "relabelled"}
+        "cellflux": "relabelled"
+    }
     assert again == {k: v for k, v in original.items() if k != "labels"}
     assert render.label(json.loads(path.read_text()), "cellflux") == "relabelled"
 
@@ -163,7 +197,10 @@ def test_make_runs_only_what_is_missing_resumes_and_labels(tmp_path, monkeypatch
     (work / "bbbc_dose15" / "checkpoint.safetensors").write_bytes(b"")  # an interrupted run
     make.make(work, [EVALUATIONS["dose"]], docs)
     assert [Path(c[c.index("--out") + 1]).name for c in ran] == [
-        "bbbc_dose15_sigma0.1", "bbbc_dose15", "metrics_dose.json"]
+        "bbbc_dose15_sigma0.1",
+        "bbbc_dose15",
+        "metrics_dose.json",
+    ]
     assert ran[0][1:3] == ["-m", "training.run"] and "--resume" not in ran[0]
     assert "--resume" in ran[1]
     assert ran[2][1:3] == ["-m", "evaluation"]
@@ -187,18 +224,42 @@ def test_training_record_is_read_from_each_weights_file(tmp_path, monkeypatch):
     from napari_cellflux.core import weights
 
     record = tmp_path / "training_runs.json"
-    record.write_text(json.dumps({"note": "kept", "models": {
-        "bbbc_main": {"steps": 300, "batch_size": 32, "final_loss_smoothed": 0.9,
-                      "wall_s": 1.0}, "syn_main": {"steps": 1}}}), encoding="utf-8")
+    record.write_text(
+        json.dumps(
+            {
+                "note": "kept",
+                "models": {
+                    "bbbc_main": {
+                        "steps": 300,
+                        "batch_size": 32,
+                        "final_loss_smoothed": 0.9,
+                        "wall_s": 1.0,
+                    },
+                    "syn_main": {"steps": 1},
+                },
+            }
+        ),
+        encoding="utf-8",
+    )
     for name in ("bbbc_main", "bbbc_dose15"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "model.safetensors").write_bytes(b"")
-    meta = {"training": {"steps": 300, "batch_size": 32, "final_loss_smoothed": 0.2271,
-                         "wall_s_last_session": 573.4}}
+    meta = {
+        "training": {
+            "steps": 300,
+            "batch_size": 32,
+            "final_loss_smoothed": 0.2271,
+            "wall_s_last_session": 573.4,
+        }
+    }
     monkeypatch.setattr(weights, "read_weights", lambda path: ({}, meta, None))
     make.record_training(tmp_path, ["bbbc_main", "bbbc_dose15", "not_trained"], record)
     runs = json.loads(record.read_text(encoding="utf-8"))
     assert runs["note"] == "kept" and list(runs["models"]) == [
-        "bbbc_main", "syn_main", "bbbc_dose15"]  # updated in place, new ones after
+        "bbbc_main",
+        "syn_main",
+        "bbbc_dose15",
+    ]  # updated in place, new ones after
     assert "| bbbc_dose15 | 300 x 32 | 0.227 | 573 |" in render.training(
-        {"models": {"bbbc_dose15": runs["models"]["bbbc_dose15"]}})
+        {"models": {"bbbc_dose15": runs["models"]["bbbc_dose15"]}}
+    )

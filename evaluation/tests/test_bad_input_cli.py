@@ -17,26 +17,46 @@ from training.tests.helpers import error_line, resave_crops, syn_images
 
 
 def _evaluate(model: Path, data: Path, out: Path | str) -> list[str]:
-    return ["--model", str(model), "--data", str(data), "--out", str(out), "--max-cells", "4",
-            "--steps", "1", "--n-boot", "5", "--baselines", "none"]
+    return [
+        "--model",
+        str(model),
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--max-cells",
+        "4",
+        "--steps",
+        "1",
+        "--n-boot",
+        "5",
+        "--baselines",
+        "none",
+    ]
 
 
 @pytest.mark.parametrize("where", ["folder", "inside_file", "proc"])
 def test_evaluate_checks_out_before_any_work(tiny_model, syn_dir, tmp_path, capsys, where):
     (tmp_path / "notes.txt").write_text("keep me")
-    out = {"folder": tmp_path, "inside_file": tmp_path / "notes.txt" / "m.json",
-           "proc": "/proc/metrics.json"}[where]
+    out = {
+        "folder": tmp_path,
+        "inside_file": tmp_path / "notes.txt" / "m.json",
+        "proc": "/proc/metrics.json",
+    }[where]
     if where == "proc" and not Path("/proc/self").is_dir():
         pytest.skip("needs Linux /proc")
     assert evaluate_cli.main(_evaluate(tiny_model, syn_dir, out)) == 2
     line = error_line(capsys.readouterr().err)  # no "profiles of ..." progress: no work
-    assert {"folder": "is a folder; give a file name",
-            "inside_file": "notes.txt is a file, not a folder",
-            "proc": "cannot write in /proc"}[where] in line
+    assert {
+        "folder": "is a folder; give a file name",
+        "inside_file": "notes.txt is a file, not a folder",
+        "proc": "cannot write in /proc",
+    }[where] in line
 
 
 def test_evaluate_prints_the_metrics_when_the_file_cannot_be_written(
-        tiny_model, syn_dir, tmp_path, capsys, monkeypatch):
+    tiny_model, syn_dir, tmp_path, capsys, monkeypatch
+):
     """The output folder goes away while the evaluation runs: the metrics still come out."""
     out_dir = tmp_path / "results"
     out_dir.mkdir()
@@ -79,14 +99,29 @@ def test_evaluate_refuses_nan_crops(tiny_model, syn_dir, tmp_path, capsys):
 # --------------------------------------------------------------------------- reversibility
 
 
-def test_reversibility_reports_missing_data_and_a_folder_out(tiny_model, syn_dir, tmp_path,
-                                                             capsys):
-    common = ["--model", f"a={tiny_model}", "--plate", "SynPlate1", "--perturbation", "taxol",
-              "--cells", "2", "--steps", "1", "--n-boot", "5"]
-    assert reversibility.main([*common, "--data", str(tmp_path / "missing"),
-                               "--out", str(tmp_path / "r.json")]) == 2
+def test_reversibility_reports_missing_data_and_a_folder_out(
+    tiny_model, syn_dir, tmp_path, capsys
+):
+    common = [
+        "--model",
+        f"a={tiny_model}",
+        "--plate",
+        "SynPlate1",
+        "--perturbation",
+        "taxol",
+        "--cells",
+        "2",
+        "--steps",
+        "1",
+        "--n-boot",
+        "5",
+    ]
+    assert (
+        reversibility.main(
+            [*common, "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "r.json")]
+        )
+        == 2
+    )
     assert "missing' does not exist" in error_line(capsys.readouterr().err)
     assert reversibility.main([*common, "--data", str(syn_dir), "--out", str(tmp_path)]) == 2
     assert "is a folder" in error_line(capsys.readouterr().err)
-
-

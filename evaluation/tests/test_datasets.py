@@ -18,8 +18,12 @@ QUICK = ["--max-cells", "4", "--steps", "1", "--n-boot", "5", "--baselines", "id
 
 
 def _scored(model: Path, data: Path, out: Path, *extra: str) -> dict:
-    assert evaluate_cli.main(["--model", str(model), "--data", str(data), "--out", str(out),
-                              *QUICK, *extra]) == 0
+    assert (
+        evaluate_cli.main(
+            ["--model", str(model), "--data", str(data), "--out", str(out), *QUICK, *extra]
+        )
+        == 0
+    )
     return json.loads(out.read_text())
 
 
@@ -29,23 +33,37 @@ def _impa_from_synthetic(root: Path) -> tuple[Path, Path]:
     from napari_cellflux.core.perturbations import compound_fingerprint
     from napari_cellflux.core.synthetic import make_crops
 
-    images, meta = make_crops(8, size=32, plates=["SynPlate1", "SynPlate2"],
-                              compounds=["cyclohexamide", "taxol"], doses=[1.0, 10.0])
+    images, meta = make_crops(
+        8,
+        size=32,
+        plates=["SynPlate1", "SynPlate2"],
+        compounds=["cyclohexamide", "taxol"],
+        doses=[1.0, 10.0],
+    )
     rows = []
     for k, (img, row) in enumerate(zip(images, meta.itertuples(), strict=True)):
         rest = f"{str(row.compound)[:3].upper()}{int(row.concentration_uM)}_s1_{k}"
         path = root / "W1" / str(row.plate) / f"{rest}.npy"
         path.parent.mkdir(parents=True, exist_ok=True)
         np.save(path, img)
-        rows.append({"SAMPLE_KEY": f"W1_{row.plate}_{rest}", "CPD_NAME": row.compound,
-                     "BATCH": f"W1_{row.plate}", "STATE": 0 if row.is_control else 1,
-                     "DOSE": row.concentration_uM, "ANNOT": "x", "SPLIT": "train"})
+        rows.append(
+            {
+                "SAMPLE_KEY": f"W1_{row.plate}_{rest}",
+                "CPD_NAME": row.compound,
+                "BATCH": f"W1_{row.plate}",
+                "STATE": 0 if row.is_control else 1,
+                "DOSE": row.concentration_uM,
+                "ANNOT": "x",
+                "SPLIT": "train",
+            }
+        )
     (root / "metadata").mkdir(parents=True)
     pd.DataFrame(rows).to_csv(root / "metadata" / "df.csv")
     smiles = dict(zip(meta["compound"], meta["smiles"], strict=True))
     emb = root / "emb_fp.csv"
-    pd.DataFrame({c: compound_fingerprint(smiles[c]) for c in ("cyclohexamide", "taxol")}
-                 ).T.to_csv(emb)
+    pd.DataFrame(
+        {c: compound_fingerprint(smiles[c]) for c in ("cyclohexamide", "taxol")}
+    ).T.to_csv(emb)
     return root, emb
 
 
@@ -55,8 +73,20 @@ def test_impa_layout_is_scored(tmp_path):
     assert images.shape[1:] == (32, 32, 3) and images.dtype == np.uint16
     assert set(meta["plate"]) == {"W1_SynPlate1", "W1_SynPlate2"}
     assert meta["is_control"].any() and not meta["is_control"].all()
-    assert train(tiny_args(root, tmp_path / "m", 2, "--compound-embeddings", str(emb),
-                           "--holdout-plates", "W1_SynPlate2")) == 0
+    assert (
+        train(
+            tiny_args(
+                root,
+                tmp_path / "m",
+                2,
+                "--compound-embeddings",
+                str(emb),
+                "--holdout-plates",
+                "W1_SynPlate2",
+            )
+        )
+        == 0
+    )
     metrics = _scored(tmp_path / "m" / "model.safetensors", root, tmp_path / "m.json")
     assert {c["plate"] for c in metrics["conditions"]} == {"W1_SynPlate2"}
     fdc = metrics["summary"]["cellflux"]["FDc"]["value"]
@@ -72,10 +102,23 @@ def test_gene_model_is_scored(tmp_path):
     meta = meta.drop(columns=["smiles"])
     meta.to_csv(data / "metadata.csv", index=False)
     emb = tmp_path / "g2v.csv"
-    pd.DataFrame(np.arange(15, dtype=float).reshape(3, 5) - 4,
-                 index=["TP53", "MYC", "KRAS"]).to_csv(emb)
-    assert train(tiny_args(data, tmp_path / "m", 2, "--gene-embeddings", str(emb),
-                           "--holdout-plates", "SynPlate2")) == 0
+    pd.DataFrame(
+        np.arange(15, dtype=float).reshape(3, 5) - 4, index=["TP53", "MYC", "KRAS"]
+    ).to_csv(emb)
+    assert (
+        train(
+            tiny_args(
+                data,
+                tmp_path / "m",
+                2,
+                "--gene-embeddings",
+                str(emb),
+                "--holdout-plates",
+                "SynPlate2",
+            )
+        )
+        == 0
+    )
     metrics = _scored(tmp_path / "m" / "model.safetensors", data, tmp_path / "m.json")
     assert {c["perturbation"] for c in metrics["conditions"]} == {"TP53", "MYC"}
     assert {c["plate"] for c in metrics["conditions"]} == {"SynPlate2"}

@@ -75,8 +75,9 @@ def test_bootstrap_interval_contains_estimate_and_shrinks_with_n():
     # a distance between two close sets: the plain percentile interval would lie wholly
     # above the estimate (resampling inflates distances); the bias-shifted one contains it
     a, b = _gauss(150), _gauss(150, seed=1, shift=0.3)
-    est = bootstrap(lambda i, j: frechet_distance(a[i], b[j]), (150, 150), n_boot=200,
-                    bounds=(0, np.inf))
+    est = bootstrap(
+        lambda i, j: frechet_distance(a[i], b[j]), (150, 150), n_boot=200, bounds=(0, np.inf)
+    )
     assert est.low <= est.value <= est.high
 
 
@@ -93,8 +94,14 @@ def test_plate_classifier_recovers_procedural_plates():
     from napari_cellflux.core.features import Standardizer, log_columns, morphology_features
     from napari_cellflux.core.synthetic import make_crops
 
-    images, meta = make_crops(0, size=48, plates=["SynPlate1", "SynPlate2", "SynPlate3"],
-                              compounds=[], n_controls=60, seed=0)
+    images, meta = make_crops(
+        0,
+        size=48,
+        plates=["SynPlate1", "SynPlate2", "SynPlate3"],
+        compounds=[],
+        n_controls=60,
+        seed=0,
+    )
     raw = morphology_features(images, as_frame=False)
     names = list(morphology_features(images[:1]).columns)
     z = Standardizer.fit(raw, log_columns(names), clip=10).transform(raw)
@@ -110,8 +117,11 @@ def test_centre_balanced_removes_the_shared_shift_and_keeps_group_differences():
     c = centre_balanced(x, g)
     # unequal group sizes weigh the same: the two group means are symmetric about 0
     np.testing.assert_allclose(c[g == "a"].mean(0), -c[g == "b"].mean(0), atol=1e-12)
-    np.testing.assert_allclose(c[g == "b"].mean(0) - c[g == "a"].mean(0),
-                               x[g == "b"].mean(0) - x[g == "a"].mean(0), atol=1e-12)
+    np.testing.assert_allclose(
+        c[g == "b"].mean(0) - c[g == "a"].mean(0),
+        x[g == "b"].mean(0) - x[g == "a"].mean(0),
+        atol=1e-12,
+    )
 
 
 def _signature_case(n=300, seed=0):
@@ -124,11 +134,26 @@ def _signature_case(n=300, seed=0):
     train = np.arange(2 * n) % 2 == 0
     sig = LDA().fit(centre_balanced(z[train], plate[train]), plate[train])
     raw_clf = LDA().fit(z[train], plate[train])
-    ctx = Condition(z=z, raw=z, names=[f"f{i}" for i in range(5)], plate_of_row=plate,
-                    plate="A", perturbation="drug", dose_uM=1.0, target_rows=np.arange(10),
-                    control_rows=np.flatnonzero(plate == "A"),
-                    known=None, tp_clf=None, plate_clf=raw_clf, cond_clf=raw_clf, n_boot=50,
-                    seed=0, top_k=3, partner="B", sig_clf=sig)
+    ctx = Condition(
+        z=z,
+        raw=z,
+        names=[f"f{i}" for i in range(5)],
+        plate_of_row=plate,
+        plate="A",
+        perturbation="drug",
+        dose_uM=1.0,
+        target_rows=np.arange(10),
+        control_rows=np.flatnonzero(plate == "A"),
+        known=None,
+        tp_clf=None,
+        plate_clf=raw_clf,
+        cond_clf=raw_clf,
+        n_boot=50,
+        seed=0,
+        top_k=3,
+        partner="B",
+        sig_clf=sig,
+    )
     held_a, held_b = za[1::2], zb[1::2]
     return ctx, raw_clf, held_a, held_b
 
@@ -140,8 +165,9 @@ def test_batch_signature_survives_a_drug_shift_that_defeats_a_raw_plate_classifi
     drug = np.array([-6.0, 3.0, 4.0, 0.0, 1.0])
     kept = ctx.batch_signature(held_a + drug, held_b + drug)
     assert kept["value"] > 0.8 and kept["ci_low"] <= kept["value"] <= kept["ci_high"]
-    raw_hits = np.concatenate([raw_clf.predict(held_a + drug) == "A",
-                               raw_clf.predict(held_b + drug) == "B"])
+    raw_hits = np.concatenate(
+        [raw_clf.predict(held_a + drug) == "A", raw_clf.predict(held_b + drug) == "B"]
+    )
     assert raw_hits.mean() < 0.6
 
 
@@ -149,7 +175,7 @@ def test_batch_signature_is_at_chance_when_predictions_forget_their_start_plate(
     ctx, _, held_a, held_b = _signature_case()
     rng = np.random.default_rng(1)
     pooled = rng.permutation(np.concatenate([held_a, held_b]))  # plate-blind predictions
-    lost = ctx.batch_signature(pooled[: len(held_a)] + 3.0, pooled[len(held_a):] + 3.0)
+    lost = ctx.batch_signature(pooled[: len(held_a)] + 3.0, pooled[len(held_a) :] + 3.0)
     assert 0.35 < lost["value"] < 0.65
 
 
@@ -161,8 +187,10 @@ def test_mean_shift_delta_within_plates_and_log_dose_interpolation():
 
     rows = []
     images = []
-    for plate, base, per_dose in (("A", 1.0, {1.0: 2.0, 100.0: 6.0}),
-                                  ("B", 10.0, {1.0: 4.0, 100.0: 8.0})):
+    for plate, base, per_dose in (
+        ("A", 1.0, {1.0: 2.0, 100.0: 6.0}),
+        ("B", 10.0, {1.0: 4.0, 100.0: 8.0}),
+    ):
         for _ in range(3):
             rows.append((plate, "DMSO", 0.0, 1))
             images.append(np.full((4, 4, 2), base))
@@ -197,8 +225,16 @@ def test_other_plate_rows_never_use_the_target_plate():
 def test_sample_from_noise_shapes(random_tiny_model_eval):
     from evaluation.baselines import sample_from_noise
 
-    out = sample_from_noise(random_tiny_model_eval, 3, "cyclohexamide", 1.0, steps=2,
-                            guidance=1.2, solver="euler", out_size=(40, 40))
+    out = sample_from_noise(
+        random_tiny_model_eval,
+        3,
+        "cyclohexamide",
+        1.0,
+        steps=2,
+        guidance=1.2,
+        solver="euler",
+        out_size=(40, 40),
+    )
     assert out.shape == (3, 40, 40, 3) and np.isfinite(out).all()
 
 
@@ -218,20 +254,50 @@ def test_evaluate_cli_on_procedural_plates(tmp_path, syn_dir, random_tiny_model_
     """A complete (tiny) run: every figure present with its interval, baselines behave."""
     model_path = random_tiny_model_eval.save(tmp_path / "tiny.safetensors")
     out = tmp_path / "metrics.json"
-    run_cli("--model", model_path, "--data", syn_dir, "--out", out, "--holdout-plate",
-            "SynPlate2", "--doses", "10", "--max-cells", "6", "--steps", "2",
-            "--n-boot", "20", "--noise-start", model_path,
-            "--ablation", f"again={model_path}", "--replicate", f"seed1={model_path}",
-            module=("-m", "evaluation"),
-            timeout=400)
+    run_cli(
+        "--model",
+        model_path,
+        "--data",
+        syn_dir,
+        "--out",
+        out,
+        "--holdout-plate",
+        "SynPlate2",
+        "--doses",
+        "10",
+        "--max-cells",
+        "6",
+        "--steps",
+        "2",
+        "--n-boot",
+        "20",
+        "--noise-start",
+        model_path,
+        "--ablation",
+        f"again={model_path}",
+        "--replicate",
+        f"seed1={model_path}",
+        module=("-m", "evaluation"),
+        timeout=400,
+    )
     m = json.loads(out.read_text())
     assert len(m["model"]["sha256"]) == 64 and m["settings"]["seed"] == 0
     assert m["split"]["eval_plates"] == ["SynPlate2"] and m["split"]["doses_uM"] == [10.0]
     conds = m["conditions"]
-    assert {(c["perturbation"], c["dose_uM"]) for c in conds} == \
-        {("cyclohexamide", 10.0), ("taxol", 10.0)}
-    methods = {"cellflux", "identity", "mean_shift", "other_plate", "no_guidance", "again",
-               "noise_start", "seed1"}
+    assert {(c["perturbation"], c["dose_uM"]) for c in conds} == {
+        ("cyclohexamide", 10.0),
+        ("taxol", 10.0),
+    }
+    methods = {
+        "cellflux",
+        "identity",
+        "mean_shift",
+        "other_plate",
+        "no_guidance",
+        "again",
+        "noise_start",
+        "seed1",
+    }
     assert set(m["summary"]) == methods | {"references", "seed_mean"}
     assert m["replicates"] == ["seed1"]
     for c in conds:
@@ -267,24 +333,29 @@ def test_evaluate_cli_on_procedural_plates(tmp_path, syn_dir, random_tiny_model_
     # main model's equals the other-plate ablation's paired difference
     s = m["summary"]
     assert s["cellflux"]["other_minus_same_FDc"]["value"] == pytest.approx(
-        s["other_plate"]["FDc_minus_cellflux"]["value"], rel=1e-6, abs=1e-9)
+        s["other_plate"]["FDc_minus_cellflux"]["value"], rel=1e-6, abs=1e-9
+    )
     assert s["cellflux"]["other_plate_FDc"]["value"] == pytest.approx(
-        s["other_plate"]["FDc"]["value"], rel=1e-6)
+        s["other_plate"]["FDc"]["value"], rel=1e-6
+    )
     assert "other_minus_same_FDc" not in s["noise_start"]
     # an identical replicate leaves the seed average where the main model is
     assert s["seed_mean"]["models"] == ["cellflux", "seed1"]
     assert s["seed_mean"]["FDc"]["value"] == pytest.approx(s["cellflux"]["FDc"]["value"])
     assert s["seed_mean"]["other_minus_same_FDc"]["value"] == pytest.approx(
-        s["cellflux"]["other_minus_same_FDc"]["value"], abs=1e-9)
-    assert s["seed_mean"]["batch_signature"]["per_model"][0] == \
-        pytest.approx(s["cellflux"]["batch_signature"]["value"])
+        s["cellflux"]["other_minus_same_FDc"]["value"], abs=1e-9
+    )
+    assert s["seed_mean"]["batch_signature"]["per_model"][0] == pytest.approx(
+        s["cellflux"]["batch_signature"]["value"]
+    )
     # how far apart the two plates are, on real crops
     for key in ("real_partner_treated_fd", "real_control_split_fd", "real_control_partner_fd"):
         assert s["references"][key] >= 0
 
 
-def test_evaluate_rejects_a_model_named_as_ablation_and_replicate(tmp_path, syn_dir,
-                                                                  random_tiny_model_eval):
+def test_evaluate_rejects_a_model_named_as_ablation_and_replicate(
+    tmp_path, syn_dir, random_tiny_model_eval
+):
     from evaluation.evaluate import evaluate
 
     path = random_tiny_model_eval.save(tmp_path / "tiny.safetensors")
@@ -296,14 +367,20 @@ def test_start_plate_effect_and_seed_mean_see_a_plate_shift():
     """Predictions that match the targets from this plate and sit 1 SD off from the
     partner's: the other-minus-same difference is positive, for one model and for the
     average of two."""
-    from evaluation.scoring import _seed_mean, _start_plate_effect
+    from evaluation.summary import _seed_mean, _start_plate_effect
 
     tgts = [_gauss(150, seed=1), _gauss(150, seed=2)]
-    pooled = {m: {"gen": [_gauss(150, seed=10 + k + 2 * i) for i in range(2)],
-                  "partner": [_gauss(150, shift=1.0, seed=20 + k + 2 * i) for i in range(2)],
-                  "tgt": tgts} for k, m in enumerate(("a", "b"))}
-    one = _start_plate_effect([pooled["a"]["gen"]], [pooled["a"]["partner"]], tgts, n_boot=50,
-                              seed=0)
+    pooled = {
+        m: {
+            "gen": [_gauss(150, seed=10 + k + 2 * i) for i in range(2)],
+            "partner": [_gauss(150, shift=1.0, seed=20 + k + 2 * i) for i in range(2)],
+            "tgt": tgts,
+        }
+        for k, m in enumerate(("a", "b"))
+    }
+    one = _start_plate_effect(
+        [pooled["a"]["gen"]], [pooled["a"]["partner"]], tgts, n_boot=50, seed=0
+    )
     d = one["other_minus_same_FDc"]
     assert d["ci_low"] > 0 and d["value"] == pytest.approx(6.0, abs=1.5)  # |shift|^2 = 6
     out = {"a": {"batch_signature": {"value": 0.7}}, "b": {"batch_signature": {"value": 0.6}}}
@@ -318,4 +395,3 @@ def test_frechet_distance_needs_two_cells_per_side():
     not converge'."""
     with pytest.raises(ValueError, match="at least 2 cells on each side, got 1 and 5"):
         frechet_distance(np.ones((1, 3)), np.random.default_rng(0).normal(size=(5, 3)))
-

@@ -18,8 +18,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 #: Two BBBC021 compounds (public chemistry).
-SMILES = {"cyclohexamide": "CC1CC(C)C(=O)C(C1)C(O)CC2CC(=O)NC(=O)C2",
-          "nocodazole": "COC(=O)Nc1nc2cc(ccc2[nH]1)C(=O)c3cccs3"}
+SMILES = {
+    "cyclohexamide": "CC1CC(C)C(=O)C(C1)C(O)CC2CC(=O)NC(=O)C2",
+    "nocodazole": "COC(=O)Nc1nc2cc(ccc2[nH]1)C(=O)c3cccs3",
+}
 SHARED_DATA = (REPO / ".." / "shared" / "data").resolve()
 
 
@@ -34,15 +36,23 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-def make_synthetic(folder: Path, n: int = 8, size: int = 32,
-                   plates=("SynPlate1", "SynPlate2"), compounds=("cyclohexamide", "taxol"),
-                   doses=(1.0, 10.0), seed: int = 0, **columns) -> Path:
+def make_synthetic(
+    folder: Path,
+    n: int = 8,
+    size: int = 32,
+    plates=("SynPlate1", "SynPlate2"),
+    compounds=("cyclohexamide", "taxol"),
+    doses=(1.0, 10.0),
+    seed: int = 0,
+    **columns,
+) -> Path:
     """A crops dataset from core.synthetic (optionally with extra/replaced columns)."""
     from napari_cellflux.core.crops_dataset import save_crops
     from napari_cellflux.core.synthetic import make_crops
 
-    images, meta = make_crops(n, size=size, plates=list(plates), compounds=list(compounds),
-                              doses=list(doses), seed=seed)
+    images, meta = make_crops(
+        n, size=size, plates=list(plates), compounds=list(compounds), doses=list(doses), seed=seed
+    )
     for key, value in columns.items():
         if value is None:
             meta = meta.drop(columns=[key])
@@ -65,17 +75,21 @@ def cache_dir(tmp_path) -> Path:
 
 def cli_env() -> dict[str, str]:
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(
-        os.pathsep)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     return env
 
 
-def run_cli(*args: str, timeout: float = 240, module: tuple[str, ...] = ("-m", "training.run"),
-            check: bool = True) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str,
+    timeout: float = 240,
+    module: tuple[str, ...] = ("-m", "training.run"),
+    check: bool = True,
+) -> subprocess.CompletedProcess:
     """Run ``python -m training.run ARGS`` from the repository root."""
     cmd = [sys.executable, *module, *map(str, args)]
-    proc = subprocess.run(cmd, cwd=REPO, env=cli_env(), capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.run(
+        cmd, cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=timeout
+    )
     if check and proc.returncode != 0:
         err = proc.stderr
         if len(err) > 8000:  # the first error (e.g. a worker's own traceback) and the end
@@ -85,8 +99,22 @@ def run_cli(*args: str, timeout: float = 240, module: tuple[str, ...] = ("-m", "
 
 
 def tiny_args(data: Path, out: Path, steps: int = 10, *extra: str) -> list[str]:
-    return ["--data", str(data), "--out", str(out), "--preset", "tiny", "--steps", str(steps),
-            "--batch-size", "8", "--no-progress", "--threads", "1", *extra]
+    return [
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--preset",
+        "tiny",
+        "--steps",
+        str(steps),
+        "--batch-size",
+        "8",
+        "--no-progress",
+        "--threads",
+        "1",
+        *extra,
+    ]
 
 
 def rng_images(n: int, size: int = 24, channels: int = 3, seed: int = 0) -> np.ndarray:
@@ -110,7 +138,8 @@ def tiny_model(tmp_path_factory) -> Path:
     from napari_cellflux.core.model import _random_tiny
 
     return _random_tiny(torch.device("cpu")).save(
-        tmp_path_factory.mktemp("model") / "tiny.safetensors")
+        tmp_path_factory.mktemp("model") / "tiny.safetensors"
+    )
 
 
 def resave_crops(src: Path, dst: Path, images: np.ndarray) -> Path:
@@ -131,16 +160,28 @@ def build_impa(root, n_per=4, split_test=1):
     rows = []
     rng = np.random.default_rng(0)
     for week, plate in (("Week1", "22123"), ("Week2", "24121")):
-        for cpd, dose, state in (("DMSO", 0.0, 0), ("cyclohexamide", 15.0, 1),
-                                 ("cyclohexamide", 50.0, 1), ("nocodazole", 1.0, 1)):
+        for cpd, dose, state in (
+            ("DMSO", 0.0, 0),
+            ("cyclohexamide", 15.0, 1),
+            ("cyclohexamide", 50.0, 1),
+            ("nocodazole", 1.0, 1),
+        ):
             for k in range(n_per):
                 key = f"{week}_{plate}_{cpd[:3].upper()}{int(dose)}_s1_{k}"
                 path = root / week / plate / ("_".join(key.split("_")[2:]) + ".npy")
                 path.parent.mkdir(parents=True, exist_ok=True)
                 np.save(path, rng.integers(0, 255, (24, 24, 3)).astype(np.uint8))
-                rows.append({"SAMPLE_KEY": key, "CPD_NAME": cpd, "BATCH": f"{week}_{plate}",
-                             "STATE": state, "DOSE": dose, "ANNOT": "x",
-                             "SPLIT": "test" if k < split_test else "train"})
+                rows.append(
+                    {
+                        "SAMPLE_KEY": key,
+                        "CPD_NAME": cpd,
+                        "BATCH": f"{week}_{plate}",
+                        "STATE": state,
+                        "DOSE": dose,
+                        "ANNOT": "x",
+                        "SPLIT": "test" if k < split_test else "train",
+                    }
+                )
     (root / "metadata").mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_csv(root / "metadata" / "bbbc021_df.csv")  # with an index column
     emb = root / "emb_fp.csv"

@@ -12,7 +12,8 @@ import pytest
 
 from training.checkpoint import MODEL_NAME, OutputError, check_output_path, write_json_or_print
 from training.config import TrainConfig
-from training.readers import DataError, read_dataset
+from training.crop_files import DataError
+from training.readers import read_dataset
 from training.run import main as run_main
 from training.tests.helpers import error_line, resave_crops, syn_images, tiny_args
 
@@ -69,8 +70,10 @@ def test_run_refuses_a_read_only_out_folder(syn_dir, tmp_path, capsys):
         except PermissionError:
             pass
         else:
-            pytest.skip("running as root, so a chmod 0o500 folder is still writable (the "
-                        "root-proof case is test_run_refuses_an_unwritable_out_before_training)")
+            pytest.skip(
+                "running as root, so a chmod 0o500 folder is still writable (the "
+                "root-proof case is test_run_refuses_an_unwritable_out_before_training)"
+            )
         assert run_main(tiny_args(syn_dir, out / "run", 2)) == 2
         line = error_line(capsys.readouterr().err)
         assert f"cannot write in {out}" in line
@@ -93,16 +96,19 @@ def test_channels_first_crops_are_refused_with_the_fix(syn_dir, tmp_path, capsys
     assert "(80, 3, 32, 32)" in line and "channels-first" in line
     assert not out.exists()
     # the suggested fix gives a dataset that reads as 3 channels of 32 x 32 pixels
-    fixed = resave_crops(syn_dir, tmp_path / "fixed",
-                    np.moveaxis(np.load(folder / "crops.npz")["images"], 1, -1))
-    assert read_dataset(TrainConfig(data=str(fixed), out="unused")).images.shape == \
-        (80, 32, 32, 3)
+    fixed = resave_crops(
+        syn_dir, tmp_path / "fixed", np.moveaxis(np.load(folder / "crops.npz")["images"], 1, -1)
+    )
+    assert read_dataset(TrainConfig(data=str(fixed), out="unused")).images.shape == (80, 32, 32, 3)
 
 
-@pytest.mark.parametrize(("shape_of", "match"), [
-    (lambda a: a[..., 0], r"no channel axis.*images\[\.\.\., np\.newaxis\]"),
-    (lambda a: a.reshape(len(a), -1), r"\(80, 3072\) \(2 axes\)"),
-])
+@pytest.mark.parametrize(
+    ("shape_of", "match"),
+    [
+        (lambda a: a[..., 0], r"no channel axis.*images\[\.\.\., np\.newaxis\]"),
+        (lambda a: a.reshape(len(a), -1), r"\(80, 3072\) \(2 axes\)"),
+    ],
+)
 def test_crops_without_image_axes_are_explained(syn_dir, tmp_path, shape_of, match):
     folder = resave_crops(syn_dir, tmp_path / "bad", shape_of(syn_images(syn_dir)))
     with pytest.raises(DataError, match=match):
@@ -116,8 +122,7 @@ def test_channels_first_impa_crops_are_refused(tmp_path):
     for path in root.rglob("*.npy"):
         np.save(path, np.moveaxis(np.load(path), -1, 0))  # (3, 24, 24) per file
     with pytest.raises(DataError, match=r"looks channels-first.*np\.moveaxis\(crop, 0, -1\)"):
-        read_dataset(TrainConfig(data=str(root), out="unused",
-                                 compound_embeddings=str(emb)))
+        read_dataset(TrainConfig(data=str(root), out="unused", compound_embeddings=str(emb)))
 
 
 def test_empty_metadata_is_explained(syn_dir, tmp_path, capsys):

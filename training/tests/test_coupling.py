@@ -57,12 +57,14 @@ def test_ot_batches_keep_both_marginals_and_the_plate(syn_dir):
         assert torch.equal(a["x1"], b["x1"]) and torch.equal(a["cond"], b["cond"])
         t_plate = plate[rand.indices(step)[0]]
         # the OT controls are the controls drawn for this step (as a multiset) ...
-        assert sorted(x.numpy().tobytes() for x in b["x0"]) == \
-            sorted(x.numpy().tobytes() for x in a["x0"])
+        assert sorted(x.numpy().tobytes() for x in b["x0"]) == sorted(
+            x.numpy().tobytes() for x in a["x0"]
+        )
         # ... and each one was drawn from the plate of the treated crop it is now paired with
         for i in range(16):
-            assert any(torch.equal(b["x0"][i], a["x0"][j]) and t_plate[j] == t_plate[i]
-                       for j in range(16))
+            assert any(
+                torch.equal(b["x0"][i], a["x0"][j]) and t_plate[j] == t_plate[i] for j in range(16)
+            )
         lower += _pair_cost(b["x0"], b["x1"]) < _pair_cost(a["x0"], a["x1"])
     assert lower >= 5  # shorter paths in (nearly) every batch
 
@@ -76,12 +78,21 @@ def test_invalid_coupling_is_reported(syn_dir):
 
 
 def test_training_with_ot_learns_and_is_recorded(syn_dir, tmp_path):
-    cfg = TrainConfig(data=str(syn_dir), out=str(tmp_path), preset="tiny", steps=60,
-                      batch_size=16, lr=5e-3, noise_prob=0.0, log_every=10, ckpt_every=1000,
-                      progress=False, coupling="ot")
+    cfg = TrainConfig(
+        data=str(syn_dir),
+        out=str(tmp_path),
+        preset="tiny",
+        steps=60,
+        batch_size=16,
+        lr=5e-3,
+        noise_prob=0.0,
+        log_every=10,
+        ckpt_every=1000,
+        progress=False,
+        coupling="ot",
+    )
     data = prepare(cfg)
-    probe = PairedBatches(data, batch_size=32, crop_size=32, seed=99, augment=False,
-                          coupling="ot")
+    probe = PairedBatches(data, batch_size=32, crop_size=32, seed=99, augment=False, coupling="ot")
     before = held_loss(build_network(cfg, data), probe, range(3))
     result = train(cfg, DistEnv(), data, tmp_path)
     from napari_cellflux import load_model

@@ -484,7 +484,7 @@ def test_skip_incomplete_leaves_those_sites_out(screen, tmp_path):
 
 def test_crops_writer_streams_the_format_and_keeps_the_old_dataset_on_failure(tmp_path):
     from napari_cellflux.core.crops_dataset import CropsWriter, save_crops
-    from training.readers import open_npz_array
+    from training.crop_files import open_npz_array
 
     rng = np.random.default_rng(0)
     images = rng.integers(0, 4000, (7, 8, 8, 2)).astype(np.uint16)

@@ -13,8 +13,9 @@ from training.ema import EMA
 
 def _trained_pair():
     torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.GroupNorm(2, 8),
-                              torch.nn.Linear(8, 2))
+    net = torch.nn.Sequential(
+        torch.nn.Linear(4, 8), torch.nn.GroupNorm(2, 8), torch.nn.Linear(8, 2)
+    )
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     ema = EMA(net, 0.9)
     for _ in range(3):
@@ -27,12 +28,17 @@ def _trained_pair():
 
 def test_round_trip_is_exact_and_pickle_free(tmp_path):
     net, opt, ema = _trained_pair()
-    path = save_checkpoint(tmp_path / "ck.safetensors", model=net.state_dict(),
-                           ema=ema.state_dict(), optimizer=opt.state_dict(), step=3,
-                           info={"config": {"a": 1}, "ema_updates": ema.updates})
+    path = save_checkpoint(
+        tmp_path / "ck.safetensors",
+        model=net.state_dict(),
+        ema=ema.state_dict(),
+        optimizer=opt.state_dict(),
+        step=3,
+        info={"config": {"a": 1}, "ema_updates": ema.updates},
+    )
     raw = path.read_bytes()
     header_len = int.from_bytes(raw[:8], "little")
-    json.loads(raw[8:8 + header_len])  # a safetensors header: plain JSON, no pickle opcodes
+    json.loads(raw[8 : 8 + header_len])  # a safetensors header: plain JSON, no pickle opcodes
     assert b"\x80\x04\x95" not in raw[:64]
     assert [p.name for p in tmp_path.iterdir()] == ["ck.safetensors"]  # no temp left
 
@@ -50,8 +56,9 @@ def test_round_trip_is_exact_and_pickle_free(tmp_path):
     assert s1["param_groups"] == s2["param_groups"]
     for pid in s1["state"]:
         for key in s1["state"][pid]:
-            assert torch.equal(torch.as_tensor(s1["state"][pid][key]),
-                               torch.as_tensor(s2["state"][pid][key]))
+            assert torch.equal(
+                torch.as_tensor(s1["state"][pid][key]), torch.as_tensor(s2["state"][pid][key])
+            )
     assert ema2.updates == ema.updates
     # both optimisers take the same next step
     x = torch.randn(5, 4)
@@ -67,8 +74,14 @@ def test_overwrite_replaces_atomically(tmp_path):
     net, opt, ema = _trained_pair()
     path = tmp_path / "ck.safetensors"
     for step in (1, 2):
-        save_checkpoint(path, model=net.state_dict(), ema=ema.state_dict(),
-                        optimizer=opt.state_dict(), step=step, info={})
+        save_checkpoint(
+            path,
+            model=net.state_dict(),
+            ema=ema.state_dict(),
+            optimizer=opt.state_dict(),
+            step=step,
+            info={},
+        )
     assert load_checkpoint(path)["step"] == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ck.safetensors"]
 

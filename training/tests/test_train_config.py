@@ -18,16 +18,23 @@ def test_paper_defaults():
 
 
 def test_json_round_trip_and_lists():
-    cfg = TrainConfig(data="d", out="o", holdout_plates=["A", "B"], holdout_doses="15, x:3",
-                      steps=7, channels=("DNA", "Tub", "Act"))
+    cfg = TrainConfig(
+        data="d",
+        out="o",
+        holdout_plates=["A", "B"],
+        holdout_doses="15, x:3",
+        steps=7,
+        channels=("DNA", "Tub", "Act"),
+    )
     assert cfg.holdout_plates == ("A", "B") and cfg.holdout_doses == ("15", "x:3")
     again = TrainConfig.from_json(cfg.to_json())
     assert again == cfg
     assert json.loads(cfg.to_json())["holdout_plates"] == ["A", "B"]
 
 
-@pytest.mark.parametrize("bad", [{"lr": 0}, {"noise_prob": 1.5}, {"steps": 0},
-                                 {"precision": "fp16"}, {"batch_size": 0}])
+@pytest.mark.parametrize(
+    "bad", [{"lr": 0}, {"noise_prob": 1.5}, {"steps": 0}, {"precision": "fp16"}, {"batch_size": 0}]
+)
 def test_invalid_values_are_reported(bad):
     with pytest.raises(ValueError, match="invalid training configuration"):
         TrainConfig(**bad)
@@ -40,8 +47,9 @@ def test_unknown_key_is_reported():
 
 def test_config_file_then_flags(tmp_path):
     toml = tmp_path / "run.toml"
-    toml.write_text('data = "x"\nout = "y"\nsteps = 50\nlr = 3e-4\n'
-                    'holdout-plates = ["P1"]\n', encoding="utf-8")
+    toml.write_text(
+        'data = "x"\nout = "y"\nsteps = 50\nlr = 3e-4\nholdout-plates = ["P1"]\n', encoding="utf-8"
+    )
     assert load_config_file(toml)["holdout_plates"] == ["P1"]
     cfg, ckpt, _ = resolve_config(parse_args(["--config", str(toml), "--lr", "1e-3"]))
     assert ckpt is None

@@ -9,8 +9,9 @@ import pytest
 
 from training.batches import PairedBatches
 from training.config import TrainConfig
+from training.crop_files import DataError, MappedArray, NpyFiles, open_npz_array
 from training.data import prepare
-from training.readers import DataError, MappedArray, NpyFiles, open_npz_array, read_dataset
+from training.readers import read_dataset
 from training.tests.helpers import SMILES, build_impa, make_synthetic, rng_images
 
 
@@ -109,8 +110,9 @@ def test_batch_tensors_resized_normalised_augmented(syn_dir):
     assert -1.5 < float(plain["x1"].mean()) < 1.5
     aug = PairedBatches(data, batch_size=4, crop_size=16, seed=0, augment=True)[0]
     # flips and rotations move pixels but keep each crop's values
-    assert np.allclose(np.sort(aug["x1"].flatten(1).numpy()),
-                       np.sort(plain["x1"].flatten(1).numpy()), atol=1e-6)
+    assert np.allclose(
+        np.sort(aug["x1"].flatten(1).numpy()), np.sort(plain["x1"].flatten(1).numpy()), atol=1e-6
+    )
     assert not np.allclose(aug["x1"].numpy(), plain["x1"].numpy())
 
 
@@ -118,8 +120,14 @@ def test_batch_tensors_resized_normalised_augmented(syn_dir):
 
 
 def test_holdouts_are_respected(syn_dir):
-    data = prepare(cfg_for(syn_dir, holdout_plates=("synplate2",),
-                           holdout_compounds=("taxol",), holdout_doses=("cyclohexamide:1",)))
+    data = prepare(
+        cfg_for(
+            syn_dir,
+            holdout_plates=("synplate2",),
+            holdout_compounds=("taxol",),
+            holdout_doses=("cyclohexamide:1",),
+        )
+    )
     meta = data.meta
     used = np.concatenate([data.treated, *data.control_pools])
     assert set(meta["plate"].iloc[used]) == {"SynPlate1"}
@@ -130,9 +138,11 @@ def test_holdouts_are_respected(syn_dir):
     vocab = {v["name"]: v for v in data.vocabulary}
     assert vocab["cyclohexamide"]["trained"] and vocab["cyclohexamide"]["doses_uM"] == [10.0]
     assert vocab["taxol"]["trained"] is False  # still encodable, marked as never trained
-    assert data.description["held_out"] == {"plates": ["SynPlate2"],
-                                            "perturbations": ["taxol"],
-                                            "doses": ["cyclohexamide:1"]}
+    assert data.description["held_out"] == {
+        "plates": ["SynPlate2"],
+        "perturbations": ["taxol"],
+        "doses": ["cyclohexamide:1"],
+    }
     batches = PairedBatches(data, batch_size=8, crop_size=32, seed=0)
     for step in range(6):
         t_rows, c_rows, _, _ = batches.indices(step)
@@ -144,13 +154,16 @@ def test_dose_holdout_for_every_compound(syn_dir):
     assert set(data.meta["dose"].iloc[data.treated]) == {1.0}
 
 
-@pytest.mark.parametrize("kw, match", [
-    ({"holdout_plates": ("SynPlate9",)}, "plate 'SynPlate9' is not in the data.*SynPlate"),
-    ({"holdout_compounds": ("taxl",)}, "Did you mean taxol"),
-    ({"holdout_doses": ("7",)}, "dose 7 uM matches no treated crop"),
-    ({"holdout_doses": ("ten",)}, "expected a dose in uM"),
-    ({"holdout_plates": ("SynPlate1", "SynPlate2")}, "no treated"),
-])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"holdout_plates": ("SynPlate9",)}, "plate 'SynPlate9' is not in the data.*SynPlate"),
+        ({"holdout_compounds": ("taxl",)}, "Did you mean taxol"),
+        ({"holdout_doses": ("7",)}, "dose 7 uM matches no treated crop"),
+        ({"holdout_doses": ("ten",)}, "expected a dose in uM"),
+        ({"holdout_plates": ("SynPlate1", "SynPlate2")}, "no treated"),
+    ],
+)
 def test_bad_holdouts_are_explained(syn_dir, kw, match):
     with pytest.raises(DataError, match=match):
         prepare(cfg_for(syn_dir, **kw))
@@ -175,35 +188,39 @@ def test_dose_enters_condition_only_with_several_doses(syn_dir, tmp_path):
 
 
 def test_smiles_from_table(tmp_path):
-    folder = make_synthetic(tmp_path / "nosmiles", n=4, compounds=("cyclohexamide",),
-                            smiles=None)
+    folder = make_synthetic(tmp_path / "nosmiles", n=4, compounds=("cyclohexamide",), smiles=None)
     with pytest.raises(DataError, match="no SMILES for 1 compound.*cyclohexamide.*--smiles-"):
         prepare(cfg_for(folder))
     table = tmp_path / "compounds.csv"
-    pd.DataFrame({"compound": ["DMSO", "Cyclohexamide"],
-                  "smiles": ["", SMILES["cyclohexamide"]]}).to_csv(table, index=False)
+    pd.DataFrame(
+        {"compound": ["DMSO", "Cyclohexamide"], "smiles": ["", SMILES["cyclohexamide"]]}
+    ).to_csv(table, index=False)
     data = prepare(cfg_for(folder, smiles_table=str(table)))
     assert data.vocabulary[0]["smiles"] == SMILES["cyclohexamide"]
 
 
 def test_gene_perturbations(tmp_path):
     n = 24
-    meta = pd.DataFrame({
-        "plate": ["P1"] * 12 + ["P2"] * 12,
-        "compound": [""] * n,
-        "gene": (["", "", "", "", "TP53", "TP53", "TP53", "TP53", "MYC", "MYC", "MYC", "MYC"]
-                 * 2),
-        "concentration_uM": 0.0,
-        "is_control": ([1] * 4 + [0] * 8) * 2,
-    })
+    meta = pd.DataFrame(
+        {
+            "plate": ["P1"] * 12 + ["P2"] * 12,
+            "compound": [""] * n,
+            "gene": (
+                ["", "", "", "", "TP53", "TP53", "TP53", "TP53", "MYC", "MYC", "MYC", "MYC"] * 2
+            ),
+            "concentration_uM": 0.0,
+            "is_control": ([1] * 4 + [0] * 8) * 2,
+        }
+    )
     from napari_cellflux.core.crops_dataset import save_crops
 
     save_crops(tmp_path / "genes", rng_images(n), meta)
     with pytest.raises(DataError, match="--gene-embeddings"):
         prepare(cfg_for(tmp_path / "genes"))
     emb = tmp_path / "g2v.csv"
-    pd.DataFrame(np.arange(15, dtype=float).reshape(3, 5) - 4,
-                 index=["TP53", "MYC", "KRAS"]).to_csv(emb)
+    pd.DataFrame(
+        np.arange(15, dtype=float).reshape(3, 5) - 4, index=["TP53", "MYC", "KRAS"]
+    ).to_csv(emb)
     data = prepare(cfg_for(tmp_path / "genes", gene_embeddings=str(emb)))
     assert data.kind == "gene" and data.cond_dim == 5 and not data.use_dose
     assert sorted(v["name"] for v in data.vocabulary) == ["MYC", "TP53"]
@@ -235,13 +252,15 @@ def test_impa_layout(tmp_path):
     assert data.use_dose and data.description["layout"] == "impa"
     b = PairedBatches(data, batch_size=6, crop_size=16, seed=0)
     t_rows, c_rows, _, _ = b.indices(0)
-    assert np.array_equal(meta["plate"].iloc[t_rows].to_numpy(),
-                          meta["plate"].iloc[c_rows].to_numpy())
+    assert np.array_equal(
+        meta["plate"].iloc[t_rows].to_numpy(), meta["plate"].iloc[c_rows].to_numpy()
+    )
     assert meta["is_control"].iloc[c_rows].all()
     assert b[0]["x0"].shape == (6, 3, 16, 16)
     # the CSV itself works as --data, and --split all adds the test rows
-    all_rows = prepare(cfg_for(root / "metadata" / "bbbc021_df.csv", split="all",
-                               compound_embeddings=str(emb)))
+    all_rows = prepare(
+        cfg_for(root / "metadata" / "bbbc021_df.csv", split="all", compound_embeddings=str(emb))
+    )
     assert len(all_rows.treated) == 24
 
 
@@ -270,12 +289,14 @@ def test_bad_data_folders_are_explained(tmp_path, syn_dir):
     np.savez(only / "crops.npz", images=rng_images(3))
     with pytest.raises(DataError, match="no metadata.csv"):
         read_dataset(cfg_for(only))
-    pd.DataFrame({"plate": ["a"] * 2, "compound": "DMSO", "concentration_uM": 0,
-                  "is_control": 1}).to_csv(only / "metadata.csv", index=False)
+    pd.DataFrame(
+        {"plate": ["a"] * 2, "compound": "DMSO", "concentration_uM": 0, "is_control": 1}
+    ).to_csv(only / "metadata.csv", index=False)
     with pytest.raises(DataError, match="2 rows but .* holds 3 crops"):
         read_dataset(cfg_for(only))
-    pd.DataFrame({"plate": ["a"] * 3, "compound": "DMSO"}).to_csv(only / "metadata.csv",
-                                                                   index=False)
+    pd.DataFrame({"plate": ["a"] * 3, "compound": "DMSO"}).to_csv(
+        only / "metadata.csv", index=False
+    )
     with pytest.raises(DataError, match="lacks the column.*concentration_uM, is_control"):
         read_dataset(cfg_for(only))
     np.savez(only / "crops.npz", pixels=rng_images(3))
@@ -311,4 +332,3 @@ def test_noise_source_batches_replace_controls_by_gaussian_noise(syn_dir):
         PairedBatches(data, batch_size=16, crop_size=32, seed=0, source="gaussian")
     with pytest.raises(ValueError, match="source must be one of controls, noise"):
         TrainConfig(data=str(syn_dir), out="unused", source="gaussian")
-

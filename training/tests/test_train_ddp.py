@@ -10,9 +10,15 @@ from training.tests.helpers import run_cli, tiny_args
 def test_two_process_ddp_ranks_stay_identical(syn_dir, tmp_path):
     out = tmp_path / "ddp"
     # `python -m torch.distributed.run` is torchrun, and works inside a virtual environment
-    proc = run_cli("--standalone", "--nproc-per-node", "2", "-m", "training.run",
-                   *tiny_args(syn_dir, out, 6, "--log-every", "3"),
-                   module=("-m", "torch.distributed.run"))
+    proc = run_cli(
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "training.run",
+        *tiny_args(syn_dir, out, 6, "--log-every", "3"),
+        module=("-m", "torch.distributed.run"),
+    )
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     done = records[-1]
     assert done["event"] == "done" and done["step"] == 6

@@ -22,8 +22,7 @@ def test_demo_weights_describe_themselves(demo):
 
     assert demo.path == demo_weights_path() and not demo.untrained
     assert demo.card.preset == "fast" and demo.crop_size == 64
-    assert sorted(demo.perturbations) == ["cyclohexamide", "latrunculin B", "nocodazole",
-                                          "taxol"]
+    assert sorted(demo.perturbations) == ["cyclohexamide", "latrunculin B", "nocodazole", "taxol"]
     assert demo.channels == ["DNA", "Tubulin", "Actin"] and demo.use_dose
     assert demo.doses("taxol") == [0.3, 1.0, 3.0, 10.0]
     assert "procedural" in demo.card.training_data["description"]
@@ -34,8 +33,9 @@ def test_demo_taxol_raises_tubulin_not_actin(demo):
     from napari_cellflux.core import synthetic as S
     from napari_cellflux.core.synthetic_catalog import PLATES, true_effect
 
-    images, meta = S.make_crops(6, size=64, plates=["SynPlate2"], compounds=["taxol"],
-                                doses=[10.0], seed=5)
+    images, meta = S.make_crops(
+        6, size=64, plates=["SynPlate2"], compounds=["taxol"], doses=[10.0], seed=5
+    )
     ctrl = images[meta["is_control"].to_numpy() == 1]
     out = demo.simulate(ctrl, "taxol", dose_uM=10.0, steps=4).frames[-1]
     off = np.array(PLATES["SynPlate2"].offset, float)

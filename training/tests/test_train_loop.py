@@ -30,9 +30,18 @@ def _records(out: Path) -> list[dict]:
 def test_loss_decreases_on_a_tiny_problem(syn_dir, tmp_path):
     # Without source noise the learnable part (the control -> treated change) dominates the
     # loss, so a few dozen steps show it; with p_e = 0.5 denoising dominates short runs.
-    cfg = TrainConfig(data=str(syn_dir), out=str(tmp_path), preset="tiny", steps=60,
-                      batch_size=16, lr=5e-3, noise_prob=0.0, log_every=10, ckpt_every=1000,
-                      progress=False)
+    cfg = TrainConfig(
+        data=str(syn_dir),
+        out=str(tmp_path),
+        preset="tiny",
+        steps=60,
+        batch_size=16,
+        lr=5e-3,
+        noise_prob=0.0,
+        log_every=10,
+        ckpt_every=1000,
+        progress=False,
+    )
     data = prepare(cfg)
     probe = PairedBatches(data, batch_size=32, crop_size=32, seed=99, augment=False)
     before = held_loss(build_network(cfg, data), probe, range(3))
@@ -47,8 +56,16 @@ def test_loss_decreases_on_a_tiny_problem(syn_dir, tmp_path):
 
 
 def test_nonfinite_loss_stops_with_a_clear_message(syn_dir, tmp_path):
-    cfg = TrainConfig(data=str(syn_dir), out=str(tmp_path), preset="tiny", steps=30,
-                      batch_size=8, lr=1e30, grad_clip=0, progress=False)
+    cfg = TrainConfig(
+        data=str(syn_dir),
+        out=str(tmp_path),
+        preset="tiny",
+        steps=30,
+        batch_size=8,
+        lr=1e30,
+        grad_clip=0,
+        progress=False,
+    )
     with pytest.raises(NonFiniteLossError, match=r"loss became (nan|inf).*--lr 1e\+30"):
         train(cfg, DistEnv(), prepare(cfg), tmp_path)
     assert not (tmp_path / "model.safetensors").exists()
@@ -58,8 +75,21 @@ def test_nonfinite_loss_stops_with_a_clear_message(syn_dir, tmp_path):
 def reference_run(syn_dir, tmp_path_factory):
     """An uninterrupted 40-step CLI run: the resume test must end with the same weights."""
     out = tmp_path_factory.mktemp("ref") / "run"
-    proc = run_cli(*tiny_args(syn_dir, out, 40, "--ckpt-every", "5", "--log-every", "5",
-                              "--holdout-compounds", "taxol", "--channels", "Hoechst,Tub,Act"))
+    proc = run_cli(
+        *tiny_args(
+            syn_dir,
+            out,
+            40,
+            "--ckpt-every",
+            "5",
+            "--log-every",
+            "5",
+            "--holdout-compounds",
+            "taxol",
+            "--channels",
+            "Hoechst,Tub,Act",
+        )
+    )
     return out, json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -92,17 +122,32 @@ def test_cli_trains_exports_and_simulates(reference_run, syn_dir):
     assert np.isfinite(traj.frames).all()
 
 
-def test_killed_run_resumes_to_the_same_weights(reference_run, syn_dir, tmp_path,
-                                                capsys):
+def test_killed_run_resumes_to_the_same_weights(reference_run, syn_dir, tmp_path, capsys):
     from napari_cellflux.core.weights import read_weights
     from training.checkpoint import load_checkpoint
 
     ref_out, _ = reference_run
     out = tmp_path / "run"
-    args = tiny_args(syn_dir, out, 40, "--ckpt-every", "5", "--log-every", "5",
-                     "--holdout-compounds", "taxol", "--channels", "Hoechst,Tub,Act")
-    proc = subprocess.Popen([sys.executable, "-m", "training.run", *args], cwd=REPO,
-                            env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    args = tiny_args(
+        syn_dir,
+        out,
+        40,
+        "--ckpt-every",
+        "5",
+        "--log-every",
+        "5",
+        "--holdout-compounds",
+        "taxol",
+        "--channels",
+        "Hoechst,Tub,Act",
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "training.run", *args],
+        cwd=REPO,
+        env=cli_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     ckpt = out / "checkpoint.safetensors"
     deadline = time.monotonic() + 180
     while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
@@ -131,7 +176,9 @@ def test_killed_run_resumes_to_the_same_weights(reference_run, syn_dir, tmp_path
 
     load_model(out / "model.safetensors").simulate(
         np.full((1, 32, 32, 3), 500, np.uint16) + np.eye(32, dtype=np.uint16)[..., None],
-        "cyclohexamide", steps=2)
+        "cyclohexamide",
+        steps=2,
+    )
 
 
 def test_cli_reports_bad_data_clearly(tmp_path, capsys):
@@ -145,8 +192,17 @@ def test_cli_reports_bad_data_clearly(tmp_path, capsys):
 
 def test_ema_is_what_gets_exported(syn_dir, tmp_path):
     # also exercises a DataLoader worker process (batches built off the main process)
-    cfg = TrainConfig(data=str(syn_dir), out=str(tmp_path), preset="tiny", steps=6,
-                      batch_size=8, lr=1e-3, ema_decay=0.5, progress=False, num_workers=1)
+    cfg = TrainConfig(
+        data=str(syn_dir),
+        out=str(tmp_path),
+        preset="tiny",
+        steps=6,
+        batch_size=8,
+        lr=1e-3,
+        ema_decay=0.5,
+        progress=False,
+        num_workers=1,
+    )
     data = prepare(cfg)
     result = train(cfg, DistEnv(), data, tmp_path)
     from napari_cellflux.core.weights import read_weights

@@ -75,22 +75,43 @@ class ModelPanel(Container):
 
     def __init__(self) -> None:
         saved = load_settings()
-        self.weights = FileEdit(label="Weights", mode="r", filter="*.safetensors",
-                                nullable=True, value=saved.weights_path or None)
+        self.weights = FileEdit(
+            label="Weights",
+            mode="r",
+            filter="*.safetensors",
+            nullable=True,
+            value=saved.weights_path or None,
+        )
         self.weights.line_edit.native.setPlaceholderText("empty: bundled demo weights")
         self.device = ComboBox(label="Device", choices=DEVICES, value=saved.device)
         self.cpu_threads = SpinBox(
-            label="CPU threads", min=0, max=max(64, usable_cores()), value=saved.cpu_threads,
+            label="CPU threads",
+            min=0,
+            max=max(64, usable_cores()),
+            value=saved.cpu_threads,
             tooltip="Torch threads on the CPU; 0: automatic (one fewer than the cores, so "
-                    "napari can draw while the model computes)")
+            "napari can draw while the model computes)",
+        )
         self.precision = ComboBox(
-            label="Precision", choices=PRECISIONS, value=saved.precision,
+            label="Precision",
+            choices=PRECISIONS,
+            value=saved.precision,
             tooltip="auto: bfloat16 on CPUs with native bfloat16 (about 1.8x faster, frames "
-                    "within a few percent of the change), float32 elsewhere")
+            "within a few percent of the change), float32 elsewhere",
+        )
         self.load = PushButton(text="Load weights")
         self.info = wrap(Label(value="loading model ..."))
-        super().__init__(widgets=[self.weights, self.device, self.cpu_threads, self.precision,
-                                  self.load, self.info], label="Model")
+        super().__init__(
+            widgets=[
+                self.weights,
+                self.device,
+                self.cpu_threads,
+                self.precision,
+                self.load,
+                self.info,
+            ],
+            label="Model",
+        )
 
     @property
     def weights_path(self) -> str:
@@ -109,8 +130,10 @@ class ModelPanel(Container):
         if previous is not None:
             then = f"Still using the previous model:\n{describe_model(previous)}"
         else:
-            then = ("No model is loaded: choose another weights file (empty: the bundled demo "
-                    "weights) and press Load weights.")
+            then = (
+                "No model is loaded: choose another weights file (empty: the bundled demo "
+                "weights) and press Load weights."
+            )
         self.info.value = f"\u2717 Could not load weights: {message}\n{then}"
 
 
@@ -118,10 +141,12 @@ def describe_model(model: Any) -> str:
     """Three lines about a loaded model, for the model line of the widget."""
     perts = model.perturbations
     warn = " UNTRAINED: random weights, for testing only." if model.untrained else ""
-    return (f"{model.name} ({model.card.preset}) on {model.device}.{warn}\n"
-            f"channels: {', '.join(model.channels)}; crop {model.crop_size} px\n"
-            f"{len(perts)} {model.kind} perturbations: {', '.join(perts[:6])}"
-            f"{' ...' if len(perts) > 6 else ''}")
+    return (
+        f"{model.name} ({model.card.preset}) on {model.device}.{warn}\n"
+        f"channels: {', '.join(model.channels)}; crop {model.crop_size} px\n"
+        f"{len(perts)} {model.kind} perturbations: {', '.join(perts[:6])}"
+        f"{' ...' if len(perts) > 6 else ''}"
+    )
 
 
 class InputPanel(Container):
@@ -130,17 +155,35 @@ class InputPanel(Container):
     def __init__(self, sources: Any) -> None:
         self._sources = sources  # callable -> list[Source]
         self._model_channels: list[str] = []
-        self.image = ComboBox(label="Input image", choices=self._image_choices,
-                              tooltip="Control cells (or treated cells, for reverse)")
+        self.image = ComboBox(
+            label="Input image",
+            choices=self._image_choices,
+            tooltip="Control cells (or treated cells, for reverse)",
+        )
         self.axis = ComboBox(label="Channel axis", choices=self._axis_choices)
         self.order = Container(label="Channel order", layout="vertical", labels=True)
-        self.n_cells = SpinBox(label="Cells", min=1, max=400, value=16,
-                               tooltip="How many cells to detect and simulate in a field")
+        self.n_cells = SpinBox(
+            label="Cells",
+            min=1,
+            max=400,
+            value=16,
+            tooltip="How many cells to detect and simulate in a field",
+        )
         self.detect = PushButton(text="Detect cells")
         self.paste = CheckBox(text="Paste simulated cells back into the field", value=False)
         self.info = wrap(Label(value=""))
-        super().__init__(widgets=[self.image, self.axis, self.order, self.n_cells,
-                                  self.detect, self.paste, self.info], label="Input")
+        super().__init__(
+            widgets=[
+                self.image,
+                self.axis,
+                self.order,
+                self.n_cells,
+                self.detect,
+                self.paste,
+                self.info,
+            ],
+            label="Input",
+        )
         self.image.changed.connect(self._update_axes)
         self.axis.changed.connect(self._update_order)
 
@@ -194,11 +237,15 @@ class InputPanel(Container):
         if src is None:
             return "Open an image (or File > Open Sample > CellFlux)."
         if not labels:
-            return (f"\u2717 '{src.name}' has no channel axis (shape {src.shape}); the model "
-                    f"needs {n} channels.")
+            return (
+                f"\u2717 '{src.name}' has no channel axis (shape {src.shape}); the model "
+                f"needs {n} channels."
+            )
         if len(labels) < n:
-            return (f"\u2717 {len(labels)} channel(s) on this axis; the model needs {n} "
-                    f"({', '.join(self._model_channels)}).")
+            return (
+                f"\u2717 {len(labels)} channel(s) on this axis; the model needs {n} "
+                f"({', '.join(self._model_channels)})."
+            )
         return f"{src.name}: shape {src.shape}, {len(labels)} channels"
 
     @property
@@ -220,12 +267,20 @@ class PerturbationPanel(Container):
         self.smiles.native.setPlaceholderText("any compound, e.g. CC(=O)Oc1ccccc1C(=O)O")
         self.gene = LineEdit(label="or gene", visible=False)
         self.gene.native.setPlaceholderText("gene symbol")
-        self.dose = FloatSpinBox(label="Dose (uM)", min=0.0, max=1000.0, step=0.1, value=0.0,
-                                 tooltip="0: the median dose the model saw in training")
+        self.dose = FloatSpinBox(
+            label="Dose (uM)",
+            min=0.0,
+            max=1000.0,
+            step=0.1,
+            value=0.0,
+            tooltip="0: the median dose the model saw in training",
+        )
         self.dose.native.setSpecialValueText("default")
         self.status = wrap(Label(value=""))
-        super().__init__(widgets=[self.known, self.smiles, self.gene, self.dose, self.status],
-                         label="Perturbation")
+        super().__init__(
+            widgets=[self.known, self.smiles, self.gene, self.dose, self.status],
+            label="Perturbation",
+        )
         self.smiles.changed.connect(self._check)
         self.gene.changed.connect(self._check)
 
@@ -276,8 +331,9 @@ class PerturbationPanel(Container):
             return False
         box.native.setStyleSheet(_GOOD)
         known = pert.name in self._model.perturbations
-        self.status.value = (f"\u2713 {pert.name}" + ("" if known else
-                             " (not seen in training: the model extrapolates)"))
+        self.status.value = f"\u2713 {pert.name}" + (
+            "" if known else " (not seen in training: the model extrapolates)"
+        )
         return True
 
 
@@ -285,19 +341,31 @@ class SamplerPanel(Container):
     """Direction, where a reverse run starts, steps, guidance, solver, seed."""
 
     def __init__(self, solvers: tuple[str, ...]) -> None:
-        self.direction = ComboBox(label="Direction", choices=["forward", "reverse", "both"],
-                                  value="forward")
-        self.start = ComboBox(label="Reverse from",
-                              choices=["input image", "end of forward run"],
-                              value="input image", visible=False)
+        self.direction = ComboBox(
+            label="Direction", choices=["forward", "reverse", "both"], value="forward"
+        )
+        self.start = ComboBox(
+            label="Reverse from",
+            choices=["input image", "end of forward run"],
+            value="input image",
+            visible=False,
+        )
         self.steps = SpinBox(label="Steps", min=1, max=200, value=20)
         self.guidance = FloatSpinBox(label="Guidance", min=0.0, max=10.0, step=0.1, value=1.2)
         self.solver = ComboBox(label="Solver", choices=list(solvers), value="midpoint")
         self.seed = SpinBox(label="Seed", min=0, max=2**31 - 1, value=0)
-        super().__init__(widgets=[self.direction, self.start, self.steps, self.guidance,
-                                  self.solver, self.seed], label="Sampler")
-        self.direction.changed.connect(
-            lambda v: setattr(self.start, "visible", v == "reverse"))
+        super().__init__(
+            widgets=[
+                self.direction,
+                self.start,
+                self.steps,
+                self.guidance,
+                self.solver,
+                self.seed,
+            ],
+            label="Sampler",
+        )
+        self.direction.changed.connect(lambda v: setattr(self.start, "visible", v == "reverse"))
 
     def set_defaults(self, defaults: dict[str, Any]) -> None:
         if "guidance" in defaults:

@@ -66,8 +66,14 @@ class RunDisplay:
         """The widget goes away: stop following the viewer's slider."""
         self.viewer.dims.events.current_step.disconnect(self.show_time)
 
-    def start(self, model: Any, batches: Sequence[Batch], settings: RunSettings,
-              placement: dict[str, tuple], view_layers: Sequence[Any]) -> None:
+    def start(
+        self,
+        model: Any,
+        batches: Sequence[Batch],
+        settings: RunSettings,
+        placement: dict[str, tuple],
+        view_layers: Sequence[Any],
+    ) -> None:
         """A new run begins: remember what it is about (the last result stays shown)."""
         self._model, self.batches, self._settings = model, list(batches), settings
         self._placement, self._view_layers = dict(placement), list(view_layers)
@@ -81,8 +87,11 @@ class RunDisplay:
         colors = {AREA: "tab:purple"}
         for i, ch in enumerate(channels):
             c = channel_color(ch, i)
-            colors[f"mean {ch}"] = {"blue": "tab:blue", "green": "tab:green",
-                                    "red": "tab:red"}.get(c, c)
+            colors[f"mean {ch}"] = {
+                "blue": "tab:blue",
+                "green": "tab:green",
+                "red": "tab:red",
+            }.get(c, c)
         return colors
 
     # --- events ---------------------------------------------------------------------
@@ -92,38 +101,63 @@ class RunDisplay:
         factors = np.asarray(event.scales[0])
         if np.any(factors != 1.0):
             # said in the status line, not a pop-up: it holds for every run on this image
-            self.note = (f" Intensities x{np.round(factors, 2).tolist()} into the model's "
-                         "range (results in the image's units).")
+            self.note = (
+                f" Intensities x{np.round(factors, 2).tolist()} into the model's "
+                "range (results in the image's units)."
+            )
 
     def _allocate(self, event: Ready) -> None:
         """First frame: allocate (or reuse) one stack per batch, fixed contrast."""
         s, channels = self._settings, self._model.channels
         self.stacks, self.field_stacks, self._drawn = [], {}, True
-        self.readout.reset([b.name for b in self.batches],
-                           self._readout_colors(channels))
+        self.readout.reset([b.name for b in self.batches], self._readout_colors(channels))
         compare = len(self.batches) > 1
         if not compare:
             self.comparison.end()
-        meta = dict(s.as_metadata(), channels=channels,
-                    n_cells=[int(c.shape[0]) for c in event.crops],
-                    intensity_factors=[float(f) for f in event.scales[0]],
-                    warnings=list(event.warnings), cpu_threads=event.cpu_threads)
+        meta = dict(
+            s.as_metadata(),
+            channels=channels,
+            n_cells=[int(c.shape[0]) for c in event.crops],
+            intensity_factors=[float(f) for f in event.scales[0]],
+            warnings=list(event.warnings),
+            cpu_threads=event.cpu_threads,
+        )
         for b, batch in enumerate(self.batches):
             placement = self._placement.get(batch.name)
             scale, translate = (1.0, 1.0), (0.0, 0.0)
             if placement is not None and not compare:
                 scale, shape = placement[0], placement[2]  # the mosaic sits beside its field
-                translate = (placement[1][0],
-                             placement[1][1] + (shape[1] + _MOSAIC_GAP_PX) * scale[1])
+                translate = (
+                    placement[1][0],
+                    placement[1][1] + (shape[1] + _MOSAIC_GAP_PX) * scale[1],
+                )
             group = group_name(s.direction, batch.name if compare else None)
             bmeta = dict(meta, source=batch.name)
-            self.stacks.append(TrajectoryStack(self.viewer, group, channels, s.times(),
-                                               event.mosaic_hw[b], event.limits, bmeta,
-                                               scale, translate))
+            self.stacks.append(
+                TrajectoryStack(
+                    self.viewer,
+                    group,
+                    channels,
+                    s.times(),
+                    event.mosaic_hw[b],
+                    event.limits,
+                    bmeta,
+                    scale,
+                    translate,
+                )
+            )
             if s.paste_back and batch.is_field and placement is not None and not compare:
                 self.field_stacks[b] = TrajectoryStack(
-                    self.viewer, f"{group} field", channels, s.times(), placement[2],
-                    event.limits, bmeta, placement[0], placement[1])
+                    self.viewer,
+                    f"{group} field",
+                    channels,
+                    s.times(),
+                    placement[2],
+                    event.limits,
+                    bmeta,
+                    placement[0],
+                    placement[1],
+                )
         self.time_axis = label_time_axis(self.viewer)
         self.show_time()
         if compare:
@@ -144,13 +178,17 @@ class RunDisplay:
             self.field_stacks[ev.batch].write(ev.index, ev.field)
         self.readout.add(ev.batch, ev.t, ev.summary)
         now = time.monotonic()
-        if ev.batch == len(self.stacks) - 1 and (now - self._last_refresh > _REFRESH_S
-                                                 or ev.index == 0):
+        if ev.batch == len(self.stacks) - 1 and (
+            now - self._last_refresh > _REFRESH_S or ev.index == 0
+        ):
             self._refresh(ev.index)
             self._last_refresh = now
         if ev.batch == 0 and self._settings.direction == "forward":
-            self.last_forward = {"name": self.batches[0].name, "crops": ev.crops,
-                                 "index": ev.index}
+            self.last_forward = {
+                "name": self.batches[0].name,
+                "crops": ev.crops,
+                "index": ev.index,
+            }
 
     def _refresh(self, index: int) -> None:
         for st in [*self.stacks, *self.field_stacks.values()]:
@@ -167,7 +205,7 @@ class RunDisplay:
     def finish(self, failed: str | None = None) -> str:
         """The worker ended (done, cancelled or failed); returns a status line."""
         if not self._drawn:  # nothing of this run reached the layers
-            kept = (" The previous result is unchanged." if self.stacks else "")
+            kept = " The previous result is unchanged." if self.stacks else ""
             if failed:
                 return f"{failed}{kept}"
             return f"Cancelled before the first frame.{kept}"
@@ -179,8 +217,10 @@ class RunDisplay:
         if self.time_axis is not None and self._followed is not None and done:
             follow_frame(self.viewer, self.time_axis, done - 1)
         if complete:
-            return (f"Done: {self.stacks[0].n_frames} frames x {len(self.stacks)} "
-                    f"batch(es). Scrub the t slider." + self.note)
+            return (
+                f"Done: {self.stacks[0].n_frames} frames x {len(self.stacks)} "
+                f"batch(es). Scrub the t slider." + self.note
+            )
         why = f" {failed}" if failed else ""
         return f"Stopped after {done} frame(s); they are kept.{why}" + self.note
 
@@ -196,5 +236,7 @@ class RunDisplay:
         times = meta.get("times", [])
         index = self.viewer.dims.current_step[axis]
         if 0 <= index < len(times):
-            self.time_overlay.show(f"t = {times[index]:.2f}   {meta.get('perturbation', '')}"
-                                   f" ({meta.get('direction', '')})")
+            self.time_overlay.show(
+                f"t = {times[index]:.2f}   {meta.get('perturbation', '')}"
+                f" ({meta.get('direction', '')})"
+            )

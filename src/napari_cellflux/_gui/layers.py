@@ -34,8 +34,15 @@ __all__ = [
 
 PREFIX = "CellFlux"
 _DIRECTION_WORDS = {"forward": "forward", "reverse": "reverse", "both": "round trip"}
-_COLORS = {"dna": "blue", "dapi": "blue", "hoechst": "blue", "nuclei": "blue",
-           "tubulin": "green", "actin": "red", "phalloidin": "red"}
+_COLORS = {
+    "dna": "blue",
+    "dapi": "blue",
+    "hoechst": "blue",
+    "nuclei": "blue",
+    "tubulin": "green",
+    "actin": "red",
+    "phalloidin": "red",
+}
 _SPARE_COLORS = ("magenta", "yellow", "cyan", "gray")
 
 
@@ -69,10 +76,18 @@ def _meta(layer: Any) -> dict[str, Any]:
 class TrajectoryStack:
     """The layers of one trajectory and their preallocated (T, H, W) stacks."""
 
-    def __init__(self, viewer: Any, group: str, channels: Sequence[str], times: np.ndarray,
-                 hw: tuple[int, int], limits: np.ndarray, metadata: dict[str, Any],
-                 scale: Sequence[float] = (1.0, 1.0),
-                 translate: Sequence[float] = (0.0, 0.0)) -> None:
+    def __init__(
+        self,
+        viewer: Any,
+        group: str,
+        channels: Sequence[str],
+        times: np.ndarray,
+        hw: tuple[int, int],
+        limits: np.ndarray,
+        metadata: dict[str, Any],
+        scale: Sequence[float] = (1.0, 1.0),
+        translate: Sequence[float] = (0.0, 0.0),
+    ) -> None:
         self.viewer = viewer
         self.group = group
         self.times = np.asarray(times, dtype=np.float64)
@@ -80,25 +95,52 @@ class TrajectoryStack:
         self.created = False  # True when a layer had to be added (not reused)
         shape = (len(self.times), int(hw[0]), int(hw[1]))
         self.layers = [
-            self._ensure(layer_name(group, ch), ch, c, shape, limits[c], metadata,
-                         (1.0, *scale), (0.0, *translate))
+            self._ensure(
+                layer_name(group, ch),
+                ch,
+                c,
+                shape,
+                limits[c],
+                metadata,
+                (1.0, *scale),
+                (0.0, *translate),
+            )
             for c, ch in enumerate(channels)
         ]
 
-    def _ensure(self, name: str, channel: str, c: int, shape: tuple[int, ...],
-                limits: Sequence[float], metadata: dict[str, Any], scale: Sequence[float],
-                translate: Sequence[float]) -> Any:
+    def _ensure(
+        self,
+        name: str,
+        channel: str,
+        c: int,
+        shape: tuple[int, ...],
+        limits: Sequence[float],
+        metadata: dict[str, Any],
+        scale: Sequence[float],
+        translate: Sequence[float],
+    ) -> Any:
         from napari.layers import Image
 
-        meta = {"cellflux": dict(metadata, kind="trajectory", group=self.group,
-                                 channel=channel, times=self.times.tolist())}
+        meta = {
+            "cellflux": dict(
+                metadata,
+                kind="trajectory",
+                group=self.group,
+                channel=channel,
+                times=self.times.tolist(),
+            )
+        }
         clim = (float(limits[0]), float(limits[1]))
         layers = self.viewer.layers
         layer = layers[name] if name in layers else None  # noqa: SIM401 (LayerList has no get)
         if isinstance(layer, Image) and not layer.rgb:
             data = layer.data
-            if (isinstance(data, np.ndarray) and data.shape == shape
-                    and data.dtype == np.float32 and data.flags.writeable):
+            if (
+                isinstance(data, np.ndarray)
+                and data.shape == shape
+                and data.dtype == np.float32
+                and data.flags.writeable
+            ):
                 data[:] = 0  # same size: reuse the array, the layer keeps its identity
             else:
                 layer.data = np.zeros(shape, np.float32)
@@ -112,9 +154,15 @@ class TrajectoryStack:
             self.viewer.layers.remove(layer)
         self.created = True
         layer = self.viewer.add_image(
-            np.zeros(shape, np.float32), name=name, colormap=channel_color(channel, c),
-            blending="additive", contrast_limits=clim, metadata=meta, scale=scale,
-            translate=translate)
+            np.zeros(shape, np.float32),
+            name=name,
+            colormap=channel_color(channel, c),
+            blending="additive",
+            contrast_limits=clim,
+            metadata=meta,
+            scale=scale,
+            translate=translate,
+        )
         layer.contrast_limits_range = clim  # the zeros would give a useless (0, 1) range
         layer.contrast_limits = clim
         return layer
@@ -145,14 +193,27 @@ class TrajectoryStack:
             layer.refresh()
 
 
-def show_cells(viewer: Any, source: str, centroids: np.ndarray, crop_size: int,
-               scale: Sequence[float], translate: Sequence[float], n_requested: int,
-               image_shape: tuple[int, int]) -> Any:
+def show_cells(
+    viewer: Any,
+    source: str,
+    centroids: np.ndarray,
+    crop_size: int,
+    scale: Sequence[float],
+    translate: Sequence[float],
+    n_requested: int,
+    image_shape: tuple[int, int],
+) -> Any:
     """Show detected cells as square points the size of their crops (updated in place)."""
     name = cells_layer_name(source)
-    meta = {"cellflux": {"kind": "cells", "source": source, "n_requested": int(n_requested),
-                         "image_shape": [int(v) for v in image_shape],
-                         "crop_size": int(crop_size)}}
+    meta = {
+        "cellflux": {
+            "kind": "cells",
+            "source": source,
+            "n_requested": int(n_requested),
+            "image_shape": [int(v) for v in image_shape],
+            "crop_size": int(crop_size),
+        }
+    }
     data = np.asarray(centroids, dtype=np.float64).reshape(-1, 2)
     if name in viewer.layers:
         layer = viewer.layers[name]
@@ -163,9 +224,18 @@ def show_cells(viewer: Any, source: str, centroids: np.ndarray, crop_size: int,
         layer.size = crop_size
         return layer
     return viewer.add_points(
-        data, name=name, symbol="square", size=crop_size, face_color="transparent",
-        border_color="yellow", border_width=0.04, opacity=0.8, metadata=meta,
-        scale=tuple(scale), translate=tuple(translate))
+        data,
+        name=name,
+        symbol="square",
+        size=crop_size,
+        face_color="transparent",
+        border_color="yellow",
+        border_width=0.04,
+        opacity=0.8,
+        metadata=meta,
+        scale=tuple(scale),
+        translate=tuple(translate),
+    )
 
 
 @dataclass(frozen=True)
@@ -173,8 +243,8 @@ class ChosenCells:
     """The cells a user chose in a points layer, and how many points had to be left out."""
 
     centroids: np.ndarray | None  # (K, 2) row, col; None: detect cells anew
-    n_points: int = 0             # points considered (the selected ones, if any)
-    n_outside: int = 0            # of those, outside the image (not simulated)
+    n_points: int = 0  # points considered (the selected ones, if any)
+    n_outside: int = 0  # of those, outside the image (not simulated)
     source: str = ""
 
     @property
@@ -184,15 +254,20 @@ class ChosenCells:
             return ""
         where = f"outside the image '{self.source}'"
         if self.centroids is None:
-            return (f"All {self.n_points} points of '{cells_layer_name(self.source)}' lie "
-                    f"{where}: detected cells anew. Move the points onto cells.")
+            return (
+                f"All {self.n_points} points of '{cells_layer_name(self.source)}' lie "
+                f"{where}: detected cells anew. Move the points onto cells."
+            )
         kept = self.n_points - self.n_outside
-        return (f"{self.n_outside} of {self.n_points} points lie {where}: simulated {kept} "
-                f"cell{'s' if kept != 1 else ''}. Move the points onto cells to use them.")
+        return (
+            f"{self.n_outside} of {self.n_points} points lie {where}: simulated {kept} "
+            f"cell{'s' if kept != 1 else ''}. Move the points onto cells to use them."
+        )
 
 
-def cells_from_layer(viewer: Any, source: str, n_requested: int,
-                     image_shape: tuple[int, int]) -> ChosenCells:
+def cells_from_layer(
+    viewer: Any, source: str, n_requested: int, image_shape: tuple[int, int]
+) -> ChosenCells:
     """The cells to simulate from an existing points layer (the user may have edited it).
 
     Selected points only when some are selected; ``centroids`` is None when the layer is
@@ -205,8 +280,9 @@ def cells_from_layer(viewer: Any, source: str, n_requested: int,
         return ChosenCells(None, source=source)
     layer = viewer.layers[name]
     meta = layer.metadata.get("cellflux", {})
-    if (meta.get("n_requested") != int(n_requested)
-            or list(meta.get("image_shape", [])) != [int(v) for v in image_shape]):
+    if meta.get("n_requested") != int(n_requested) or list(meta.get("image_shape", [])) != [
+        int(v) for v in image_shape
+    ]:
         return ChosenCells(None, source=source)
     data = np.asarray(layer.data, dtype=np.float64)
     if data.ndim != 2 or data.shape[0] == 0:
@@ -261,7 +337,7 @@ class TimeOverlay:
     def _overlay(self) -> Any:
         canvas = getattr(self.viewer, "canvas", None)
         if canvas is not None and hasattr(canvas, "overlays"):
-            return canvas.overlays.text          # napari >= 0.9
+            return canvas.overlays.text  # napari >= 0.9
         return getattr(self.viewer, "text_overlay", None)
 
     def show(self, text: str) -> None:
@@ -277,8 +353,8 @@ class TimeOverlay:
 def _grid(viewer: Any) -> Any:
     canvas = getattr(viewer, "canvas", None)
     if canvas is not None and hasattr(canvas, "grid"):
-        return canvas.grid           # napari >= 0.9
-    return viewer.grid               # older napari
+        return canvas.grid  # napari >= 0.9
+    return viewer.grid  # older napari
 
 
 class Comparison:

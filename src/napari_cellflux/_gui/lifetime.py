@@ -100,8 +100,12 @@ class WorkerGroup:
         if self.closed:
             return None
         direct = Qt.ConnectionType.DirectConnection
-        tracked = _Tracked(worker, threading.Event(), threading.Event(),
-                           immediate=not QThread.currentThread().loopLevel())
+        tracked = _Tracked(
+            worker,
+            threading.Event(),
+            threading.Event(),
+            immediate=not QThread.currentThread().loopLevel(),
+        )
         # Direct connections run in the worker's thread, so they fire even while the GUI
         # thread is blocked waiting in close().
         worker.started.connect(tracked.started.set, direct)
@@ -143,8 +147,7 @@ class WorkerGroup:
             if t.immediate or t.started.is_set():
                 left = max(0.0, deadline - time.monotonic())
                 if not t.finished.wait(left):
-                    _log.warning("a napari-cellflux worker did not stop within %.0f s",
-                                 timeout_s)
+                    _log.warning("a napari-cellflux worker did not stop within %.0f s", timeout_s)
         self._tracked = []
 
 
@@ -186,8 +189,11 @@ def _make_close_watcher(native: Any, callback: Callable[[], None]) -> Any:
             kind = event.type()
             if kind == QEvent.Type.ParentChange:
                 self._rewatch()
-            elif (kind == QEvent.Type.Close and isinstance(obj, QMainWindow)
-                    and not event.spontaneous()):
+            elif (
+                kind == QEvent.Type.Close
+                and isinstance(obj, QMainWindow)
+                and not event.spontaneous()
+            ):
                 callback()
             return False
 

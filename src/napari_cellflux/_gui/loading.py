@@ -29,8 +29,12 @@ class WeightsLoader:
         Called with a message a user understands (what failed and what to do).
     """
 
-    def __init__(self, workers: WorkerGroup, on_loaded: Callable[[Any, str, str], None],
-                 on_failed: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        workers: WorkerGroup,
+        on_loaded: Callable[[Any, str, str], None],
+        on_failed: Callable[[str], None],
+    ) -> None:
         self._workers = workers
         self._on_loaded, self._on_failed = on_loaded, on_failed
         self._requests = 0
@@ -46,9 +50,12 @@ class WeightsLoader:
         worker = create_worker(load_model_safely, path or None, device, _start_thread=False)
         # load_model_safely returns failures; `errored` covers what it cannot catch
         self._workers.start(
-            worker, returned=lambda result: self._done(result, path, device, request),
-            errored=lambda exc: self._done(Failed(f"{type(exc).__name__}: {exc}"), path,
-                                           device, request))
+            worker,
+            returned=lambda result: self._done(result, path, device, request),
+            errored=lambda exc: self._done(
+                Failed(f"{type(exc).__name__}: {exc}"), path, device, request
+            ),
+        )
 
     def _done(self, result: Any, path: str, device: str, request: int) -> None:
         if request != self._requests:  # superseded by a later load

@@ -138,15 +138,22 @@ class ReadoutPlot(_Series):
             x = np.arange(times.size) if round_trip else times
             for key, rel in self.relative(b).items():
                 label = key if b == 0 else None
-                ax.plot(x, rel, _STYLES[b % len(_STYLES)], color=self._colors.get(key, "k"),
-                        lw=1.3, label=label)
+                ax.plot(
+                    x,
+                    rel,
+                    _STYLES[b % len(_STYLES)],
+                    color=self._colors.get(key, "k"),
+                    lw=1.3,
+                    label=label,
+                )
         ax.set_xlabel("frame" if round_trip else "t", fontsize=8, color=self._fg)
         if any(self._times):
             legend = ax.legend(fontsize=6, loc="best", frameon=False)
             for text in legend.get_texts():
                 text.set_color(self._fg)
             if len(self._batches) > 1:
-                styles = ",  ".join(f"{_STYLES[i % len(_STYLES)]} {n}"
-                                    for i, n in enumerate(self._batches))
+                styles = ",  ".join(
+                    f"{_STYLES[i % len(_STYLES)]} {n}" for i, n in enumerate(self._batches)
+                )
                 ax.set_title(styles, fontsize=7, color=self._fg)
         self.native.draw_idle()

@@ -31,8 +31,9 @@ _COLORS = {"DNA": "blue", "Tubulin": "green", "Actin": "red"}
 LayerData = tuple[np.ndarray, dict[str, Any], str]
 
 
-def field_layer_data(name: str, image_hwc: np.ndarray, channels: tuple[str, ...],
-                     visible: bool = True) -> LayerData:
+def field_layer_data(
+    name: str, image_hwc: np.ndarray, channels: tuple[str, ...], visible: bool = True
+) -> LayerData:
     """One layer-data tuple that napari splits into one additive layer per channel."""
     from ..core.images import channel_limits
 
@@ -48,8 +49,9 @@ def field_layer_data(name: str, image_hwc: np.ndarray, channels: tuple[str, ...]
     return np.moveaxis(image_hwc, -1, 0), meta, "image"
 
 
-def _field(plate: str, compound: str | None, dose: float, name: str,
-           visible: bool = True) -> LayerData:
+def _field(
+    plate: str, compound: str | None, dose: float, name: str, visible: bool = True
+) -> LayerData:
     from ..core.synthetic import make_field
     from ..core.synthetic_catalog import CHANNELS
 
@@ -69,8 +71,14 @@ def control_plate_2() -> list[LayerData]:
 
 def treated_plate_1() -> list[LayerData]:
     """The same batch as :func:`control_plate_1`, treated (for reverse trajectories)."""
-    return [_field("SynPlate1", SAMPLE_COMPOUND, SAMPLE_DOSE_UM,
-                   f"{SAMPLE_COMPOUND} {SAMPLE_DOSE_UM:g}uM SynPlate1")]
+    return [
+        _field(
+            "SynPlate1",
+            SAMPLE_COMPOUND,
+            SAMPLE_DOSE_UM,
+            f"{SAMPLE_COMPOUND} {SAMPLE_DOSE_UM:g}uM SynPlate1",
+        )
+    ]
 
 
 def demo_set() -> list[LayerData]:
@@ -78,6 +86,11 @@ def demo_set() -> list[LayerData]:
     return [
         _field("SynPlate1", None, 0.0, "control SynPlate1"),
         _field("SynPlate2", None, 0.0, "control SynPlate2", visible=False),
-        _field("SynPlate1", SAMPLE_COMPOUND, SAMPLE_DOSE_UM,
-               f"{SAMPLE_COMPOUND} {SAMPLE_DOSE_UM:g}uM SynPlate1", visible=False),
+        _field(
+            "SynPlate1",
+            SAMPLE_COMPOUND,
+            SAMPLE_DOSE_UM,
+            f"{SAMPLE_COMPOUND} {SAMPLE_DOSE_UM:g}uM SynPlate1",
+            visible=False,
+        ),
     ]

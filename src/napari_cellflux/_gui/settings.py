@@ -97,8 +97,12 @@ def load_settings() -> InferenceSettings:
     )
 
 
-def save_settings(weights_path: str | None = None, device: str | None = None,
-                  cpu_threads: int | None = None, precision: str | None = None) -> bool:
+def save_settings(
+    weights_path: str | None = None,
+    device: str | None = None,
+    cpu_threads: int | None = None,
+    precision: str | None = None,
+) -> bool:
     """Remember a weights file, device, CPU thread count and/or precision; returns False
     where settings are unavailable."""
     section = _section()

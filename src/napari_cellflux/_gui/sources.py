@@ -33,9 +33,9 @@ __all__ = [
 ]
 
 _SUFFIX = re.compile(r"^(?P<stem>.*\S)\s*\[(?P<channel>[^\[\]]+)\]$")
-GROUP_AXIS = "layers"     # channels come from separate 2-D layers
-RGB_AXIS = "rgb"          # channels are the RGB(A) samples of one layer
-_MAX_CHANNELS = 16        # larger axes are space, time or cells, not channels
+GROUP_AXIS = "layers"  # channels come from separate 2-D layers
+RGB_AXIS = "rgb"  # channels are the RGB(A) samples of one layer
+_MAX_CHANNELS = 16  # larger axes are space, time or cells, not channels
 # Where RGB exports of Cell Painting-style stains usually put them (DNA blue, ...).
 _RGB_HINTS = {"dna": 2, "dapi": 2, "hoechst": 2, "nuclei": 2, "tubulin": 1, "actin": 0}
 
@@ -90,7 +90,8 @@ def find_sources(layers: Sequence[Any]) -> list[Source]:
         m = _SUFFIX.match(layer.name)
         if m and layer.ndim == 2 and not layer.rgb:
             groups.setdefault((m["stem"], tuple(layer.data.shape)), []).append(
-                (m["channel"], layer))
+                (m["channel"], layer)
+            )
     sources: list[Source] = []
     used: set[int] = set()
     for layer in images:
@@ -99,8 +100,9 @@ def find_sources(layers: Sequence[Any]) -> list[Source]:
         m = _SUFFIX.match(layer.name)
         members = groups.get((m["stem"], tuple(layer.data.shape)), []) if m else []
         if len(members) >= 2 and layer.ndim == 2 and not layer.rgb:
-            sources.append(Source(m["stem"], tuple(ly for _, ly in members),
-                                  tuple(c for c, _ in members)))
+            sources.append(
+                Source(m["stem"], tuple(ly for _, ly in members), tuple(c for c, _ in members))
+            )
             used |= {id(ly) for _, ly in members}
         else:
             sources.append(Source(layer.name, (layer,)))
@@ -132,8 +134,9 @@ def channel_labels(source: Source, axis: Any) -> list[str]:
     return []
 
 
-def default_order(model_channels: Sequence[str], labels: Sequence[str],
-                  rgb: bool = False) -> list[int]:
+def default_order(
+    model_channels: Sequence[str], labels: Sequence[str], rgb: bool = False
+) -> list[int]:
     """Best guess of which image channel feeds each model channel.
 
     Exact (case-insensitive) name matches first, then names containing the model's channel
@@ -170,14 +173,15 @@ class Prepared:
     """Model-ordered pixels of one source: a field of view or a stack of crops."""
 
     name: str
-    image: np.ndarray             # (H, W, C) field or (N, H, W, C) crops, raw units
+    image: np.ndarray  # (H, W, C) field or (N, H, W, C) crops, raw units
     is_field: bool
     scale: tuple[float, float] = (1.0, 1.0)
     translate: tuple[float, float] = (0.0, 0.0)
 
 
-def extract(source: Source, axis: Any, order: Sequence[int], model_channels: Sequence[str],
-            crop_size: int) -> Prepared:
+def extract(
+    source: Source, axis: Any, order: Sequence[int], model_channels: Sequence[str], crop_size: int
+) -> Prepared:
     """Pull the pixels of ``source`` into channels-last, model channel order.
 
     A 3-D result is a field of view when both sides are at least twice the model's crop size
@@ -197,19 +201,22 @@ def extract(source: Source, axis: Any, order: Sequence[int], model_channels: Seq
         raise ValueError(
             f"'{source.name}' is a single 2-D image (shape {source.shape}); the model needs "
             f"{n} channels ({names}). Open the image with its channels, or load one image per "
-            f"channel named like '{source.name} [{model_channels[0]}]'.")
+            f"channel named like '{source.name} [{model_channels[0]}]'."
+        )
     labels = channel_labels(source, axis)
     if len(labels) < n:
         raise ValueError(
             f"The model needs {n} channels ({names}) but '{source.name}' has {len(labels)} "
             f"along the chosen channel axis ({axis}). Choose the axis that holds the channels, "
-            f"or load weights trained on {len(labels)} channel(s).")
+            f"or load weights trained on {len(labels)} channel(s)."
+        )
     order = [int(i) for i in order]
     if len(order) != n or len(set(order)) != n:
         dup = [model_channels[i] for i, o in enumerate(order) if order.count(o) > 1]
         raise ValueError(
             "Each model channel needs its own image channel, but "
-            f"{' and '.join(dup) or 'some channels'} use the same one. Fix the channel order.")
+            f"{' and '.join(dup) or 'some channels'} use the same one. Fix the channel order."
+        )
     if source.is_group:
         shapes = {ly.data.shape for ly in source.layers}
         if len(shapes) != 1:
@@ -221,12 +228,14 @@ def extract(source: Source, axis: Any, order: Sequence[int], model_channels: Seq
     if image.dtype.kind not in "uif":
         raise ValueError(
             f"'{source.name}' holds {image.dtype} values; the model needs intensities "
-            "(uint8, uint16 or float). Choose the fluorescence image, not a mask.")
+            "(uint8, uint16 or float). Choose the fluorescence image, not a mask."
+        )
     if image.ndim not in (3, 4):
         raise ValueError(
             f"After moving the channels last, '{source.name}' has shape {image.shape}: expected "
             "(H, W, C) for a field of view or (N, H, W, C) for a stack of crops. Remove extra "
-            "axes (time, z), e.g. with a max projection, or choose another channel axis.")
+            "axes (time, z), e.g. with a max projection, or choose another channel axis."
+        )
     h, w = image.shape[-3:-1]
     is_field = image.ndim == 3 and min(h, w) >= 2 * crop_size
     layer = source.layer

@@ -56,9 +56,17 @@ class CellFluxWidget(Container):
         self.run_button = PushButton(text="Run")
         self.status = wrap(Label(value=""))
         self.readout_box = Container(labels=False)
-        self.body = Container(widgets=[self.model_panel, self.input_panel,
-                                       self.perturbation_panel, self.sampler_panel,
-                                       self.compare_panel, self.readout_box], labels=False)
+        self.body = Container(
+            widgets=[
+                self.model_panel,
+                self.input_panel,
+                self.perturbation_panel,
+                self.sampler_panel,
+                self.compare_panel,
+                self.readout_box,
+            ],
+            labels=False,
+        )
         super().__init__(widgets=[self.run_button, self.status], labels=False)
         self.workers = WorkerGroup(self.native)
         self.loader = WeightsLoader(self.workers, self._on_model, self._on_load_failed)
@@ -85,10 +93,8 @@ class CellFluxWidget(Container):
         self.workers.on_close(self._on_close)
 
         self.model_panel.load.changed.connect(self.load_weights)
-        self.model_panel.cpu_threads.changed.connect(
-            lambda n: save_settings(cpu_threads=int(n)))
-        self.model_panel.precision.changed.connect(
-            lambda v: save_settings(precision=str(v)))
+        self.model_panel.cpu_threads.changed.connect(lambda n: save_settings(cpu_threads=int(n)))
+        self.model_panel.precision.changed.connect(lambda v: save_settings(precision=str(v)))
         self.input_panel.detect.changed.connect(self.detect)
         self.run_button.changed.connect(self._on_run_clicked)
         for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
@@ -196,9 +202,13 @@ class CellFluxWidget(Container):
 
     # --- inputs ---------------------------------------------------------------------
     def _batch(self, source: Source) -> Batch:
-        prepared = extract(source, self.input_panel.channel_axis,
-                           self.input_panel.channel_order, self.model.channels,
-                           self.model.crop_size)
+        prepared = extract(
+            source,
+            self.input_panel.channel_axis,
+            self.input_panel.channel_order,
+            self.model.channels,
+            self.model.crop_size,
+        )
         n = int(self.input_panel.n_cells.value)
         cen = None
         if prepared.is_field:
@@ -206,8 +216,8 @@ class CellFluxWidget(Container):
             cen = chosen.centroids
             if chosen.message:
                 self._notes.append(chosen.message)
-        self._placement[source.name] = (prepared.scale, prepared.translate,
-                                        prepared.image.shape[:2])
+        where = (prepared.scale, prepared.translate, prepared.image.shape[:2])
+        self._placement[source.name] = where
         self._layers_of[source.name] = source.layers
         self._view_layers.extend(source.layers)
         return Batch(source.name, prepared.image, prepared.is_field, cen, n)
@@ -218,14 +228,19 @@ class CellFluxWidget(Container):
             if len(sources) < 2:
                 raise ValueError("Choose two or more control images to compare (Batches).")
             return [self._batch(s) for s in sources]
-        if (self.sampler_panel.direction.value == "reverse"
-                and self.sampler_panel.start.value == "end of forward run"):
+        if (
+            self.sampler_panel.direction.value == "reverse"
+            and self.sampler_panel.start.value == "end of forward run"
+        ):
             if self.last_forward is None:
-                raise ValueError("There is no forward run to reverse yet: run forward first, "
-                                 "or reverse from an image.")
+                raise ValueError(
+                    "There is no forward run to reverse yet: run forward first, "
+                    "or reverse from an image."
+                )
             lf = self.last_forward
-            return [Batch(f"{lf['name']} (end of forward)", lf["crops"], False, None,
-                          len(lf["crops"]))]
+            return [
+                Batch(f"{lf['name']} (end of forward)", lf["crops"], False, None, len(lf["crops"]))
+            ]
         src = self.input_panel.source
         if src is None:
             raise ValueError("Choose an input image first (Input image).")
@@ -245,8 +260,11 @@ class CellFluxWidget(Container):
         if self.model is None or self.running or self.detecting:
             return
         try:
-            sources = (self.compare_panel.selected if self.compare_panel.active
-                       else [self.input_panel.source])
+            sources = (
+                self.compare_panel.selected
+                if self.compare_panel.active
+                else [self.input_panel.source]
+            )
             if not sources or sources[0] is None:
                 raise ValueError("Choose an input image first (Input image).")
             batches = [self._batch(s) for s in sources]
@@ -259,13 +277,21 @@ class CellFluxWidget(Container):
         if not any(b.is_field for b in batches):
             show_info("The image is a stack of crops (or one crop): nothing to detect.")
             return
-        worker = create_worker(detect_cells, batches, dna_index(self.model.channels),
-                               self.model.crop_size, int(self.sampler_panel.seed.value),
-                               _start_thread=False)
+        worker = create_worker(
+            detect_cells,
+            batches,
+            dna_index(self.model.channels),
+            self.model.crop_size,
+            int(self.sampler_panel.seed.value),
+            _start_thread=False,
+        )
         self._detector = worker
         self.status.value = "Detecting cells ..."
-        self.workers.start(worker, yielded=lambda ev: self._on_detected(ev, batches),
-                           finished=self._on_detect_finished)
+        self.workers.start(
+            worker,
+            yielded=lambda ev: self._on_detected(ev, batches),
+            finished=self._on_detect_finished,
+        )
 
     def _on_detected(self, event: Any, batches: list[Batch]) -> None:
         if isinstance(event, CellsFound):
@@ -307,33 +333,48 @@ class CellFluxWidget(Container):
             self.model.encode(query)  # a bad SMILES or unknown name stops here, with a hint
             batches = self._input_batches()
             # What "auto" means on this device; ValueError for bfloat16 on MPS.
-            precision = precision_in_use(str(self.model_panel.precision.value),
-                                         self.model.device)
+            precision = precision_in_use(str(self.model_panel.precision.value), self.model.device)
         except ValueError as exc:
             show_error(str(exc))
             return None
         settings = RunSettings(
-            perturbation=query, direction=str(sp.direction.value), steps=int(sp.steps.value),
-            guidance=float(sp.guidance.value), solver=str(sp.solver.value),
-            seed=int(sp.seed.value), dose_uM=pp.dose_uM,
+            perturbation=query,
+            direction=str(sp.direction.value),
+            steps=int(sp.steps.value),
+            guidance=float(sp.guidance.value),
+            solver=str(sp.solver.value),
+            seed=int(sp.seed.value),
+            dose_uM=pp.dose_uM,
             paste_back=bool(self.input_panel.paste.value),
-            weights=str(self.model.path or "bundled demo"), precision=precision,
-            cpu_threads=cpu_threads_for(int(self.model_panel.cpu_threads.value)))
+            weights=str(self.model.path or "bundled demo"),
+            precision=precision,
+            cpu_threads=cpu_threads_for(int(self.model_panel.cpu_threads.value)),
+        )
         for note in self._notes:
             show_warning(note)
         self._failed = None
         self.frames_shown = 0
         self.display.start(self.model, batches, settings, self._placement, self._view_layers)
-        self._progress = progress(total=settings.n_frames * len(batches),
-                                  desc=f"CellFlux {settings.direction}: {query[:30]}")
-        worker = create_worker(simulate_batches, self.model, batches, settings,
-                               dna_index(self.model.channels), _start_thread=False)
+        self._progress = progress(
+            total=settings.n_frames * len(batches),
+            desc=f"CellFlux {settings.direction}: {query[:30]}",
+        )
+        worker = create_worker(
+            simulate_batches,
+            self.model,
+            batches,
+            settings,
+            dna_index(self.model.channels),
+            _start_thread=False,
+        )
         self.worker = worker
         self.run_button.text = "Cancel"
-        self.status.value = " ".join([f"Simulating {query[:40]} ({settings.direction}) ...",
-                                      *self._notes])
-        self.workers.start(worker, yielded=self._on_event,
-                           finished=lambda: self._on_event(_FINISHED))
+        self.status.value = " ".join(
+            [f"Simulating {query[:40]} ({settings.direction}) ...", *self._notes]
+        )
+        self.workers.start(
+            worker, yielded=self._on_event, finished=lambda: self._on_event(_FINISHED)
+        )
         return worker
 
     def cancel(self) -> None:
@@ -383,8 +424,16 @@ class CellFluxWidget(Container):
         if not all(ly in self.viewer.layers for ly in self._layers_of.get(batch.name, ())):
             return  # the image was removed meanwhile: no points for a missing image
         scale, translate, shape = self._placement[batch.name]
-        show_cells(self.viewer, batch.name, event.centroids, self.model.crop_size, scale,
-                   translate, batch.n_cells, shape)
+        show_cells(
+            self.viewer,
+            batch.name,
+            event.centroids,
+            self.model.crop_size,
+            scale,
+            translate,
+            batch.n_cells,
+            shape,
+        )
 
     def _on_finished(self) -> None:
         if self._progress is not None:

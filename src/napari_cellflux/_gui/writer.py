@@ -85,19 +85,30 @@ def write_trajectory(path: str, layer_data: list[tuple[Any, dict, str]]) -> list
         if len(shapes) != 1 or arrays[0].ndim != 3:
             raise ValueError(
                 f"Cannot save {group!r}: its channel layers differ in shape ({shapes}) or are "
-                "not (t, y, x) stacks. Select the channel layers of one trajectory.")
+                "not (t, y, x) stacks. Select the channel layers of one trajectory."
+            )
         stack = np.stack(arrays, axis=1).astype(np.float32)  # (T, C, Y, X)
         info = dict((members[0][1].get("metadata") or {}).get("cellflux", {}))
         info.pop("channel", None)
-        info.update(format=FORMAT, version=1, group=group,
-                    channels=[(m.get("metadata") or {}).get("cellflux", {}).get(
-                        "channel", m.get("name", f"channel {i}"))
-                        for i, (_, m) in enumerate(members)])
+        info.update(
+            format=FORMAT,
+            version=1,
+            group=group,
+            channels=[
+                (m.get("metadata") or {})
+                .get("cellflux", {})
+                .get("channel", m.get("name", f"channel {i}"))
+                for i, (_, m) in enumerate(members)
+            ],
+        )
         info.setdefault("times", list(np.linspace(0, 1, stack.shape[0])))
         luts = [_lut(_color_name(m)) for _, m in members]
-        ij: dict[str, Any] = {"axes": "TCYX", "Info": json.dumps(info), "mode": "composite",
-                              "Labels": [str(c) for _ in range(stack.shape[0])
-                                         for c in info["channels"]]}
+        ij: dict[str, Any] = {
+            "axes": "TCYX",
+            "Info": json.dumps(info),
+            "mode": "composite",
+            "Labels": [str(c) for _ in range(stack.shape[0]) for c in info["channels"]],
+        }
         if all(lut is not None for lut in luts):
             ij["LUTs"] = luts
         limits = [m.get("contrast_limits") for _, m in members]
@@ -118,16 +129,19 @@ def _save_error(target: Path, exc: OSError) -> str:
     """A message for a failed save that says what happened and what to do."""
     where = f"Could not save the trajectory to {target}"
     if isinstance(exc, PermissionError):
-        return (f"{where}: permission denied. Choose a folder you can write to (for example "
-                "your home folder), or ask for write access to that folder.")
+        return (
+            f"{where}: permission denied. Choose a folder you can write to (for example "
+            "your home folder), or ask for write access to that folder."
+        )
     if isinstance(exc, IsADirectoryError):
-        return (f"{where}: a folder of that name exists. Choose a file name ending in "
-                f"{EXTENSION}.")
+        return f"{where}: a folder of that name exists. Choose a file name ending in {EXTENSION}."
     if isinstance(exc, (NotADirectoryError, FileExistsError)):
-        return (f"{where}: part of the path is a file, not a folder. Choose another folder.")
+        return f"{where}: part of the path is a file, not a folder. Choose another folder."
     reason = exc.strerror or str(exc)
-    return (f"{where}: {reason}. Check that the disk is connected and has free space, or "
-            "choose another folder.")
+    return (
+        f"{where}: {reason}. Check that the disk is connected and has free space, or "
+        "choose another folder."
+    )
 
 
 def read_trajectory(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:

@@ -33,8 +33,9 @@ def random_tiny_model():
     with torch.no_grad():
         head = model.network.head[-1]
         head.weight.copy_(0.02 * torch.randn(head.weight.shape, generator=gen))
-        model.network.null_embedding.copy_(torch.randn(model.network.null_embedding.shape,
-                                                       generator=gen))
+        model.network.null_embedding.copy_(
+            torch.randn(model.network.null_embedding.shape, generator=gen)
+        )
     return model
 
 
@@ -44,7 +45,16 @@ def cells() -> np.ndarray:
     yy, xx = np.mgrid[:32, :32]
     blob = np.exp(-((yy - 16) ** 2 + (xx - 16) ** 2) / 60.0)
     rng = np.random.default_rng(0)
-    out = np.stack([
-        np.stack([200 + (1500 + 300 * k) * blob * (c + 1) / 3 + rng.normal(0, 20, blob.shape)
-                  for c in range(3)], axis=-1) for k in range(4)])
+    out = np.stack(
+        [
+            np.stack(
+                [
+                    200 + (1500 + 300 * k) * blob * (c + 1) / 3 + rng.normal(0, 20, blob.shape)
+                    for c in range(3)
+                ],
+                axis=-1,
+            )
+            for k in range(4)
+        ]
+    )
     return np.clip(out, 0, 65535).astype(np.uint16)

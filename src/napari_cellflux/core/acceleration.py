@@ -17,8 +17,13 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["PRECISIONS", "channels_last_pays", "cpu_has_native_bf16", "compute_dtype",
-           "precision_in_use"]
+__all__ = [
+    "PRECISIONS",
+    "channels_last_pays",
+    "cpu_has_native_bf16",
+    "compute_dtype",
+    "precision_in_use",
+]
 
 #: Accepted values of a simulation's ``precision``.
 PRECISIONS = ("auto", "float32", "bfloat16")
@@ -62,8 +67,7 @@ def compute_dtype(precision: str, device: Any) -> Any | None:
     if precision == "auto":
         return torch.bfloat16 if kind == "cpu" and cpu_has_native_bf16() else None
     if kind not in ("cpu", "cuda"):
-        raise ValueError(f"bfloat16 inference is not available on {kind}; choose float32 "
-                         "or auto")
+        raise ValueError(f"bfloat16 inference is not available on {kind}; choose float32 or auto")
     return torch.bfloat16
 
 

@@ -116,12 +116,28 @@ class UNetConfig:
 #: Named presets. ``paper`` follows the CellFlux appendix (hidden width 128, four stages);
 #: ``fast`` is sized for interactive CPU use; ``tiny`` is for tests and CI.
 PRESETS: dict[str, UNetConfig] = {
-    "paper": UNetConfig(base_width=128, channel_mults=(1, 2, 2, 2), num_res_blocks=2,
-                        attention_stages=(3,), crop_size=96),
-    "fast": UNetConfig(base_width=16, channel_mults=(1, 2, 4, 4), num_res_blocks=1,
-                       attention_stages=(), crop_size=64),
-    "tiny": UNetConfig(base_width=8, channel_mults=(1, 2, 2, 2), num_res_blocks=1,
-                       attention_stages=(), time_features=16, crop_size=32),
+    "paper": UNetConfig(
+        base_width=128,
+        channel_mults=(1, 2, 2, 2),
+        num_res_blocks=2,
+        attention_stages=(3,),
+        crop_size=96,
+    ),
+    "fast": UNetConfig(
+        base_width=16,
+        channel_mults=(1, 2, 4, 4),
+        num_res_blocks=1,
+        attention_stages=(),
+        crop_size=64,
+    ),
+    "tiny": UNetConfig(
+        base_width=8,
+        channel_mults=(1, 2, 2, 2),
+        num_res_blocks=1,
+        attention_stages=(),
+        time_features=16,
+        crop_size=32,
+    ),
 }
 
 
@@ -130,9 +146,7 @@ def preset(name: str, **overrides: Any) -> UNetConfig:
     try:
         base = PRESETS[name]
     except KeyError:
-        raise ValueError(
-            f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}"
-        ) from None
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None
     return base.replace(**overrides) if overrides else base
 
 
@@ -173,18 +187,18 @@ class SamplerConfig:
         except TypeError:
             raise ValueError(
                 f"steps must be a whole number of integration steps (1 to {MAX_STEPS}), "
-                f"got {self.steps!r}") from None
+                f"got {self.steps!r}"
+            ) from None
         if not 1 <= steps <= MAX_STEPS:
             raise ValueError(
                 f"steps must be between 1 and {MAX_STEPS}, got {steps}. 20 steps already "
-                "give a smooth trajectory; for a more accurate one choose the rk4 solver.")
+                "give a smooth trajectory; for a more accurate one choose the rk4 solver."
+            )
         object.__setattr__(self, "steps", steps)
         if self.solver not in SOLVERS:
             raise ValueError(f"unknown solver {self.solver!r}; choose one of {', '.join(SOLVERS)}")
         if self.direction not in ("forward", "reverse"):
-            raise ValueError(
-                f"direction must be 'forward' or 'reverse', got {self.direction!r}"
-            )
+            raise ValueError(f"direction must be 'forward' or 'reverse', got {self.direction!r}")
         try:
             g = float(self.guidance)
         except (TypeError, ValueError):
@@ -193,4 +207,5 @@ class SamplerConfig:
             raise ValueError(
                 f"guidance must be a number from 0 to {MAX_GUIDANCE:g}, got {self.guidance!r}. "
                 "1 follows the perturbation as trained, 1.2 (the paper's value) a little "
-                "more strongly; 0 ignores it.")
+                "more strongly; 0 ignores it."
+            )

@@ -18,9 +18,7 @@ __all__ = ["blend_mask", "crop_cells", "mosaic", "mosaic_shape", "paste_back"]
 def _check_hwc(image: np.ndarray, what: str) -> np.ndarray:
     arr = np.asarray(image)
     if arr.ndim != 3:
-        raise ValueError(
-            f"{what} must be (H, W, C) with channels last, got shape {arr.shape}."
-        )
+        raise ValueError(f"{what} must be (H, W, C) with channels last, got shape {arr.shape}.")
     return arr
 
 
@@ -204,8 +202,9 @@ def paste_back(
     s = crops.shape[1]
     mask = blend_mask(s, feather, shape)[..., None]
     h, w = field.shape[:2]
-    for crop, (r, c) in zip(crops.astype(np.float32, copy=False), np.rint(cen).astype(int),
-                            strict=True):
+    for crop, (r, c) in zip(
+        crops.astype(np.float32, copy=False), np.rint(cen).astype(int), strict=True
+    ):
         r0, c0 = r - s // 2, c - s // 2
         # Clip the crop window to the field; (a0:a1, b0:b1) index the crop itself.
         a0, b0 = max(0, -r0), max(0, -c0)

@@ -71,8 +71,10 @@ def crops_shape_problem(shape: Sequence[int], *, single: bool = False) -> str | 
     shape = tuple(int(d) for d in shape)
     lead = 0 if single else 1  # index of the first image axis
     want = "(H, W, C)" if single else "(N, H, W, C)"
-    start = (f"{'a crop' if single else 'the crops'} must have shape {want} with channels "
-             f"last, but {'it has' if single else 'they have'} shape {shape_text(shape)}")
+    start = (
+        f"{'a crop' if single else 'the crops'} must have shape {want} with channels "
+        f"last, but {'it has' if single else 'they have'} shape {shape_text(shape)}"
+    )
     if len(shape) == lead + 2:
         fix = "crop[..., np.newaxis]" if single else "images[..., np.newaxis]"
         return f"{start}: no channel axis. For one-channel images add one with {fix}"
@@ -81,9 +83,11 @@ def crops_shape_problem(shape: Sequence[int], *, single: bool = False) -> str | 
     first, second, last = shape[lead], shape[lead + 1], shape[lead + 2]
     if first <= MAX_CHANNELS < last and second > MAX_CHANNELS:
         fix = "np.moveaxis(crop, 0, -1)" if single else "images = np.moveaxis(images, 1, -1)"
-        return (f"{start}, which looks channels-first ({'C, H, W' if single else 'N, C, H, W'}: "
-                f"{first} channel(s) of {second} x {last} pixels). Move the channel axis to the "
-                f"end ({fix}) and save the {'files' if single else 'file'} again")
+        return (
+            f"{start}, which looks channels-first ({'C, H, W' if single else 'N, C, H, W'}: "
+            f"{first} channel(s) of {second} x {last} pixels). Move the channel axis to the "
+            f"end ({fix}) and save the {'files' if single else 'file'} again"
+        )
     if 0 in shape[lead:]:
         return f"{start}: an empty axis"
     return None
@@ -132,9 +136,7 @@ def read_metadata_csv(path: str | os.PathLike) -> pd.DataFrame:
         ) from None
 
 
-def save_crops(
-    directory: str | os.PathLike, images: np.ndarray, metadata: pd.DataFrame
-) -> Path:
+def save_crops(directory: str | os.PathLike, images: np.ndarray, metadata: pd.DataFrame) -> Path:
     """Write a crops dataset: ``crops.npz`` (key ``images``) and ``metadata.csv``.
 
     The archive is written uncompressed (``np.savez``) so that, once extracted, the ``.npy``
@@ -233,8 +235,11 @@ def load_crops(directory: str | os.PathLike) -> tuple[np.ndarray, pd.DataFrame]:
         raise ValueError(f"{meta_path}: concentration_uM must be numbers ({exc}).") from exc
     control = metadata["is_control"]
     if control.dtype == object:  # "True"/"False" written by some tools
-        control = control.astype(str).str.strip().str.lower().map(
-            {"true": 1, "false": 0, "1": 1, "0": 0}
+        control = (
+            control.astype(str)
+            .str.strip()
+            .str.lower()
+            .map({"true": 1, "false": 0, "1": 1, "0": 0})
         )
     if control.isna().any() or not set(np.unique(control.to_numpy())) <= {0, 1}:
         raise ValueError(f"{meta_path}: is_control must be 0/1 (or True/False) in every row.")

@@ -32,13 +32,26 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = [
-    "SHAPE_FEATURES", "feature_names", "nucleus_masks", "otsu_thresholds",
-    "morphology_features", "log_columns", "Standardizer",
+    "SHAPE_FEATURES",
+    "feature_names",
+    "nucleus_masks",
+    "otsu_thresholds",
+    "morphology_features",
+    "log_columns",
+    "Standardizer",
 ]
 
 SHAPE_FEATURES = ("nuc_area", "nuc_perimeter", "nuc_eccentricity", "nuc_solidity")
-_REGION_STATS = ("nuc_mean", "nuc_std", "nuc_int", "cyto_mean", "cyto_std", "cyto_int",
-                 "crop_mean", "crop_std")
+_REGION_STATS = (
+    "nuc_mean",
+    "nuc_std",
+    "nuc_int",
+    "cyto_mean",
+    "cyto_std",
+    "cyto_int",
+    "crop_mean",
+    "crop_std",
+)
 _TEXTURE = ("glcm_contrast", "glcm_homogeneity")
 N_RINGS = 4
 GREY_LEVELS = 16
@@ -86,8 +99,11 @@ def otsu_thresholds(stack: np.ndarray, bins: int = 128) -> np.ndarray:
     lo, hi = x.min(1), x.max(1)
     span = np.where(hi > lo, hi - lo, 1.0)
     q = np.clip(((x - lo[:, None]) / span[:, None] * bins).astype(np.int64), 0, bins - 1)
-    hist = np.bincount((q + bins * np.arange(len(x))[:, None]).ravel(),
-                       minlength=bins * len(x)).reshape(len(x), bins).astype(np.float64)
+    hist = (
+        np.bincount((q + bins * np.arange(len(x))[:, None]).ravel(), minlength=bins * len(x))
+        .reshape(len(x), bins)
+        .astype(np.float64)
+    )
     p = hist / hist.sum(1, keepdims=True)
     centres = np.arange(bins) + 0.5
     w0 = np.cumsum(p, 1)
@@ -101,8 +117,9 @@ def otsu_thresholds(stack: np.ndarray, bins: int = 128) -> np.ndarray:
     return np.where(hi > lo, thr, hi).astype(np.float64)
 
 
-def nucleus_masks(dna: np.ndarray, smoothing: float = 1.0,
-                  min_area: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def nucleus_masks(
+    dna: np.ndarray, smoothing: float = 1.0, min_area: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Mask of the central nucleus of every crop, and the foreground of all nuclei.
 
     Parameters
@@ -220,8 +237,12 @@ def _texture(x: np.ndarray) -> np.ndarray:
     hi = np.percentile(flat, 99, axis=1)[:, None, None, :]
     span = np.where(hi > lo, hi - lo, 1.0)
     q = np.clip(np.floor((x - lo) / span * GREY_LEVELS), 0, GREY_LEVELS - 1).astype(np.float32)
-    diffs = [q[:, :, 1:] - q[:, :, :-1], q[:, 1:] - q[:, :-1],
-             q[:, 1:, 1:] - q[:, :-1, :-1], q[:, 1:, :-1] - q[:, :-1, 1:]]
+    diffs = [
+        q[:, :, 1:] - q[:, :, :-1],
+        q[:, 1:] - q[:, :-1],
+        q[:, 1:, 1:] - q[:, :-1, :-1],
+        q[:, 1:, :-1] - q[:, :-1, 1:],
+    ]
     d2 = [d * d for d in diffs]
     counts = sum(d.shape[1] * d.shape[2] for d in diffs)
     contrast = sum(d.sum((1, 2), dtype=np.float64) for d in d2) / counts
@@ -233,8 +254,10 @@ def _radial(x: np.ndarray, cy: np.ndarray, cx: np.ndarray) -> np.ndarray:
     """(N, C, N_RINGS) mean intensity per ring around (cy, cx), over the crop mean."""
     n, h, w, c = x.shape
     yy, xx = np.mgrid[:h, :w].astype(np.float32)
-    r = np.hypot(yy[None] - cy[:, None, None].astype(np.float32),
-                 xx[None] - cx[:, None, None].astype(np.float32))
+    r = np.hypot(
+        yy[None] - cy[:, None, None].astype(np.float32),
+        xx[None] - cx[:, None, None].astype(np.float32),
+    )
     ring = np.minimum((r / (min(h, w) / 2) * N_RINGS).astype(np.int64), N_RINGS)  # N_RINGS: out
     idx = (ring + (N_RINGS + 1) * np.arange(n)[:, None, None]).ravel()
     cnt = np.bincount(idx, minlength=n * (N_RINGS + 1)).reshape(n, -1)[:, :N_RINGS]
@@ -242,9 +265,10 @@ def _radial(x: np.ndarray, cy: np.ndarray, cx: np.ndarray) -> np.ndarray:
     crop_abs = np.where(np.abs(crop_mean) > 1e-9, crop_mean, 1.0)
     out = np.empty((n, c, N_RINGS))
     for ch in range(c):
-        s = np.bincount(idx, weights=x[..., ch].ravel().astype(np.float64),
-                        minlength=n * (N_RINGS + 1)).reshape(n, -1)[:, :N_RINGS]
-        out[:, ch] = s / np.maximum(cnt, 1) / crop_abs[:, ch:ch + 1]
+        s = np.bincount(
+            idx, weights=x[..., ch].ravel().astype(np.float64), minlength=n * (N_RINGS + 1)
+        ).reshape(n, -1)[:, :N_RINGS]
+        out[:, ch] = s / np.maximum(cnt, 1) / crop_abs[:, ch : ch + 1]
     return out
 
 
@@ -259,9 +283,10 @@ def _features_block(x: np.ndarray, dna_channel: int, cyto_width: float) -> np.nd
     cx = np.where(has, cx, w // 2)
     # Cytoplasm: within cyto_width of the central nucleus, outside every nucleus. The large
     # spacing along axis 0 keeps the distance transform within each crop.
-    dist = ndi.distance_transform_edt(~np.pad(nucleus, ((1, 1), (0, 0), (0, 0)),
-                                              constant_values=True),
-                                      sampling=(4.0 * (h + w), 1.0, 1.0))[1:-1]
+    dist = ndi.distance_transform_edt(
+        ~np.pad(nucleus, ((1, 1), (0, 0), (0, 0)), constant_values=True),
+        sampling=(4.0 * (h + w), 1.0, 1.0),
+    )[1:-1]
     cyto = (dist <= cyto_width) & ~fg
     nuc_stats = _masked_stats(x, nucleus)
     cyto_stats = _masked_stats(x, cyto)
@@ -273,9 +298,13 @@ def _features_block(x: np.ndarray, dna_channel: int, cyto_width: float) -> np.nd
     return np.concatenate([shape, per_channel.reshape(n, -1)], axis=1)
 
 
-def morphology_features(images: np.ndarray, channels: Sequence[str] | None = None,
-                        dna_channel: int = 0, cyto_width: float | None = None,
-                        as_frame: bool = True):
+def morphology_features(
+    images: np.ndarray,
+    channels: Sequence[str] | None = None,
+    dna_channel: int = 0,
+    cyto_width: float | None = None,
+    as_frame: bool = True,
+):
     """Morphology profile of every crop.
 
     Parameters
@@ -307,9 +336,10 @@ def morphology_features(images: np.ndarray, channels: Sequence[str] | None = Non
     if not 0 <= dna_channel < c:
         raise ValueError(f"dna_channel {dna_channel} out of range for {c} channels")
     width = 0.15 * min(h, w) if cyto_width is None else float(cyto_width)
-    blocks = [_features_block(np.nan_to_num(arr[i:i + _CHUNK].astype(np.float32)),
-                              dna_channel, width)
-              for i in range(0, n, _CHUNK)]
+    blocks = [
+        _features_block(np.nan_to_num(arr[i : i + _CHUNK].astype(np.float32)), dna_channel, width)
+        for i in range(0, n, _CHUNK)
+    ]
     out = np.concatenate(blocks) if blocks else np.zeros((0, len(names)))
     if not as_frame:
         return out

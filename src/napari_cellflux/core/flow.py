@@ -46,8 +46,9 @@ def target_velocity(x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
     return x1 - x0
 
 
-def augment_source(x0: torch.Tensor, prob: float, scale: float,
-                   generator: torch.Generator | None = None) -> torch.Tensor:
+def augment_source(
+    x0: torch.Tensor, prob: float, scale: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Noise augmentation: with probability ``prob`` per sample, x0 <- x0 + scale * eps.
 
     Makes the learned field smooth around the finite set of training controls (CellFlux 3.4).
@@ -59,18 +60,29 @@ def augment_source(x0: torch.Tensor, prob: float, scale: float,
     return x0 + _bcast(pick.to(x0.dtype), x0) * scale * eps
 
 
-def condition_dropout_mask(batch: int, prob: float, device: torch.device | str = "cpu",
-                           generator: torch.Generator | None = None) -> torch.Tensor:
+def condition_dropout_mask(
+    batch: int,
+    prob: float,
+    device: torch.device | str = "cpu",
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Boolean (B,) mask of samples whose condition is replaced by the null token."""
     if prob <= 0:
         return torch.zeros(batch, dtype=torch.bool, device=device)
     return torch.rand(batch, device=device, generator=generator) < prob
 
 
-def flow_matching_loss(network: torch.nn.Module, x0: torch.Tensor, x1: torch.Tensor,
-                       cond: torch.Tensor, *, noise_prob: float = 0.5, noise_scale: float = 0.1,
-                       cond_drop: float = 0.2,
-                       generator: torch.Generator | None = None) -> torch.Tensor:
+def flow_matching_loss(
+    network: torch.nn.Module,
+    x0: torch.Tensor,
+    x1: torch.Tensor,
+    cond: torch.Tensor,
+    *,
+    noise_prob: float = 0.5,
+    noise_scale: float = 0.1,
+    cond_drop: float = 0.2,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Conditional flow-matching loss for one batch of same-plate pairs (x0, x1).
 
     ``network(x, t, c, null_mask)`` predicts the velocity; the loss is the mean squared error
@@ -94,9 +106,14 @@ class GuidedVelocity:
     integrated state stays float32.
     """
 
-    def __init__(self, network: torch.nn.Module, cond: torch.Tensor, guidance: float,
-                 max_batch: int | None = None,
-                 compute_dtype: torch.dtype | None = None) -> None:
+    def __init__(
+        self,
+        network: torch.nn.Module,
+        cond: torch.Tensor,
+        guidance: float,
+        max_batch: int | None = None,
+        compute_dtype: torch.dtype | None = None,
+    ) -> None:
         self.network = network
         self.cond = cond
         self.guidance = float(guidance)
@@ -109,13 +126,22 @@ class GuidedVelocity:
         reps = x.shape[0] // self.cond.shape[0] if self.cond.shape[0] > 1 else 1
         cond = self.cond.repeat(reps, 1).expand(x.shape[0], -1)
         tt = t.reshape(()).expand(x.shape[0]).to(x.dtype)
-        with torch.autocast(x.device.type, dtype=self.compute_dtype or torch.bfloat16,
-                            enabled=self.compute_dtype is not None):
+        with torch.autocast(
+            x.device.type,
+            dtype=self.compute_dtype or torch.bfloat16,
+            enabled=self.compute_dtype is not None,
+        ):
             if self.max_batch is None or x.shape[0] <= self.max_batch:
                 return self.network(x, tt, cond, null).to(x.dtype)
-            outs = [self.network(x[i:i + self.max_batch], tt[i:i + self.max_batch],
-                                 cond[i:i + self.max_batch], null[i:i + self.max_batch])
-                    for i in range(0, x.shape[0], self.max_batch)]
+            outs = [
+                self.network(
+                    x[i : i + self.max_batch],
+                    tt[i : i + self.max_batch],
+                    cond[i : i + self.max_batch],
+                    null[i : i + self.max_batch],
+                )
+                for i in range(0, x.shape[0], self.max_batch)
+            ]
         return torch.cat(outs).to(x.dtype)
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -126,8 +152,12 @@ class GuidedVelocity:
             return self._forward(x, t, torch.zeros(b, dtype=torch.bool, device=dev))
         if self.guidance == 0.0:
             return self._forward(x, t, torch.ones(b, dtype=torch.bool, device=dev))
-        null = torch.cat([torch.zeros(b, dtype=torch.bool, device=dev),
-                          torch.ones(b, dtype=torch.bool, device=dev)])
+        null = torch.cat(
+            [
+                torch.zeros(b, dtype=torch.bool, device=dev),
+                torch.ones(b, dtype=torch.bool, device=dev),
+            ]
+        )
         cond_v, null_v = self._forward(torch.cat([x, x]), t, null).chunk(2)
         return null_v + self.guidance * (cond_v - null_v)
 
@@ -146,7 +176,8 @@ def check_max_batch(max_batch: int | None) -> int | None:
         raise ValueError(
             f"max_batch must be None (all cells in one network call) or a whole number of "
             f"cells >= 1, got {max_batch!r}. Lower it (e.g. 16) if the computer runs out of "
-            "memory; it does not change the result.")
+            "memory; it does not change the result."
+        )
     return value
 
 
@@ -185,22 +216,40 @@ def _rk4(v: Velocity, x: torch.Tensor, t: torch.Tensor, h: torch.Tensor) -> torc
 
 
 #: Fixed-step one-step maps x(t) -> x(t + h); h is negative on a descending grid.
-STEPPERS: dict[str, Callable[[Velocity, torch.Tensor, torch.Tensor, torch.Tensor],
-                             torch.Tensor]] = {
-    "euler": _euler, "midpoint": _midpoint, "heun": _heun, "rk4": _rk4,
+STEPPERS: dict[
+    str, Callable[[Velocity, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+] = {
+    "euler": _euler,
+    "midpoint": _midpoint,
+    "heun": _heun,
+    "rk4": _rk4,
 }
 
-def _adaptive_step(v: Velocity, x: torch.Tensor, t0: torch.Tensor, t1: torch.Tensor,
-                   method: str, rtol: float, atol: float) -> torch.Tensor:
+
+def _adaptive_step(
+    v: Velocity,
+    x: torch.Tensor,
+    t0: torch.Tensor,
+    t1: torch.Tensor,
+    method: str,
+    rtol: float,
+    atol: float,
+) -> torch.Tensor:
     from torchdiffeq import odeint  # MIT licence; only needed for adaptive solvers
 
     span = torch.stack([t0, t1]).to(x.dtype)
     return odeint(lambda t, y: v(y, t), x, span, method=method, rtol=rtol, atol=atol)[-1]
 
 
-def integrate(velocity: Velocity, x: torch.Tensor, grid: Sequence[float] | torch.Tensor,
-              solver: str = "rk4", *, rtol: float = 1e-4,
-              atol: float = 1e-4) -> Iterator[tuple[float, torch.Tensor]]:
+def integrate(
+    velocity: Velocity,
+    x: torch.Tensor,
+    grid: Sequence[float] | torch.Tensor,
+    solver: str = "rk4",
+    *,
+    rtol: float = 1e-4,
+    atol: float = 1e-4,
+) -> Iterator[tuple[float, torch.Tensor]]:
     """Integrate dx/dt = v(x, t) over ``grid``, yielding ``(t, x)`` at every grid point.
 
     The first yield is the starting state at ``grid[0]``. A descending grid integrates

@@ -29,6 +29,7 @@ def shape_text(shape: Sequence[int]) -> str:
     """An array shape as a user reads it in a message: ``(4, 96, 96, 3)``."""
     return "(" + ", ".join(str(int(d)) for d in shape) + ")"
 
+
 #: Smallest height/width we accept: below this the U-Net's four down-sampling stages would
 #: reduce the image to nothing, and a crop that small cannot hold a cell anyway.
 MIN_SIZE = 8

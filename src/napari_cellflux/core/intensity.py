@@ -25,8 +25,13 @@ __all__ = ["MAX_NETWORK_UNITS", "check_factors", "check_magnitude", "intensity_s
 MAX_NETWORK_UNITS = 1e6
 
 
-def intensity_scale(image: np.ndarray, model_high: Sequence[float], *,
-                    tolerance: float = 4.0, percentile: float = 99.8) -> np.ndarray:
+def intensity_scale(
+    image: np.ndarray,
+    model_high: Sequence[float],
+    *,
+    tolerance: float = 4.0,
+    percentile: float = 99.8,
+) -> np.ndarray:
     """Per-channel factors that map the image's bright end onto the model's.
 
     Parameters
@@ -76,12 +81,14 @@ def check_factors(factors: Sequence[float] | np.ndarray, n_channels: int) -> np.
     if arr.shape != (n_channels,) or not np.all(np.isfinite(arr)) or np.any(arr <= 0):
         raise ValueError(
             f"intensity_factors must be {n_channels} finite numbers > 0 (one per channel), got "
-            f"{factors!r}. Leave it as None to match the image to the model automatically.")
+            f"{factors!r}. Leave it as None to match the image to the model automatically."
+        )
     return arr
 
 
-def check_magnitude(images: np.ndarray, factors: np.ndarray, low: Sequence[float],
-                    high: Sequence[float]) -> None:
+def check_magnitude(
+    images: np.ndarray, factors: np.ndarray, low: Sequence[float], high: Sequence[float]
+) -> None:
     """Refuse pixels the network cannot compute with (see :data:`MAX_NETWORK_UNITS`).
 
     Parameters
@@ -107,10 +114,14 @@ def check_magnitude(images: np.ndarray, factors: np.ndarray, low: Sequence[float
         return
     channel = int(np.argmax(units.max(axis=0)))
     value = extremes[int(np.argmax(units[:, channel])), channel]
-    scaled = (f" once the image is scaled by {factors[channel]:.3g} to the model's brightness"
-              if factors[channel] != 1 else "")
+    scaled = (
+        f" once the image is scaled by {factors[channel]:.3g} to the model's brightness"
+        if factors[channel] != 1
+        else ""
+    )
     raise ValueError(
         f"Channel {channel} has pixel values as large as {value:.3g}, more than a million "
         f"times the intensity range this model was trained on ({lo[channel]:g} to "
         f"{lo[channel] + span[channel]:g}){scaled}; the network cannot compute with them. "
-        "Clip hot or saturated pixels, or convert the image back to its real intensity units.")
+        "Clip hot or saturated pixels, or convert the image back to its real intensity units."
+    )

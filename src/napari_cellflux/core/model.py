@@ -40,8 +40,8 @@ _FALLBACK_VOCAB = {
     "cyclohexamide": "CC1CC(C)C(=O)C(C1)C(O)CC2CC(=O)NC(=O)C2",
     "nocodazole": "COC(=O)Nc1nc2cc(ccc2[nH]1)C(=O)c3cccs3",
     "taxol": "CC(=O)O[C@H]1C(=O)[C@]2(C)[C@@H](O)C[C@H]3OC[C@@]3(OC(=O)C)[C@H]2[C@H]"
-             "(OC(=O)c4ccccc4)[C@]5(O)C[C@H](OC(=O)[C@H](O)[C@@H](NC(=O)c6ccccc6)c7ccccc7)"
-             "C(=C1C5(C)C)C",
+    "(OC(=O)c4ccccc4)[C@]5(O)C[C@H](OC(=O)[C@H](O)[C@@H](NC(=O)c6ccccc6)c7ccccc7)"
+    "C(=C1C5(C)C)C",
 }
 
 
@@ -49,8 +49,8 @@ _FALLBACK_VOCAB = {
 class Trajectory:
     """A simulated trajectory: ``frames[i]`` is the state of every cell at ``times[i]``."""
 
-    times: np.ndarray            # (T,)
-    frames: np.ndarray           # (T, N, H, W, C) float32, input intensity units
+    times: np.ndarray  # (T,)
+    frames: np.ndarray  # (T, N, H, W, C) float32, input intensity units
     perturbation: str
     direction: str
     settings: dict[str, Any] = field(default_factory=dict)
@@ -62,8 +62,14 @@ class CellFluxModel:
     Create it with :func:`load_model`. Thread-safe for one simulation at a time.
     """
 
-    def __init__(self, network: Any, card: ModelCard, vocabulary_vectors: np.ndarray,
-                 device: Any, path: Path | None = None) -> None:
+    def __init__(
+        self,
+        network: Any,
+        card: ModelCard,
+        vocabulary_vectors: np.ndarray,
+        device: Any,
+        path: Path | None = None,
+    ) -> None:
         import torch
 
         self.network = network.to(device).eval()
@@ -118,10 +124,12 @@ class CellFluxModel:
     def describe(self) -> str:
         """A one-paragraph summary for the widget and logs."""
         state = "UNTRAINED (random weights, for testing only)" if self.untrained else "trained"
-        return (f"{self.name} [{self.card.preset}, {state}] on {self.device}; "
-                f"channels {', '.join(self.channels)}; {self.kind} perturbations: "
-                f"{', '.join(self.perturbations[:8])}"
-                f"{' ...' if len(self.perturbations) > 8 else ''}")
+        return (
+            f"{self.name} [{self.card.preset}, {state}] on {self.device}; "
+            f"channels {', '.join(self.channels)}; {self.kind} perturbations: "
+            f"{', '.join(self.perturbations[:8])}"
+            f"{' ...' if len(self.perturbations) > 8 else ''}"
+        )
 
     # --- inputs ---------------------------------------------------------------------
     def encode(self, perturbation: str | Perturbation) -> Perturbation:
@@ -130,14 +138,20 @@ class CellFluxModel:
             if perturbation.kind != self.kind:
                 raise ValueError(
                     f"this model was trained on {self.kind} perturbations, not "
-                    f"{perturbation.kind}s; load a {perturbation.kind} model instead")
+                    f"{perturbation.kind}s; load a {perturbation.kind} model instead"
+                )
             return perturbation
-        if self.kind == "gene" and isinstance(perturbation, str) \
-                and perturbation.strip().upper() not in {n.upper() for n in self._vectors} \
-                and any(ch in perturbation for ch in "()=#[]") and is_valid_smiles(perturbation):
+        if (
+            self.kind == "gene"
+            and isinstance(perturbation, str)
+            and perturbation.strip().upper() not in {n.upper() for n in self._vectors}
+            and any(ch in perturbation for ch in "()=#[]")
+            and is_valid_smiles(perturbation)
+        ):
             raise ValueError(
                 "this model was trained on gene perturbations; it cannot use a compound "
-                "SMILES. Type a gene symbol, or load a compound model.")
+                "SMILES. Type a gene symbol, or load a compound model."
+            )
         return self.encoder.encode(perturbation)
 
     def intensity_factors(self, images: Any) -> np.ndarray:
@@ -157,20 +171,41 @@ class CellFluxModel:
         return from_network(x, self._low, self._high)
 
     # --- simulation -----------------------------------------------------------------
-    def plan(self, images: Any, perturbation: str | Perturbation, *,
-             direction: str = "forward", steps: int = 20, guidance: float = 1.2,
-             seed: int | None = 0, dose_uM: float | None = None, solver: str = "midpoint",
-             noise: float = 0.0, max_batch: int | None = 64,
-             intensity_factors: Sequence[float] | None = None,
-             precision: str = "auto") -> SimulationPlan:
+    def plan(
+        self,
+        images: Any,
+        perturbation: str | Perturbation,
+        *,
+        direction: str = "forward",
+        steps: int = 20,
+        guidance: float = 1.2,
+        seed: int | None = 0,
+        dose_uM: float | None = None,
+        solver: str = "midpoint",
+        noise: float = 0.0,
+        max_batch: int | None = 64,
+        intensity_factors: Sequence[float] | None = None,
+        precision: str = "auto",
+    ) -> SimulationPlan:
         """Check the arguments of :meth:`iter_simulate` and resolve their defaults (the seed
         drawn for None, the dose, the intensity factors) into the plan :meth:`run`
         integrates. Raises ValueError for an argument out of its range (see
         :mod:`.run_plan`); warns (:class:`CellFluxWarning`) e.g. for a far-off dose."""
-        plan = make_plan(self, images, perturbation, direction=direction, steps=steps,
-                         guidance=guidance, seed=seed, dose_uM=dose_uM, solver=solver,
-                         noise=noise, max_batch=max_batch, intensity_factors=intensity_factors,
-                         precision=precision)
+        plan = make_plan(
+            self,
+            images,
+            perturbation,
+            direction=direction,
+            steps=steps,
+            guidance=guidance,
+            seed=seed,
+            dose_uM=dose_uM,
+            solver=solver,
+            noise=noise,
+            max_batch=max_batch,
+            intensity_factors=intensity_factors,
+            precision=precision,
+        )
         for message in plan.warnings:
             warnings.warn(message, CellFluxWarning, stacklevel=2)
         return plan
@@ -183,13 +218,22 @@ class CellFluxModel:
 
         return integrate_plan(self, plan)
 
-    def iter_simulate(self, images: Any, perturbation: str | Perturbation, *,
-                      direction: str = "forward", steps: int = 20, guidance: float = 1.2,
-                      seed: int | None = 0, dose_uM: float | None = None,
-                      solver: str = "midpoint", noise: float = 0.0,
-                      max_batch: int | None = 64,
-                      intensity_factors: Sequence[float] | None = None,
-                      precision: str = "auto") -> Iterator[tuple[float, np.ndarray]]:
+    def iter_simulate(
+        self,
+        images: Any,
+        perturbation: str | Perturbation,
+        *,
+        direction: str = "forward",
+        steps: int = 20,
+        guidance: float = 1.2,
+        seed: int | None = 0,
+        dose_uM: float | None = None,
+        solver: str = "midpoint",
+        noise: float = 0.0,
+        max_batch: int | None = 64,
+        intensity_factors: Sequence[float] | None = None,
+        precision: str = "auto",
+    ) -> Iterator[tuple[float, np.ndarray]]:
         """Stream a trajectory: yields ``(t, frame)`` with frame (N, H, W, C) float32.
 
         Arguments are checked when this is called (before the first frame), so a bad
@@ -238,18 +282,39 @@ class CellFluxModel:
 
         Closing the generator early (e.g. Cancel in the viewer) stops at the next frame.
         """
-        return self.run(self.plan(
-            images, perturbation, direction=direction, steps=steps, guidance=guidance,
-            seed=seed, dose_uM=dose_uM, solver=solver, noise=noise, max_batch=max_batch,
-            intensity_factors=intensity_factors, precision=precision))
+        return self.run(
+            self.plan(
+                images,
+                perturbation,
+                direction=direction,
+                steps=steps,
+                guidance=guidance,
+                seed=seed,
+                dose_uM=dose_uM,
+                solver=solver,
+                noise=noise,
+                max_batch=max_batch,
+                intensity_factors=intensity_factors,
+                precision=precision,
+            )
+        )
 
-    def simulate(self, images: Any, perturbation: str | Perturbation, *,
-                 direction: str = "forward", steps: int = 20, guidance: float = 1.2,
-                 seed: int | None = 0, dose_uM: float | None = None,
-                 solver: str = "midpoint", noise: float = 0.0,
-                 max_batch: int | None = 64,
-                 intensity_factors: Sequence[float] | None = None,
-                 precision: str = "auto") -> Trajectory:
+    def simulate(
+        self,
+        images: Any,
+        perturbation: str | Perturbation,
+        *,
+        direction: str = "forward",
+        steps: int = 20,
+        guidance: float = 1.2,
+        seed: int | None = 0,
+        dose_uM: float | None = None,
+        solver: str = "midpoint",
+        noise: float = 0.0,
+        max_batch: int | None = 64,
+        intensity_factors: Sequence[float] | None = None,
+        precision: str = "auto",
+    ) -> Trajectory:
         """Run :meth:`iter_simulate` to the end; see there for the parameters.
 
         Every frame is kept in memory, at most 2 GB (``run_plan.MAX_FRAMES_BYTES``);
@@ -262,10 +327,20 @@ class CellFluxModel:
             single (H, W, C) cell was given); ``settings`` records what the run used (seed,
             dose, intensity factors, warnings, weights, precision) to repeat it.
         """
-        plan = self.plan(images, perturbation, direction=direction, steps=steps,
-                         guidance=guidance, seed=seed, dose_uM=dose_uM, solver=solver,
-                         noise=noise, max_batch=max_batch, intensity_factors=intensity_factors,
-                         precision=precision)
+        plan = self.plan(
+            images,
+            perturbation,
+            direction=direction,
+            steps=steps,
+            guidance=guidance,
+            seed=seed,
+            dose_uM=dose_uM,
+            solver=solver,
+            noise=noise,
+            max_batch=max_batch,
+            intensity_factors=intensity_factors,
+            precision=precision,
+        )
         check_frames_memory(plan.n_frames, plan.images.shape)
         times, frames = [], []
         for t, frame in self.run(plan):
@@ -273,8 +348,10 @@ class CellFluxModel:
             frames.append(frame)
         name = perturbation.name if isinstance(perturbation, Perturbation) else str(perturbation)
         return Trajectory(
-            times=np.asarray(times, dtype=np.float64), frames=np.stack(frames),
-            perturbation=name, direction=plan.direction,
+            times=np.asarray(times, dtype=np.float64),
+            frames=np.stack(frames),
+            perturbation=name,
+            direction=plan.direction,
             settings={**plan.settings(), "weights": str(self.path or "")},
         )
 
@@ -284,10 +361,18 @@ class CellFluxModel:
         ``storage_dtype="float16"`` halves the file; the model still computes in float32.
         """
         entries = self.card.vocabulary
-        vectors = np.stack([self._vectors[e.name] for e in entries]) if entries else \
-            np.zeros((0, self.encoder.dim), np.float32)
-        return save_weights(path, self.network.state_dict(), self.card.to_dict(), vectors,
-                            storage_dtype=storage_dtype)
+        vectors = (
+            np.stack([self._vectors[e.name] for e in entries])
+            if entries
+            else np.zeros((0, self.encoder.dim), np.float32)
+        )
+        return save_weights(
+            path,
+            self.network.state_dict(),
+            self.card.to_dict(),
+            vectors,
+            storage_dtype=storage_dtype,
+        )
 
 
 def _random_tiny(device: Any) -> CellFluxModel:
@@ -300,14 +385,23 @@ def _random_tiny(device: Any) -> CellFluxModel:
     cfg = preset("tiny", cond_dim=1024 + 1)
     torch.manual_seed(0)
     net = VelocityUNet(cfg)
-    vocab = tuple(VocabularyEntry(name=k, smiles=v, doses_uM=(1.0,))
-                  for k, v in _FALLBACK_VOCAB.items())
+    vocab = tuple(
+        VocabularyEntry(name=k, smiles=v, doses_uM=(1.0,)) for k, v in _FALLBACK_VOCAB.items()
+    )
     vectors = np.stack([compound_fingerprint(v) for v in _FALLBACK_VOCAB.values()])
     card = ModelCard(
-        config=cfg, preset="tiny", channels=DEFAULT_CHANNELS, norm_low=(0, 0, 0),
-        norm_high=(4000, 4000, 4000), kind="compound", vocabulary=vocab, use_dose=True,
-        name="untrained-tiny", description="Randomly initialised; predicts no real effect.",
-        untrained=True)
+        config=cfg,
+        preset="tiny",
+        channels=DEFAULT_CHANNELS,
+        norm_low=(0, 0, 0),
+        norm_high=(4000, 4000, 4000),
+        kind="compound",
+        vocabulary=vocab,
+        use_dose=True,
+        name="untrained-tiny",
+        description="Randomly initialised; predicts no real effect.",
+        untrained=True,
+    )
     return CellFluxModel(net, card, vectors, device)
 
 
@@ -346,6 +440,6 @@ def load_model(path: str | Path | None = None, device: str = "auto") -> CellFlux
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise ValueError(
             f"{path.name} does not match the napari-cellflux network ({exc}); it may come "
-            "from another version. Retrain with `python -m training.run`.") from None
+            "from another version. Retrain with `python -m training.run`."
+        ) from None
     return CellFluxModel(net, card, vectors, dev, path=path)
-

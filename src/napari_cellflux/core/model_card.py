@@ -20,7 +20,8 @@ __all__ = ["KINDS", "ModelCard", "VocabularyEntry"]
 
 KINDS = ("compound", "gene")
 SAMPLER_DEFAULTS: Mapping[str, Any] = MappingProxyType(
-    {"guidance": 1.2, "steps": 20, "solver": "midpoint"})
+    {"guidance": 1.2, "steps": 20, "solver": "midpoint"}
+)
 
 
 def _frozen(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -51,8 +52,11 @@ class VocabularyEntry:
     smiles: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": self.name, "doses_uM": list(self.doses_uM),
-                               "trained": self.trained}
+        out: dict[str, Any] = {
+            "name": self.name,
+            "doses_uM": list(self.doses_uM),
+            "trained": self.trained,
+        }
         if self.smiles is not None:
             out["smiles"] = self.smiles
         return out
@@ -60,10 +64,12 @@ class VocabularyEntry:
     @classmethod
     def from_dict(cls, entry: Mapping[str, Any]) -> VocabularyEntry:
         smiles = entry.get("smiles")
-        return cls(name=str(entry["name"]),
-                   doses_uM=tuple(float(d) for d in entry.get("doses_uM", ())),
-                   trained=bool(entry.get("trained", True)),
-                   smiles=None if smiles is None else str(smiles))
+        return cls(
+            name=str(entry["name"]),
+            doses_uM=tuple(float(d) for d in entry.get("doses_uM", ())),
+            trained=bool(entry.get("trained", True)),
+            smiles=None if smiles is None else str(smiles),
+        )
 
 
 @dataclass(frozen=True)
@@ -98,20 +104,26 @@ class ModelCard:
         set_(self, "channels", tuple(str(c) for c in self.channels))
         set_(self, "norm_low", tuple(float(v) for v in self.norm_low))
         set_(self, "norm_high", tuple(float(v) for v in self.norm_high))
-        set_(self, "vocabulary", tuple(
-            v if isinstance(v, VocabularyEntry) else VocabularyEntry.from_dict(v)
-            for v in self.vocabulary))
+        set_(
+            self,
+            "vocabulary",
+            tuple(
+                v if isinstance(v, VocabularyEntry) else VocabularyEntry.from_dict(v)
+                for v in self.vocabulary
+            ),
+        )
         set_(self, "training_data", _frozen(self.training_data))
         set_(self, "training", _frozen(self.training))
         set_(self, "defaults", _frozen({**SAMPLER_DEFAULTS, **dict(self.defaults)}))
         if len(self.channels) != self.config.in_channels:
-            raise ValueError(f"{len(self.channels)} channel names for a "
-                             f"{self.config.in_channels}-channel network")
+            raise ValueError(
+                f"{len(self.channels)} channel names for a "
+                f"{self.config.in_channels}-channel network"
+            )
         if not len(self.norm_low) == len(self.norm_high) == len(self.channels):
             raise ValueError("the normalisation needs one low and one high value per channel")
         if self.kind not in KINDS:
-            raise ValueError(f"perturbation kind must be 'compound' or 'gene', got "
-                             f"{self.kind!r}")
+            raise ValueError(f"perturbation kind must be 'compound' or 'gene', got {self.kind!r}")
 
     @property
     def crop_size(self) -> int:
@@ -139,15 +151,21 @@ class ModelCard:
     def to_dict(self) -> dict[str, Any]:
         """The JSON layout stored in a weights file (format version 1)."""
         return {
-            "name": self.name, "description": self.description, "preset": self.preset,
-            "config": self.config.to_dict(), "channels": list(self.channels),
+            "name": self.name,
+            "description": self.description,
+            "preset": self.preset,
+            "config": self.config.to_dict(),
+            "channels": list(self.channels),
             "crop_size": self.crop_size,
             "normalization": {"low": list(self.norm_low), "high": list(self.norm_high)},
             "perturbation_kind": self.kind,
             "vocabulary": [v.to_dict() for v in self.vocabulary],
-            "use_dose": self.use_dose, "training_data": _plain(self.training_data),
-            "training": _plain(self.training), "untrained": self.untrained,
-            "defaults": _plain(self.defaults), "storage_dtype": self.storage_dtype,
+            "use_dose": self.use_dose,
+            "training_data": _plain(self.training_data),
+            "training": _plain(self.training),
+            "untrained": self.untrained,
+            "defaults": _plain(self.defaults),
+            "storage_dtype": self.storage_dtype,
         }
 
     @classmethod
@@ -156,18 +174,24 @@ class ModelCard:
         required entry is missing or malformed (the loader turns that into a message)."""
         config = UNetConfig.from_dict(dict(meta["config"]))
         if "crop_size" in meta and int(meta["crop_size"]) != config.crop_size:
-            raise ValueError(f"crop_size {meta['crop_size']} does not match the network's "
-                             f"{config.crop_size}")
+            raise ValueError(
+                f"crop_size {meta['crop_size']} does not match the network's {config.crop_size}"
+            )
         norm = meta["normalization"]
-        return cls(config=config, preset=str(meta.get("preset", "?")),
-                   channels=tuple(meta["channels"]), norm_low=tuple(norm["low"]),
-                   norm_high=tuple(norm["high"]), kind=str(meta["perturbation_kind"]),
-                   vocabulary=tuple(meta["vocabulary"]), use_dose=bool(meta.get("use_dose")),
-                   name=str(meta.get("name", "cellflux")),
-                   description=str(meta.get("description", "")),
-                   training_data=meta.get("training_data") or {},
-                   training=meta.get("training") or {},
-                   untrained=bool(meta.get("untrained", False)),
-                   defaults=meta.get("defaults") or {},
-                   storage_dtype=str(meta.get("storage_dtype", "float32")))
-
+        return cls(
+            config=config,
+            preset=str(meta.get("preset", "?")),
+            channels=tuple(meta["channels"]),
+            norm_low=tuple(norm["low"]),
+            norm_high=tuple(norm["high"]),
+            kind=str(meta["perturbation_kind"]),
+            vocabulary=tuple(meta["vocabulary"]),
+            use_dose=bool(meta.get("use_dose")),
+            name=str(meta.get("name", "cellflux")),
+            description=str(meta.get("description", "")),
+            training_data=meta.get("training_data") or {},
+            training=meta.get("training") or {},
+            untrained=bool(meta.get("untrained", False)),
+            defaults=meta.get("defaults") or {},
+            storage_dtype=str(meta.get("storage_dtype", "float32")),
+        )

@@ -29,8 +29,9 @@ def to_network(x: Any, low: Any, high: Any, size: int | None = None) -> Any:
 
     x = 2 * (x - _per_channel(low, x)) / (_per_channel(high, x) - _per_channel(low, x)) - 1
     if size is not None and tuple(x.shape[-2:]) != (size, size):
-        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True,
-                          align_corners=False)
+        x = F.interpolate(
+            x, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+        )
     return x
 
 

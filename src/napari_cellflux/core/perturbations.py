@@ -43,7 +43,8 @@ _SMILES_ATOM_LETTERS = set("BCNOPSFI")  # upper-case letters of SMILES' organic 
 def _looks_like_gene(text: str) -> bool:
     """A gene symbol that cannot be a mistyped SMILES (a letter that is no SMILES atom)."""
     return bool(_GENE_SYMBOL.fullmatch(text)) and bool(
-        {ch for ch in text if ch.isalpha()} - _SMILES_ATOM_LETTERS)
+        {ch for ch in text if ch.isalpha()} - _SMILES_ATOM_LETTERS
+    )
 
 
 @dataclass(frozen=True)
@@ -126,8 +127,8 @@ def _looks_like_smiles(text: str) -> bool:
 def _check_text(query: object, what: str) -> None:
     if not isinstance(query, str):
         raise ValueError(  # noqa: TRY004 (the API's contract: bad input is a ValueError)
-            f"the perturbation must be text (a {what}), got {type(query).__name__} "
-            f"{query!r}")
+            f"the perturbation must be text (a {what}), got {type(query).__name__} {query!r}"
+        )
 
 
 def _known_list(names: Sequence[str], n: int = 8) -> str:
@@ -141,8 +142,9 @@ class CompoundEncoder:
 
     kind = "compound"
 
-    def __init__(self, vocabulary: Mapping[str, str],
-                 vectors: Mapping[str, np.ndarray] | None = None) -> None:
+    def __init__(
+        self, vocabulary: Mapping[str, str], vectors: Mapping[str, np.ndarray] | None = None
+    ) -> None:
         # name -> SMILES; names are matched case-insensitively. Stored ``vectors`` (from a
         # weights file) take precedence, so known names work even without a SMILES.
         self.vocabulary = dict(vocabulary)
@@ -177,7 +179,8 @@ class CompoundEncoder:
             raise ValueError(
                 f"{query!r} looks like a gene symbol, but this model simulates compounds: "
                 f"choose one it knows ({_known_list(self.names)}) or paste a compound's "
-                "SMILES. For genes, load a model trained on gene perturbations.")
+                "SMILES. For genes, load a model trained on gene perturbations."
+            )
         if _looks_like_smiles(query) and (set("()[]=#@+\\/%") & set(query) or not close):
             compound_fingerprint(query)  # raises the invalid-SMILES error
         raise ValueError(
@@ -247,8 +250,9 @@ def dose_feature(dose_uM: float | None) -> float:
     return math.log1p(dose)
 
 
-def condition_vector(perturbation: Perturbation, dose_uM: float | None,
-                     use_dose: bool) -> np.ndarray:
+def condition_vector(
+    perturbation: Perturbation, dose_uM: float | None, use_dose: bool
+) -> np.ndarray:
     """The network's condition input: embedding (compressed counts) plus the dose feature.
 
     Fingerprint counts are log-compressed so a few frequent substructures do not dominate.

@@ -18,8 +18,16 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "Batch", "RunSettings", "CellsFound", "Ready", "Frame", "Failed", "detect_cells",
-    "simulate_batches", "load_model_safely", "MOSAIC_GAP",
+    "Batch",
+    "RunSettings",
+    "CellsFound",
+    "Ready",
+    "Frame",
+    "Failed",
+    "detect_cells",
+    "simulate_batches",
+    "load_model_safely",
+    "MOSAIC_GAP",
 ]
 
 _log = logging.getLogger(__name__)
@@ -31,9 +39,9 @@ class Batch:
     """One input to simulate: a field of view (cells to detect/crop) or crops."""
 
     name: str
-    image: np.ndarray                 # (H, W, C) field or (N, H, W, C) crops, model order
+    image: np.ndarray  # (H, W, C) field or (N, H, W, C) crops, model order
     is_field: bool
-    centroids: np.ndarray | None = None   # (K, 2) chosen cells; None: detect
+    centroids: np.ndarray | None = None  # (K, 2) chosen cells; None: detect
     n_cells: int = 16
 
 
@@ -42,7 +50,7 @@ class RunSettings:
     """Everything the sampler needs; also written into layer metadata and TIFFs."""
 
     perturbation: str
-    direction: str = "forward"        # forward | reverse | both (forward then back)
+    direction: str = "forward"  # forward | reverse | both (forward then back)
     steps: int = 20
     guidance: float = 1.2
     solver: str = "midpoint"
@@ -50,8 +58,8 @@ class RunSettings:
     dose_uM: float | None = None
     paste_back: bool = False
     weights: str = ""
-    precision: str = "auto"           # the network's arithmetic (see CellFluxModel.plan)
-    cpu_threads: int = 0              # torch CPU threads for this run; 0: leave as they are
+    precision: str = "auto"  # the network's arithmetic (see CellFluxModel.plan)
+    cpu_threads: int = 0  # torch CPU threads for this run; 0: leave as they are
 
     @property
     def n_frames(self) -> int:
@@ -66,28 +74,35 @@ class RunSettings:
         return np.concatenate([up, up[::-1][1:]])
 
     def as_metadata(self) -> dict[str, Any]:
-        return {"perturbation": self.perturbation, "direction": self.direction,
-                "steps": self.steps, "guidance": self.guidance, "solver": self.solver,
-                "seed": self.seed, "dose_uM": self.dose_uM, "weights": self.weights,
-                "precision": self.precision}
+        return {
+            "perturbation": self.perturbation,
+            "direction": self.direction,
+            "steps": self.steps,
+            "guidance": self.guidance,
+            "solver": self.solver,
+            "seed": self.seed,
+            "dose_uM": self.dose_uM,
+            "weights": self.weights,
+            "precision": self.precision,
+        }
 
 
 @dataclass
 class CellsFound:
     batch: int
-    centroids: np.ndarray             # (K, 2) row, col in the field's pixels
+    centroids: np.ndarray  # (K, 2) row, col in the field's pixels
 
 
 @dataclass
 class Ready:
     """Crops are cut: the widget can allocate the (T, ...) stacks."""
 
-    crops: list[np.ndarray]           # per batch (N, h, w, C), the start frame
+    crops: list[np.ndarray]  # per batch (N, h, w, C), the start frame
     mosaic_hw: list[tuple[int, int]]
-    limits: np.ndarray                # (C, 2) contrast limits shared by all batches
-    scales: list[np.ndarray]          # per batch (C,) intensity factors applied
+    limits: np.ndarray  # (C, 2) contrast limits shared by all batches
+    scales: list[np.ndarray]  # per batch (C,) intensity factors applied
     warnings: list[str] = field(default_factory=list)  # e.g. a dose far outside training
-    cpu_threads: int | None = None    # torch CPU threads the run computes with (None: GPU)
+    cpu_threads: int | None = None  # torch CPU threads the run computes with (None: GPU)
 
 
 @dataclass
@@ -95,10 +110,10 @@ class Frame:
     batch: int
     index: int
     t: float
-    mosaic: np.ndarray                # (Hm, Wm, C)
-    crops: np.ndarray                 # (N, h, w, C)
+    mosaic: np.ndarray  # (Hm, Wm, C)
+    crops: np.ndarray  # (N, h, w, C)
     summary: dict[str, float]
-    field: np.ndarray | None = None   # (H, W, C) cells pasted back into the field
+    field: np.ndarray | None = None  # (H, W, C) cells pasted back into the field
 
 
 @dataclass
@@ -131,8 +146,9 @@ def load_model_safely(path: str | None, device: str) -> Any:
         return Failed(f"{type(exc).__name__}: {exc}. See the log for details.")
 
 
-def _detect(batch: Batch, dna_index: int, n_cells: int, crop_size: int,
-            seed: int = 0) -> np.ndarray:
+def _detect(
+    batch: Batch, dna_index: int, n_cells: int, crop_size: int, seed: int = 0
+) -> np.ndarray:
     """Centres of ``n_cells`` representative cells of a field, in reading order.
 
     A seeded random sample (not the largest nuclei, which over-represent clumps), preferring
@@ -144,12 +160,17 @@ def _detect(batch: Batch, dna_index: int, n_cells: int, crop_size: int,
     if result.count == 0:
         raise ValueError(
             f"No nuclei were found in the DNA channel of '{batch.name}'. Check the channel "
-            "order (which image channel is DNA) and that the image shows cells.")
+            "order (which image channel is DNA) and that the image shows cells."
+        )
     cen, areas = result.centroids, result.areas
     h, w = batch.image.shape[:2]
     half = crop_size / 2
-    inside = ((cen[:, 0] >= half) & (cen[:, 0] <= h - half)
-              & (cen[:, 1] >= half) & (cen[:, 1] <= w - half))
+    inside = (
+        (cen[:, 0] >= half)
+        & (cen[:, 0] <= h - half)
+        & (cen[:, 1] >= half)
+        & (cen[:, 1] <= w - half)
+    )
     plausible = areas >= 0.3 * np.median(areas)
     pool = np.flatnonzero(inside & plausible)
     if pool.size < n_cells:
@@ -160,8 +181,9 @@ def _detect(batch: Batch, dna_index: int, n_cells: int, crop_size: int,
     return chosen[np.lexsort((chosen[:, 1], chosen[:, 0]))]
 
 
-def detect_cells(batches: Sequence[Batch], dna_index: int, crop_size: int,
-                 seed: int = 0) -> Iterator[CellsFound | Failed]:
+def detect_cells(
+    batches: Sequence[Batch], dna_index: int, crop_size: int, seed: int = 0
+) -> Iterator[CellsFound | Failed]:
     """Detect nuclei in every field (worker generator for the 'Detect cells' button)."""
     try:
         for b, batch in enumerate(batches):
@@ -188,9 +210,19 @@ def _plan(model: Any, crops: np.ndarray, s: RunSettings, factors: np.ndarray) ->
     from .run_plan import make_plan
 
     first = "reverse" if s.direction == "reverse" else "forward"
-    return make_plan(model, crops, s.perturbation, direction=first, steps=s.steps,
-                     guidance=s.guidance, seed=s.seed, dose_uM=s.dose_uM, solver=s.solver,
-                     intensity_factors=factors, precision=s.precision)
+    return make_plan(
+        model,
+        crops,
+        s.perturbation,
+        direction=first,
+        steps=s.steps,
+        guidance=s.guidance,
+        seed=s.seed,
+        dose_uM=s.dose_uM,
+        solver=s.solver,
+        intensity_factors=factors,
+        precision=s.precision,
+    )
 
 
 def _trajectory(model: Any, plan: Any, s: RunSettings) -> Iterator[tuple[float, Any]]:
@@ -200,8 +232,11 @@ def _trajectory(model: Any, plan: Any, s: RunSettings) -> Iterator[tuple[float, 
         yield t, frame
     if s.direction == "both" and last is not None:
         # Back from where the forward leg ended, with the same factors, seed and dose.
-        back = model.run(dataclasses.replace(
-            plan, images=np.ascontiguousarray(last, dtype=np.float32), direction="reverse"))
+        back = model.run(
+            dataclasses.replace(
+                plan, images=np.ascontiguousarray(last, dtype=np.float32), direction="reverse"
+            )
+        )
         next(back)  # its first frame is the end of the forward run, already shown
         yield from back
 
@@ -219,8 +254,9 @@ def _use_cpu_threads(model: Any, threads: int) -> int | None:
     return torch.get_num_threads()
 
 
-def simulate_batches(model: Any, batches: Sequence[Batch], settings: RunSettings,
-                     dna_index: int | None) -> Iterator[Any]:
+def simulate_batches(
+    model: Any, batches: Sequence[Batch], settings: RunSettings, dna_index: int | None
+) -> Iterator[Any]:
     """Simulate the same perturbation on every batch, frame by frame, round robin.
 
     Yields :class:`CellsFound` (fields whose cells were detected here), one :class:`Ready`,
@@ -237,8 +273,13 @@ def simulate_batches(model: Any, batches: Sequence[Batch], settings: RunSettings
             if batch.is_field:
                 cen = batch.centroids
                 if cen is None or len(cen) == 0:
-                    cen = _detect(batch, dna_index if dna_index is not None else 0,
-                                  batch.n_cells, model.crop_size, settings.seed)
+                    cen = _detect(
+                        batch,
+                        dna_index if dna_index is not None else 0,
+                        batch.n_cells,
+                        model.crop_size,
+                        settings.seed,
+                    )
                     yield CellsFound(b, cen)
                 crops = crop_cells(batch.image, cen, model.crop_size)
             else:
@@ -267,7 +308,8 @@ def simulate_batches(model: Any, batches: Sequence[Batch], settings: RunSettings
                 pasted = None
                 if settings.paste_back and batches[b].is_field:
                     pasted = paste_back(batches[b].image, frame, state.centroids[b])
-                yield Frame(b, index, float(t), mosaic(frame, gap=MOSAIC_GAP), frame,
-                            summary, pasted)
+                yield Frame(
+                    b, index, float(t), mosaic(frame, gap=MOSAIC_GAP), frame, summary, pasted
+                )
     except Exception as exc:
         yield Failed(_message(exc))

@@ -20,8 +20,9 @@ __all__ = ["AREA", "measure", "relative_change", "ReadoutSeries"]
 AREA = "nuclear area"
 
 
-def measure(frame: np.ndarray, channels: Sequence[str],
-            dna_index: int | None) -> dict[str, np.ndarray]:
+def measure(
+    frame: np.ndarray, channels: Sequence[str], dna_index: int | None
+) -> dict[str, np.ndarray]:
     """Per-cell measurements of one frame.
 
     Parameters
@@ -72,8 +73,9 @@ class ReadoutSeries:
 
     def add(self, t: float, frame: np.ndarray) -> dict[str, float]:
         """Measure one (N, H, W, C) frame; returns the means over cells."""
-        summary = {k: float(np.mean(v)) for k, v in
-                   measure(frame, self.channels, self.dna_index).items()}
+        summary = {
+            k: float(np.mean(v)) for k, v in measure(frame, self.channels, self.dna_index).items()
+        }
         self.times.append(float(t))
         for key, value in summary.items():
             self.values.setdefault(key, []).append(value)

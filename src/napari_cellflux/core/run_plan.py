@@ -89,7 +89,8 @@ def resolve_seed(seed: Any) -> int:
     if not 0 <= value <= MAX_SEED:
         raise ValueError(
             f"seed must be a whole number from 0 to {MAX_SEED}, or None for a fresh random "
-            f"seed, got {seed!r}. The seed used is stored in the result's settings.")
+            f"seed, got {seed!r}. The seed used is stored in the result's settings."
+        )
     return value
 
 
@@ -103,7 +104,8 @@ def check_noise(noise: Any) -> float:
         raise ValueError(
             f"noise must be a number from 0 to {MAX_NOISE:g} (the std of the start noise in "
             f"the model's units, where cells span -1 to 1), got {noise!r}. 0 (the default) "
-            "gives the one most likely trajectory; 0.1 gives varied ones.")
+            "gives the one most likely trajectory; 0.1 gives varied ones."
+        )
     return value
 
 
@@ -121,7 +123,8 @@ def check_frames_memory(n_frames: int, images_shape: Sequence[int]) -> None:
             f"Keeping all {n_frames} frames of {n} cell(s) of {h}x{w} pixels x {c} channels "
             f"needs {need / 1024**3:.1f} GB, more than simulate() holds "
             f"({MAX_FRAMES_BYTES / 1024**3:.0f} GB). Use iter_simulate, which hands over one "
-            "frame at a time, or simulate fewer cells or fewer steps.")
+            "frame at a time, or simulate fewer cells or fewer steps."
+        )
 
 
 def _dose(model: CellFluxModel, pert: Perturbation, dose_uM: Any) -> tuple[float | None, str]:
@@ -129,7 +132,8 @@ def _dose(model: CellFluxModel, pert: Perturbation, dose_uM: Any) -> tuple[float
     if dose_uM is not None and not model.use_dose:
         raise ValueError(
             "this model was trained without doses; leave the dose empty (it predicts the "
-            "average effect over the doses it saw)")
+            "average effect over the doses it saw)"
+        )
     if not model.use_dose:
         return None, ""
     seen = model.doses(pert.name) or model.card.all_doses()
@@ -142,7 +146,8 @@ def _dose(model: CellFluxModel, pert: Perturbation, dose_uM: Any) -> tuple[float
     if not (math.isfinite(dose) and dose > 0):
         raise ValueError(
             f"dose must be a concentration in uM above 0, got {dose_uM!r}. Leave it empty "
-            "(None) for the median dose the model was trained on.")
+            "(None) for the median dose the model was trained on."
+        )
     if not seen:
         return dose, ""
     lo, hi = min(seen), max(seen)
@@ -152,7 +157,8 @@ def _dose(model: CellFluxModel, pert: Perturbation, dose_uM: Any) -> tuple[float
         f"dose {dose:g} uM is far outside the doses this model was trained on for "
         f"{pert.name} ({lo:g} to {hi:g} uM): the result is an extrapolation and may not "
         f"look like real cells. Doses from {lo / DOSE_RANGE_FACTOR:g} to "
-        f"{hi * DOSE_RANGE_FACTOR:g} uM run without this warning.")
+        f"{hi * DOSE_RANGE_FACTOR:g} uM run without this warning."
+    )
 
 
 @dataclass(frozen=True)
@@ -177,7 +183,7 @@ class SimulationPlan:
     noise: float
     max_batch: int | None
     intensity_factors: np.ndarray
-    precision: str = "float32"        # the network's arithmetic here: float32 or bfloat16
+    precision: str = "float32"  # the network's arithmetic here: float32 or bfloat16
     warnings: tuple[str, ...] = field(default=())
 
     @property
@@ -187,19 +193,37 @@ class SimulationPlan:
     def settings(self) -> dict[str, Any]:
         """JSON-friendly record of the run (stored in ``Trajectory.settings``): passing these
         values back (with the same images) repeats the run exactly."""
-        return {"direction": self.direction, "steps": self.steps, "guidance": self.guidance,
-                "seed": self.seed, "dose_uM": self.dose_uM, "solver": self.solver,
-                "noise": self.noise, "max_batch": self.max_batch,
-                "intensity_factors": [float(f) for f in self.intensity_factors],
-                "precision": self.precision, "warnings": list(self.warnings)}
+        return {
+            "direction": self.direction,
+            "steps": self.steps,
+            "guidance": self.guidance,
+            "seed": self.seed,
+            "dose_uM": self.dose_uM,
+            "solver": self.solver,
+            "noise": self.noise,
+            "max_batch": self.max_batch,
+            "intensity_factors": [float(f) for f in self.intensity_factors],
+            "precision": self.precision,
+            "warnings": list(self.warnings),
+        }
 
 
-def make_plan(model: CellFluxModel, images: Any, perturbation: str | Perturbation, *,
-              direction: str = "forward", steps: int = 20, guidance: float = 1.2,
-              seed: int | None = 0, dose_uM: float | None = None, solver: str = "midpoint",
-              noise: float = 0.0, max_batch: int | None = 64,
-              intensity_factors: Sequence[float] | None = None,
-              precision: str = "auto") -> SimulationPlan:
+def make_plan(
+    model: CellFluxModel,
+    images: Any,
+    perturbation: str | Perturbation,
+    *,
+    direction: str = "forward",
+    steps: int = 20,
+    guidance: float = 1.2,
+    seed: int | None = 0,
+    dose_uM: float | None = None,
+    solver: str = "midpoint",
+    noise: float = 0.0,
+    max_batch: int | None = 64,
+    intensity_factors: Sequence[float] | None = None,
+    precision: str = "auto",
+) -> SimulationPlan:
     """Check every argument of a simulation and resolve defaults (see the module docstring).
 
     Raises
@@ -209,8 +233,7 @@ def make_plan(model: CellFluxModel, images: Any, perturbation: str | Perturbatio
     """
     from .flow import check_max_batch  # imports torch: only once a run is planned
 
-    sampler = SamplerConfig(steps=steps, solver=solver, guidance=guidance,
-                            direction=direction)
+    sampler = SamplerConfig(steps=steps, solver=solver, guidance=guidance, direction=direction)
     pert = model.encode(perturbation)
     dose, dose_warning = _dose(model, pert, dose_uM)
     condition = condition_vector(pert, dose, model.use_dose)
@@ -226,15 +249,28 @@ def make_plan(model: CellFluxModel, images: Any, perturbation: str | Perturbatio
         factors = check_factors(intensity_factors, raw.shape[-1])
     check_magnitude(raw, factors, model.card.norm_low, model.card.norm_high)
     return SimulationPlan(
-        images=raw, single=single, perturbation=pert, condition=condition,
-        direction=sampler.direction, steps=sampler.steps, guidance=float(sampler.guidance),
-        solver=sampler.solver, seed=seed, dose_uM=dose, noise=noise, max_batch=max_batch,
-        intensity_factors=factors, precision=precision,
-        warnings=(dose_warning,) if dose_warning else ())
+        images=raw,
+        single=single,
+        perturbation=pert,
+        condition=condition,
+        direction=sampler.direction,
+        steps=sampler.steps,
+        guidance=float(sampler.guidance),
+        solver=sampler.solver,
+        seed=seed,
+        dose_uM=dose,
+        noise=noise,
+        max_batch=max_batch,
+        intensity_factors=factors,
+        precision=precision,
+        warnings=(dose_warning,) if dose_warning else (),
+    )
 
 
-def integrate_plan(model: CellFluxModel, plan: SimulationPlan,
-                   ) -> Iterator[tuple[float, np.ndarray]]:
+def integrate_plan(
+    model: CellFluxModel,
+    plan: SimulationPlan,
+) -> Iterator[tuple[float, np.ndarray]]:
     """Integrate ``plan`` with ``model``: yields ``(t, frame)``, frame (N, H, W, C) float32.
 
     The network sees the images multiplied by ``plan.intensity_factors``, normalised and
@@ -255,8 +291,9 @@ def integrate_plan(model: CellFluxModel, plan: SimulationPlan,
     dev, size = model.device, model.crop_size
     with torch.inference_mode():
         x_raw = torch.from_numpy(plan.images).to(dev).permute(0, 3, 1, 2)
-        factors = torch.as_tensor(plan.intensity_factors, dtype=torch.float32,
-                                  device=dev)[None, :, None, None]
+        factors = torch.as_tensor(plan.intensity_factors, dtype=torch.float32, device=dev)[
+            None, :, None, None
+        ]
         in_hw = tuple(x_raw.shape[-2:])
         resized = in_hw != (size, size)
         x = model.normalize(x_raw * factors, size)
@@ -267,21 +304,25 @@ def integrate_plan(model: CellFluxModel, plan: SimulationPlan,
         if channels_last_pays(dev):
             x = x.contiguous(memory_format=torch.channels_last)
         cond = torch.from_numpy(plan.condition).to(dev)[None]
-        velocity = GuidedVelocity(model.network, cond, plan.guidance,
-                                  max_batch=plan.max_batch,
-                                  compute_dtype=compute_dtype(plan.precision, dev))
+        velocity = GuidedVelocity(
+            model.network,
+            cond,
+            plan.guidance,
+            max_batch=plan.max_batch,
+            compute_dtype=compute_dtype(plan.precision, dev),
+        )
         grid = time_grid(plan.steps, plan.direction)
         for index, (t, xt) in enumerate(integrate(velocity, x, grid, plan.solver)):
             delta = (model.denormalize(xt) - start) / factors
             if resized:
-                delta = F.interpolate(delta, size=in_hw, mode="bilinear",
-                                      align_corners=False)
+                delta = F.interpolate(delta, size=in_hw, mode="bilinear", align_corners=False)
             frame = x_raw + delta
             if not bool(torch.isfinite(frame).all()):
                 raise ValueError(
                     f"The simulation produced NaN or infinite values at t = {t:.2f} "
                     f"(frame {index} of {plan.n_frames}): the model was pushed far outside "
                     "what it was trained on. Lower the guidance (1.2 is typical), use a "
-                    "dose near the training doses, and check the image intensities.")
+                    "dose near the training doses, and check the image intensities."
+                )
             frame = frame.permute(0, 2, 3, 1).float().cpu().numpy()
             yield t, (frame[0] if plan.single else frame)

@@ -64,12 +64,16 @@ def _sample_cells(rng: np.random.Generator, n: int, plate: SyntheticPlate, eff: 
     nuc = NUCLEUS_RADIUS * s * math.sqrt(1 + eff["nucleus_area"]) * content ** (1 / 3)
     nuc = np.minimum(nuc * rng.lognormal(0.0, 0.07, n), 0.72 * radius)
     agg = eff["actin_aggregation"]
-    per_channel = [t * s**2 * (1 + eff[f"{ch}_intensity"])
-                   for t, ch in zip(TOTAL_STAIN, CHANNELS, strict=True)]
+    per_channel = [
+        t * s**2 * (1 + eff[f"{ch}_intensity"])
+        for t, ch in zip(TOTAL_STAIN, CHANNELS, strict=True)
+    ]
     fibres = lambda base, key: np.maximum(base * (1 + eff[key]), 0.0)  # noqa: E731
     phi = rng.uniform(0, np.pi, n)
     return {
-        "radius": radius, "nuc": nuc, "phi": phi,
+        "radius": radius,
+        "nuc": nuc,
+        "phi": phi,
         "aspect": 1 + np.abs(rng.normal(0.45, 0.25, n)) * (1 - rnd),
         "harm": rng.normal(0, 1, (n, 4)) * [0.09, 0.05, 0.035, 0.025] * (1 - rnd),
         "harm_phase": rng.uniform(0, 2 * np.pi, (n, 4)),
@@ -77,8 +81,11 @@ def _sample_cells(rng: np.random.Generator, n: int, plate: SyntheticPlate, eff: 
         "nuc_aspect": 1 + np.abs(rng.normal(0.25, 0.12, n)) * (1 - 0.6 * cond),
         "nuc_phi": phi + rng.normal(0, 0.35, n),
         # Protein scales with cell size, DNA with content; the means follow the effect exactly.
-        "total": np.stack([content, indiv**2 * rng.lognormal(0, 0.15, n),
-                           indiv**2 * rng.lognormal(0, 0.15, n)], axis=1) * per_channel,
+        "total": np.stack(
+            [content, indiv**2 * rng.lognormal(0, 0.15, n), indiv**2 * rng.lognormal(0, 0.15, n)],
+            axis=1,
+        )
+        * per_channel,
         "chromatin": 0.22 + 0.4 * cond + np.zeros(n),
         "tub_fibres": fibres(0.75, "tubulin_fibres") * rng.lognormal(0, 0.15, n),
         "tub_bins": np.round(rng.uniform(110, 150, n) * (1 - 0.55 * eff["tubulin_bundling"])),
@@ -206,8 +213,9 @@ def _place(rng, shape, radii: np.ndarray, clustering: float = 0.6) -> np.ndarray
     return pts
 
 
-def _compose(rng, plate: SyntheticPlate, eff: dict, shape, centres=None, n_cells=None,
-             window=None) -> tuple[np.ndarray, np.ndarray]:
+def _compose(
+    rng, plate: SyntheticPlate, eff: dict, shape, centres=None, n_cells=None, window=None
+) -> tuple[np.ndarray, np.ndarray]:
     """Float field (H, W, 3) with plate effects and noise, and its nucleus centres (K, 2).
 
     ``window`` = (top, left, height, width) is the part of the plate's field of view, in
@@ -257,8 +265,15 @@ def _compose(rng, plate: SyntheticPlate, eff: dict, shape, centres=None, n_cells
 def _default_count(plate: SyntheticPlate, shape) -> int:
     # The count follows the plate's (control) confluence, not the treated cell size, so that
     # crops of treated and control cells hold as much neighbour per cell on average.
-    return max(1, round(plate.confluence * shape[0] * shape[1]
-                        / (math.pi * (CELL_RADIUS * plate.size_scale) ** 2)))
+    return max(
+        1,
+        round(
+            plate.confluence
+            * shape[0]
+            * shape[1]
+            / (math.pi * (CELL_RADIUS * plate.size_scale) ** 2)
+        ),
+    )
 
 
 def _rng(seed: int, *keys: str) -> np.random.Generator:
@@ -267,23 +282,39 @@ def _rng(seed: int, *keys: str) -> np.random.Generator:
     return np.random.default_rng([int(seed), *(zlib.crc32(k.encode()) for k in keys)])
 
 
-def render_cell(rng: np.random.Generator, size: int, plate: str | SyntheticPlate,
-                compound: str | SyntheticCompound | None = None,
-                dose_uM: float = 0.0) -> np.ndarray:
+def render_cell(
+    rng: np.random.Generator,
+    size: int,
+    plate: str | SyntheticPlate,
+    compound: str | SyntheticCompound | None = None,
+    dose_uM: float = 0.0,
+) -> np.ndarray:
     """One cell centred in a (size, size, 3) float32 image, with the plate's imaging effects."""
     eff = true_effect(compound, dose_uM)
     pl = _plate(plate)
     frac = min(1.0, size / FOV)
     top, left = rng.uniform(0, 1 - frac, 2)
-    img, _ = _compose(rng, pl, eff, (size, size), centres=[[size // 2, size // 2]],
-                      window=(top, left, frac, frac))
+    img, _ = _compose(
+        rng,
+        pl,
+        eff,
+        (size, size),
+        centres=[[size // 2, size // 2]],
+        window=(top, left, frac, frac),
+    )
     return img
 
 
-def make_field(plate: str | SyntheticPlate = "SynPlate1",
-               compound: str | SyntheticCompound | None = None, dose_uM: float = 0.0,
-               shape: tuple[int, int] = (512, 512), n_cells: int | None = None, seed: int = 0,
-               *, return_centroids: bool = False):
+def make_field(
+    plate: str | SyntheticPlate = "SynPlate1",
+    compound: str | SyntheticCompound | None = None,
+    dose_uM: float = 0.0,
+    shape: tuple[int, int] = (512, 512),
+    n_cells: int | None = None,
+    seed: int = 0,
+    *,
+    return_centroids: bool = False,
+):
     """A synthetic field of view, (H, W, 3) uint16, channels :data:`CHANNELS`.
 
     Parameters
@@ -302,16 +333,22 @@ def make_field(plate: str | SyntheticPlate = "SynPlate1",
     """
     comp = _compound(compound)
     rng = _rng(seed, "field", _plate(plate).name, comp.name if comp else CONTROL, f"{dose_uM:g}")
-    img, centres = _compose(rng, _plate(plate), true_effect(comp, dose_uM), tuple(shape),
-                            n_cells=n_cells)
+    img, centres = _compose(
+        rng, _plate(plate), true_effect(comp, dose_uM), tuple(shape), n_cells=n_cells
+    )
     img = np.rint(img).astype(np.uint16)
     return (img, centres) if return_centroids else img
 
 
-def make_crops(n_per_condition: int, size: int = 48,
-               plates: Sequence[str] | None = None, compounds: Sequence[str] | None = None,
-               doses: Sequence[float] | None = None, seed: int = 0,
-               n_controls: int | None = None) -> tuple[np.ndarray, pd.DataFrame]:
+def make_crops(
+    n_per_condition: int,
+    size: int = 48,
+    plates: Sequence[str] | None = None,
+    compounds: Sequence[str] | None = None,
+    doses: Sequence[float] | None = None,
+    seed: int = 0,
+    n_controls: int | None = None,
+) -> tuple[np.ndarray, pd.DataFrame]:
     """A synthetic crops dataset (DESIGN.md "Crops dataset" format).
 
     Crops are cut around nucleus centres of synthetic fields, so parts of neighbours show at
@@ -358,8 +395,16 @@ def make_crops(n_per_condition: int, size: int = 48,
             name = comp.name if comp else CONTROL
             rng = _rng(seed, "crops", pl.name, name, f"{dose:g}", str(size))
             jobs.append((rng, pl, true_effect(comp, dose), n, size))
-            rows += [(pl.name, name, dose, int(comp is None), comp.moa if comp else CONTROL,
-                      comp.smiles if comp else "")] * n
+            rows += [
+                (
+                    pl.name,
+                    name,
+                    dose,
+                    int(comp is None),
+                    comp.moa if comp else CONTROL,
+                    comp.smiles if comp else "",
+                )
+            ] * n
     # Conditions are independent (own random stream each) and NumPy / SciPy FFT release the
     # GIL, so threads use every core and the result does not depend on scheduling.
     with ThreadPoolExecutor(max_workers=min(len(jobs), os.cpu_count() or 1) or 1) as pool:

@@ -9,8 +9,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["CHANNELS", "CONTROL", "DOSES", "EFFECT_KEYS", "COMPOUNDS", "PLATES", "hill",
-           "SyntheticCompound", "SyntheticPlate", "true_effect"]
+__all__ = [
+    "CHANNELS",
+    "CONTROL",
+    "DOSES",
+    "EFFECT_KEYS",
+    "COMPOUNDS",
+    "PLATES",
+    "hill",
+    "SyntheticCompound",
+    "SyntheticPlate",
+    "true_effect",
+]
 
 CHANNELS = ("DNA", "Tubulin", "Actin")
 CONTROL = "DMSO"
@@ -18,15 +28,19 @@ DOSES = (0.3, 1.0, 3.0, 10.0)
 #: Effect parameters; intensities and areas are relative changes (0.4 = +40 %), the others
 #: are strengths in [0, 1] or relative changes of a texture contrast (-1 removes it).
 EFFECT_KEYS = (
-    "DNA_intensity", "Tubulin_intensity", "Actin_intensity",  # integrated stain per cell
-    "cell_area", "nucleus_area",
-    "roundness",               # 1: perfectly round, smooth outline
-    "tubulin_fibres",          # filament contrast; -1: diffuse tubulin
-    "tubulin_bundling",        # thick, bright bundles
-    "actin_fibres",            # stress fibre contrast
-    "actin_aggregation",       # punctate actin
+    "DNA_intensity",
+    "Tubulin_intensity",
+    "Actin_intensity",  # integrated stain per cell
+    "cell_area",
+    "nucleus_area",
+    "roundness",  # 1: perfectly round, smooth outline
+    "tubulin_fibres",  # filament contrast; -1: diffuse tubulin
+    "tubulin_bundling",  # thick, bright bundles
+    "actin_fibres",  # stress fibre contrast
+    "actin_aggregation",  # punctate actin
     "chromatin_condensation",  # coarse, bright, compact chromatin
 )
+
 
 def hill(dose_uM: float, ec50_uM: float, n: float) -> float:
     """Saturating Hill response in [0, 1): d^n / (d^n + EC50^n)."""
@@ -68,14 +82,23 @@ COMPOUNDS: dict[str, SyntheticCompound] = {
     c.name: c
     for c in (
         SyntheticCompound(
-            "cyclohexamide", "CC1CC(C)C(=O)C(C1)C(O)CC2CC(=O)NC(=O)C2", "Protein synthesis",
+            "cyclohexamide",
+            "CC1CC(C)C(=O)C(C1)C(O)CC2CC(=O)NC(=O)C2",
+            "Protein synthesis",
             "Protein-synthesis inhibitor (BBBC021 spelling). Cells shrink and round a little "
             "while all stains get brighter, actin most: the direction measured on the real "
             "BBBC021 crops in ../shared/data (treated mean intensity +30 to +90 %).",
-            3.0, 1.2,
-            (("DNA_intensity", 0.25), ("Tubulin_intensity", 0.4), ("Actin_intensity", 0.7),
-             ("cell_area", -0.2), ("nucleus_area", -0.1), ("roundness", 0.3),
-             ("actin_fibres", -0.4)),
+            3.0,
+            1.2,
+            (
+                ("DNA_intensity", 0.25),
+                ("Tubulin_intensity", 0.4),
+                ("Actin_intensity", 0.7),
+                ("cell_area", -0.2),
+                ("nucleus_area", -0.1),
+                ("roundness", 0.3),
+                ("actin_fibres", -0.4),
+            ),
         ),
         SyntheticCompound(
             "taxol",
@@ -85,19 +108,35 @@ COMPOUNDS: dict[str, SyntheticCompound] = {
             "Microtubule stabilizers",
             "Microtubule stabiliser: brighter tubulin in thick bundles, larger and rounder "
             "cells, slightly larger nuclei with more DNA (mitotic slippage).",
-            0.5, 1.5,
-            (("Tubulin_intensity", 0.6), ("tubulin_fibres", 0.8), ("tubulin_bundling", 1.0),
-             ("cell_area", 0.3), ("roundness", 0.5), ("nucleus_area", 0.15),
-             ("DNA_intensity", 0.2)),
+            0.5,
+            1.5,
+            (
+                ("Tubulin_intensity", 0.6),
+                ("tubulin_fibres", 0.8),
+                ("tubulin_bundling", 1.0),
+                ("cell_area", 0.3),
+                ("roundness", 0.5),
+                ("nucleus_area", 0.15),
+                ("DNA_intensity", 0.2),
+            ),
         ),
         SyntheticCompound(
-            "nocodazole", "COC(=O)Nc1nc2cc(ccc2[nH]1)C(=O)c3cccs3", "Microtubule destabilizers",
+            "nocodazole",
+            "COC(=O)Nc1nc2cc(ccc2[nH]1)C(=O)c3cccs3",
+            "Microtubule destabilizers",
             "Microtubule destabiliser: diffuse tubulin without filaments, small round cells, "
             "compact bright condensed DNA (mitotic arrest), slightly more cortical actin.",
-            1.0, 1.5,
-            (("tubulin_fibres", -0.95), ("roundness", 0.85), ("cell_area", -0.25),
-             ("nucleus_area", -0.4), ("chromatin_condensation", 1.0), ("DNA_intensity", 0.3),
-             ("Actin_intensity", 0.15)),
+            1.0,
+            1.5,
+            (
+                ("tubulin_fibres", -0.95),
+                ("roundness", 0.85),
+                ("cell_area", -0.25),
+                ("nucleus_area", -0.4),
+                ("chromatin_condensation", 1.0),
+                ("DNA_intensity", 0.3),
+                ("Actin_intensity", 0.15),
+            ),
         ),
         SyntheticCompound(
             "latrunculin B",
@@ -105,9 +144,15 @@ COMPOUNDS: dict[str, SyntheticCompound] = {
             "Actin disruptors",
             "Actin disruptor: stress fibres and cortical ring dissolve into punctate actin "
             "aggregates, cells contract a little.",
-            1.0, 1.3,
-            (("actin_fibres", -0.9), ("actin_aggregation", 1.0), ("Actin_intensity", -0.15),
-             ("cell_area", -0.15), ("roundness", 0.3)),
+            1.0,
+            1.3,
+            (
+                ("actin_fibres", -0.9),
+                ("actin_aggregation", 1.0),
+                ("Actin_intensity", -0.15),
+                ("cell_area", -0.15),
+                ("roundness", 0.3),
+            ),
         ),
     )
 }
@@ -118,13 +163,13 @@ class SyntheticPlate:
     """One experimental batch: how the imaging and culture of this plate differ."""
 
     name: str
-    gain: tuple[float, float, float]      # per-channel multiplicative gain
-    offset: tuple[float, float, float]    # per-channel camera / background offset
-    gradient: float                       # relative illumination change across the FOV
+    gain: tuple[float, float, float]  # per-channel multiplicative gain
+    offset: tuple[float, float, float]  # per-channel camera / background offset
+    gradient: float  # relative illumination change across the FOV
     gradient_angle_deg: float
-    vignetting: float                     # relative fall-off towards the FOV corners
-    confluence: float                     # fraction of the area covered by cells
-    size_scale: float                     # cell and nucleus size factor
+    vignetting: float  # relative fall-off towards the FOV corners
+    confluence: float  # fraction of the area covered by cells
+    size_scale: float  # cell and nucleus size factor
 
 
 _P = SyntheticPlate

@@ -103,10 +103,14 @@ class VelocityUNet(nn.Module):
         widths = [config.base_width * m for m in config.channel_mults]
         self.time_embed = nn.Sequential(
             FourierTimeEmbedding(config.time_features),
-            nn.Linear(2 * max(config.time_features // 2, 1), e), nn.SiLU(), nn.Linear(e, e),
+            nn.Linear(2 * max(config.time_features // 2, 1), e),
+            nn.SiLU(),
+            nn.Linear(e, e),
         )
         self.cond_embed = nn.Sequential(
-            nn.Linear(config.cond_dim, e), nn.SiLU(), nn.Linear(e, e),
+            nn.Linear(config.cond_dim, e),
+            nn.SiLU(),
+            nn.Linear(e, e),
         )
         self.null_embedding = nn.Parameter(torch.zeros(e))
         self.stem = nn.Conv2d(config.in_channels, widths[0], 3, padding=1)
@@ -145,23 +149,30 @@ class VelocityUNet(nn.Module):
             self.up.append(stage)
 
         self.head = nn.Sequential(
-            nn.GroupNorm(_groups(cin), cin), nn.SiLU(),
+            nn.GroupNorm(_groups(cin), cin),
+            nn.SiLU(),
             nn.Conv2d(cin, config.in_channels, 3, padding=1),
         )
         # Start as the zero field: an untrained model leaves cells unchanged.
         nn.init.zeros_(self.head[-1].weight)
         nn.init.zeros_(self.head[-1].bias)
 
-    def embed(self, t: torch.Tensor, c: torch.Tensor,
-              null_mask: torch.Tensor | None) -> torch.Tensor:
+    def embed(
+        self, t: torch.Tensor, c: torch.Tensor, null_mask: torch.Tensor | None
+    ) -> torch.Tensor:
         """Joint time + condition embedding, with the null token where ``null_mask``."""
         cond = self.cond_embed(c)
         if null_mask is not None:
             cond = torch.where(null_mask[:, None], self.null_embedding.to(cond.dtype), cond)
         return self.time_embed(t) + cond
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, c: torch.Tensor,
-                null_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        c: torch.Tensor,
+        null_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         if t.ndim == 0:
             t = t.expand(x.shape[0])
         emb = self.embed(t, c, null_mask)

@@ -68,8 +68,14 @@ def tensor_digest(tensors: dict[str, Any], header: str = "") -> str:
     return digest.hexdigest()
 
 
-def save_weights(path: str | Path, state_dict: dict[str, Any], metadata: dict[str, Any],
-                 vocabulary_vectors: np.ndarray, *, storage_dtype: str = "float32") -> Path:
+def save_weights(
+    path: str | Path,
+    state_dict: dict[str, Any],
+    metadata: dict[str, Any],
+    vocabulary_vectors: np.ndarray,
+    *,
+    storage_dtype: str = "float32",
+) -> Path:
     """Write network weights, vocabulary vectors and metadata to one safetensors file.
 
     The file is written to a temporary name and renamed, so a crash never leaves a
@@ -83,11 +89,14 @@ def save_weights(path: str | Path, state_dict: dict[str, Any], metadata: dict[st
         raise ValueError(f"storage_dtype must be 'float32' or 'float16', got {storage_dtype!r}")
     dtype = getattr(torch, storage_dtype)
     path = Path(path)
-    tensors = {_NET_PREFIX + k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu()
-               .contiguous() for k, v in state_dict.items()}
+    tensors = {
+        _NET_PREFIX + k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous()
+        for k, v in state_dict.items()
+    }
     tensors[_VOCAB_KEY] = torch.as_tensor(np.asarray(vocabulary_vectors, dtype=np.float32))
-    meta = dict(metadata, format=FORMAT, format_version=FORMAT_VERSION,
-                storage_dtype=storage_dtype)
+    meta = dict(
+        metadata, format=FORMAT, format_version=FORMAT_VERSION, storage_dtype=storage_dtype
+    )
     meta.pop("checksum", None)
     meta_json = json.dumps(meta, sort_keys=True)
     header = {_META_KEY: meta_json, "checksum": tensor_digest(tensors, meta_json)}
@@ -108,16 +117,21 @@ def check_weights_path(path: Any) -> Path:
         raise WeightsError(
             f"the weights path must be a file path (text or pathlib.Path), got "
             f"{type(path).__name__} {path!r}. Pass the path of a {MODEL_FILE}, or None for "
-            "the bundled demo weights.")
+            "the bundled demo weights."
+        )
     if not str(os.fspath(path)).strip():
         raise WeightsError(
             f"the weights path is empty. Pass the path of a {MODEL_FILE} written by "
-            "`python -m training.run`, or None for the bundled demo weights.")
+            "`python -m training.run`, or None for the bundled demo weights."
+        )
     path = Path(path).expanduser()
     if path.is_dir():
         inside = path / MODEL_FILE
-        hint = (f" It holds {MODEL_FILE}: load {str(inside)!r}." if inside.is_file() else
-                f" Choose the {MODEL_FILE} file that `python -m training.run` wrote.")
+        hint = (
+            f" It holds {MODEL_FILE}: load {str(inside)!r}."
+            if inside.is_file()
+            else f" Choose the {MODEL_FILE} file that `python -m training.run` wrote."
+        )
         raise WeightsError(f"{str(path)!r} is a folder, not a weights file.{hint}")
     if not path.is_file():
         raise WeightsError(
@@ -131,12 +145,16 @@ def _foreign_header(path: Path, header: dict[str, str]) -> WeightsError:
     """The error for a safetensors file without napari-cellflux weights metadata."""
     if _CHECKPOINT_KEY in header:
         model = path.with_name(MODEL_FILE)
-        where = (f"load {str(model)!r}" if model.is_file() else
-                 f"load the {MODEL_FILE} that the same run writes beside it (it appears "
-                 "when training finishes)")
+        where = (
+            f"load {str(model)!r}"
+            if model.is_file()
+            else f"load the {MODEL_FILE} that the same run writes beside it (it appears "
+            "when training finishes)"
+        )
         return WeightsError(
             f"{path.name} is a training checkpoint of `python -m training.run` (it lets an "
-            f"interrupted training resume), not the model to simulate with: {where}.")
+            f"interrupted training resume), not the model to simulate with: {where}."
+        )
     return WeightsError(
         f"{path.name} is a safetensors file but not napari-cellflux weights (no "
         f"'{_META_KEY}' metadata). Use a file written by `python -m training.run`."
@@ -190,7 +208,7 @@ def read_weights(path: str | Path) -> tuple[dict[str, Any], dict[str, Any], np.n
     if _VOCAB_KEY not in tensors:
         raise WeightsError(f"{path.name} has no perturbation vocabulary")
     vocab = tensors.pop(_VOCAB_KEY).numpy()
-    state = {k[len(_NET_PREFIX):]: v for k, v in tensors.items() if k.startswith(_NET_PREFIX)}
+    state = {k[len(_NET_PREFIX) :]: v for k, v in tensors.items() if k.startswith(_NET_PREFIX)}
     return state, meta, vocab
 
 

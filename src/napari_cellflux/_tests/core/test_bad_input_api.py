@@ -33,8 +33,7 @@ def uint8_crops(shared_data) -> np.ndarray:
 
 
 def test_uint8_crop_is_matched_to_the_model_and_stays_in_its_range(demo, uint8_crops):
-    traj = demo.simulate(uint8_crops, "cyclohexamide", steps=10, dose_uM=10.0,
-                         precision="float32")
+    traj = demo.simulate(uint8_crops, "cyclohexamide", steps=10, dose_uM=10.0, precision="float32")
     np.testing.assert_array_equal(traj.frames[0], uint8_crops.astype(np.float32))
     lo, hi = np.percentile(traj.frames[-1], [0.1, 99.9])
     # Without matching the 8-bit crops ran to -134 and 655 (1st/999th permille).
@@ -54,15 +53,18 @@ def test_widget_pipeline_gives_the_api_frames(demo, uint8_crops):
         simulate_batches,
     )
 
-    settings = RunSettings(perturbation="cyclohexamide", steps=3, dose_uM=10.0,
-                           precision="float32")
-    events = list(simulate_batches(demo, [Batch("crops", uint8_crops, is_field=False)],
-                                   settings, dna_index=0))
+    settings = RunSettings(
+        perturbation="cyclohexamide", steps=3, dose_uM=10.0, precision="float32"
+    )
+    events = list(
+        simulate_batches(
+            demo, [Batch("crops", uint8_crops, is_field=False)], settings, dna_index=0
+        )
+    )
     assert not [e.message for e in events if isinstance(e, Failed)]
     ready = next(e for e in events if isinstance(e, Ready))
     frames = np.stack([e.crops for e in events if isinstance(e, Frame)])
-    traj = demo.simulate(uint8_crops, "cyclohexamide", steps=3, dose_uM=10.0,
-                         precision="float32")
+    traj = demo.simulate(uint8_crops, "cyclohexamide", steps=3, dose_uM=10.0, precision="float32")
     np.testing.assert_allclose(frames, traj.frames, rtol=0, atol=1e-3)
     np.testing.assert_allclose(ready.scales[0], traj.settings["intensity_factors"])
     assert ready.limits.shape == (3, 2)  # contrast limits per channel
@@ -72,9 +74,15 @@ def test_reverse_with_the_forward_factors_returns_an_8bit_crop(random_tiny_model
     u8 = np.round(cells / cells.max() * 254).astype(np.uint8)
     fwd = random_tiny_model.simulate(u8, "taxol", steps=20, solver="rk4", precision="float32")
     assert min(fwd.settings["intensity_factors"]) > 4
-    back = random_tiny_model.simulate(fwd.frames[-1], "taxol", steps=20, solver="rk4",
-                                      direction="reverse", precision="float32",
-                                      intensity_factors=fwd.settings["intensity_factors"])
+    back = random_tiny_model.simulate(
+        fwd.frames[-1],
+        "taxol",
+        steps=20,
+        solver="rk4",
+        direction="reverse",
+        precision="float32",
+        intensity_factors=fwd.settings["intensity_factors"],
+    )
     assert np.abs(fwd.frames[-1] - u8).mean() > 1.0
     assert np.abs(back.frames[-1] - u8).max() < 0.001 * 254
 
@@ -108,38 +116,43 @@ def test_dose_warning_reaches_the_widget_run(demo, cells):
     with warnings.catch_warnings():
         # in Ready only: napari would relay a Python warning as a second notification
         warnings.simplefilter("error")
-        events = list(simulate_batches(demo, [Batch("crops", cells, is_field=False)],
-                                       settings, dna_index=0))
+        events = list(
+            simulate_batches(demo, [Batch("crops", cells, is_field=False)], settings, dna_index=0)
+        )
     ready = next(e for e in events if isinstance(e, Ready))
     assert len(ready.warnings) == 1 and "1000 uM" in ready.warnings[0]
     assert len([e for e in events if isinstance(e, Frame)]) == 3  # forward, then back
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"guidance": 1e6}, "guidance must be a number from 0 to 10"),
-    ({"guidance": 10.5}, "guidance must be a number from 0 to 10"),
-    ({"guidance": float("nan")}, "guidance must be a number from 0 to 10"),
-    ({"dose_uM": 0.0}, "dose must be a concentration in uM above 0"),
-    ({"dose_uM": -1.0}, "dose must be a concentration in uM above 0"),
-    ({"dose_uM": float("nan")}, "dose must be a concentration in uM above 0"),
-    ({"dose_uM": float("inf")}, "dose must be a concentration in uM above 0"),
-    ({"noise": float("inf")}, "noise must be a number from 0 to 1"),
-    ({"noise": 1e6}, "noise must be a number from 0 to 1"),
-    ({"steps": 501}, "steps must be between 1 and 500"),
-    ({"steps": -1}, "steps must be between 1 and 500"),
-    ({"steps": 2.5}, "steps must be a whole number"),
-    ({"steps": True}, "steps must be a whole number"),
-    ({"seed": 2**70}, "seed must be a whole number from 0 to 4294967295"),
-    ({"seed": -1}, "seed must be a whole number from 0"),
-    ({"seed": 2.5}, "seed must be a whole number from 0"),
-    ({"max_batch": 0}, "max_batch must be None .* or a whole number of cells >= 1"),
-    ({"max_batch": -3}, "max_batch must be None"),
-    ({"max_batch": 2.5}, "max_batch must be None"),
-    ({"direction": "sideways"}, "direction must be 'forward' or 'reverse'"),
-    ({"solver": 5}, "unknown solver"),
-])
-def test_out_of_range_arguments_are_refused_before_computing(random_tiny_model, cells,
-                                                             kwargs, message):
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"guidance": 1e6}, "guidance must be a number from 0 to 10"),
+        ({"guidance": 10.5}, "guidance must be a number from 0 to 10"),
+        ({"guidance": float("nan")}, "guidance must be a number from 0 to 10"),
+        ({"dose_uM": 0.0}, "dose must be a concentration in uM above 0"),
+        ({"dose_uM": -1.0}, "dose must be a concentration in uM above 0"),
+        ({"dose_uM": float("nan")}, "dose must be a concentration in uM above 0"),
+        ({"dose_uM": float("inf")}, "dose must be a concentration in uM above 0"),
+        ({"noise": float("inf")}, "noise must be a number from 0 to 1"),
+        ({"noise": 1e6}, "noise must be a number from 0 to 1"),
+        ({"steps": 501}, "steps must be between 1 and 500"),
+        ({"steps": -1}, "steps must be between 1 and 500"),
+        ({"steps": 2.5}, "steps must be a whole number"),
+        ({"steps": True}, "steps must be a whole number"),
+        ({"seed": 2**70}, "seed must be a whole number from 0 to 4294967295"),
+        ({"seed": -1}, "seed must be a whole number from 0"),
+        ({"seed": 2.5}, "seed must be a whole number from 0"),
+        ({"max_batch": 0}, "max_batch must be None .* or a whole number of cells >= 1"),
+        ({"max_batch": -3}, "max_batch must be None"),
+        ({"max_batch": 2.5}, "max_batch must be None"),
+        ({"direction": "sideways"}, "direction must be 'forward' or 'reverse'"),
+        ({"solver": 5}, "unknown solver"),
+    ],
+)
+def test_out_of_range_arguments_are_refused_before_computing(
+    random_tiny_model, cells, kwargs, message
+):
     args = {"steps": 1, **kwargs}
     with pytest.raises(ValueError, match=message):
         random_tiny_model.simulate(cells, "taxol", **args)
@@ -148,8 +161,9 @@ def test_out_of_range_arguments_are_refused_before_computing(random_tiny_model, 
 
 
 def test_numpy_integers_are_whole_numbers(random_tiny_model, cells):
-    traj = random_tiny_model.simulate(cells, "taxol", steps=np.int64(2), seed=np.uint32(3),
-                                      max_batch=np.int32(2))
+    traj = random_tiny_model.simulate(
+        cells, "taxol", steps=np.int64(2), seed=np.uint32(3), max_batch=np.int32(2)
+    )
     assert traj.frames.shape[0] == 3 and traj.settings["seed"] == 3
 
 
@@ -193,8 +207,7 @@ def test_seed_none_draws_a_recorded_seed_that_repeats_the_run(random_tiny_model,
     assert isinstance(a.settings["seed"], int) and a.settings["seed"] != b.settings["seed"]
     assert not np.array_equal(a.frames, b.frames)
     assert not np.array_equal(a.frames, zero.frames)
-    again = random_tiny_model.simulate(cells, "taxol", steps=2, noise=0.2,
-                                       seed=a.settings["seed"])
+    again = random_tiny_model.simulate(cells, "taxol", steps=2, noise=0.2, seed=a.settings["seed"])
     np.testing.assert_array_equal(again.frames, a.frames)
 
 
@@ -215,10 +228,10 @@ def test_flipped_views_lists_and_tensors_are_images(random_tiny_model, cells):
     flipped = random_tiny_model.simulate(flat[:, ::-1], "taxol", steps=1)
     np.testing.assert_array_equal(flipped.frames, ref.frames)
     listed = random_tiny_model.simulate(list(cells), "taxol", steps=1)
-    np.testing.assert_array_equal(listed.frames, random_tiny_model.simulate(
-        cells, "taxol", steps=1).frames)
-    tensor = random_tiny_model.simulate(torch.from_numpy(flat).requires_grad_(), "taxol",
-                                        steps=1)
+    np.testing.assert_array_equal(
+        listed.frames, random_tiny_model.simulate(cells, "taxol", steps=1).frames
+    )
+    tensor = random_tiny_model.simulate(torch.from_numpy(flat).requires_grad_(), "taxol", steps=1)
     assert tensor.frames.shape == (2, 4, 32, 32, 3)
 
 
@@ -228,9 +241,12 @@ def test_ragged_crops_say_which_shapes_differ(random_tiny_model, cells):
 
 
 def test_gene_symbol_on_a_compound_model(random_tiny_model, cells):
-    with pytest.raises(ValueError, match="'TP53' looks like a gene symbol, but this model "
-                                         "simulates compounds: choose one it knows "
-                                         r"\(cyclohexamide, nocodazole, taxol\)"):
+    with pytest.raises(
+        ValueError,
+        match="'TP53' looks like a gene symbol, but this model "
+        "simulates compounds: choose one it knows "
+        r"\(cyclohexamide, nocodazole, taxol\)",
+    ):
         random_tiny_model.simulate(cells, "TP53", steps=1)
     with pytest.raises(ValueError, match="Did you mean: taxol"):  # a typo stays a typo
         random_tiny_model.simulate(cells, "TAXL", steps=1)
@@ -257,11 +273,14 @@ def test_simulate_refuses_frames_beyond_2_gb_and_iter_simulate_streams(random_ti
 # --- load_model ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path, message", [
-    ("", "the weights path is empty. .* or None for the bundled demo weights"),
-    ("   ", "the weights path is empty"),
-    (5, "the weights path must be a file path .* got int 5"),
-])
+@pytest.mark.parametrize(
+    "path, message",
+    [
+        ("", "the weights path is empty. .* or None for the bundled demo weights"),
+        ("   ", "the weights path is empty"),
+        (5, "the weights path must be a file path .* got int 5"),
+    ],
+)
 def test_load_model_paths_that_are_no_file(path, message):
     with pytest.raises(ValueError, match=message):
         load_model(path)
@@ -272,19 +291,26 @@ def test_load_model_of_a_folder_points_at_the_model_inside(tmp_path, random_tiny
         load_model(tmp_path)
     random_tiny_model.save(tmp_path / "model.safetensors")
     inside = re.escape(f"'{tmp_path / 'model.safetensors'}'")
-    with pytest.raises(ValueError, match=f"is a folder.* It holds model.safetensors: load "
-                                         f"{inside}"):
+    with pytest.raises(
+        ValueError, match=f"is a folder.* It holds model.safetensors: load {inside}"
+    ):
         load_model(tmp_path)
 
 
 def test_load_model_of_a_training_checkpoint_points_at_the_model(tmp_path, random_tiny_model):
-    ckpt_mod = pytest.importorskip("training.checkpoint",
-                                   reason="the training package is not importable here")
+    ckpt_mod = pytest.importorskip(
+        "training.checkpoint", reason="the training package is not importable here"
+    )
     state = random_tiny_model.network.state_dict()
     ema = {k: v.clone() for k, v in state.items()}
-    ckpt = ckpt_mod.save_checkpoint(tmp_path / "checkpoint.safetensors", model=state,
-                                    ema=ema, optimizer={"state": {}, "param_groups": []},
-                                    step=1, info={})
+    ckpt = ckpt_mod.save_checkpoint(
+        tmp_path / "checkpoint.safetensors",
+        model=state,
+        ema=ema,
+        optimizer={"state": {}, "param_groups": []},
+        step=1,
+        info={},
+    )
     with pytest.raises(ValueError, match="training checkpoint .* load the model.safetensors"):
         load_model(ckpt)
     random_tiny_model.save(tmp_path / "model.safetensors")

@@ -11,8 +11,14 @@ from napari_cellflux.core.crops_dataset import crops_shape_problem, load_crops, 
 
 
 def _metadata(n: int) -> pd.DataFrame:
-    return pd.DataFrame({"plate": ["P1"] * n, "compound": ["DMSO"] * n,
-                         "concentration_uM": [0.0] * n, "is_control": [1] * n})
+    return pd.DataFrame(
+        {
+            "plate": ["P1"] * n,
+            "compound": ["DMSO"] * n,
+            "concentration_uM": [0.0] * n,
+            "is_control": [1] * n,
+        }
+    )
 
 
 def _write(folder, images: np.ndarray) -> None:
@@ -21,17 +27,21 @@ def _write(folder, images: np.ndarray) -> None:
     _metadata(len(images)).to_csv(folder / "metadata.csv", index=False)
 
 
-@pytest.mark.parametrize("shape", [(5339, 68, 68, 3), (10, 96, 96, 5), (4, 12, 12, 1),
-                                   (2, 64, 80, 6)])
+@pytest.mark.parametrize(
+    "shape", [(5339, 68, 68, 3), (10, 96, 96, 5), (4, 12, 12, 1), (2, 64, 80, 6)]
+)
 def test_channels_last_stacks_pass(shape):
     assert crops_shape_problem(shape) is None
 
 
-@pytest.mark.parametrize(("shape", "single", "fix"), [
-    ((20, 3, 68, 68), False, "images = np.moveaxis(images, 1, -1)"),
-    ((20, 5, 96, 80), False, "images = np.moveaxis(images, 1, -1)"),
-    ((3, 96, 96), True, "np.moveaxis(crop, 0, -1)"),
-])
+@pytest.mark.parametrize(
+    ("shape", "single", "fix"),
+    [
+        ((20, 3, 68, 68), False, "images = np.moveaxis(images, 1, -1)"),
+        ((20, 5, 96, 80), False, "images = np.moveaxis(images, 1, -1)"),
+        ((3, 96, 96), True, "np.moveaxis(crop, 0, -1)"),
+    ],
+)
 def test_channels_first_is_recognised_with_the_fix(shape, single, fix):
     problem = crops_shape_problem(shape, single=single)
     assert problem is not None and "channels-first" in problem and fix in problem
@@ -42,8 +52,11 @@ def test_load_crops_refuses_channels_first_and_the_fix_works(tmp_path):
     rng = np.random.default_rng(0)
     crops = rng.integers(0, 4000, size=(6, 68, 68, 3)).astype(np.uint16)
     _write(tmp_path, np.moveaxis(crops, -1, 1))
-    with pytest.raises(ValueError, match=r"\(6, 3, 68, 68\), which looks channels-first.*"
-                                         r"np\.moveaxis\(images, 1, -1\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"\(6, 3, 68, 68\), which looks channels-first.*"
+        r"np\.moveaxis\(images, 1, -1\)",
+    ):
         load_crops(tmp_path)
     with pytest.raises(ValueError, match="channels-first"):
         save_crops(tmp_path / "again", np.moveaxis(crops, -1, 1), _metadata(6))

@@ -8,8 +8,17 @@ import pytest
 from napari_cellflux.core import features as F
 
 
-def _cell(h=64, w=64, a=10.0, b=10.0, angle=0.0, inside=(1000, 500, 300),
-          outside=(100, 200, 150), noise=0.0, seed=0):
+def _cell(
+    h=64,
+    w=64,
+    a=10.0,
+    b=10.0,
+    angle=0.0,
+    inside=(1000, 500, 300),
+    outside=(100, 200, 150),
+    noise=0.0,
+    seed=0,
+):
     """One (h, w, 3) crop: an elliptical nucleus (semi-axes a, b) at the centre."""
     yy, xx = np.mgrid[:h, :w].astype(float)
     y, x = yy - h // 2, xx - w // 2
@@ -64,8 +73,18 @@ def test_intensities_per_region():
 
 def test_stack_equals_crops_one_by_one():
     rng = np.random.default_rng(3)
-    crops = np.stack([_cell(a=rng.uniform(6, 14), b=rng.uniform(6, 14), angle=rng.uniform(0, 3),
-                            noise=20, seed=k)[0] for k in range(5)])
+    crops = np.stack(
+        [
+            _cell(
+                a=rng.uniform(6, 14),
+                b=rng.uniform(6, 14),
+                angle=rng.uniform(0, 3),
+                noise=20,
+                seed=k,
+            )[0]
+            for k in range(5)
+        ]
+    )
     together = F.morphology_features(crops, as_frame=False)
     alone = np.concatenate([F.morphology_features(c[None], as_frame=False) for c in crops])
     np.testing.assert_allclose(together, alone, rtol=1e-6, atol=1e-6)
@@ -91,8 +110,14 @@ def test_otsu_matches_skimage():
     from skimage.filters import threshold_otsu
 
     rng = np.random.default_rng(0)
-    stack = np.stack([np.concatenate([rng.normal(100, 10, 600), rng.normal(400 + 50 * k, 30, 400)])
-                      .reshape(20, 50) for k in range(4)])
+    stack = np.stack(
+        [
+            np.concatenate([rng.normal(100, 10, 600), rng.normal(400 + 50 * k, 30, 400)]).reshape(
+                20, 50
+            )
+            for k in range(4)
+        ]
+    )
     ours = F.otsu_thresholds(stack, bins=256)
     ref = np.array([threshold_otsu(s, nbins=256) for s in stack])
     span = stack.max((1, 2)) - stack.min((1, 2))
@@ -121,13 +146,16 @@ def test_real_crops_profiles(shared_data):
     from napari_cellflux.core.crops_dataset import load_crops
 
     images, meta = load_crops(shared_data / "bbbc021_cyclohexamide")
-    pick = np.r_[np.flatnonzero(meta.is_control == 1)[:100],
-                 np.flatnonzero(meta.concentration_uM == 50)[:100]]
+    pick = np.r_[
+        np.flatnonzero(meta.is_control == 1)[:100],
+        np.flatnonzero(meta.concentration_uM == 50)[:100],
+    ]
     df = F.morphology_features(images[pick])
     assert (df["nuc_area"] > 50).mean() > 0.97  # a nucleus is found in almost every crop
     assert np.isfinite(df.to_numpy()).all()
     # cyclohexamide brightens actin (channel 2) strongly: Cohen's d about 2-3
     ctrl, trt = df.iloc[:100], df.iloc[100:]
-    d = (trt["Actin_crop_mean"].mean() - ctrl["Actin_crop_mean"].mean()) / \
-        ctrl["Actin_crop_mean"].std()
+    d = (trt["Actin_crop_mean"].mean() - ctrl["Actin_crop_mean"].mean()) / ctrl[
+        "Actin_crop_mean"
+    ].std()
     assert d > 1.0

@@ -120,11 +120,12 @@ def test_bfloat16_autocast_returns_float32_close_to_float32():
     with torch.inference_mode():
         ref = flow.GuidedVelocity(net, cond, 1.2)(x, t)
         low = flow.GuidedVelocity(net, cond, 1.2, compute_dtype=torch.bfloat16)(x, t)
-        chunks = flow.GuidedVelocity(net, cond, 1.2, max_batch=2,
-                                     compute_dtype=torch.bfloat16)(x, t)
+        chunks = flow.GuidedVelocity(net, cond, 1.2, max_batch=2, compute_dtype=torch.bfloat16)(
+            x, t
+        )
     assert low.dtype == torch.float32 and chunks.dtype == torch.float32
     rel = ((low - ref).norm() / ref.norm()).item()
-    assert 0.0 < rel < 0.05   # bfloat16 really ran, and stays within a few percent
+    assert 0.0 < rel < 0.05  # bfloat16 really ran, and stays within a few percent
     torch.testing.assert_close(chunks, low, rtol=0.05, atol=0.05)
 
 
@@ -133,8 +134,9 @@ def test_guided_velocity_uses_one_batched_forward():
     calls = []
     net.register_forward_hook(lambda m, inp, out: calls.append(inp[0].shape[0]))
     with torch.no_grad():
-        flow.GuidedVelocity(net, torch.randn(1, 6), 1.2)(torch.randn(5, 3, 32, 32),
-                                                         torch.tensor(0.5))
+        flow.GuidedVelocity(net, torch.randn(1, 6), 1.2)(
+            torch.randn(5, 3, 32, 32), torch.tensor(0.5)
+        )
     assert calls == [10]
 
 
@@ -144,6 +146,7 @@ def test_loss_is_zero_for_a_perfect_field():
             return torch.ones_like(x)
 
     x0 = torch.zeros(8, 3, 4, 4)
-    loss = flow.flow_matching_loss(Perfect(), x0, x0 + 1, torch.zeros(8, 2), noise_prob=0.0,
-                                   cond_drop=0.5)
+    loss = flow.flow_matching_loss(
+        Perfect(), x0, x0 + 1, torch.zeros(8, 2), noise_prob=0.0, cond_drop=0.5
+    )
     assert float(loss) == 0.0

@@ -211,14 +211,17 @@ def test_load_real_bbbc021_crops():
 
 def test_channel_limits():
     rng = np.random.default_rng(0)
-    img = np.stack([rng.uniform(0, 100, (32, 32)), rng.uniform(1000, 2000, (32, 32)),
-                    np.full((32, 32), 5.0)], axis=-1)
+    img = np.stack(
+        [rng.uniform(0, 100, (32, 32)), rng.uniform(1000, 2000, (32, 32)), np.full((32, 32), 5.0)],
+        axis=-1,
+    )
     lim = channel_limits(img)
     assert lim.shape == (3, 2)
     assert 0 <= lim[0, 0] < 2 and 98 < lim[0, 1] <= 100
     assert 1000 <= lim[1, 0] < 1020 and 1980 < lim[1, 1] <= 2000
     assert lim[2, 0] == 5 and lim[2, 1] > 5  # constant channel still gives a usable range
     assert channel_limits(img[None].repeat(2, 0)).shape == (3, 2)
-    np.testing.assert_allclose(channel_limits(img, (0, 100))[:2],
-                               [[img[..., 0].min(), img[..., 0].max()],
-                                [img[..., 1].min(), img[..., 1].max()]])
+    np.testing.assert_allclose(
+        channel_limits(img, (0, 100))[:2],
+        [[img[..., 0].min(), img[..., 0].max()], [img[..., 1].min(), img[..., 1].max()]],
+    )

@@ -39,16 +39,30 @@ def test_forward_then_reverse_returns_to_the_start(random_tiny_model, cells):
     # 1): this checks the solver, not intensity matching (which would scale channel 0 of
     # these cells by 4.1, just past its 4x tolerance).
     same = (1.0, 1.0, 1.0)
-    fwd = random_tiny_model.simulate(cells, "taxol", steps=20, solver="rk4", guidance=1.2,
-                                     intensity_factors=same, precision="float32")
+    fwd = random_tiny_model.simulate(
+        cells,
+        "taxol",
+        steps=20,
+        solver="rk4",
+        guidance=1.2,
+        intensity_factors=same,
+        precision="float32",
+    )
     moved = np.abs(fwd.frames[-1] - cells).mean()
-    back = random_tiny_model.simulate(fwd.frames[-1], "taxol", steps=20, solver="rk4",
-                                      direction="reverse", guidance=1.2,
-                                      intensity_factors=same, precision="float32")
+    back = random_tiny_model.simulate(
+        fwd.frames[-1],
+        "taxol",
+        steps=20,
+        solver="rk4",
+        direction="reverse",
+        guidance=1.2,
+        intensity_factors=same,
+        precision="float32",
+    )
     err = np.abs(back.frames[-1] - cells.astype(np.float32)).max()
     span = float(cells.max() - cells.min())
-    assert moved > 50.0              # intensity units: the field really moved the cells
-    assert err < 0.001 * span        # RK4, 20 steps: back to within 0.1% of the range
+    assert moved > 50.0  # intensity units: the field really moved the cells
+    assert err < 0.001 * span  # RK4, 20 steps: back to within 0.1% of the range
 
 
 def _demo_round_trip(crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -58,8 +72,14 @@ def _demo_round_trip(crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     assert not model.untrained
     name = model.perturbations[0]
     fwd = model.simulate(crops, name, steps=20, solver="rk4")
-    back = model.simulate(fwd.frames[-1], name, steps=20, solver="rk4", direction="reverse",
-                          intensity_factors=fwd.settings["intensity_factors"])
+    back = model.simulate(
+        fwd.frames[-1],
+        name,
+        steps=20,
+        solver="rk4",
+        direction="reverse",
+        intensity_factors=fwd.settings["intensity_factors"],
+    )
     span = crops.max(axis=(1, 2, 3)) - crops.min(axis=(1, 2, 3))
     moved = np.abs(fwd.frames[-1] - crops).mean(axis=(1, 2, 3)) / span
     err = np.abs(back.frames[-1] - crops).mean(axis=(1, 2, 3)) / span
@@ -77,7 +97,7 @@ def test_demo_model_reverses_within_stated_tolerance():
     images, meta = make_crops(4, size=64, plates=["SynPlate2"], compounds=[], seed=11)
     crops = images[meta["is_control"].to_numpy() == 1][:4].astype(np.float32)
     moved, err = _demo_round_trip(crops)
-    assert moved.min() > 0.005       # the demo model really changes the cells
+    assert moved.min() > 0.005  # the demo model really changes the cells
     assert err.max() < 0.03
 
 
@@ -103,43 +123,52 @@ def test_untrained_fallback_says_so(monkeypatch, tmp_path):
     monkeypatch.setattr(model_mod, "demo_weights_path", lambda: tmp_path / "none.safetensors")
     m = model_mod.load_model()
     assert m.untrained and "UNTRAINED" in m.describe()
-    traj = m.simulate(np.arange(2 * 32 * 32 * 3, dtype=np.uint16).reshape(2, 32, 32, 3), "taxol",
-                      steps=2)
+    traj = m.simulate(
+        np.arange(2 * 32 * 32 * 3, dtype=np.uint16).reshape(2, 32, 32, 3), "taxol", steps=2
+    )
     assert traj.frames.shape == (3, 2, 32, 32, 3)
 
 
-@pytest.mark.parametrize("images, message", [
-    (np.zeros((4, 32, 32, 2), np.uint16) + 5, "channel"),
-    (np.zeros((32, 32), np.uint16) + 5, "channel"),
-    (np.zeros((1, 1, 4, 32, 32, 3)), "dimension|axes|rank|shape"),
-    (np.zeros((0, 32, 32, 3)), "empty|too small"),
-    (np.full((2, 32, 32, 3), np.nan), "finite|NaN"),
-    (np.zeros((2, 32, 32, 3), np.uint16), "blank|constant|zero"),
-])
+@pytest.mark.parametrize(
+    "images, message",
+    [
+        (np.zeros((4, 32, 32, 2), np.uint16) + 5, "channel"),
+        (np.zeros((32, 32), np.uint16) + 5, "channel"),
+        (np.zeros((1, 1, 4, 32, 32, 3)), "dimension|axes|rank|shape"),
+        (np.zeros((0, 32, 32, 3)), "empty|too small"),
+        (np.full((2, 32, 32, 3), np.nan), "finite|NaN"),
+        (np.zeros((2, 32, 32, 3), np.uint16), "blank|constant|zero"),
+    ],
+)
 def test_bad_images_raise_clear_errors(random_tiny_model, images, message):
     with pytest.raises(ValueError, match=f"(?i){message}"):
         random_tiny_model.simulate(images, "taxol", steps=2)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"perturbation": "taxl"}, "Did you mean: taxol"),
-    ({"perturbation": "C1CC("}, "invalid SMILES"),
-    ({"direction": "sideways"}, "direction"),
-    ({"steps": 0}, "steps"),
-    ({"guidance": -1.0}, "guidance"),
-    ({"solver": "leapfrog"}, "solver"),
-    ({"dose_uM": -3.0}, "dose"),
-    ({"noise": -1.0}, "noise"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"perturbation": "taxl"}, "Did you mean: taxol"),
+        ({"perturbation": "C1CC("}, "invalid SMILES"),
+        ({"direction": "sideways"}, "direction"),
+        ({"steps": 0}, "steps"),
+        ({"guidance": -1.0}, "guidance"),
+        ({"solver": "leapfrog"}, "solver"),
+        ({"dose_uM": -3.0}, "dose"),
+        ({"noise": -1.0}, "noise"),
+    ],
+)
 def test_bad_arguments_raise_clear_errors(random_tiny_model, cells, kwargs, message):
     args = {"perturbation": "taxol", **kwargs}
     with pytest.raises(ValueError, match=message):
-        random_tiny_model.simulate(cells, args.pop("perturbation"), steps=args.pop("steps", 2),
-                                   **args)
+        random_tiny_model.simulate(
+            cells, args.pop("perturbation"), steps=args.pop("steps", 2), **args
+        )
 
 
-def test_perturbation_kind_the_model_was_not_trained_for(random_tiny_model, cells, tmp_path,
-                                                          shared_data):
+def test_perturbation_kind_the_model_was_not_trained_for(
+    random_tiny_model, cells, tmp_path, shared_data
+):
     import torch
 
     from napari_cellflux.core.model import CellFluxModel
@@ -150,11 +179,19 @@ def test_perturbation_kind_the_model_was_not_trained_for(random_tiny_model, cell
     table = load_embedding_table(shared_data / "embeddings" / "rxrx1_gene2vec.csv")
     names = list(table)[:5]
     cfg = random_tiny_model.config.replace(cond_dim=200)
-    card = ModelCard(config=cfg, preset="tiny", channels=("DNA", "Tubulin", "Actin"),
-                     norm_low=(0,) * 3, norm_high=(4000,) * 3, kind="gene",
-                     vocabulary=tuple(VocabularyEntry(n) for n in names), use_dose=False)
-    gene_model = CellFluxModel(VelocityUNet(cfg), card, np.stack([table[n] for n in names]),
-                               torch.device("cpu"))
+    card = ModelCard(
+        config=cfg,
+        preset="tiny",
+        channels=("DNA", "Tubulin", "Actin"),
+        norm_low=(0,) * 3,
+        norm_high=(4000,) * 3,
+        kind="gene",
+        vocabulary=tuple(VocabularyEntry(n) for n in names),
+        use_dose=False,
+    )
+    gene_model = CellFluxModel(
+        VelocityUNet(cfg), card, np.stack([table[n] for n in names]), torch.device("cpu")
+    )
     assert gene_model.simulate(cells, names[0].lower(), steps=1).frames.shape[0] == 2
     with pytest.raises(ValueError, match="gene perturbations"):
         gene_model.simulate(cells, "CC(=O)Oc1ccccc1C(=O)O", steps=1)
@@ -175,8 +212,7 @@ def test_precision_auto_matches_float32_to_a_few_percent_of_the_change():
     from napari_cellflux.core.synthetic import make_crops
 
     model = load_model(device="cpu")
-    images, meta = make_crops(4, size=model.crop_size, plates=["SynPlate1"], compounds=[],
-                              seed=3)
+    images, meta = make_crops(4, size=model.crop_size, plates=["SynPlate1"], compounds=[], seed=3)
     crops = images[meta["is_control"].to_numpy() == 1][:4].astype(np.float32)
     name = model.perturbations[0]
     ref = model.simulate(crops, name, steps=10, precision="float32")
@@ -188,7 +224,7 @@ def test_precision_auto_matches_float32_to_a_few_percent_of_the_change():
     change = np.sqrt(np.mean((ref - crops) ** 2))
     diff = np.sqrt(np.mean((low - ref) ** 2))
     assert change > 10.0
-    assert 0.0 < diff < 0.1 * change   # measured about 3 % on the demo cells
+    assert 0.0 < diff < 0.1 * change  # measured about 3 % on the demo cells
     auto = model.simulate(crops, name, steps=1).settings["precision"]
     assert auto == precision_in_use("auto", "cpu")
 

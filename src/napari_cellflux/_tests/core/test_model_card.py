@@ -11,12 +11,20 @@ from napari_cellflux.core.model_card import ModelCard, VocabularyEntry
 
 
 def _card(**changes) -> ModelCard:
-    fields = dict(config=preset("tiny", cond_dim=8), preset="tiny",
-                  channels=("DNA", "Tubulin", "Actin"), norm_low=(0, 0, 0),
-                  norm_high=(4000, 4000, 4000), kind="compound",
-                  vocabulary=(VocabularyEntry("taxol", (1.0, 10.0), smiles="CCO"),
-                              VocabularyEntry("unseen", trained=False)),
-                  use_dose=True, training_data={"held_out": {"plates": ["P3"]}})
+    fields = dict(
+        config=preset("tiny", cond_dim=8),
+        preset="tiny",
+        channels=("DNA", "Tubulin", "Actin"),
+        norm_low=(0, 0, 0),
+        norm_high=(4000, 4000, 4000),
+        kind="compound",
+        vocabulary=(
+            VocabularyEntry("taxol", (1.0, 10.0), smiles="CCO"),
+            VocabularyEntry("unseen", trained=False),
+        ),
+        use_dose=True,
+        training_data={"held_out": {"plates": ["P3"]}},
+    )
     return ModelCard(**{**fields, **changes})
 
 
@@ -46,11 +54,14 @@ def test_a_card_is_frozen_and_its_mappings_read_only():
         card.training_data["held_out"] = {}  # type: ignore[index]
 
 
-@pytest.mark.parametrize("changes, message", [
-    (dict(channels=("DNA", "Tubulin")), "2 channel names for a 3-channel"),
-    (dict(kind="protein"), "compound' or 'gene"),
-    (dict(norm_high=(1, 2)), "one low and one high value per channel"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        (dict(channels=("DNA", "Tubulin")), "2 channel names for a 3-channel"),
+        (dict(kind="protein"), "compound' or 'gene"),
+        (dict(norm_high=(1, 2)), "one low and one high value per channel"),
+    ],
+)
 def test_an_inconsistent_card_is_refused(changes, message):
     with pytest.raises(ValueError, match=message):
         _card(**changes)

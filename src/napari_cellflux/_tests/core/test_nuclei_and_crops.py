@@ -51,8 +51,11 @@ def test_detect_nuclei_splits_touching_nuclei():
 
 
 def test_detect_nuclei_empty_and_noise_give_zero_cells():
-    for img in (np.zeros((64, 64)), np.full((64, 64), 7, np.uint8),
-                np.random.default_rng(0).normal(100, 5, (128, 128))):
+    for img in (
+        np.zeros((64, 64)),
+        np.full((64, 64), 7, np.uint8),
+        np.random.default_rng(0).normal(100, 5, (128, 128)),
+    ):
         res = detect_nuclei(img)
         assert res.count == 0 and len(res) == 0
         assert res.centroids.shape == (0, 2) and not res.labels.any()
@@ -65,7 +68,8 @@ def test_detect_nuclei_min_area_and_max_cells():
     assert detect_nuclei(img, min_area=30).count == 4
     assert detect_nuclei(img, min_area=5).count == 5
     big = _disks((80, 80), [(20, 20), (60, 60)], radius=9) + _disks(
-        (80, 80), [(20, 60), (60, 20)], radius=5, value=900, background=0)
+        (80, 80), [(20, 60), (60, 20)], radius=5, value=900, background=0
+    )
     res = detect_nuclei(big, max_cells=2)
     assert res.count == 2 and (res.areas > 200).all()
 

@@ -18,8 +18,7 @@ from napari_cellflux.core.perturbations import (
 
 
 def test_fingerprints_reproduce_the_impa_table(shared_data):
-    table = pd.read_csv(shared_data / "embeddings" / "bbbc021_morgan_counts_impa.csv",
-                        index_col=0)
+    table = pd.read_csv(shared_data / "embeddings" / "bbbc021_morgan_counts_impa.csv", index_col=0)
     smiles = pd.read_csv(shared_data / "bbbc021_annotations" / "BBBC021_v1_compound.csv")
     smiles = smiles.dropna().set_index("compound")["smiles"]
     rows = [name for name in table.index if name in smiles.index]

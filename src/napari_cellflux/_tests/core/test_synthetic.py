@@ -18,8 +18,12 @@ INTENSITY_KEYS = [f"{ch}_intensity" for ch in catalog.CHANNELS]
 def crops():
     """Controls and two strong compounds at a low and a saturating dose, on two plates."""
     return syn.make_crops(
-        120, plates=["SynPlate1", "SynPlate2"], compounds=["taxol", "cyclohexamide"],
-        doses=[0.3, 10.0], seed=0, n_controls=200,
+        120,
+        plates=["SynPlate1", "SynPlate2"],
+        compounds=["taxol", "cyclohexamide"],
+        doses=[0.3, 10.0],
+        seed=0,
+        n_controls=200,
     )
 
 
@@ -34,8 +38,14 @@ def test_crops_format(crops):
     images, meta = crops
     n_expected = 2 * (200 + 2 * 2 * 120)
     assert images.shape == (n_expected, 48, 48, 3) and images.dtype == np.uint16
-    assert list(meta.columns) == ["plate", "compound", "concentration_uM", "is_control",
-                                  "moa", "smiles"]
+    assert list(meta.columns) == [
+        "plate",
+        "compound",
+        "concentration_uM",
+        "is_control",
+        "moa",
+        "smiles",
+    ]
     assert len(meta) == n_expected
     ctrl = meta[meta.is_control == 1]
     assert (ctrl.compound == "DMSO").all() and (ctrl.concentration_uM == 0).all()
@@ -105,26 +115,26 @@ def test_plates_differ_by_their_batch_effect(crops):
 
 
 def test_make_crops_deterministic_and_conditions_independent():
-    a, ma = syn.make_crops(6, plates=["SynPlate3"], compounds=["nocodazole"], doses=[3.0],
-                           seed=7)
-    b, mb = syn.make_crops(6, plates=["SynPlate3"], compounds=["nocodazole"], doses=[3.0],
-                           seed=7)
+    a, ma = syn.make_crops(6, plates=["SynPlate3"], compounds=["nocodazole"], doses=[3.0], seed=7)
+    b, mb = syn.make_crops(6, plates=["SynPlate3"], compounds=["nocodazole"], doses=[3.0], seed=7)
     np.testing.assert_array_equal(a, b)
     assert ma.equals(mb)
-    c, _ = syn.make_crops(6, plates=["SynPlate3"], compounds=["nocodazole"], doses=[3.0],
-                          seed=8)
+    c, _ = syn.make_crops(6, plates=["SynPlate3"], compounds=["nocodazole"], doses=[3.0], seed=8)
     assert not np.array_equal(a, c)
     # A condition's crops do not depend on which other conditions were requested.
-    d, md = syn.make_crops(6, plates=["SynPlate3"], compounds=["taxol", "nocodazole"],
-                           doses=[1.0, 3.0], seed=7)
-    np.testing.assert_array_equal(d[(md.compound == "nocodazole").to_numpy()
-                                    & (md.concentration_uM == 3.0).to_numpy()],
-                                  a[(ma.compound == "nocodazole").to_numpy()])
+    d, md = syn.make_crops(
+        6, plates=["SynPlate3"], compounds=["taxol", "nocodazole"], doses=[1.0, 3.0], seed=7
+    )
+    np.testing.assert_array_equal(
+        d[(md.compound == "nocodazole").to_numpy() & (md.concentration_uM == 3.0).to_numpy()],
+        a[(ma.compound == "nocodazole").to_numpy()],
+    )
 
 
 def test_make_field_deterministic_with_known_cells():
-    f1, c1 = syn.make_field("SynPlate4", "taxol", 1.0, shape=(200, 300), n_cells=25, seed=2,
-                            return_centroids=True)
+    f1, c1 = syn.make_field(
+        "SynPlate4", "taxol", 1.0, shape=(200, 300), n_cells=25, seed=2, return_centroids=True
+    )
     f2 = syn.make_field("SynPlate4", "taxol", 1.0, shape=(200, 300), n_cells=25, seed=2)
     assert f1.shape == (200, 300, 3) and f1.dtype == np.uint16
     np.testing.assert_array_equal(f1, f2)
@@ -148,8 +158,9 @@ def test_illumination_gradient_is_visible():
 
 def test_nocodazole_condenses_nuclei():
     ctrl = detect_nuclei(syn.make_field("SynPlate1", shape=(384, 384), seed=5)[..., 0])
-    treat = detect_nuclei(syn.make_field("SynPlate1", "nocodazole", 10.0, shape=(384, 384),
-                                         seed=5)[..., 0])
+    treat = detect_nuclei(
+        syn.make_field("SynPlate1", "nocodazole", 10.0, shape=(384, 384), seed=5)[..., 0]
+    )
     change = np.median(treat.areas) / np.median(ctrl.areas) - 1
     expected = catalog.true_effect("nocodazole", 10.0)["nucleus_area"]
     assert expected < -0.3 and abs(change - expected) < 0.15, (change, expected)
@@ -179,8 +190,12 @@ def test_compounds_required_and_smiles_valid():
     chem = pytest.importorskip("rdkit.Chem")
     from rdkit.Chem import rdMolDescriptors
 
-    formulas = {"cyclohexamide": "C15H23NO4", "taxol": "C47H51NO14",
-                "nocodazole": "C14H11N3O3S", "latrunculin B": "C20H29NO5S"}
+    formulas = {
+        "cyclohexamide": "C15H23NO4",
+        "taxol": "C47H51NO14",
+        "nocodazole": "C14H11N3O3S",
+        "latrunculin B": "C20H29NO5S",
+    }
     for name, comp in catalog.COMPOUNDS.items():
         mol = chem.MolFromSmiles(comp.smiles)
         assert mol is not None, name

@@ -39,8 +39,9 @@ def test_time_and_condition_change_the_output():
     assert not torch.allclose(base, net(x, torch.tensor([0.2]), c + 1))
     # with the null token the condition values no longer matter
     null = torch.tensor([True])
-    torch.testing.assert_close(net(x, torch.tensor([0.2]), c, null),
-                               net(x, torch.tensor([0.2]), c + 1, null))
+    torch.testing.assert_close(
+        net(x, torch.tensor([0.2]), c, null), net(x, torch.tensor([0.2]), c + 1, null)
+    )
 
 
 def test_config_json_round_trip_and_validation():

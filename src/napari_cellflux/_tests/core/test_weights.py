@@ -78,8 +78,11 @@ def test_foreign_safetensors_file_is_rejected(tmp_path):
     with pytest.raises(WeightsError, match="not napari-cellflux weights"):
         load_model(path)
     forged = tmp_path / "forged.safetensors"
-    save_file({"w": torch.zeros(3)}, str(forged),
-              metadata={"napari_cellflux": json.dumps({"format": "napari-cellflux-weights"})})
+    save_file(
+        {"w": torch.zeros(3)},
+        str(forged),
+        metadata={"napari_cellflux": json.dumps({"format": "napari-cellflux-weights"})},
+    )
     with pytest.raises(ValueError, match="integrity check"):
         load_model(forged)
 
@@ -94,8 +97,9 @@ def test_device_choice():
             resolve_device("cuda")
 
 
-def test_float16_storage_halves_the_file_and_computes_in_float32(random_tiny_model, cells,
-                                                                 tmp_path):
+def test_float16_storage_halves_the_file_and_computes_in_float32(
+    random_tiny_model, cells, tmp_path
+):
     full = random_tiny_model.save(tmp_path / "full.safetensors")
     half = random_tiny_model.save(tmp_path / "half.safetensors", storage_dtype="float16")
     assert half.stat().st_size < 0.6 * full.stat().st_size

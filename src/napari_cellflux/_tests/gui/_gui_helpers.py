@@ -60,8 +60,9 @@ def tiny_weights(tmp_path_factory):
 
 
 @pytest.fixture
-def viewer_widget(make_napari_viewer, qtbot, plugin_settings, npe2pm, tiny_weights,
-                  one_torch_thread):
+def viewer_widget(
+    make_napari_viewer, qtbot, plugin_settings, npe2pm, tiny_weights, one_torch_thread
+):
     """A viewer with the SynPlate1 control field and the docked widget, tiny model loaded."""
     from napari.settings import get_plugin_settings
     from napari.utils.notifications import notification_manager

@@ -19,8 +19,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["APT_PACKAGES", "describe_missing", "missing_libraries", "qt_platform_problem",
-           "xcb_plugin"]
+__all__ = [
+    "APT_PACKAGES",
+    "describe_missing",
+    "missing_libraries",
+    "qt_platform_problem",
+    "xcb_plugin",
+]
 
 #: Libraries Qt's xcb plugin needs -> the Debian/Ubuntu package (what scripts/test.sh installs).
 APT_PACKAGES = {
@@ -54,8 +59,11 @@ APT_PACKAGES = {
     "libglib-2.0.so.0": "libglib2.0-0",
 }
 _NOT_FOUND = re.compile(r"^\s*(\S+)\s*=>\s*not found", re.MULTILINE)
-_PLUGIN_DIRS = (("PyQt6", "Qt6/plugins/platforms"), ("PyQt5", "Qt5/plugins/platforms"),
-                ("PySide6", "Qt/plugins/platforms"))
+_PLUGIN_DIRS = (
+    ("PyQt6", "Qt6/plugins/platforms"),
+    ("PyQt5", "Qt5/plugins/platforms"),
+    ("PySide6", "Qt/plugins/platforms"),
+)
 
 
 def missing_libraries(ldd_output: str) -> list[str]:
@@ -67,19 +75,23 @@ def describe_missing(libraries: Sequence[str]) -> str:
     """What to tell the user about missing libraries: which, and how to install them."""
     if not libraries:
         return ""
-    names = " and ".join([", ".join(libraries[:-1]), libraries[-1]] if len(libraries) > 1
-                         else libraries)
+    names = " and ".join(
+        [", ".join(libraries[:-1]), libraries[-1]] if len(libraries) > 1 else libraries
+    )
     verb = "are" if len(libraries) > 1 else "is"
     known = [APT_PACKAGES[lib] for lib in libraries if lib in APT_PACKAGES]
     unknown = [lib for lib in libraries if lib not in APT_PACKAGES]
     how = []
     if known:
         them = "them" if len(libraries) > 1 else "it"
-        how.append(f"install {them} with apt install {' '.join(dict.fromkeys(known))} "
-                   "(bash scripts/test.sh does this)")
+        how.append(
+            f"install {them} with apt install {' '.join(dict.fromkeys(known))} "
+            "(bash scripts/test.sh does this)"
+        )
     if unknown:
-        how.append("find the package for " + ", ".join(unknown) + " with apt-file search "
-                   + unknown[0])
+        how.append(
+            "find the package for " + ", ".join(unknown) + " with apt-file search " + unknown[0]
+        )
     return f"Qt cannot start: {names} {verb} missing; " + "; ".join(how) + "."
 
 
@@ -111,8 +123,9 @@ def qt_platform_problem() -> str | None:
     if plugin is None or ldd is None:
         return None
     try:
-        out = subprocess.run([ldd, str(plugin)], capture_output=True, text=True, timeout=30,
-                             check=False).stdout
+        out = subprocess.run(
+            [ldd, str(plugin)], capture_output=True, text=True, timeout=30, check=False
+        ).stdout
     except (OSError, subprocess.TimeoutExpired):
         return None
     return describe_missing(missing_libraries(out)) or None

@@ -16,8 +16,12 @@ def test_manifest_validates_with_imports():
     manifest.validate_imports()  # every python_name resolves
     exe = Path(sys.executable).with_name("npe2")
     if exe.exists():  # the CI command, against the installed package
-        out = subprocess.run([str(exe), "validate", "napari-cellflux", "--imports"],
-                             capture_output=True, text=True, timeout=120)
+        out = subprocess.run(
+            [str(exe), "validate", "napari-cellflux", "--imports"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert out.returncode == 0, out.stdout + out.stderr
 
 

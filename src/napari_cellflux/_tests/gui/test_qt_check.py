@@ -20,19 +20,25 @@ LDD = """\
 
 
 def test_missing_libraries_are_read_from_ldd_output():
-    assert missing_libraries(LDD) == ["libxcb-icccm.so.4", "libxcb-keysyms.so.1",
-                                      "libxcb-frobnicate.so.9"]
+    assert missing_libraries(LDD) == [
+        "libxcb-icccm.so.4",
+        "libxcb-keysyms.so.1",
+        "libxcb-frobnicate.so.9",
+    ]
     assert missing_libraries(LDD.replace("not found", "/lib/x.so (0x1)")) == []
 
 
 def test_message_names_the_library_and_the_package():
     assert describe_missing(["libxcb-icccm.so.4"]) == (
         "Qt cannot start: libxcb-icccm.so.4 is missing; install it with apt install "
-        "libxcb-icccm4 (bash scripts/test.sh does this).")
+        "libxcb-icccm4 (bash scripts/test.sh does this)."
+    )
     several = describe_missing(missing_libraries(LDD))
-    assert several.startswith("Qt cannot start: libxcb-icccm.so.4, libxcb-keysyms.so.1 and "
-                              "libxcb-frobnicate.so.9 are missing; install them with apt "
-                              "install libxcb-icccm4 libxcb-keysyms1 ")
+    assert several.startswith(
+        "Qt cannot start: libxcb-icccm.so.4, libxcb-keysyms.so.1 and "
+        "libxcb-frobnicate.so.9 are missing; install them with apt "
+        "install libxcb-icccm4 libxcb-keysyms1 "
+    )
     assert "apt-file search libxcb-frobnicate.so.9" in several
     assert describe_missing([]) == ""
 

@@ -12,8 +12,9 @@ from ._gui_helpers import MANIFEST
 
 @pytest.fixture(scope="module")
 def fields():
-    return {fn.__name__: fn() for fn in (sd.control_plate_1, sd.control_plate_2,
-                                         sd.treated_plate_1)}
+    return {
+        fn.__name__: fn() for fn in (sd.control_plate_1, sd.control_plate_2, sd.treated_plate_1)
+    }
 
 
 def test_fields_are_three_channel_uint16_with_channel_names(fields):
@@ -50,5 +51,8 @@ def test_open_sample_gives_one_source_per_field(npe2pm):
     assert [ly.visible for ly in viewer.layers][:4] == [True, True, True, False]
     sources = find_sources(list(viewer.layers))
     assert [s.name for s in sources] == [
-        "control SynPlate1", "control SynPlate2", f"taxol {sd.SAMPLE_DOSE_UM:g}uM SynPlate1"]
+        "control SynPlate1",
+        "control SynPlate2",
+        f"taxol {sd.SAMPLE_DOSE_UM:g}uM SynPlate1",
+    ]
     assert all(s.group_channels == ("DNA", "Tubulin", "Actin") for s in sources)

@@ -56,12 +56,15 @@ def test_rgb_maps_dna_to_blue():
     assert default_order(MODEL, channel_labels(rgb, RGB_AXIS), rgb=True) == [2, 1, 0]
 
 
-@pytest.mark.parametrize(("shape", "axis", "order", "message"), [
-    ((64, 64), None, [0, 1, 2], "single 2-D image"),
-    ((2, 64, 64), 0, [0, 1, 1], "needs 3 channels"),
-    ((3, 64, 64), 0, [0, 0, 2], "use the same one"),
-    ((2, 3, 4, 64, 64), 1, [0, 1, 2], "Remove extra axes"),
-])
+@pytest.mark.parametrize(
+    ("shape", "axis", "order", "message"),
+    [
+        ((64, 64), None, [0, 1, 2], "single 2-D image"),
+        ((2, 64, 64), 0, [0, 1, 1], "needs 3 channels"),
+        ((3, 64, 64), 0, [0, 0, 2], "use the same one"),
+        ((2, 3, 4, 64, 64), 1, [0, 1, 2], "Remove extra axes"),
+    ],
+)
 def test_clear_errors(shape, axis, order, message):
     [src] = find_sources([_img(shape)])
     with pytest.raises(ValueError, match=message):

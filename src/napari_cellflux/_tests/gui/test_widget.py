@@ -231,10 +231,17 @@ def test_gene_model_shows_a_gene_box(viewer_widget, qtbot):
 
     viewer, widget = viewer_widget
     cfg = preset("tiny", cond_dim=8)
-    card = ModelCard(config=cfg, preset="tiny", channels=("DNA", "Tubulin", "Actin"),
-                     norm_low=(0,) * 3, norm_high=(4000,) * 3, kind="gene",
-                     vocabulary=(VocabularyEntry("TP53"), VocabularyEntry("MYC")),
-                     use_dose=False, name="gene-tiny")
+    card = ModelCard(
+        config=cfg,
+        preset="tiny",
+        channels=("DNA", "Tubulin", "Actin"),
+        norm_low=(0,) * 3,
+        norm_high=(4000,) * 3,
+        kind="gene",
+        vocabulary=(VocabularyEntry("TP53"), VocabularyEntry("MYC")),
+        use_dose=False,
+        name="gene-tiny",
+    )
     vectors = np.random.default_rng(0).normal(size=(2, 8)).astype(np.float32)
     widget.set_model(CellFluxModel(VelocityUNet(cfg), card, vectors, torch.device("cpu")))
     pp = widget.perturbation_panel

@@ -25,14 +25,16 @@ def _same(before, after):
         assert meta1 == meta0
 
 
-def test_a_run_that_fails_before_its_first_frame_keeps_the_last_result(viewer_widget, qtbot,
-                                                                       monkeypatch):
+def test_a_run_that_fails_before_its_first_frame_keeps_the_last_result(
+    viewer_widget, qtbot, monkeypatch
+):
     from napari_cellflux.core import pipeline
 
     viewer, widget = viewer_widget
     run_to_end(qtbot, widget)
     before = _snapshot(viewer)
     assert not errors()
+
     # fails after the crops are cut (the layers could be allocated), before the first frame
     def failing(*_args):
         raise ValueError("The model cannot simulate these cells.")
@@ -43,13 +45,14 @@ def test_a_run_that_fails_before_its_first_frame_keeps_the_last_result(viewer_wi
         run_to_end(qtbot, widget)
     assert errors()[-1] == "The model cannot simulate these cells."
     _same(before, _snapshot(viewer))
-    assert widget.status.value == ("The model cannot simulate these cells. The previous "
-                                   "result is unchanged.")
+    assert widget.status.value == (
+        "The model cannot simulate these cells. The previous result is unchanged."
+    )
     # NaN pixels inside the chosen cells (e.g. a stitched field with holes)
     dna = viewer.layers["control SynPlate1 [DNA]"]
     bad = dna.data.astype(np.float32)
     for r, c in np.rint(viewer.layers[CELLS].data).astype(int):
-        bad[r - 3:r + 4, c - 3:c + 4] = np.nan
+        bad[r - 3 : r + 4, c - 3 : c + 4] = np.nan
     dna.data = bad
     run_to_end(qtbot, widget)
     assert errors() and "NaN" in errors()[-1]
@@ -68,8 +71,9 @@ def test_cancel_before_the_first_frame_ends_with_a_status(viewer_widget, qtbot):
     assert widget.running
     widget.run_button.changed.emit(True)
     qtbot.waitUntil(lambda: not widget.running, timeout=60000)
-    assert widget.status.value == ("Cancelled before the first frame. The previous result "
-                                   "is unchanged.")
+    assert widget.status.value == (
+        "Cancelled before the first frame. The previous result is unchanged."
+    )
     _same(before, _snapshot(viewer))
     assert not errors()
 
@@ -79,12 +83,14 @@ def test_points_outside_the_image_are_counted_and_reported(viewer_widget, qtbot)
     run_to_end(qtbot, widget)
     cells = viewer.layers[CELLS]
     moved = cells.data.copy()
-    moved[0] = (-40.0, 100.0)   # above the field
+    moved[0] = (-40.0, 100.0)  # above the field
     moved[1] = (100.0, 5000.0)  # far to the right
     cells.data = moved
     run_to_end(qtbot, widget)
-    said = ("2 of 4 points lie outside the image 'control SynPlate1': simulated 2 cells. "
-            "Move the points onto cells to use them.")
+    said = (
+        "2 of 4 points lie outside the image 'control SynPlate1': simulated 2 cells. "
+        "Move the points onto cells to use them."
+    )
     assert said in widget.status.value and widget.status.value.startswith("Done")
     assert said in notifications("warning")
     meta = viewer.layers["CellFlux forward [DNA]"].metadata["cellflux"]
@@ -93,7 +99,8 @@ def test_points_outside_the_image_are_counted_and_reported(viewer_widget, qtbot)
     cells.data = np.full((N_CELLS, 2), -10.0)
     run_to_end(qtbot, widget)
     assert "All 4 points of 'CellFlux cells | control SynPlate1' lie outside the image" in (
-        widget.status.value)
+        widget.status.value
+    )
     assert viewer.layers["CellFlux forward [DNA]"].metadata["cellflux"]["n_cells"] == [N_CELLS]
 
 
@@ -106,8 +113,10 @@ def test_a_failed_load_keeps_the_previous_model(viewer_widget, qtbot, tiny_weigh
     truncated.write_bytes(tiny_weights.read_bytes()[:1000])
     folder = tmp_path / "folder.safetensors"
     folder.mkdir()
-    cases = [(truncated, "cpu", "may be truncated or corrupted"),
-             (folder, "cpu", "is a folder, not a weights file")]
+    cases = [
+        (truncated, "cpu", "may be truncated or corrupted"),
+        (folder, "cpu", "is a folder, not a weights file"),
+    ]
     if not torch.cuda.is_available():
         cases.append((tiny_weights, "cuda", "no CUDA GPU is available"))
     width = widget.body.native.minimumSizeHint().width()
@@ -186,10 +195,16 @@ CLOSE_WHILE_LOADING = textwrap.dedent("""
 def test_closing_the_viewer_while_weights_load_exits_cleanly(tmp_path):
     import os
 
-    env = dict(os.environ, NAPARI_CONFIG=str(tmp_path / "settings.yaml"),
-               OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, "-c", CLOSE_WHILE_LOADING], capture_output=True,
-                          text=True, timeout=300, env=env, check=False, cwd=tmp_path)
+    env = dict(os.environ, NAPARI_CONFIG=str(tmp_path / "settings.yaml"), OMP_NUM_THREADS="1")
+    proc = subprocess.run(
+        [sys.executable, "-c", CLOSE_WHILE_LOADING],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        check=False,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "closed" in proc.stdout
     assert "deleted" not in proc.stderr, proc.stderr[-3000:]
