@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 
 from napari_cellflux.core.crops_dataset import MAX_CHANNELS
+from napari_cellflux.core.field_cells import AREA_RANGE, cut_cells, focus_score
+from napari_cellflux.core.files import atomic_path
 
 from .discover import Site
 
@@ -27,7 +29,6 @@ __all__ = [
     "FieldError",
     "FieldSettings",
     "channel_axis",
-    "focus_score",
     "part_name",
     "process_field",
     "read_part_qc",
@@ -52,7 +53,7 @@ class FieldSettings:
     n_channels: int
     nuclear_index: int
     min_area: int = 30
-    area_range: tuple[float, float] = (0.3, 3.0)
+    area_range: tuple[float, float] = AREA_RANGE
     smoothing: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -140,19 +141,6 @@ def read_site(site: Site, n_channels: int) -> np.ndarray:
     return np.stack(planes, axis=-1).astype(np.result_type(*planes), copy=False)
 
 
-def focus_score(dna: np.ndarray) -> float:
-    """Sharpness of the DNA image: variance of the Laplacian over the variance of the image.
-
-    Scale-free (intensity units cancel), so it compares fields of one plate; an out-of-focus
-    field scores a fraction of its plate's median (a 4 px blur about a tenth).
-    """
-    from scipy import ndimage as ndi
-
-    x = ndi.gaussian_filter(np.nan_to_num(dna.astype(np.float32)), 1.0)
-    var = float(x.var())
-    return float(ndi.laplace(x).var() / var) if var > 0 else 0.0
-
-
 def part_name(site: Site, settings: FieldSettings) -> str:
     """A name that changes when the field's files (size, time) or the settings change."""
     h = hashlib.sha1(site.key.encode())
@@ -166,10 +154,8 @@ def part_name(site: Site, settings: FieldSettings) -> str:
 def _save_part(
     path: Path, qc: dict[str, Any], crops: np.ndarray, centres: np.ndarray, areas: np.ndarray
 ) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:  # a part is whole or absent
         np.savez(fh, crops=crops, centres=centres, areas=areas, qc=np.array(json.dumps(qc)))
-    os.replace(tmp, path)  # a part is there completely or not at all
 
 
 def read_part_qc(path: Path) -> dict[str, Any]:
@@ -184,9 +170,6 @@ def process_field(site: Site, settings: FieldSettings, part: Path) -> dict[str, 
     A field that cannot be read is recorded (``status`` "failed" and the reason) rather than
     raised, so that one broken file among thousands does not stop the run.
     """
-    from napari_cellflux.core.crops import crop_cells
-    from napari_cellflux.core.nuclei import detect_nuclei
-
     qc: dict[str, Any] = {
         "key": site.key,
         "status": "ok",
@@ -214,29 +197,23 @@ def process_field(site: Site, settings: FieldSettings, part: Path) -> dict[str, 
     if field.dtype.kind == "f":
         field = np.nan_to_num(field, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
     h, w = field.shape[:2]
-    dna = field[..., settings.nuclear_index]
-    found = detect_nuclei(dna, min_area=settings.min_area, smoothing=settings.smoothing)
-    areas, centres = found.areas, found.centroids
-    keep = np.ones(len(areas), bool)
-    if len(areas):
-        median = float(np.median(areas))
-        lo, hi = settings.area_range
-        keep = (areas >= lo * median) & (areas <= hi * median)
-    top_left = np.rint(centres).astype(np.int64) - size // 2
-    inside = (
-        (top_left >= 0).all(axis=1) & (top_left[:, 0] + size <= h) & (top_left[:, 1] + size <= w)
+    cells = cut_cells(
+        field,
+        settings.nuclear_index,
+        settings.crop_size,
+        min_area=settings.min_area,
+        area_range=settings.area_range,
+        smoothing=settings.smoothing,
     )
     qc.update(
-        nuclei=int(len(areas)),
-        rejected_area=int((~keep).sum()),
-        rejected_edge=int((keep & ~inside).sum()),
-        focus=focus_score(dna),
+        nuclei=cells.nuclei,
+        rejected_area=cells.rejected_area,
+        rejected_edge=cells.rejected_edge,
+        focus=focus_score(field[..., settings.nuclear_index]),
         dtype=field.dtype.name,
         height=int(h),
         width=int(w),
+        kept=int(len(cells.crops)),
     )
-    keep &= inside
-    crops = crop_cells(field, centres[keep], size) if keep.any() else empty.astype(field.dtype)
-    qc["kept"] = int(keep.sum())
-    _save_part(part, qc, crops, centres[keep], areas[keep])
+    _save_part(part, qc, cells.crops, cells.centres, cells.areas)
     return qc
