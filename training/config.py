@@ -78,6 +78,11 @@ class TrainConfig:
         Probability of replacing the condition by the null token (paper: 0.2).
     crop_size
         Side length crops are resized to; default: the preset's.
+    allow_missing_smiles
+        Train compounds that have neither a SMILES nor an embedding (proteins such as
+        TNF-alpha, biologics) on a fixed vector derived from their name
+        (:func:`napari_cellflux.core.perturbations.name_vector`): the model learns them by
+        name only. Without it such compounds stop training with an error naming them.
     holdout_plates, holdout_compounds, holdout_doses
         Left out of training. Doses are ``"15"`` (every compound at 15 uM) or
         ``"cyclohexamide:15"`` (one compound at one dose).
@@ -119,6 +124,7 @@ class TrainConfig:
     smiles_table: str | None = None
     gene_embeddings: str | None = None
     compound_embeddings: str | None = None
+    allow_missing_smiles: bool = False
     image_root: str | None = None
     plate_column: str | None = None
     channels: tuple[str, ...] = ()

@@ -119,10 +119,16 @@ def _smiles_table(path: str) -> dict[str, str]:
 
 def _vectors(
     names: list[str], raw: RawDataset, cfg: TrainConfig, required: set[str]
-) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Raw embedding vector (and SMILES) per perturbation name; ``required`` names must have
-    one, the others (held-out names) are skipped when none is available."""
-    from napari_cellflux.core.perturbations import compound_fingerprint, load_embedding_table
+) -> tuple[dict[str, np.ndarray], dict[str, str], list[str]]:
+    """Raw embedding vector (and SMILES) per perturbation name, and the compounds known by
+    name only; ``required`` names must have a vector (with ``--allow-missing-smiles``, one
+    derived from the name), the others (held-out names) are skipped when none is available."""
+    from napari_cellflux.core.perturbations import (
+        FINGERPRINT_BITS,
+        compound_fingerprint,
+        load_embedding_table,
+        name_vector,
+    )
 
     vectors: dict[str, np.ndarray] = {}
     smiles: dict[str, str] = {}
@@ -139,7 +145,7 @@ def _vectors(
                 f"--gene-embeddings has no vector for {len(missing)} gene(s) in "
                 f"the data: {', '.join(missing[:10])}"
             )
-        return {n: table[n.upper()] for n in names if n.upper() in table}, smiles
+        return {n: table[n.upper()] for n in names if n.upper() in table}, smiles, []
     column = {}
     for name, smi in zip(raw.meta["perturbation"], raw.meta["smiles"], strict=True):
         if smi and name not in column:
@@ -154,7 +160,7 @@ def _vectors(
                 "values; compound tables must hold Morgan fingerprint counts (like IMPA's "
                 "emb_fp.csv). Learned embeddings such as JUMP's are not supported yet"
             )
-    missing = []
+    missing: list[str] = []
     for name in names:
         smi = column.get(name) or table_smiles.get(name.lower(), "")
         if smi:
@@ -169,13 +175,20 @@ def _vectors(
                     raise DataError(f"compound {name!r}: {exc}") from None
         elif name in required:
             missing.append(name)
-    if missing:
+    if missing and not cfg.allow_missing_smiles:
         raise DataError(
             f"no SMILES for {len(missing)} compound(s): {', '.join(missing[:10])}. Add a "
             "'smiles' column to the metadata, or pass --smiles-table CSV (columns compound, "
-            "smiles; e.g. BBBC021_v1_compound.csv), or --compound-embeddings CSV"
+            "smiles; e.g. BBBC021_v1_compound.csv), or --compound-embeddings CSV. For a "
+            "compound that has no SMILES (a protein such as TNF-alpha, a biologic), pass "
+            "--allow-missing-smiles: the model then learns it by name only"
         )
-    return vectors, smiles
+    if missing:
+        dims = {int(v.shape[0]) for v in vectors.values()}
+        dim = dims.pop() if len(dims) == 1 else FINGERPRINT_BITS
+        for name in missing:  # training.run logs them (in train.log too)
+            vectors[name] = name_vector(name, dim)
+    return vectors, smiles, missing
 
 
 def _norm_stats(
@@ -279,7 +292,7 @@ def prepare(
     use_dose = len(nonzero) > 1
     trained = sorted(set(meta["perturbation"].iloc[trt_rows]))
     extra = sorted(set(held_names) - set(trained))
-    vectors, smiles = _vectors(trained + extra, raw, cfg, set(trained))
+    vectors, smiles, by_name = _vectors(trained + extra, raw, cfg, set(trained))
 
     vocab, vocab_vecs = [], []
     for name in trained + [n for n in extra if n in vectors]:
@@ -291,7 +304,7 @@ def prepare(
         mine = (meta["perturbation"].iloc[rows] == name).to_numpy()
         seen = sorted({float(d) for d in doses[rows][mine]})
         entry: dict[str, Any] = {"name": name, "doses_uM": seen, "trained": name in trained}
-        if raw.kind == "compound":
+        if raw.kind == "compound" and name not in by_name:  # by name only: no SMILES
             entry["smiles"] = smiles.get(name, "")
         vocab.append(entry)
         vocab_vecs.append(np.asarray(vectors[name], np.float32))
@@ -344,6 +357,7 @@ def prepare(
             "doses": [f"{n}:{d:g}" if n else f"{d:g}" for n, d in held_doses],
         },
         "n_rows_after_split_and_holdouts": int(len(used)),
+        "known_by_name_only": sorted(by_name),
     }
     return TrainingData(
         images=raw.images,

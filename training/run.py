@@ -77,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--compound-embeddings",
         help="CSV of Morgan-count vectors indexed by compound name (IMPA emb_fp.csv)",
     )
+    g.add_argument(
+        "--allow-missing-smiles",
+        action="store_true",
+        help="train compounds without a SMILES or embedding (proteins such as TNF-alpha) on a "
+        "fixed vector derived from their name: the model knows them by name only",
+    )
     g.add_argument("--image-root", help="IMPA layout: folder holding the .npy crops")
     g.add_argument(
         "--plate-column", help="IMPA layout: column naming the batch (default BATCH, or PLATE)"
@@ -320,6 +326,13 @@ def run(
             log.info(
                 "%s training %s -> %s", "resuming" if checkpoint else "starting", cfg.data, out
             )
+            if by_name := data.description.get("known_by_name_only"):
+                log.info(
+                    "%d compound(s) known by name only (no SMILES or embedding: the model "
+                    "learns them by name and cannot relate them to other compounds): %s",
+                    len(by_name),
+                    ", ".join(by_name),
+                )
         result = train(cfg, env, data, out, resume=checkpoint)
         barrier(env)  # every rank leaves the group together, after rank 0 has written
         return result

@@ -20,6 +20,7 @@ import numpy as np
 __all__ = [
     "FINGERPRINT_BITS",
     "FINGERPRINT_RADIUS",
+    "NAME_VECTOR_BITS",
     "CompoundEncoder",
     "GeneEncoder",
     "Perturbation",
@@ -29,11 +30,14 @@ __all__ = [
     "dose_feature",
     "is_valid_smiles",
     "load_embedding_table",
+    "name_vector",
     "suggest",
 ]
 
 FINGERPRINT_BITS = 1024
 FINGERPRINT_RADIUS = 2
+#: Bits set by :func:`name_vector`: about as many as a drug-sized molecule's Morgan counts.
+NAME_VECTOR_BITS = 32
 _SMILES_CHARS = set("()[]=#@+\\/%0123456789")
 # HGNC-style symbols: TP53, BRCA1, MYC, HLA-A, C9orf72 (upper case, digits, one hyphen).
 _GENE_SYMBOL = re.compile(r"[A-Z][A-Z0-9]*(-[A-Z0-9]+)?|C\d+orf\d+")
@@ -120,6 +124,48 @@ def compound_fingerprint(smiles: str) -> np.ndarray:
     return gen.GetCountFingerprintAsNumPy(mol).astype(np.float32)
 
 
+def name_vector(name: str, dim: int = FINGERPRINT_BITS) -> np.ndarray:
+    """A fixed stand-in embedding for a compound known only by its name (no SMILES).
+
+    Proteins and biologics (TNF-alpha, an antibody, a serum) have no SMILES, so no Morgan
+    fingerprint. Training with ``--allow-missing-smiles`` gives each such compound this
+    vector instead: ``NAME_VECTOR_BITS`` counts at positions drawn from a BLAKE2 hash of the
+    name (case and surrounding spaces ignored, so ``"TNF-alpha"`` and ``"tnf-alpha "`` are
+    one compound), in the shape of a fingerprint (non-negative counts, ``dim`` long).
+
+    The vector is the same on every machine and in every Python session, and it is stored in
+    the weights file beside the fingerprints of the other compounds. It says nothing about
+    chemistry: the model learns such a compound by its name only and cannot relate it to any
+    other compound (no zero-shot guess for a similar molecule, no sharing with the
+    compounds whose SMILES it knows).
+
+    Parameters
+    ----------
+    name : str
+        The compound's name, as in the training metadata.
+    dim : int
+        Vector length: that of the other compounds' vectors (1024 for Morgan counts).
+
+    Returns
+    -------
+    numpy.ndarray
+        (dim,) float32 counts.
+    """
+    import hashlib
+
+    _check_text(name, "compound name")
+    key = " ".join(name.split()).casefold()
+    if not key:
+        raise ValueError("a compound known by name only needs a name")
+    if int(dim) < 1:
+        raise ValueError(f"the vector length must be at least 1, got {dim}")
+    vec = np.zeros(int(dim), np.float32)
+    for i in range(NAME_VECTOR_BITS):
+        digest = hashlib.blake2b(f"{key}\x00{i}".encode(), digest_size=8).digest()
+        vec[int.from_bytes(digest, "little") % int(dim)] += 1.0
+    return vec
+
+
 def _looks_like_smiles(text: str) -> bool:
     return bool(_SMILES_CHARS & set(text)) or (text.isupper() and len(text) <= 4)
 
@@ -168,6 +214,11 @@ class CompoundEncoder:
         if known is not None:
             smiles = self.vocabulary[known] or None
             vector = self.vectors.get(known)
+            if vector is None and smiles is None:
+                raise ValueError(
+                    f"{known!r} is known to this model by name only and its weights file "
+                    "holds no vector for it; the file is incomplete, retrain or re-export it"
+                )
             if vector is None:
                 vector = compound_fingerprint(smiles or "")
             return Perturbation(known, self.kind, vector, smiles)
@@ -182,7 +233,13 @@ class CompoundEncoder:
                 "SMILES. For genes, load a model trained on gene perturbations."
             )
         if _looks_like_smiles(query) and (set("()[]=#@+\\/%") & set(query) or not close):
-            compound_fingerprint(query)  # raises the invalid-SMILES error
+            try:
+                compound_fingerprint(query)
+            except ValueError as exc:  # say both: a name like 'IL-1beta' can look like one
+                raise ValueError(
+                    f"{exc} Nor is it a compound this model knows by name "
+                    f"({_known_list(self.names)})."
+                ) from None
         raise ValueError(
             f"{query!r} is neither a compound this model knows nor a valid SMILES. "
             f"{hint} Or paste the compound's SMILES."
