@@ -10,6 +10,7 @@ on a 2-core CPU, 64 px crops).
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,52 +66,36 @@ def training_root() -> Path | None:
 
 def training_command(
     recipe: TrainRecipe,
-    data: str | Path,
+    data: str | Path | None,
     out: str | Path,
     *,
-    channels: list[str] | tuple[str, ...],
+    channels: Sequence[str] = (),
     resume: bool = False,
     allow_missing_smiles: bool = False,
     python: str = sys.executable,
 ) -> list[str]:
     """The ``python -m training.run`` argument list for ``recipe`` on a prepared dataset
-    ``data``, writing to ``out`` (``--resume`` continues the run there).
+    ``data``, writing to ``out``.
 
-    Progress is logged every 10 steps to ``out/metrics.jsonl`` and a checkpoint kept every
-    50, so that a cancelled run loses little; ``allow_missing_smiles`` lets compounds known
-    only by name train (``--allow-missing-smiles``)."""
-    cmd = [
-        python,
-        "-m",
-        "training.run",
-        "--data",
-        str(data),
-        "--out",
-        str(out),
-        "--channels",
-        ",".join(channels),
-        "--preset",
-        recipe.preset,
-        "--steps",
-        str(int(recipe.steps)),
-        "--batch-size",
-        str(int(recipe.batch_size)),
-        "--lr",
-        repr(float(recipe.lr)),
-        "--seed",
-        str(int(recipe.seed)),
-        "--device",
-        recipe.device,
-        "--no-progress",
-        "--log-every",
-        "10",
-        "--ckpt-every",
-        "50",
-    ]
+    ``resume`` continues the run in ``out``: only the length, device and threads are given
+    then (everything else comes from its checkpoint, which training checks). Progress is
+    logged every 10 steps to ``out/metrics.jsonl`` and a checkpoint kept every 50, so that a
+    cancelled run loses little; ``allow_missing_smiles`` lets compounds known only by name
+    train (``--allow-missing-smiles``)."""
+    cmd = [python, "-m", "training.run", "--out", str(out), "--steps", str(int(recipe.steps))]
+    cmd += ["--device", recipe.device, "--no-progress", "--log-every", "10"]
+    cmd += ["--ckpt-every", "50"]
     if recipe.threads > 0:
         cmd += ["--threads", str(int(recipe.threads))]
     if resume:
-        cmd.append("--resume")
+        return [*cmd, "--resume"]
+    if data is None:
+        raise ValueError("a new run needs a dataset")
+    cmd += ["--data", str(data), "--preset", recipe.preset]
+    cmd += ["--batch-size", str(int(recipe.batch_size)), "--lr", repr(float(recipe.lr))]
+    cmd += ["--seed", str(int(recipe.seed))]
+    if channels:
+        cmd += ["--channels", ",".join(channels)]
     if allow_missing_smiles:
         cmd.append("--allow-missing-smiles")
     return cmd

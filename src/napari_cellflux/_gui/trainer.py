@@ -1,0 +1,435 @@
+"""The CellFlux trainer dock widget: a model of one's own cells without a terminal.
+
+Tag the open images (plate, control or perturbation and dose), Prepare (the cells each image
+gives, shown as points), Train (``python -m training.run`` in its own process: the viewer
+never freezes and a crash of training never takes it down), watch the loss, Cancel (the last
+checkpoint is kept) or Resume, and Use the new weights in the CellFlux simulator. A prepared
+dataset folder (``python -m training.prepare``) can be trained on instead of open images.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from magicgui.widgets import Container, Label, PushButton
+from napari.utils.notifications import show_error, show_info
+
+from ..core.layer_dataset import build_dataset, check_tags
+from ..core.train_job import (
+    CHECKPOINT_FILE,
+    MODEL_FILE,
+    TrainingJob,
+    check_output_folder,
+    free_space_problem,
+)
+from ..core.train_recipe import training_command, training_root
+from .controls import scroll_area, wrap
+from .lifetime import WorkerGroup
+from .sources import axis_choices, channel_labels, extract, find_sources
+from .trainer_panels import DataPanel, LossPlot, RecipePanel
+
+if TYPE_CHECKING:
+    import napari
+
+__all__ = ["CellFluxTrainer"]
+
+POLL_MS = 500
+DATASET_DIR = "dataset"  # where Prepare writes the tagged images' cells, inside the run folder
+
+
+def _crop_size(preset_name: str) -> int:
+    from ..core.config import preset
+
+    return int(preset(preset_name, cond_dim=1).crop_size)
+
+
+class CellFluxTrainer(Container):
+    """Dock widget: train a model on tagged images (or a prepared dataset) in the viewer."""
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        from qtpy.QtCore import QTimer
+
+        self.viewer = viewer
+        self.data_panel = DataPanel()
+        self.recipe_panel = RecipePanel()
+        self.prepare_button = PushButton(text="Prepare")
+        self.train_button = PushButton(text="Train")
+        self.resume_button = PushButton(text="Resume")
+        self.use_button = PushButton(text="Use in simulator", enabled=False)
+        self.status = wrap(Label(value=""))
+        self.progress_line = Label(value="")
+        self.loss = LossPlot()
+        plot_box = Container(labels=False)
+        plot_box.native.layout().addWidget(self.loss.native)
+        body = Container(
+            widgets=[self.data_panel, self.recipe_panel, plot_box, self.progress_line],
+            labels=False,
+        )
+        buttons = Container(
+            widgets=[self.prepare_button, self.train_button, self.resume_button, self.use_button],
+            layout="horizontal",
+            labels=False,
+        )
+        super().__init__(widgets=[buttons, self.status], labels=False)
+        self.native.layout().insertWidget(0, scroll_area(body.native))
+        self.workers = WorkerGroup(self.native)
+        self.workers.on_close(self._on_close)
+        self.job: TrainingJob | None = None
+        self.dataset: Path | None = None  # prepared (by Prepare or chosen)
+        self.channels: list[str] = []
+        self.model_path: Path | None = None
+        self._preparing = False
+        self._then_train = False
+        self._pbar: Any = None
+        self._timer = QTimer(self.native)  # dies with the widget
+        self._timer.setInterval(POLL_MS)
+        self._timer.timeout.connect(self._poll)
+        self.prepare_button.changed.connect(lambda *_: self.prepare())
+        self.train_button.changed.connect(self._on_train_clicked)
+        self.resume_button.changed.connect(lambda *_: self.train(resume=True))
+        self.use_button.changed.connect(lambda *_: self.use_in_simulator())
+        for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
+            event.connect(self.refresh_sources)
+        _install_close_guard(self)
+        self.refresh_sources()
+
+    # --- state ----------------------------------------------------------------------
+    @property
+    def training(self) -> bool:
+        return self.job is not None and self.job.running
+
+    def _out(self) -> Path:
+        text = self.recipe_panel.out_path
+        if not text:
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            text = str(Path.home() / "cellflux-runs" / f"run-{stamp}")
+            self.recipe_panel.out.value = text
+        return Path(text).expanduser()
+
+    def refresh_sources(self, *_: Any) -> None:
+        sources = [s for s in find_sources(self.viewer.layers) if not _is_points(s)]
+        labels = channel_labels(sources[0], axis_choices(sources[0], 0)[0][1]) if sources else []
+        self.data_panel.set_sources(sources, [] if labels[:1] == ["channel 0"] else labels)
+
+    # --- prepare --------------------------------------------------------------------
+    def _fields(self) -> tuple[list[tuple[Any, np.ndarray]], list[str]]:
+        """(tag, (H, W, C) pixels) of every image in use, and the channel names."""
+        rows = [r for r in self.data_panel.rows if r.use.value]
+        if not rows:
+            raise ValueError(
+                "No image to train on: open a control and a treated image (or choose a "
+                "prepared dataset) and tick 'train on'."
+            )
+        fields, counts = [], {}
+        size = _crop_size(str(self.recipe_panel.preset.value))
+        for row in rows:
+            src = row.source
+            axis = axis_choices(src, 0)[0][1]
+            labels = channel_labels(src, axis)
+            counts[src.name] = tuple(labels) if src.is_group else len(labels)
+            prepared = extract(src, axis, list(range(len(labels))), labels, size)
+            if not prepared.is_field:
+                raise ValueError(
+                    f"'{src.name}' (shape {prepared.image.shape}) is not a field of view of at "
+                    f"least {2 * size} px a side; the trainer cuts cells out of fields."
+                )
+            fields.append((row.tag(), prepared.image))
+        if len(set(counts.values())) > 1:
+            said = "; ".join(f"{k}: {v}" for k, v in counts.items())
+            raise ValueError(
+                f"The images do not have the same channels ({said}). Train on images with "
+                "the same stains in the same order."
+            )
+        return fields, self.data_panel.channel_names(int(fields[0][1].shape[-1]))
+
+    def prepare(self, then_train: bool = False) -> Any:
+        """Cut the tagged images into the run's dataset, off the GUI thread; show the cells."""
+        from napari.qt.threading import create_worker
+
+        if self._preparing or self.training:
+            return None
+        chosen = self.data_panel.dataset_path
+        if chosen:
+            return self._use_dataset(Path(chosen).expanduser(), then_train)
+        try:
+            fields, channels = self._fields()
+            check_tags([tag for tag, _ in fields])  # before any work, with what to change
+            nuclear = self.data_panel.nuclear_index(channels)
+            out = self._out()
+            problem = check_output_folder(out)
+            if problem:
+                raise ValueError(problem)
+            if (out / CHECKPOINT_FILE).is_file():
+                raise ValueError(
+                    f"{out} holds a training run: Resume it, or choose another output folder "
+                    "for a new dataset."
+                )
+            recipe = self.recipe_panel.recipe()
+        except ValueError as exc:
+            self._say_error(str(exc))
+            return None
+        size = _crop_size(recipe.preset)
+        self._preparing, self._then_train, self.channels = True, then_train, channels
+        self.status.value = f"Preparing {len(fields)} image(s) ..."
+        worker = create_worker(
+            build_dataset,
+            fields,
+            nuclear,
+            size,
+            recipe.holdout,
+            out / DATASET_DIR,
+            _start_thread=False,
+        )
+        return self.workers.start(
+            worker,
+            returned=lambda cells: self._on_prepared(cells, out / DATASET_DIR),
+            errored=self._on_prepare_failed,
+            finished=self._on_prepare_finished,
+        )
+
+    def _use_dataset(self, folder: Path, then_train: bool) -> None:
+        from ..core.crops_dataset import CROPS_FILE, METADATA_FILE
+
+        if not ((folder / CROPS_FILE).is_file() and (folder / METADATA_FILE).is_file()):
+            self._say_error(
+                f"{folder} is not a prepared dataset (no {CROPS_FILE} and {METADATA_FILE}); "
+                "make one with python -m training.prepare, or leave the field empty to "
+                "train on the open images."
+            )
+            return
+        info = folder / "prepare.json"
+        names = json.loads(info.read_text()).get("channels") if info.is_file() else None
+        self.dataset = folder
+        self.channels = list(names or self.data_panel.channels.value.split(","))
+        self.status.value = f"Dataset {folder}: channels {', '.join(self.channels)}."
+        if then_train:
+            self.train()
+
+    def _on_prepared(self, cells: list[Any], folder: Path) -> None:
+        self.dataset = folder
+        lines = []
+        for c in cells:
+            lines.append(
+                f"{c.name}: {c.kept} cells ({int(c.held_out.sum())} held out; "
+                f"{c.rejected_area} left out for size, {c.rejected_edge} at the edge)"
+            )
+            self._show_cells(c)
+        self.data_panel.summary.value = "\n".join(lines)
+        self.status.value = f"Prepared {sum(c.kept for c in cells)} cells in {folder}."
+
+    def _show_cells(self, cells: Any) -> None:
+        name = f"CellFlux training cells of {cells.name}"
+        colors = np.where(cells.held_out[:, None], [[1.0, 0.6, 0.0, 1.0]], [[0.2, 0.9, 1.0, 1.0]])
+        if name in self.viewer.layers:
+            self.viewer.layers.remove(name)
+        layer = self.viewer.add_points(
+            cells.centres,
+            name=name,
+            size=12,
+            face_color="transparent",
+            border_color=colors,
+            metadata={"cellflux": {"training_cells": True}},
+        )
+        layer.editable = False
+
+    def _on_prepare_failed(self, exc: Exception) -> None:
+        self._then_train = False
+        self._say_error(str(exc) if isinstance(exc, ValueError) else f"Prepare failed: {exc}")
+
+    def _on_prepare_finished(self) -> None:
+        self._preparing = False
+        if self._then_train and self.dataset is not None:
+            self._then_train = False
+            self.train()
+
+    # --- train ----------------------------------------------------------------------
+    def _on_train_clicked(self, *_: Any) -> None:
+        if self.training:
+            self.cancel()
+        else:
+            self.train()
+
+    def train(self, resume: bool = False) -> TrainingJob | None:
+        """Start training on the prepared dataset (preparing the tagged images first when
+        nothing is prepared yet), or resume the run in the output folder."""
+        if self.training or self._preparing:
+            return None
+        chosen = self.data_panel.dataset_path
+        if not resume and chosen and self.dataset != Path(chosen).expanduser():
+            self._use_dataset(Path(chosen).expanduser(), then_train=False)
+        if not resume and self.dataset is None:
+            if not chosen:
+                self.prepare(then_train=True)
+            return None
+        try:
+            return self._start_job(resume)
+        except ValueError as exc:
+            self._say_error(str(exc))
+            return None
+
+    def _start_job(self, resume: bool) -> TrainingJob:
+        from napari.utils import progress
+
+        out, recipe = self._out(), self.recipe_panel.recipe()
+        root = training_root()
+        if root is None:
+            raise ValueError(
+                "This installation has no training module: install napari-cellflux from its "
+                "source checkout (pip install -e .) to train from the viewer."
+            )
+        problem = check_output_folder(out)
+        if problem:
+            raise ValueError(problem)
+        has_run = (out / CHECKPOINT_FILE).is_file()
+        if resume and not has_run:
+            raise ValueError(f"{out} holds no checkpoint to resume: press Train to start.")
+        if not resume and has_run:
+            raise ValueError(
+                f"{out} already holds a training run: Resume it, or choose another output folder."
+            )
+        problem = free_space_problem(out, 200_000_000)  # checkpoints and weights
+        if problem:
+            raise ValueError(problem)
+        command = training_command(
+            recipe,
+            self.dataset,
+            out,
+            channels=self.channels,
+            resume=resume,
+            allow_missing_smiles=True,
+        )
+        job = TrainingJob(command, out, recipe.steps, cwd=root)
+        job.start()
+        self.job, self.model_path = job, None
+        self.loss.set_points([])
+        self.train_button.text = "Cancel"
+        self.use_button.enabled = False
+        self.status.value = f"{'Resuming' if resume else 'Training'} in {out} ..."
+        self._pbar = progress(total=recipe.steps, desc="CellFlux training")
+        self._timer.start()
+        return job
+
+    def cancel(self) -> None:
+        """Stop training; the run's last checkpoint (every 50 steps) stays for Resume."""
+        if self.job is not None and self.job.running:
+            self.status.value = "Cancelling ..."
+            self.job.cancel()
+            self._poll()
+
+    def _poll(self) -> None:
+        job = self.job
+        if job is None:
+            return
+        p = job.progress()
+        if p.losses and len(p.losses) != len(self.loss.points):
+            self.loss.set_points(p.losses)
+        eta = p.eta_s
+        self.progress_line.value = f"step {p.step}/{p.total}  ·  {p.images_per_s:.1f} images/s" + (
+            f"  ·  ETA {eta / 60:.1f} min" if eta else ""
+        )
+        if self._pbar is not None:
+            self._pbar.n = p.step
+            self._pbar.refresh()
+        code = job.poll()
+        if code is not None:
+            self._finish(job, code, p.step)
+
+    def _finish(self, job: TrainingJob, code: int, step: int) -> None:
+        self._timer.stop()
+        if self._pbar is not None:
+            self._pbar.close()
+            self._pbar = None
+        self.train_button.text = "Train"
+        model = job.out / MODEL_FILE
+        if code == 0 and model.is_file():
+            self.model_path = model
+            self.use_button.enabled = True
+            self.status.value = f"Trained {step} steps: {model}. Use it in the simulator."
+            show_info(f"CellFlux training finished: {model}")
+        elif job.cancelled:
+            self.status.value = (
+                f"Cancelled at step {step}. The run keeps its last checkpoint (saved every "
+                "50 steps): Resume continues from there."
+            )
+        else:
+            tail = job.log_tail(4)
+            self._say_error(
+                f"Training stopped (exit code {code}) at step {step}. The last checkpoint is "
+                f"kept: Resume continues from it. From {job.out / 'trainer.log'}:\n{tail}"
+            )
+
+    # --- use ------------------------------------------------------------------------
+    def use_in_simulator(self) -> Any:
+        """Load the new weights into the CellFlux simulator widget (docking it if needed)."""
+        if self.model_path is None:
+            return None
+        _, simulator = self.viewer.window.add_plugin_dock_widget(
+            "napari-cellflux", "CellFlux simulator"
+        )
+        simulator.model_panel.weights.value = str(self.model_path)
+        simulator.load_weights()
+        return simulator
+
+    # --- helpers --------------------------------------------------------------------
+    def _say_error(self, message: str) -> None:
+        self.status.value = message
+        show_error(message)
+
+    def _on_close(self) -> None:
+        """The viewer or the widget goes away: stop training (its checkpoint stays)."""
+        self._timer.stop()
+        for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
+            event.disconnect(self.refresh_sources)
+        if self.job is not None and self.job.running:
+            self.job.cancel()
+
+
+def _is_points(source: Any) -> bool:
+    return any(getattr(ly, "_type_string", "") == "points" for ly in source.layers)
+
+
+def _install_close_guard(trainer: CellFluxTrainer) -> None:
+    """Ask before the user closes the viewer while training runs (a closed viewer stops it)."""
+    import weakref
+
+    from qtpy.QtCore import QEvent, QObject
+    from qtpy.QtWidgets import QMessageBox
+
+    window = getattr(getattr(trainer.viewer, "window", None), "_qt_window", None)
+    if window is None:
+        return
+    ref = weakref.ref(trainer)  # the guard must not keep the widget (and viewer) alive
+
+    class _Guard(QObject):
+        def eventFilter(self, obj: Any, event: Any) -> bool:
+            widget = ref()
+            if (
+                widget is not None
+                and event.type() == QEvent.Type.Close
+                and event.spontaneous()
+                and widget.training
+            ):
+                answer = ask_stop_training(obj)
+                if answer != QMessageBox.StandardButton.Yes:
+                    event.ignore()
+                    return True
+            return False
+
+    guard = _Guard(trainer.native)
+    window.installEventFilter(guard)
+
+
+def ask_stop_training(parent: Any) -> Any:
+    """The question asked before closing the viewer while training runs."""
+    from qtpy.QtWidgets import QMessageBox
+
+    return QMessageBox.question(
+        parent,
+        "CellFlux training is running",
+        "Training is still running. Stop it and close napari? Its last checkpoint is kept, "
+        "so a later Resume continues from there.",
+    )
