@@ -82,12 +82,12 @@ class RunDisplay:
 
     @staticmethod
     def _readout_colors(channels: Sequence[str]) -> dict[str, str]:
-        from ..core.readout import AREA
+        from ..core.readout import AREA, ratio_key
 
         colors = {AREA: "tab:purple"}
         for i, ch in enumerate(channels):
             c = channel_color(ch, i)
-            colors[f"mean {ch}"] = {
+            colors[f"mean {ch}"] = colors[ratio_key(ch)] = {
                 "blue": "tab:blue",
                 "green": "tab:green",
                 "red": "tab:red",

@@ -1,9 +1,12 @@
 """A small plot of morphology read-outs against t, redrawn as frames arrive.
 
-Percentage change from the first frame of the mean over the simulated cells: nuclear area
-and the mean intensity of every channel share one axis. In a batch comparison each batch
-gets its own line style. Matplotlib is imported when the widget is built, not at import;
-without matplotlib, :func:`make_readout` falls back to a small text table of the same numbers.
+Percentage change from the first frame of the mean over the simulated cells: nuclear area,
+the mean intensity of every channel and the nuclear / cytoplasmic ratio of every channel but
+DNA (median over cells; dots on the line, and its value at the start and now in the legend,
+since a ratio means something on its own: above 1, the stain is mostly nuclear) share one
+axis. In a batch comparison each batch gets its own line style. Matplotlib is imported when
+the widget is built, not at import; without matplotlib, :func:`make_readout` falls back to a
+small text table of the same numbers.
 """
 
 from __future__ import annotations
@@ -15,6 +18,12 @@ import numpy as np
 __all__ = ["ReadoutPlot", "ReadoutTable", "make_readout"]
 
 _STYLES = ("-", "--", ":", "-.")
+
+
+def _is_ratio(key: str) -> bool:
+    from ..core.readout import RATIO_PREFIX
+
+    return key.startswith(RATIO_PREFIX)
 
 
 def make_readout() -> ReadoutPlot | ReadoutTable:
@@ -47,6 +56,10 @@ class _Series:
         self._times[batch].append(float(t))
         for key, value in summary.items():
             self._values[batch].setdefault(key, []).append(float(value))
+
+    def latest(self, batch: int = 0) -> dict[str, tuple[float, float]]:
+        """Value at the first and at the latest frame of every measurement of one batch."""
+        return {key: (vals[0], vals[-1]) for key, vals in self._values[batch].items() if vals}
 
     def relative(self, batch: int = 0) -> dict[str, np.ndarray]:
         """Percentage change from the first frame of every measurement of one batch."""
@@ -82,8 +95,13 @@ class ReadoutTable(_Series):
         rows = []
         for b, name in enumerate(self._batches):
             if self._times[b]:
-                rel = self.relative(b)
-                cells = ", ".join(f"{k} {v[-1]:+.1f}%" for k, v in rel.items())
+                rel, ends = self.relative(b), self.latest(b)
+                cells = ", ".join(
+                    f"{k} {ends[k][1]:.2f} ({v[-1]:+.1f}%)"
+                    if _is_ratio(k)
+                    else f"{k} {v[-1]:+.1f}%"
+                    for k, v in rel.items()
+                )
                 rows.append(f"{name} (t = {self._times[b][-1]:.2f}): {cells}")
         self.native.setText("\n".join(rows))
 
@@ -136,14 +154,20 @@ class ReadoutPlot(_Series):
             # t goes 0 -> 1 -> 0 in a round trip: plot against the frame index then.
             round_trip = round_trip or bool(np.any(np.diff(np.sign(np.diff(times))) != 0))
             x = np.arange(times.size) if round_trip else times
+            ends = self.latest(b)
             for key, rel in self.relative(b).items():
                 label = key if b == 0 else None
+                ratio = _is_ratio(key)
+                if ratio and label is not None:
+                    label = f"{key} {ends[key][0]:.2f} \u2192 {ends[key][1]:.2f}"
                 ax.plot(
                     x,
                     rel,
                     _STYLES[b % len(_STYLES)],
-                    color=self._colors.get(key, "k"),
+                    color=self._colors.get(key, self._fg),
                     lw=1.3,
+                    marker="o" if ratio else None,
+                    ms=2.5,
                     label=label,
                 )
         ax.set_xlabel("frame" if round_trip else "t", fontsize=8, color=self._fg)

@@ -1,11 +1,22 @@
-"""Light morphology read-outs along a trajectory: nuclear area and channel intensities.
+"""Light morphology read-outs along a trajectory: nuclear area, channel intensities and the
+nuclear / cytoplasmic ratio of every channel but DNA.
 
 The widget plots these against t while frames arrive, so they must cost a few milliseconds
 for dozens of crops: the central nucleus is segmented with
 :func:`napari_cellflux.core.features.nucleus_masks` (per-crop Otsu on the DNA channel, the
 same segmentation as the full morphology profiles used in evaluation), and channel means are
-taken over the whole crop. :class:`ReadoutSeries` keeps the mean over cells per frame and
-gives the change from the first frame.
+taken over the whole crop.
+
+The nuclear / cytoplasmic ratio is the read-out of translocation assays (NF-kB, a
+transcription factor, moving into the nucleus): the mean intensity of a channel in the
+central nucleus over its mean in a ring of cytoplasm around it, ``RING_GAP`` px away from the
+nucleus edge (so that a nucleus segmented a pixel too small does not leak into the ring) and
+``RING_WIDTH`` px wide, leaving out the pixels of every other nucleus in the crop. Raw means,
+no background subtraction: compare ratios measured on the same kind of images. A ratio above
+1 means the stain is concentrated in the nucleus.
+
+:class:`ReadoutSeries` keeps the mean over cells per frame (the median for ratios) and gives
+the change from the first frame.
 """
 
 from __future__ import annotations
@@ -15,9 +26,136 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["AREA", "measure", "relative_change", "ReadoutSeries"]
+__all__ = [
+    "AREA",
+    "RATIO_PREFIX",
+    "RING_GAP",
+    "RING_WIDTH",
+    "cytoplasm_rings",
+    "measure",
+    "nuclear_cytoplasmic_ratio",
+    "ratio_key",
+    "relative_change",
+    "ReadoutSeries",
+]
 
 AREA = "nuclear area"
+#: Read-out names of the nuclear / cytoplasmic ratios: ``"nuc/cyto NF-kB"``.
+RATIO_PREFIX = "nuc/cyto "
+#: Pixels between the nucleus edge and the cytoplasm ring, and the ring's width: a ring a
+#: few pixels wide stays inside the cytoplasm of a cultured cell at 10-20x (nuclei about
+#: 15-20 px across in BBBC014 and BBBC021).
+RING_GAP = 1
+RING_WIDTH = 4
+
+_CROSS = np.zeros((1, 3, 3), bool)
+_CROSS[0] = [[0, 1, 0], [1, 1, 1], [0, 1, 0]]
+_SQUARE = np.ones((1, 3, 3), bool)
+
+
+def ratio_key(channel: str) -> str:
+    """The read-out name of a channel's nuclear / cytoplasmic ratio."""
+    return f"{RATIO_PREFIX}{channel}"
+
+
+def _grow(mask: np.ndarray, px: int) -> np.ndarray:
+    """Dilate every (H, W) slice of an (N, H, W) stack by ``px`` pixels (an octagon: cross
+    and square steps alternate, close to a disk and much cheaper than a disk-shaped
+    structuring element)."""
+    from scipy import ndimage as ndi
+
+    for i in range(int(px)):
+        mask = ndi.binary_dilation(mask, _SQUARE if i % 2 else _CROSS)
+    return mask
+
+
+def cytoplasm_rings(
+    nucleus: np.ndarray,
+    foreground: np.ndarray | None = None,
+    gap: int = RING_GAP,
+    width: int = RING_WIDTH,
+) -> np.ndarray:
+    """The ring of cytoplasm around each crop's nucleus.
+
+    Parameters
+    ----------
+    nucleus : numpy.ndarray
+        (N, H, W) bool, the central nucleus of every crop.
+    foreground : numpy.ndarray, optional
+        (N, H, W) bool, every nucleus in the crop: left out of the ring (a neighbour's
+        nucleus is not this cell's cytoplasm).
+    gap, width : int
+        Pixels between the nucleus edge and the ring, and the ring's width.
+
+    Returns
+    -------
+    numpy.ndarray
+        (N, H, W) bool: pixels more than ``gap`` and at most ``gap + width`` px from the
+        nucleus, outside every nucleus.
+    """
+    nucleus = np.asarray(nucleus, bool)
+    if nucleus.ndim != 3:
+        raise ValueError(f"expected nucleus masks (N, H, W), got shape {nucleus.shape}")
+    if int(gap) < 0 or int(width) < 1:
+        raise ValueError(f"the ring needs gap >= 0 and width >= 1 px, got {gap} and {width}")
+    inner = _grow(nucleus, gap)
+    ring = _grow(inner, width) & ~inner
+    if foreground is not None:
+        ring &= ~np.asarray(foreground, bool)
+    return ring
+
+
+def nuclear_cytoplasmic_ratio(
+    crops: np.ndarray,
+    dna_index: int,
+    *,
+    gap: int = RING_GAP,
+    width: int = RING_WIDTH,
+    masks: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
+    """Per cell and channel: mean intensity in the nucleus over mean in the cytoplasm ring.
+
+    Parameters
+    ----------
+    crops : numpy.ndarray
+        (N, H, W, C) crops centred on nuclei (raw intensities, any real dtype).
+    dna_index : int
+        The DNA channel, which finds the nuclei (Otsu threshold of each crop, the object
+        under the crop centre).
+    gap, width : int
+        The ring (see :func:`cytoplasm_rings`).
+    masks : tuple, optional
+        ``(nucleus, foreground)`` from :func:`~napari_cellflux.core.features.nucleus_masks`
+        when already computed.
+
+    Returns
+    -------
+    numpy.ndarray
+        (N, C) float64 ratios; NaN for a crop without a nucleus or ring, or whose ring
+        mean is not positive.
+    """
+    from .features import nucleus_masks
+
+    arr = np.nan_to_num(np.asarray(crops, dtype=np.float32))
+    if arr.ndim != 4:
+        raise ValueError(f"Expected crops (N, H, W, C), got shape {arr.shape}.")
+    if not 0 <= int(dna_index) < arr.shape[-1]:
+        raise ValueError(f"dna_index {dna_index} is not a channel of {arr.shape[-1]}")
+    nucleus, foreground = masks if masks is not None else nucleus_masks(arr[..., dna_index])
+    ring = cytoplasm_rings(nucleus, foreground, gap, width)
+    n_nuc = nucleus.sum(axis=(1, 2)).astype(np.float64)
+    n_ring = ring.sum(axis=(1, 2)).astype(np.float64)
+    # Sums as one matrix product per mask: (N, H*W) @ (N, H*W, C) is cheaper than
+    # broadcasting a boolean mask over every channel.
+    flat = arr.reshape(len(arr), -1, arr.shape[-1])
+    in_nuc = np.einsum("np,npc->nc", nucleus.reshape(len(arr), -1).astype(np.float32), flat)
+    in_ring = np.einsum("np,npc->nc", ring.reshape(len(arr), -1).astype(np.float32), flat)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        nuc_mean = in_nuc / n_nuc[:, None]
+        ring_mean = in_ring / n_ring[:, None]
+        ratio = nuc_mean.astype(np.float64) / ring_mean
+    bad = (n_nuc[:, None] == 0) | (n_ring[:, None] == 0) | ~(ring_mean > 0)
+    return np.where(bad, np.nan, ratio)
 
 
 def measure(
@@ -37,7 +175,10 @@ def measure(
     Returns
     -------
     dict
-        ``"nuclear area"`` (pixels) and ``"mean <channel>"`` -> (N,) float64 arrays.
+        ``"nuclear area"`` (pixels), ``"mean <channel>"`` and, with a DNA channel,
+        ``"nuc/cyto <channel>"`` for every other channel (see
+        :func:`nuclear_cytoplasmic_ratio`; NaN for a cell without a nucleus) -> (N,)
+        float64 arrays.
     """
     from .features import nucleus_masks
 
@@ -45,26 +186,42 @@ def measure(
     if arr.ndim != 4 or arr.shape[-1] != len(channels):
         raise ValueError(f"Expected crops (N, H, W, {len(channels)}), got shape {arr.shape}.")
     out: dict[str, np.ndarray] = {}
+    ratios = None
     if dna_index is not None:
-        nucleus, _ = nucleus_masks(arr[..., dna_index])
-        out[AREA] = nucleus.sum(axis=(1, 2)).astype(np.float64)
+        masks = nucleus_masks(arr[..., dna_index])
+        out[AREA] = masks[0].sum(axis=(1, 2)).astype(np.float64)
+        if len(channels) > 1:
+            ratios = nuclear_cytoplasmic_ratio(arr, dna_index, masks=masks)
     means = arr.mean(axis=(1, 2), dtype=np.float64)
     for c, name in enumerate(channels):
         out[f"mean {name}"] = means[:, c]
+    if ratios is not None:
+        for c, name in enumerate(channels):
+            if c != dna_index:
+                out[ratio_key(name)] = ratios[:, c]
     return out
 
 
+def _summary(key: str, values: np.ndarray) -> float:
+    """Mean over the cells that could be measured (NaN when none could); the median for
+    ratios, whose tail (a cell with a dim ring) would pull a mean."""
+    finite = values[np.isfinite(values)]
+    if not finite.size:
+        return float("nan")
+    return float(np.median(finite) if key.startswith(RATIO_PREFIX) else finite.mean())
+
+
 def relative_change(values: Sequence[float]) -> np.ndarray:
-    """Percentage change of a series from its first value (0 where that is 0)."""
+    """Percentage change of a series from its first value (0 where that is 0 or unknown)."""
     arr = np.asarray(values, dtype=np.float64)
-    if arr.size == 0 or arr[0] == 0:
+    if arr.size == 0 or arr[0] == 0 or not np.isfinite(arr[0]):
         return np.zeros_like(arr)
     return 100.0 * (arr - arr[0]) / abs(arr[0])
 
 
 @dataclass
 class ReadoutSeries:
-    """Mean over cells of every measurement, frame by frame."""
+    """Mean over cells of every measurement (median of the ratios), frame by frame."""
 
     channels: Sequence[str]
     dna_index: int | None
@@ -72,10 +229,9 @@ class ReadoutSeries:
     values: dict[str, list[float]] = field(default_factory=dict)
 
     def add(self, t: float, frame: np.ndarray) -> dict[str, float]:
-        """Measure one (N, H, W, C) frame; returns the means over cells."""
-        summary = {
-            k: float(np.mean(v)) for k, v in measure(frame, self.channels, self.dna_index).items()
-        }
+        """Measure one (N, H, W, C) frame; returns the means (ratios: medians) over cells."""
+        measured = measure(frame, self.channels, self.dna_index)
+        summary = {k: _summary(k, v) for k, v in measured.items()}
         self.times.append(float(t))
         for key, value in summary.items():
             self.values.setdefault(key, []).append(value)
