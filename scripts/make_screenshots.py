@@ -1,9 +1,10 @@
-"""Make the user-guide screenshots: forward, reverse and batch comparison on the sample data.
+"""Make the user-guide screenshots: forward, reverse, batch comparison, and the trainer.
 
 Run under a (virtual) X server, from the repository root::
 
     xvfb-run -a -s "-screen 0 1920x1200x24" python scripts/make_screenshots.py
     xvfb-run -a python scripts/make_screenshots.py --weights path/to/model.safetensors
+    xvfb-run -a python scripts/make_screenshots.py --only trainer
 
 It opens the real viewer, loads the plugin's sample data and dock widget through npe2 (as
 File > Open Sample and the Plugins menu do), runs the widget, and saves PNGs into
@@ -42,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--cells", type=int, default=16)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--only", choices=["all", "simulator", "trainer"], default="all")
     args = parser.parse_args(argv)
 
     os.environ["NAPARI_CONFIG"] = str(Path(tempfile.mkdtemp()) / "settings.yaml")
@@ -52,9 +54,13 @@ def main(argv: list[str] | None = None) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    app = QApplication.instance() or QApplication([])
+    if args.only in ("all", "trainer"):
+        trainer_screenshot(app, out)
+    if args.only == "trainer":
+        return 0
     viewer = napari.Viewer(title="napari-cellflux", show=True)
     viewer.window.resize(1600, 1100)
-    app = QApplication.instance()
     viewer.open_sample("napari-cellflux", "demo_set")
     _, widget = viewer.window.add_plugin_dock_widget("napari-cellflux", "CellFlux simulator")
     mp = widget.model_panel
@@ -125,6 +131,37 @@ def main(argv: list[str] | None = None) -> int:
     print("wrote", out / "widget.png")
     viewer.close()
     return 0
+
+
+def trainer_screenshot(app, out: Path) -> None:
+    """The trainer after a short training run on the procedural control and treated fields
+    (tiny preset, 200 steps, into a temporary folder)."""
+    import napari
+
+    viewer = napari.Viewer(title="napari-cellflux", show=True)
+    viewer.window.resize(1600, 1100)
+    viewer.open_sample("napari-cellflux", "control_plate1")
+    viewer.open_sample("napari-cellflux", "treated_plate1")
+    _, trainer = viewer.window.add_plugin_dock_widget("napari-cellflux", "CellFlux trainer")
+    viewer.window.resize(1600, 1100)
+    control, treated = trainer.data_panel.rows
+    for row in (control, treated):
+        row.plate.value = "SynPlate1"
+    treated.perturbation.value, treated.dose.value = "taxol", "3"
+    rp = trainer.recipe_panel
+    rp.preset.value, rp.steps.value, rp.batch_size.value = "tiny", 200, 16
+    rp.out.value = tempfile.mkdtemp(prefix="cellflux-trainer-")
+    trainer.train()  # prepares the two images, then trains
+    _wait(app, lambda: trainer.job is not None and not trainer.training)
+    trainer._poll()
+    shown = ("control SynPlate1", "CellFlux training cells of control SynPlate1")
+    for layer in viewer.layers:
+        layer.visible = layer.name.startswith(shown)
+    trainer.scroll_to_plot()
+    _wait(app, lambda: True)
+    viewer.screenshot(str(out / "trainer.png"), canvas_only=False, flash=False)
+    print("wrote", out / "trainer.png", "-", trainer.status.value)
+    viewer.close()
 
 
 if __name__ == "__main__":

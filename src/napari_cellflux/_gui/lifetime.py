@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["JOIN_TIMEOUT_S", "WorkerGroup"]
+__all__ = ["JOIN_TIMEOUT_S", "WorkerGroup", "ask_stop_training", "install_close_guard"]
 
 _log = logging.getLogger(__name__)
 #: How long closing waits for a worker: a simulation stops at its next frame, but loading
@@ -198,3 +198,45 @@ def _make_close_watcher(native: Any, callback: Callable[[], None]) -> Any:
             return False
 
     return _Watcher()
+
+
+def install_close_guard(
+    widget: Any, busy: Callable[[Any], bool], ask: Callable[[Any], bool]
+) -> None:
+    """Before the user closes the viewer of ``widget`` while ``busy(widget)``, ``ask(window)``
+    whether to go on; a No keeps the viewer open. (A close by a program is not asked.)"""
+    from qtpy.QtCore import QEvent, QObject
+
+    window = getattr(getattr(widget.viewer, "window", None), "_qt_window", None)
+    if window is None:
+        return
+    ref = weakref.ref(widget)  # the guard must not keep the widget (and viewer) alive
+
+    class _Guard(QObject):
+        def eventFilter(self, obj: Any, event: Any) -> bool:
+            target = ref()
+            if (
+                target is not None
+                and event.type() == QEvent.Type.Close
+                and event.spontaneous()
+                and busy(target)
+                and not ask(obj)
+            ):
+                event.ignore()
+                return True
+            return False
+
+    window.installEventFilter(_Guard(widget.native))
+
+
+def ask_stop_training(parent: Any) -> bool:
+    """Whether the user wants to stop training and close the viewer."""
+    from qtpy.QtWidgets import QMessageBox
+
+    answer = QMessageBox.question(
+        parent,
+        "CellFlux training is running",
+        "Training is still running. Stop it and close napari? Its last checkpoint is kept, "
+        "so a later Resume continues from there.",
+    )
+    return answer == QMessageBox.StandardButton.Yes

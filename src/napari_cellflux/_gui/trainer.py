@@ -28,7 +28,7 @@ from ..core.train_job import (
 )
 from ..core.train_recipe import training_command, training_root
 from .controls import scroll_area, wrap
-from .lifetime import WorkerGroup
+from .lifetime import WorkerGroup, ask_stop_training, install_close_guard
 from .sources import axis_choices, channel_labels, extract, find_sources
 from .trainer_panels import DataPanel, LossPlot, RecipePanel
 
@@ -75,7 +75,9 @@ class CellFluxTrainer(Container):
             labels=False,
         )
         super().__init__(widgets=[buttons, self.status], labels=False)
-        self.native.layout().insertWidget(0, scroll_area(body.native))
+        self._scroll = scroll_area(body.native)
+        self.native.layout().insertWidget(0, self._scroll)
+        self._plot_box = plot_box
         self.workers = WorkerGroup(self.native)
         self.workers.on_close(self._on_close)
         self.job: TrainingJob | None = None
@@ -94,7 +96,9 @@ class CellFluxTrainer(Container):
         self.use_button.changed.connect(lambda *_: self.use_in_simulator())
         for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
             event.connect(self.refresh_sources)
-        _install_close_guard(self)
+        install_close_guard(self, lambda w: w.training, lambda parent: ask_stop_training(parent))
+        self._apply_theme()
+        viewer.events.theme.connect(self._apply_theme)
         self.refresh_sources()
 
     # --- state ----------------------------------------------------------------------
@@ -375,6 +379,18 @@ class CellFluxTrainer(Container):
         return simulator
 
     # --- helpers --------------------------------------------------------------------
+    def scroll_to_plot(self) -> None:
+        self._scroll.ensureWidgetVisible(self._plot_box.native)
+
+    def _apply_theme(self, *_: Any) -> None:
+        from napari.utils.theme import get_theme
+
+        try:
+            theme = get_theme(self.viewer.theme)
+            self.loss.apply_theme(theme.background.as_hex(), theme.text.as_hex())
+        except Exception:  # noqa: BLE001 (a custom theme without these colours: keep the default)
+            pass
+
     def _say_error(self, message: str) -> None:
         self.status.value = message
         show_error(message)
@@ -384,52 +400,10 @@ class CellFluxTrainer(Container):
         self._timer.stop()
         for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
             event.disconnect(self.refresh_sources)
+        self.viewer.events.theme.disconnect(self._apply_theme)
         if self.job is not None and self.job.running:
             self.job.cancel()
 
 
 def _is_points(source: Any) -> bool:
     return any(getattr(ly, "_type_string", "") == "points" for ly in source.layers)
-
-
-def _install_close_guard(trainer: CellFluxTrainer) -> None:
-    """Ask before the user closes the viewer while training runs (a closed viewer stops it)."""
-    import weakref
-
-    from qtpy.QtCore import QEvent, QObject
-    from qtpy.QtWidgets import QMessageBox
-
-    window = getattr(getattr(trainer.viewer, "window", None), "_qt_window", None)
-    if window is None:
-        return
-    ref = weakref.ref(trainer)  # the guard must not keep the widget (and viewer) alive
-
-    class _Guard(QObject):
-        def eventFilter(self, obj: Any, event: Any) -> bool:
-            widget = ref()
-            if (
-                widget is not None
-                and event.type() == QEvent.Type.Close
-                and event.spontaneous()
-                and widget.training
-            ):
-                answer = ask_stop_training(obj)
-                if answer != QMessageBox.StandardButton.Yes:
-                    event.ignore()
-                    return True
-            return False
-
-    guard = _Guard(trainer.native)
-    window.installEventFilter(guard)
-
-
-def ask_stop_training(parent: Any) -> Any:
-    """The question asked before closing the viewer while training runs."""
-    from qtpy.QtWidgets import QMessageBox
-
-    return QMessageBox.question(
-        parent,
-        "CellFlux training is running",
-        "Training is still running. Stop it and close napari? Its last checkpoint is kept, "
-        "so a later Resume continues from there.",
-    )

@@ -222,6 +222,12 @@ class LossPlot:
         self.native.setMinimumHeight(160)
         self.axes = self.figure.add_subplot()
         self.points: list[tuple[int, float]] = []
+        self._fg, self._bg = "black", "white"
+        self.redraw()
+
+    def apply_theme(self, background: str, foreground: str) -> None:
+        """Match the viewer's theme (napari's dark theme by default)."""
+        self._fg, self._bg = foreground, background
         self.redraw()
 
     def set_points(self, points: list[tuple[int, float]]) -> None:
@@ -231,9 +237,13 @@ class LossPlot:
     def redraw(self) -> None:
         ax = self.axes
         ax.clear()
-        ax.set_xlabel("step", fontsize=8)
-        ax.set_ylabel("loss (smoothed)", fontsize=8)
-        ax.tick_params(labelsize=7)
+        self.figure.set_facecolor(self._bg)
+        ax.set_facecolor(self._bg)
+        ax.set_xlabel("step", fontsize=8, color=self._fg)
+        ax.set_ylabel("loss (smoothed)", fontsize=8, color=self._fg)
+        ax.tick_params(labelsize=7, colors=self._fg)
+        for spine in ax.spines.values():
+            spine.set_color(self._fg)
         if self.points:
             steps, losses = zip(*self.points, strict=True)
             ax.plot(steps, losses, lw=1.3)

@@ -147,3 +147,36 @@ def test_closing_the_viewer_stops_training(trainer, qtbot):
     job = widget.job
     viewer.close()
     assert not job.running and job.poll() is not None
+
+
+def test_closing_the_window_while_training_asks_first(trainer, qtbot, monkeypatch):
+    from qtpy.QtCore import QEvent, QObject
+
+    import napari_cellflux._gui.trainer as trainer_module
+
+    viewer, widget = trainer
+    widget.recipe_panel.steps.value = 100_000
+    widget.train()
+    qtbot.waitUntil(lambda: widget.training, timeout=60_000)
+    guard = next(o for o in widget.native.findChildren(QObject) if type(o).__name__ == "_Guard")
+
+    class UserClose:  # what Qt sends when the user clicks the window's close button
+        ignored = False
+
+        def type(self):
+            return QEvent.Type.Close
+
+        def spontaneous(self):
+            return True
+
+        def ignore(self):
+            self.ignored = True
+
+    answers = iter([False, True])
+    monkeypatch.setattr(trainer_module, "ask_stop_training", lambda parent: next(answers))
+    window = viewer.window._qt_window
+    event = UserClose()
+    assert guard.eventFilter(window, event) is True and event.ignored  # "No": stays open
+    assert widget.training
+    event = UserClose()
+    assert guard.eventFilter(window, event) is False and not event.ignored  # "Yes": closes
