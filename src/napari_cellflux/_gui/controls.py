@@ -330,10 +330,7 @@ class PerturbationPanel(Container):
             self.status.value = f"\u2717 {exc}"
             return False
         box.native.setStyleSheet(_GOOD)
-        known = pert.name in self._model.perturbations
-        self.status.value = f"\u2713 {pert.name}" + (
-            "" if known else " (not seen in training: the model extrapolates)"
-        )
+        self.status.value = f"\u2713 {pert.name}: {self._model.similar(pert).message}"
         return True
 
 

@@ -121,6 +121,8 @@ class RunDisplay:
             intensity_factors=[float(f) for f in event.scales[0]],
             warnings=list(event.warnings),
             cpu_threads=event.cpu_threads,
+            novelty=event.novelty,
+            cells=event.cells,
         )
         for b, batch in enumerate(self.batches):
             placement = self._placement.get(batch.name)
@@ -133,6 +135,8 @@ class RunDisplay:
                 )
             group = group_name(s.direction, batch.name if compare else None)
             bmeta = dict(meta, source=batch.name)
+            if b < len(event.centroids) and event.centroids[b] is not None:  # start cells
+                bmeta["centroids"] = np.asarray(event.centroids[b]).round(2).tolist()
             self.stacks.append(
                 TrajectoryStack(
                     self.viewer,

@@ -22,17 +22,12 @@ from .config import UNetConfig, preset
 from .intensity import intensity_scale
 from .model_card import ModelCard, VocabularyEntry
 from .network_units import from_network, to_network
+from .novelty import PerturbationNovelty
 from .perturbations import CompoundEncoder, GeneEncoder, Perturbation, is_valid_smiles
 from .run_plan import CellFluxWarning, SimulationPlan, check_frames_memory, make_plan
 from .weights import demo_weights_path, read_weights, resolve_device, save_weights
 
-__all__ = [
-    "DEFAULT_CHANNELS",
-    "CellFluxModel",
-    "CellFluxWarning",
-    "Trajectory",
-    "load_model",
-]
+__all__ = ["DEFAULT_CHANNELS", "CellFluxModel", "CellFluxWarning", "Trajectory", "load_model"]
 
 DEFAULT_CHANNELS = ("DNA", "Tubulin", "Actin")
 # Structures of three BBBC021 compounds (public chemistry), used only by the untrained fallback.
@@ -130,6 +125,16 @@ class CellFluxModel:
             f"{', '.join(self.perturbations[:8])}"
             f"{' ...' if len(self.perturbations) > 8 else ''}"
         )
+
+    def similar(self, perturbation: str | Perturbation, k: int = 5) -> PerturbationNovelty:
+        """The ``k`` trained perturbations nearest ``perturbation`` (Tanimoto on Morgan
+        counts, cosine for genes) and a verdict: ``seen``, ``close`` or ``far`` (see
+        :mod:`.novelty` for the thresholds). Raises ValueError like :meth:`encode`."""
+        from .novelty import similar
+
+        query = perturbation.name if isinstance(perturbation, Perturbation) else perturbation
+        pert = self.encode(perturbation)
+        return similar(self.card.vocabulary, self._vectors, pert, k, str(query).strip())
 
     # --- inputs ---------------------------------------------------------------------
     def encode(self, perturbation: str | Perturbation) -> Perturbation:

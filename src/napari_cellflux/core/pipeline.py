@@ -103,6 +103,9 @@ class Ready:
     scales: list[np.ndarray]  # per batch (C,) intensity factors applied
     warnings: list[str] = field(default_factory=list)  # e.g. a dose far outside training
     cpu_threads: int | None = None  # torch CPU threads the run computes with (None: GPU)
+    novelty: dict[str, Any] | None = None  # the perturbation vs training (core.novelty)
+    cells: dict[str, Any] | None = None  # how typical the start cells are (core.cell_check)
+    centroids: list[Any] = field(default_factory=list)  # per batch (K, 2) field px, or None
 
 
 @dataclass
@@ -296,7 +299,19 @@ def simulate_batches(
         limits = channel_limits(pixels[None])  # (1, P, C): a 2-D array is one channel
         mosaics = [mosaic(c[:, :, :, :1], gap=MOSAIC_GAP).shape[:2] for c in state.crops]
         notes = list(dict.fromkeys(w for plan in plans for w in plan.warnings))
-        yield Ready(state.crops, mosaics, limits, scales, notes, threads)
+        from .novelty import run_checks
+
+        checks = run_checks(model, settings.perturbation, state.crops, scale)
+        yield Ready(
+            state.crops,
+            mosaics,
+            limits,
+            scales,
+            notes,
+            threads,
+            **checks,
+            centroids=state.centroids,
+        )
 
         channels = model.channels
         series = [ReadoutSeries(channels, dna_index) for _ in batches]
