@@ -276,9 +276,10 @@ class PerturbationPanel(Container):
             tooltip="0: the median dose the model saw in training",
         )
         self.dose.native.setSpecialValueText("default")
+        self.dose_note = wrap(Label(value=""))  # the trained doses (see dose_panel.dose_hint)
         self.status = wrap(Label(value=""))
         super().__init__(
-            widgets=[self.known, self.smiles, self.gene, self.dose, self.status],
+            widgets=[self.known, self.smiles, self.gene, self.dose, self.dose_note, self.status],
             label="Perturbation",
         )
         self.smiles.changed.connect(self._check)

@@ -137,6 +137,8 @@ class RunDisplay:
             bmeta = dict(meta, source=batch.name)
             if b < len(event.centroids) and event.centroids[b] is not None:  # start cells
                 bmeta["centroids"] = np.asarray(event.centroids[b]).round(2).tolist()
+            if batch.dose_uM is not None:  # a dose comparison: each panel its own dose
+                bmeta["dose_uM"] = batch.dose_uM
             self.stacks.append(
                 TrajectoryStack(
                     self.viewer,

@@ -1,12 +1,10 @@
 """The CellFlux dock widget: pick control cells and a perturbation, run, scrub, compare.
 
-Wiring only. Pixels are pulled from layers by :mod:`.sources`, computed in a thread
-worker (:mod:`napari_cellflux.core.pipeline`), written into preallocated layer stacks by
-:mod:`.layers`, and measured by :mod:`napari_cellflux.core.readout`. Run turns into Cancel
-while a worker runs; cancelling keeps the frames computed so far, and a run that fails
-before its first frame leaves the last result as it was. Every error becomes a napari
-notification. Workers are started through a :class:`~.lifetime.WorkerGroup`, which stops and
-joins them when the widget or its viewer goes away.
+Wiring only. Pixels come from layers (:mod:`.sources`), are computed in a thread worker
+(:mod:`napari_cellflux.core.pipeline`), written into layer stacks (:mod:`.layers`) and
+measured (:mod:`napari_cellflux.core.readout`). Cancel keeps the frames computed so far; a
+run that fails before its first frame leaves the last result as it was. Errors become napari
+notifications. Workers end with the widget or its viewer (:class:`~.lifetime.WorkerGroup`).
 """
 
 from __future__ import annotations
@@ -22,6 +20,7 @@ from ..core.acceleration import precision_in_use
 from ..core.pipeline import Batch, CellsFound, Failed, Frame, Ready, RunSettings
 from .controls import ComparePanel, InputPanel, ModelPanel, PerturbationPanel, SamplerPanel
 from .display import RunDisplay
+from .dose_panel import DosePanel
 from .layers import cells_from_layer, show_cells
 from .lifetime import WorkerGroup
 from .loading import WeightsLoader
@@ -53,6 +52,7 @@ class CellFluxWidget(Container):
         self.perturbation_panel = PerturbationPanel()
         self.sampler_panel = SamplerPanel(SOLVERS)
         self.compare_panel = ComparePanel(self._sources)
+        self.dose_panel = DosePanel()
         self.run_button = PushButton(text="Run")
         self.status = wrap(Label(value=""))
         self.readout_box = Container(labels=False)
@@ -63,6 +63,7 @@ class CellFluxWidget(Container):
                 self.perturbation_panel,
                 self.sampler_panel,
                 self.compare_panel,
+                self.dose_panel,
                 self.readout_box,
             ],
             labels=False,
@@ -184,6 +185,7 @@ class CellFluxWidget(Container):
         self.input_panel.set_model_channels(model.channels)
         self.perturbation_panel.set_model(model)
         self.sampler_panel.set_defaults(dict(model.card.defaults))
+        self.dose_panel.set_model(model, self.perturbation_panel)
         self._fit_width()
 
     def _fit_width(self) -> None:
@@ -260,11 +262,8 @@ class CellFluxWidget(Container):
         if self.model is None or self.running or self.detecting:
             return
         try:
-            sources = (
-                self.compare_panel.selected
-                if self.compare_panel.active
-                else [self.input_panel.source]
-            )
+            cp = self.compare_panel
+            sources = cp.selected if cp.active else [self.input_panel.source]
             if not sources or sources[0] is None:
                 raise ValueError("Choose an input image first (Input image).")
             batches = [self._batch(s) for s in sources]
@@ -331,7 +330,7 @@ class CellFluxWidget(Container):
             if not query:
                 raise ValueError("Choose a perturbation, or type a SMILES or gene.")
             self.model.encode(query)  # a bad SMILES or unknown name stops here, with a hint
-            batches = self._input_batches()
+            batches = self.dose_panel.expand(self._input_batches())
             # What "auto" means on this device; ValueError for bfloat16 on MPS.
             precision = precision_in_use(str(self.model_panel.precision.value), self.model.device)
         except ValueError as exc:
@@ -421,12 +420,13 @@ class CellFluxWidget(Container):
     def _on_cells(self, event: CellsFound, batches: list[Batch]) -> None:
         batch = batches[event.batch]
         batch.centroids = event.centroids
-        if not all(ly in self.viewer.layers for ly in self._layers_of.get(batch.name, ())):
+        name = batch.source or batch.name  # the image (a dose comparison shares one)
+        if not all(ly in self.viewer.layers for ly in self._layers_of.get(name, ())):
             return  # the image was removed meanwhile: no points for a missing image
-        scale, translate, shape = self._placement[batch.name]
+        scale, translate, shape = self._placement[name]
         show_cells(
             self.viewer,
-            batch.name,
+            name,
             event.centroids,
             self.model.crop_size,
             scale,
@@ -443,6 +443,7 @@ class CellFluxWidget(Container):
         self.worker = None
         self.run_button.text = "Run"
         status = " ".join([self.display.finish(self._failed), *self._notes])
+        self.dose_panel.show_response(self.readout, self.display.batches)
         self.status.value = status
         if cancelled and not self._failed:
             show_info(status)

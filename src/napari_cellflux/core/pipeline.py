@@ -43,6 +43,8 @@ class Batch:
     is_field: bool
     centroids: np.ndarray | None = None  # (K, 2) chosen cells; None: detect
     n_cells: int = 16
+    dose_uM: float | None = None  # this input's dose (dose comparison); None: the run's
+    source: str = ""  # the image it comes from, when several inputs share one (doses)
 
 
 @dataclass(frozen=True)
@@ -203,7 +205,9 @@ def _message(exc: Exception) -> str:
     return f"Simulation failed ({type(exc).__name__}: {exc}). See the log for details."
 
 
-def _plan(model: Any, crops: np.ndarray, s: RunSettings, factors: np.ndarray) -> Any:
+def _plan(
+    model: Any, crops: np.ndarray, s: RunSettings, factors: np.ndarray, dose: float | None
+) -> Any:
     """The model's checked plan of the first leg of a run (raises ValueError with a hint).
 
     ``make_plan`` rather than ``model.plan``: its warnings travel in :class:`Ready` (shown
@@ -221,7 +225,7 @@ def _plan(model: Any, crops: np.ndarray, s: RunSettings, factors: np.ndarray) ->
         steps=s.steps,
         guidance=s.guidance,
         seed=s.seed,
-        dose_uM=s.dose_uM,
+        dose_uM=dose,
         solver=s.solver,
         intensity_factors=factors,
         precision=s.precision,
@@ -272,10 +276,13 @@ def simulate_batches(
     try:
         threads = _use_cpu_threads(model, settings.cpu_threads)
         state = _State()
+        found: dict[int, np.ndarray] = {}  # one detection per image (a dose comparison)
         for b, batch in enumerate(batches):
             if batch.is_field:
                 cen = batch.centroids
-                if cen is None or len(cen) == 0:
+                if (cen is None or len(cen) == 0) and id(batch.image) in found:
+                    cen = found[id(batch.image)]
+                elif cen is None or len(cen) == 0:
                     cen = _detect(
                         batch,
                         dna_index if dna_index is not None else 0,
@@ -283,6 +290,7 @@ def simulate_batches(
                         model.crop_size,
                         settings.seed,
                     )
+                    found[id(batch.image)] = cen
                     yield CellsFound(b, cen)
                 crops = crop_cells(batch.image, cen, model.crop_size)
             else:
@@ -295,7 +303,10 @@ def simulate_batches(
         pixels = np.concatenate([c.reshape(-1, c.shape[-1]) for c in state.crops])
         scale = model.intensity_factors(pixels)
         scales = [scale for _ in state.crops]
-        plans = [_plan(model, c, settings, scale) for c in state.crops]
+        plans = [
+            _plan(model, c, settings, scale, settings.dose_uM if b.dose_uM is None else b.dose_uM)
+            for c, b in zip(state.crops, batches, strict=True)
+        ]
         limits = channel_limits(pixels[None])  # (1, P, C): a 2-D array is one channel
         mosaics = [mosaic(c[:, :, :, :1], gap=MOSAIC_GAP).shape[:2] for c in state.crops]
         notes = list(dict.fromkeys(w for plan in plans for w in plan.warnings))

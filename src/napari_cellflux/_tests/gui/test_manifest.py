@@ -28,7 +28,10 @@ def test_manifest_validates_with_imports():
 def test_contributions():
     c = PluginManifest.from_file(MANIFEST).contributions
     assert not c.readers  # napari's builtin reader opens TIFFs
-    assert [w.command for w in c.widgets] == ["napari-cellflux.make_widget"]
+    assert [(w.command, w.display_name) for w in c.widgets] == [
+        ("napari-cellflux.make_widget", "CellFlux simulator"),
+        ("napari-cellflux.make_trainer", "CellFlux trainer"),
+    ]
     assert len(c.sample_data) >= 3
     [writer] = c.writers
     assert writer.filename_extensions == [".cellflux.tif", ".cellflux.tiff"]

@@ -1,0 +1,189 @@
+"""Compare doses side by side: the same cells simulated at several doses, and the dose
+response of the read-outs at the end of the run.
+
+Each dose becomes one input of the run (the same image and the same chosen cells, so the
+same seed gives the same start), shown as one grid panel titled with its dose, on one t
+slider with linked contrast, like a batch comparison. When batches are compared too, every
+batch is simulated at every dose. After the run, the read-outs at t = 1 are plotted against
+dose on a log axis, one curve per batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from magicgui.widgets import CheckBox, Container, Label, LineEdit
+
+from ..core.pipeline import Batch
+from .controls import wrap
+
+__all__ = ["MAX_DOSES", "DosePanel", "dose_hint", "parse_doses"]
+
+#: Panels one comparison can show side by side.
+MAX_DOSES = 8
+
+
+def parse_doses(text: str) -> list[float]:
+    """Doses in uM from ``"0.3, 1, 3 10"``; ValueError saying what is wrong."""
+    parts = [p for p in text.replace(";", ",").replace(" ", ",").split(",") if p.strip()]
+    try:
+        doses = [float(p) for p in parts]
+    except ValueError:
+        raise ValueError(
+            f"Doses to compare: '{text}' is not a list of numbers in uM (e.g. 0.3, 1, 3, 10)."
+        ) from None
+    if len(doses) < 2:
+        raise ValueError("Doses to compare: give at least two doses (uM), e.g. 1, 10.")
+    if any(not np.isfinite(d) or d <= 0 for d in doses):
+        raise ValueError("Doses to compare must be concentrations > 0 uM.")
+    if len(set(doses)) != len(doses):
+        raise ValueError("Doses to compare: each dose once.")
+    if len(doses) > MAX_DOSES:
+        raise ValueError(f"Doses to compare: at most {MAX_DOSES} side by side.")
+    return sorted(doses)
+
+
+def dose_hint(model: Any, name: str, dose: float | None) -> str:
+    """What the dose box says: the doses the model was trained on for ``name`` (or for any
+    perturbation), and a warning when ``dose`` lies outside their range."""
+    if model is None or not model.use_dose:
+        return ""
+    seen = model.doses(name) or sorted(set(model.card.all_doses()))
+    if not seen:
+        return ""
+    text = "trained at " + ", ".join(f"{d:g}" for d in seen) + " uM"
+    if dose is not None and not min(seen) <= dose <= max(seen):
+        text += (
+            f". {dose:g} uM lies outside: the model extrapolates (expect the effect of the "
+            "nearest trained dose, or less reliable)"
+        )
+    return text
+
+
+class DosePanel(Container):
+    """'Compare doses side by side' with the doses (default: those the model was trained on)
+    and, after a run, the dose-response plot."""
+
+    def __init__(self) -> None:
+        self.enabled_box = CheckBox(text="Compare doses side by side", value=False)
+        self.doses = LineEdit(label="Doses (uM)", visible=False)
+        self.doses.native.setPlaceholderText("e.g. 0.3, 1, 3, 10")
+        self.note = wrap(Label(value="", visible=False))
+        self.plot_box = Container(labels=False, visible=False)
+        super().__init__(
+            widgets=[self.enabled_box, self.doses, self.note, self.plot_box], label="Doses"
+        )
+        self.enabled_box.changed.connect(self._toggle)
+        self._model: Any = None
+        self._panel: Any = None
+        self.plot: Any = None
+
+    def _toggle(self, on: bool) -> None:
+        self.doses.visible = self.note.visible = bool(on)
+
+    def set_model(self, model: Any, perturbation_panel: Any) -> None:
+        """Doses default to those the model was trained on for the chosen perturbation (and
+        follow its choice); a model without dose hides the comparison."""
+        self._model = model
+        self.visible = bool(model.use_dose)
+        if not model.use_dose:
+            self.enabled_box.value = False
+        if self._panel is None:
+            self._panel = perturbation_panel
+            perturbation_panel.known.changed.connect(self._follow)
+            perturbation_panel.dose.changed.connect(lambda _: self._follow(self._name()))
+        self._follow(perturbation_panel.known.value)
+
+    def _name(self) -> str:
+        return str(self._panel.known.value or "") if self._panel is not None else ""
+
+    def _follow(self, name: Any) -> None:
+        """The chosen perturbation's trained doses, and the dose box's hint."""
+        model, panel = self._model, self._panel
+        if model is None or panel is None:
+            return
+        seen = model.doses(str(name or "")) or sorted(set(model.card.all_doses()))
+        if seen:
+            self.doses.value = ", ".join(f"{d:g}" for d in seen)
+        panel.dose_note.value = dose_hint(model, str(name or ""), panel.dose_uM)
+
+    @property
+    def active(self) -> bool:
+        return bool(self.enabled_box.value) and self._model is not None and self._model.use_dose
+
+    def expand(self, batches: Sequence[Batch]) -> list[Batch]:
+        """Every input at every dose (unchanged when the comparison is off)."""
+        if not self.active:
+            return list(batches)
+        doses = parse_doses(self.doses.value)
+        self.note.value = f"{len(batches) * len(doses)} panels: " + ", ".join(
+            f"{d:g} uM" for d in doses
+        )
+        return [
+            dataclasses.replace(b, name=f"{b.name} @ {d:g} uM", dose_uM=d, source=b.name)
+            for b in batches
+            for d in doses
+        ]
+
+    def show_response(self, readout: Any, batches: Sequence[Batch]) -> None:
+        """Plot the read-outs at the last frame against dose, one curve per batch."""
+        with_dose = [(i, b) for i, b in enumerate(batches) if b.dose_uM is not None]
+        if len(with_dose) < 2:
+            self.plot_box.visible = False
+            return
+        if self.plot is None:
+            self.plot = DoseResponsePlot()
+            self.plot_box.native.layout().addWidget(self.plot.native)
+        self.plot_box.visible = True
+        curves: dict[str, list[tuple[float, dict[str, float]]]] = {}
+        for i, b in with_dose:
+            final = {k: float(v[-1]) for k, v in readout.relative(i).items() if len(v)}
+            curves.setdefault(b.source or b.name, []).append((float(b.dose_uM), final))
+        self.plot.draw(curves, getattr(readout, "_colors", {}))
+
+
+class DoseResponsePlot:
+    """Change from start at t = 1 (%) against dose (log axis); ``.native`` is the widget."""
+
+    def __init__(self) -> None:
+        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+        from matplotlib.figure import Figure
+
+        self.figure = Figure(figsize=(3.2, 2.2), dpi=90)
+        self.figure.subplots_adjust(left=0.2, right=0.97, bottom=0.2, top=0.9)
+        self.native = FigureCanvasQTAgg(self.figure)
+        self.native.setMinimumHeight(180)
+        self.axes = self.figure.add_subplot()
+        self.data: dict[str, list[tuple[float, dict[str, float]]]] = {}
+
+    def draw(self, curves: dict[str, list[tuple[float, dict[str, float]]]], colors: dict) -> None:
+        self.data = curves
+        ax = self.axes
+        ax.clear()
+        styles = ("-o", "--s", ":^", "-.v")
+        for j, points in enumerate(curves.values()):
+            points = sorted(points)
+            doses = [d for d, _ in points]
+            for key in points[0][1]:
+                ax.plot(
+                    doses,
+                    [p[key] for _, p in points],
+                    styles[j % len(styles)],
+                    color=colors.get(key),
+                    ms=3,
+                    lw=1.2,
+                    label=key if j == 0 else None,
+                )
+        ax.set_xscale("log")
+        ax.set_xlabel("dose (uM)", fontsize=8)
+        ax.set_ylabel("change at t = 1 (%)", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.axhline(0.0, color="0.5", lw=0.6)
+        ax.legend(fontsize=6, frameon=False)
+        if len(curves) > 1:
+            names = ",  ".join(f"{styles[j % 4][:-1]} {n}" for j, n in enumerate(curves))
+            ax.set_title(names, fontsize=7)
+        self.native.draw_idle()
