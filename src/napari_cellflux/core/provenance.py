@@ -1,0 +1,194 @@
+"""The provenance record that sits beside every export: what made these frames.
+
+One JSON file, ``<export>.provenance.json`` (format ``napari-cellflux-provenance``, version
+1), holds the weights file's name and SHA-256, the model's name and training description,
+every run setting (perturbation, direction, steps, guidance, solver, seed, dose, start
+noise, precision, intensity factors), the panels (cells, doses, seeds, start positions), the
+novelty verdicts (:mod:`.novelty`, :mod:`.cell_check`) and the versions of the packages that
+computed them. :func:`simulate_kwargs` turns a record back into the arguments of
+``model.simulate``: with the same weights (:func:`check_weights`) and the same start cells,
+the run repeats exactly.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import platform
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from .files import file_sha256
+
+__all__ = [
+    "FORMAT",
+    "check_weights",
+    "provenance",
+    "provenance_path",
+    "read_provenance",
+    "simulate_kwargs",
+    "write_provenance",
+]
+
+FORMAT = "napari-cellflux-provenance"
+SUFFIX = ".provenance.json"
+_PACKAGES = (
+    "napari-cellflux",
+    "numpy",
+    "torch",
+    "rdkit",
+    "scikit-image",
+    "pandas",
+    "napari",
+    "imageio",
+    "imageio-ffmpeg",
+    "tifffile",
+)
+_RUN_KEYS = ("direction", "steps", "guidance", "seed", "dose_uM", "solver", "noise", "precision")
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready: arrays, tuples, mappings and NumPy scalars become lists, dicts, numbers."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, dict) or hasattr(value, "items"):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _weights(model: Any, weights: str) -> dict[str, Any]:
+    path = Path(str(getattr(model, "path", None) or weights or ""))
+    if not str(path) or str(path) in (".", "bundled demo") or not path.is_file():
+        return {"file": path.name if str(path) not in ("", ".") else "", "sha256": ""}
+    from .weights import demo_weights_path
+
+    return {
+        "file": path.name,
+        "path": str(path.resolve()),
+        "sha256": file_sha256(path),
+        "bundled_demo": path.resolve() == demo_weights_path().resolve(),
+    }
+
+
+def _model(model: Any) -> dict[str, Any]:
+    card = getattr(model, "card", None)
+    if card is None:
+        return {}
+    data = dict(card.training_data)
+    return {
+        "name": card.name,
+        "description": card.description,
+        "preset": card.preset,
+        "perturbation_kind": card.kind,
+        "channels": list(card.channels),
+        "untrained": card.untrained,
+        "training_data": str(data.get("description", "")),
+        "training_plates": _plain(data.get("plates", [])),
+        "trained_perturbations": list(card.perturbations),
+    }
+
+
+def provenance(result: Any, model: Any = None, kind: str = "", file: str = "") -> dict[str, Any]:
+    """The record of ``result`` (a :class:`.export.RunResult`) made with ``model``."""
+    panels = [
+        {
+            "name": p.name,
+            "batch": p.batch or p.name,
+            "n_cells": int(p.frames.shape[1]),
+            "dose_uM": p.dose_uM,
+            "seed": p.seed,
+            "start_cell_centroids": None if p.centroids is None else _plain(p.centroids),
+        }
+        for p in result.panels
+    ]
+    return {
+        "format": FORMAT,
+        "version": 1,
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "export": kind,
+        "file": file,
+        "weights": _weights(model, result.weights),
+        "model": _model(model),
+        "run": _plain({"perturbation": result.perturbation, **result.settings}),
+        "times": _plain(result.times),
+        "channels": list(result.channels),
+        "panels": panels,
+        "trust": _plain(result.trust),
+        "versions": _versions(),
+    }
+
+
+def provenance_path(export_path: str | Path) -> Path:
+    """Where the record of ``export_path`` goes: ``<export_path>.provenance.json``."""
+    path = Path(export_path)
+    return path.with_name(path.name + SUFFIX)
+
+
+def write_provenance(
+    export_path: str | Path, result: Any, model: Any = None, kind: str = ""
+) -> Path:
+    """Write the record of ``result`` beside ``export_path``; returns the record's path."""
+    from .export import write_checked
+
+    record = provenance(result, model, kind, Path(export_path).name)
+    text = json.dumps(record, indent=2, allow_nan=False, default=str)
+    return write_checked(provenance_path(export_path), lambda tmp: tmp.write_text(text))
+
+
+def read_provenance(path: str | Path) -> dict[str, Any]:
+    """A record written by :func:`write_provenance` (the JSON file, or the export beside it)."""
+    path = Path(path)
+    if not path.name.endswith(SUFFIX):
+        path = provenance_path(path)
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"cannot read the provenance record {path}: {exc}") from None
+    if record.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a napari-cellflux provenance record")
+    return record
+
+
+def check_weights(record: dict[str, Any], weights_path: str | Path) -> None:
+    """Raise ValueError unless ``weights_path`` has the SHA-256 the record names."""
+    want = record.get("weights", {}).get("sha256", "")
+    got = file_sha256(weights_path)
+    if want and got != want:
+        raise ValueError(
+            f"{Path(weights_path).name} is not the weights file of this record "
+            f"({record['weights'].get('file')}, SHA-256 {want[:12]}..., this one {got[:12]}...)"
+        )
+
+
+def simulate_kwargs(record: dict[str, Any], panel: int = 0) -> dict[str, Any]:
+    """The ``model.simulate`` arguments that repeat panel ``panel`` of a recorded run.
+
+    A run recorded with direction ``both`` (the widget's forward then back) is repeated
+    forward; its reverse leg starts from the forward run's last frame.
+    """
+    run = dict(record["run"])
+    args = {k: run[k] for k in _RUN_KEYS if k in run and run[k] is not None}
+    args["perturbation"] = run["perturbation"]
+    if args.get("direction") == "both":
+        args["direction"] = "forward"
+    if run.get("intensity_factors") is not None:
+        args["intensity_factors"] = list(run["intensity_factors"])
+    info = record.get("panels", [])[panel] if record.get("panels") else {}
+    if info.get("dose_uM") is not None:
+        args["dose_uM"] = info["dose_uM"]
+    if info.get("seed") is not None:
+        args["seed"] = info["seed"]
+    return args
