@@ -195,7 +195,8 @@ def sample_from_noise(
     dose = dose_uM if model.use_dose else None
     if model.use_dose and dose is None:
         dose = float(np.median(model.doses(pert.name) or [1.0]))
-    cond = torch.from_numpy(condition_vector(pert, dose, model.use_dose)).to(model.device)[None]
+    vec = condition_vector(pert, dose, model.use_dose, model.card.dose_encoding)
+    cond = torch.from_numpy(vec).to(model.device)[None]
     size = model.crop_size
     gen = torch.Generator().manual_seed(int(seed))
     x = torch.randn((n, len(model.channels), size, size), generator=gen).to(model.device)

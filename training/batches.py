@@ -51,6 +51,8 @@ class PairedBatches:
         augment: bool = True,
         coupling: str = "random",
         source: str = "controls",
+        dose_balance: bool = False,
+        control_anchor: float = 0.0,
     ) -> None:
         if coupling not in COUPLINGS:
             raise ValueError(f"coupling must be one of {', '.join(COUPLINGS)}, got {coupling!r}")
@@ -73,6 +75,12 @@ class PairedBatches:
                 f"{self.world} processes; use fewer processes or more data"
             )
         self._perm_cache: tuple[int, np.ndarray] | None = None
+        self.dose_balance = bool(dose_balance)
+        self.control_anchor = float(control_anchor) if len(data.anchor_conds) else 0.0
+        # Dose balance: every condition (perturbation x dose) drawn equally often.
+        counts = np.bincount(data.cond_index)
+        weights = 1.0 / counts[data.cond_index]
+        self._balanced_p = weights / weights.sum()
 
     def steps_for_epochs(self, epochs: float) -> int:
         return max(1, int(np.ceil(epochs * self.shard / self.batch_size)))
@@ -89,12 +97,16 @@ class PairedBatches:
 
     def indices(self, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Rows of (treated, control) crops, the treated positions and dihedral codes."""
-        pos = step * self.batch_size + np.arange(self.batch_size)
-        epochs, within = pos // self.shard, pos % self.shard
-        sel = np.empty(self.batch_size, dtype=np.int64)
-        for e in np.unique(epochs):
-            m = epochs == e
-            sel[m] = self._shard_of_epoch(int(e))[within[m]]
+        if self.dose_balance:  # drawn per step and process (a pure function of the step)
+            draw = np.random.default_rng(step_seed(self.seed, self.rank, step, stream=4))
+            sel = draw.choice(len(self._balanced_p), self.batch_size, p=self._balanced_p)
+        else:
+            pos = step * self.batch_size + np.arange(self.batch_size)
+            epochs, within = pos // self.shard, pos % self.shard
+            sel = np.empty(self.batch_size, dtype=np.int64)
+            for e in np.unique(epochs):
+                m = epochs == e
+                sel[m] = self._shard_of_epoch(int(e))[within[m]]
         rng = np.random.default_rng(step_seed(self.seed, self.rank, step, stream=1))
         t_rows = self.data.treated[sel]
         c_rows = np.empty_like(t_rows)
@@ -133,6 +145,9 @@ class PairedBatches:
         import torch
 
         t_rows, c_rows, sel, codes = self.indices(int(step))
+        cond_rows = self.data.cond_index[sel]
+        if self.control_anchor > 0:
+            t_rows, cond_rows = self._anchor(int(step), t_rows, cond_rows, sel)
         x1, x0 = self._load(t_rows), self._load(c_rows)
         if self.augment:
             x1, x0 = self._dihedral(x1, codes[0]), self._dihedral(x0, codes[1])
@@ -141,5 +156,20 @@ class PairedBatches:
         if self.source == "noise":
             gen = torch.Generator().manual_seed(step_seed(self.seed, self.rank, step, stream=7))
             x0 = torch.randn(x0.shape, generator=gen)
-        cond = torch.from_numpy(self.data.cond_table[self.data.cond_index[sel]])
+        cond = torch.from_numpy(self.data.cond_table[cond_rows])
         return {"x0": x0, "x1": x1, "cond": cond, "step": int(step)}
+
+    def _anchor(
+        self, step: int, t_rows: np.ndarray, cond_rows: np.ndarray, sel: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Turn a fraction of the pairs into control -> control pairs of the same plate,
+        conditioned on a trained perturbation at dose 0 (the flow should then carry no drug
+        effect, only the plate's own variation)."""
+        rng = np.random.default_rng(step_seed(self.seed, self.rank, step, stream=5))
+        which = np.flatnonzero(rng.random(self.batch_size) < self.control_anchor)
+        t_rows, cond_rows = t_rows.copy(), cond_rows.copy()
+        for i in which:
+            pool = self.data.control_pools[self.data.treated_plate[sel[i]]]
+            t_rows[i] = pool[rng.integers(len(pool))]
+        cond_rows[which] = rng.choice(self.data.anchor_conds, len(which))
+        return t_rows, cond_rows

@@ -297,6 +297,7 @@ def export_model(
         name=name,
         description=description,
         training_data=_jsonable(data.description),
+        dose_encoding=data.dose_encoding,
         training=_jsonable(training),
     )
     return save_weights(path, state_dict, card.to_dict(), data.vocabulary_vectors)

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from napari_cellflux.core.perturbations import DOSE_ENCODINGS
+
 from .coupling import COUPLINGS
 
 __all__ = ["TrainConfig", "load_config_file", "RESUMABLE_CHANGES", "DEFAULT_EPOCHS", "SOURCES"]
@@ -96,6 +98,14 @@ class TrainConfig:
         ``random`` (CellFlux: each treated crop with a random control of its plate) or ``ot``
         (the controls of a batch re-paired within each plate by minibatch optimal transport,
         :mod:`training.coupling`).
+    dose_encoding, dose_balance, control_anchor
+        How dose is learned (issue of the low dose simulated at the high dose's effect):
+        ``dose_encoding`` ``log1p`` (one feature) or ``monotone`` (features that all grow
+        with dose, :func:`napari_cellflux.core.perturbations.dose_features`);
+        ``dose_balance`` draws every (perturbation, dose) condition equally often instead of
+        in proportion to its crops; ``control_anchor`` is the fraction of each batch made of
+        control -> control pairs of one plate conditioned on a trained perturbation at dose
+        0, which anchors the dose axis at "no effect".
     source
         Where each flow starts: ``controls`` (CellFlux: a control crop of the treated crop's
         plate) or ``noise`` (x0 ~ N(0, I), no control images: the MorphoDiff-style
@@ -140,6 +150,9 @@ class TrainConfig:
     augment: bool = True
     coupling: str = "random"
     source: str = "controls"
+    dose_encoding: str = "log1p"
+    dose_balance: bool = False
+    control_anchor: float = 0.0
     progress: bool = True
     name: str = ""
     description: str = ""
@@ -175,6 +188,10 @@ class TrainConfig:
             )
         if self.source not in SOURCES:
             problems.append(f"source must be one of {', '.join(SOURCES)}, got {self.source!r}")
+        if self.dose_encoding not in DOSE_ENCODINGS:
+            problems.append(f"dose_encoding must be one of {', '.join(DOSE_ENCODINGS)}")
+        if not 0.0 <= self.control_anchor < 1.0:
+            problems.append(f"control_anchor must be in [0, 1), got {self.control_anchor}")
         if self.precision not in _PRECISIONS:
             problems.append(f"precision must be one of {', '.join(_PRECISIONS)}")
         for key in ("log_every", "ckpt_every"):

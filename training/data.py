@@ -56,6 +56,9 @@ class TrainingData:
     norm_high: np.ndarray
     description: dict[str, Any] = field(default_factory=dict)
     meta: pd.DataFrame | None = None
+    dose_encoding: str = "log1p"
+    anchor_conds: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    # rows of cond_table: each trained perturbation at dose 0 (control -> control anchors)
 
     @property
     def cond_dim(self) -> int:
@@ -311,6 +314,9 @@ def prepare(
 
     pairs = list(zip(meta["perturbation"].iloc[trt_rows], doses[trt_rows], strict=True))
     keys = sorted(set((n, float(d) if use_dose else 0.0) for n, d in pairs))
+    anchors = len(keys) + np.arange(len(trained)) if use_dose and cfg.control_anchor else []
+    if len(anchors):  # each trained perturbation at dose 0, after the real conditions
+        keys += [(n, 0.0) for n in trained]
     key_index = {k: i for i, k in enumerate(keys)}
     cond_table = np.stack(
         [
@@ -318,6 +324,7 @@ def prepare(
                 Perturbation(n, raw.kind, vectors[n], smiles.get(n)),
                 d if use_dose else None,
                 use_dose,
+                cfg.dose_encoding,
             )
             for n, d in keys
         ]
@@ -358,6 +365,9 @@ def prepare(
         },
         "n_rows_after_split_and_holdouts": int(len(used)),
         "known_by_name_only": sorted(by_name),
+        "dose_encoding": cfg.dose_encoding,
+        "dose_balance": cfg.dose_balance,
+        "control_anchor": cfg.control_anchor,
     }
     return TrainingData(
         images=raw.images,
@@ -376,4 +386,6 @@ def prepare(
         norm_high=high,
         description=description,
         meta=meta,
+        dose_encoding=cfg.dose_encoding,
+        anchor_conds=np.asarray(anchors, dtype=np.int64),
     )

@@ -169,6 +169,8 @@ def train(
         augment=cfg.augment,
         coupling=cfg.coupling,
         source=cfg.source,
+        dose_balance=cfg.dose_balance,
+        control_anchor=cfg.control_anchor,
     )
     total = total_steps(cfg, batches)
     # A flow from Gaussian noise gains nothing from more noise on its source.

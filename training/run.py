@@ -157,6 +157,26 @@ def build_parser() -> argparse.ArgumentParser:
         "of the evaluation)",
     )
     g.add_argument(
+        "--dose-encoding",
+        choices=["log1p", "monotone"],
+        help="how dose enters the condition: log1p (default, one feature log(1 + uM)) or "
+        "monotone (8 smooth steps over 0.1-300 uM, each growing with dose)",
+    )
+    g.add_argument(
+        "--dose-balance",
+        action="store_true",
+        help="draw every (perturbation, dose) condition equally often (default: in "
+        "proportion to its crops, so rare doses are rarely seen)",
+    )
+    g.add_argument(
+        "--control-anchor",
+        type=float,
+        metavar="FRACTION",
+        help="fraction of each batch made of control -> control pairs of one plate "
+        "conditioned on a trained perturbation at dose 0 (anchors the dose axis at no "
+        "effect; default 0)",
+    )
+    g.add_argument(
         "--no-augment",
         dest="augment",
         action="store_false",

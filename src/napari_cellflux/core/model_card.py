@@ -80,7 +80,8 @@ class ModelCard:
     (what :mod:`.network_units` maps to about [-1, 1]); ``training_data`` and ``training``
     describe where the weights come from (free-form, shown to users and read by the
     evaluation for the held-out plates and doses); ``storage_dtype`` is how the file stores
-    its tensors (computation is float32 or the chosen precision either way).
+    its tensors (computation is float32 or the chosen precision either way);
+    ``dose_encoding`` how dose enters the condition (:data:`.perturbations.DOSE_ENCODINGS`).
     """
 
     config: UNetConfig
@@ -98,6 +99,7 @@ class ModelCard:
     untrained: bool = False
     defaults: Mapping[str, Any] = field(default_factory=lambda: dict(SAMPLER_DEFAULTS))
     storage_dtype: str = "float32"
+    dose_encoding: str = "log1p"
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # normalise the types of a frozen instance once
@@ -122,6 +124,13 @@ class ModelCard:
             )
         if not len(self.norm_low) == len(self.norm_high) == len(self.channels):
             raise ValueError("the normalisation needs one low and one high value per channel")
+        from .perturbations import DOSE_ENCODINGS
+
+        if self.dose_encoding not in DOSE_ENCODINGS:
+            raise ValueError(
+                f"dose encoding must be one of {', '.join(DOSE_ENCODINGS)}, got "
+                f"{self.dose_encoding!r}: this weights file may come from a newer version"
+            )
         if self.kind not in KINDS:
             raise ValueError(f"perturbation kind must be 'compound' or 'gene', got {self.kind!r}")
 
@@ -166,6 +175,7 @@ class ModelCard:
             "untrained": self.untrained,
             "defaults": _plain(self.defaults),
             "storage_dtype": self.storage_dtype,
+            "dose_encoding": self.dose_encoding,
         }
 
     @classmethod
@@ -194,4 +204,5 @@ class ModelCard:
             untrained=bool(meta.get("untrained", False)),
             defaults=meta.get("defaults") or {},
             storage_dtype=str(meta.get("storage_dtype", "float32")),
+            dose_encoding=str(meta.get("dose_encoding", "log1p")),  # older files: log1p
         )

@@ -27,7 +27,9 @@ __all__ = [
     "PerturbationEncoder",
     "compound_fingerprint",
     "condition_vector",
+    "DOSE_ENCODINGS",
     "dose_feature",
+    "dose_features",
     "is_valid_smiles",
     "load_embedding_table",
     "name_vector",
@@ -307,10 +309,34 @@ def dose_feature(dose_uM: float | None) -> float:
     return math.log1p(dose)
 
 
+#: How dose enters the condition: ``log1p`` (one feature, log(1 + uM)) or ``monotone``
+#: (one smooth step per decade-and-a-half of dose, :data:`MONOTONE_CENTRES_UM`, each rising
+#: from 0 to 1 around its centre: every feature grows with dose, by construction).
+DOSE_ENCODINGS = ("log1p", "monotone")
+MONOTONE_CENTRES_UM = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0)
+_MONOTONE_WIDTH = 0.25  # in log10 units: a step rises over about a factor of 3
+
+
+def dose_features(dose_uM: float | None, encoding: str = "log1p") -> np.ndarray:
+    """The dose part of the condition (see :data:`DOSE_ENCODINGS`); zeros for no dose."""
+    if encoding == "log1p":
+        return np.float32([dose_feature(dose_uM)])
+    if encoding != "monotone":
+        raise ValueError(f"dose encoding must be one of {', '.join(DOSE_ENCODINGS)}")
+    n = len(MONOTONE_CENTRES_UM)
+    if dose_feature(dose_uM) == 0.0:  # checks the value; 0 or None: no drug
+        return np.zeros(n, np.float32)
+    x = (math.log10(float(dose_uM)) - np.log10(MONOTONE_CENTRES_UM)) / _MONOTONE_WIDTH
+    return (1.0 / (1.0 + np.exp(-x))).astype(np.float32)
+
+
 def condition_vector(
-    perturbation: Perturbation, dose_uM: float | None, use_dose: bool
+    perturbation: Perturbation,
+    dose_uM: float | None,
+    use_dose: bool,
+    dose_encoding: str = "log1p",
 ) -> np.ndarray:
-    """The network's condition input: embedding (compressed counts) plus the dose feature.
+    """The network's condition input: embedding (compressed counts) plus the dose features.
 
     Fingerprint counts are log-compressed so a few frequent substructures do not dominate.
     """
@@ -318,5 +344,5 @@ def condition_vector(
     if perturbation.kind == "compound":
         vec = np.log1p(vec)
     if use_dose:
-        vec = np.concatenate([vec, np.float32([dose_feature(dose_uM)])])
+        vec = np.concatenate([vec, dose_features(dose_uM, dose_encoding)])
     return vec

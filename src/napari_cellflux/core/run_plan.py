@@ -236,7 +236,7 @@ def make_plan(
     sampler = SamplerConfig(steps=steps, solver=solver, guidance=guidance, direction=direction)
     pert = model.encode(perturbation)
     dose, dose_warning = _dose(model, pert, dose_uM)
-    condition = condition_vector(pert, dose, model.use_dose)
+    condition = condition_vector(pert, dose, model.use_dose, model.card.dose_encoding)
     noise = check_noise(noise)
     seed = resolve_seed(seed)
     max_batch = check_max_batch(max_batch)
