@@ -21,6 +21,7 @@ from ..core.pipeline import Batch, CellsFound, Failed, Frame, Ready, RunSettings
 from .controls import ComparePanel, InputPanel, ModelPanel, PerturbationPanel, SamplerPanel
 from .display import RunDisplay
 from .dose_panel import DosePanel
+from .export_panel import ExportPanel
 from .layers import cells_from_layer, show_cells
 from .lifetime import WorkerGroup
 from .loading import WeightsLoader
@@ -80,8 +81,8 @@ class CellFluxWidget(Container):
         self._fit_width()
         self._apply_theme()
         viewer.events.theme.connect(self._apply_theme)
-
         self.display = RunDisplay(viewer, self.readout)
+        self.export_panel = ExportPanel(self)  # adds itself to the body
         self._progress: Any = None
         self._placement: dict[str, tuple] = {}
         self._layers_of: dict[str, tuple[Any, ...]] = {}  # image name -> its layers
@@ -92,7 +93,6 @@ class CellFluxWidget(Container):
         self._notes: list[str] = []  # said at the end of the run (e.g. points left out)
         self.frames_shown = 0  # frames of the current run drawn so far
         self.workers.on_close(self._on_close)
-
         self.model_panel.load.changed.connect(self.load_weights)
         self.model_panel.cpu_threads.changed.connect(lambda n: save_settings(cpu_threads=int(n)))
         self.model_panel.precision.changed.connect(lambda v: save_settings(precision=str(v)))
