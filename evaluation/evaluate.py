@@ -66,7 +66,7 @@ __all__ = ["evaluate", "check_channels", "load_cpu_model"]
 CLIP = 10.0  # standardised profiles are clipped to +-10 SD (see Standardizer)
 
 
-class _Profiles:
+class Profiles:
     """Feature extraction + standardisation with the real controls' statistics."""
 
     def __init__(self, channels: Sequence[str], images: np.ndarray, control: np.ndarray):
@@ -176,7 +176,7 @@ def evaluate(
         raise ValueError(f"evaluation plate(s) {missing} are not in {data}")
 
     log(f"profiles of {len(images)} real crops ...")
-    prof = _Profiles(model.channels, images, ctrl)
+    prof = Profiles(model.channels, images, ctrl)
     rng = np.random.default_rng(seed)
     split = split_rows(meta, plates, [float(d) for d in doses] or held_doses(held), rng)
     run = _Evaluation(
@@ -278,7 +278,7 @@ class _Evaluation:
     def __init__(
         self,
         *,
-        prof: _Profiles,
+        prof: Profiles,
         images: np.ndarray,
         meta: Any,
         split: Split,
