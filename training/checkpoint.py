@@ -282,6 +282,7 @@ def export_model(
     description: str,
 ) -> Path:
     """Write the user-facing weights file (EMA weights + metadata) via the core format."""
+    from napari_cellflux.core.cell_check import training_cell_profile
     from napari_cellflux.core.model_card import ModelCard
     from napari_cellflux.core.weights import save_weights
 
@@ -299,5 +300,6 @@ def export_model(
         training_data=_jsonable(data.description),
         dose_encoding=data.dose_encoding,
         training=_jsonable(training),
+        cell_profile=training_cell_profile(data),  # for the start-cell check of every run
     )
     return save_weights(path, state_dict, card.to_dict(), data.vocabulary_vectors)

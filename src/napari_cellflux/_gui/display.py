@@ -98,10 +98,12 @@ class RunDisplay:
     def ready(self, event: Ready) -> None:
         """Crops are cut: keep them until the first frame (the run may still fail)."""
         self._pending = event
+        if event.cells:  # how typical the start cells are (core.cell_check)
+            self.note = f" {event.cells['message']}"
         factors = np.asarray(event.scales[0])
         if np.any(factors != 1.0):
             # said in the status line, not a pop-up: it holds for every run on this image
-            self.note = (
+            self.note += (
                 f" Intensities x{np.round(factors, 2).tolist()} into the model's "
                 "range (results in the image's units)."
             )

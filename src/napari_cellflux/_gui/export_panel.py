@@ -163,7 +163,7 @@ class ExportPanel(Container):
         panels one file each, ``<name>.<panel>.cellflux.tif``. Returns the first."""
         import re
 
-        from ..core.export import write_checked
+        from ..core.files import write_checked
         from ..core.provenance import write_provenance
         from .writer import write_trajectory
 

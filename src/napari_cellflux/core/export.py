@@ -13,7 +13,6 @@ Files are written whole or not at all (:func:`.files.atomic_path`); a failed wri
 
 from __future__ import annotations
 
-import errno
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .files import atomic_path
+from .files import ExportError, export_error, write_checked
 
 __all__ = [
     "ExportError",
@@ -49,10 +48,6 @@ ID_COLUMNS = (
     "start_row",
     "start_col",
 )
-
-
-class ExportError(OSError):
-    """An export could not be written; the message says why and what to do."""
 
 
 @dataclass
@@ -226,39 +221,6 @@ def measurements(result: RunResult, dna_channel: int | None = None) -> Any:
         ids.insert(1, "panel_index", p_index)
         tables.append(pd.concat([ids, feats], axis=1))
     return pd.concat(tables, ignore_index=True)
-
-
-def export_error(target: Path, exc: BaseException) -> ExportError:
-    """An :class:`ExportError` for a failed write that says what happened and what to do."""
-    where = f"Could not write {target}"
-    if isinstance(exc, PermissionError):
-        why = "permission denied. Choose a folder you can write to (e.g. your home folder)."
-    elif isinstance(exc, IsADirectoryError):
-        why = "a folder of that name exists. Choose another file name."
-    elif isinstance(exc, (NotADirectoryError, FileExistsError)):
-        why = "part of the path is a file, not a folder. Choose another folder."
-    elif isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        why = "the disk is full. Free some space or choose another disk; nothing was written."
-    else:
-        reason = getattr(exc, "strerror", None) or str(exc)
-        why = (
-            f"{reason}. Check that the disk is connected and has space, or choose another folder."
-        )
-    return ExportError(f"{where}: {why}")
-
-
-def write_checked(target: str | Path, write: Any) -> Path:
-    """Run ``write(tmp_path)`` inside :func:`.files.atomic_path`; OS errors become
-    :class:`ExportError` and never leave a partial file under ``target``."""
-    target = Path(target)
-    try:
-        with atomic_path(target) as tmp:
-            write(tmp)
-    except ExportError:
-        raise
-    except OSError as exc:
-        raise export_error(target, exc) from exc
-    return target
 
 
 def export_measurements(

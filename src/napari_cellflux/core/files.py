@@ -4,17 +4,20 @@ Every file the project writes that a user may keep (weights, checkpoints, metric
 caches) goes through :func:`atomic_path`: the bytes go to a hidden temporary file beside the
 target, are flushed to disk, and only then renamed over it. A crash, a full disk or a
 ``kill -9`` therefore leaves either the previous file or the new one, never half of one.
+:func:`write_checked` does the same for exports and turns an OS error into an
+:class:`ExportError` whose message says what to do (permission, full disk, a folder).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "file_sha256"]
+__all__ = ["ExportError", "atomic_path", "export_error", "file_sha256", "write_checked"]
 
 
 def _fsync_file(path: Path) -> None:
@@ -64,3 +67,40 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
         while block := fh.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+class ExportError(OSError):
+    """An export could not be written; the message says why and what to do."""
+
+
+def export_error(target: Path, exc: BaseException) -> ExportError:
+    """An :class:`ExportError` for a failed write that says what happened and what to do."""
+    where = f"Could not write {target}"
+    if isinstance(exc, PermissionError):
+        why = "permission denied. Choose a folder you can write to (e.g. your home folder)."
+    elif isinstance(exc, IsADirectoryError):
+        why = "a folder of that name exists. Choose another file name."
+    elif isinstance(exc, (NotADirectoryError, FileExistsError)):
+        why = "part of the path is a file, not a folder. Choose another folder."
+    elif isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        why = "the disk is full. Free some space or choose another disk; nothing was written."
+    else:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        why = (
+            f"{reason}. Check that the disk is connected and has space, or choose another folder."
+        )
+    return ExportError(f"{where}: {why}")
+
+
+def write_checked(target: str | os.PathLike, write: Callable[[Path], object]) -> Path:
+    """Run ``write(tmp_path)`` inside :func:`atomic_path`; OS errors become
+    :class:`ExportError` and never leave a partial file under ``target``."""
+    target = Path(target)
+    try:
+        with atomic_path(target) as tmp:
+            write(tmp)
+    except ExportError:
+        raise
+    except OSError as exc:
+        raise export_error(target, exc) from exc
+    return target

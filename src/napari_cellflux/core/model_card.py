@@ -100,6 +100,7 @@ class ModelCard:
     defaults: Mapping[str, Any] = field(default_factory=lambda: dict(SAMPLER_DEFAULTS))
     storage_dtype: str = "float32"
     dose_encoding: str = "log1p"
+    cell_profile: Mapping[str, Any] | None = None  # training cells' summary (.cell_check)
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # normalise the types of a frozen instance once
@@ -176,6 +177,7 @@ class ModelCard:
             "defaults": _plain(self.defaults),
             "storage_dtype": self.storage_dtype,
             "dose_encoding": self.dose_encoding,
+            **({"cell_profile": _plain(self.cell_profile)} if self.cell_profile else {}),
         }
 
     @classmethod
@@ -205,4 +207,5 @@ class ModelCard:
             defaults=meta.get("defaults") or {},
             storage_dtype=str(meta.get("storage_dtype", "float32")),
             dose_encoding=str(meta.get("dose_encoding", "log1p")),  # older files: log1p
+            cell_profile=meta.get("cell_profile") or None,  # older files: no cell check
         )

@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from .export import ExportError, RunResult, write_checked
+from .export import RunResult
+from .files import ExportError, write_checked
 
 __all__ = ["FORMATS", "caption", "export_movie", "render_frames", "write_movie"]
 

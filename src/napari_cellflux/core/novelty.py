@@ -210,4 +210,7 @@ def run_checks(
         novelty = model.similar(perturbation).as_dict()
     except ValueError:
         novelty = None
-    return {"novelty": novelty, "cells": None}
+    from .cell_check import check_cells
+
+    cells = check_cells(model.card, list(crops), factors).as_dict()
+    return {"novelty": novelty, "cells": cells}

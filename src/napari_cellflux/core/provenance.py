@@ -141,7 +141,7 @@ def write_provenance(
     export_path: str | Path, result: Any, model: Any = None, kind: str = ""
 ) -> Path:
     """Write the record of ``result`` beside ``export_path``; returns the record's path."""
-    from .export import write_checked
+    from .files import write_checked
 
     record = provenance(result, model, kind, Path(export_path).name)
     text = json.dumps(record, indent=2, allow_nan=False, default=str)
