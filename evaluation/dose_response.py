@@ -151,6 +151,38 @@ def dose_response(
     return out
 
 
+def figure(result: dict[str, Any], path: str | Path) -> Path:
+    """Effect size along the dose grid per model, and the real doses' (a plot of
+    measurements, no cell images)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.2, 3.4), dpi=120)
+    for name, entry in result["models"].items():
+        doses = [float(d) for d in entry["size"]]
+        ax.plot(doses, list(entry["size"].values()), "-o", ms=3, lw=1.3, label=name)
+    real = result["real"]
+    ax.plot(
+        [float(d) for d in real],
+        [r["size"] for r in real.values()],
+        "k*",
+        ms=10,
+        label=f"real ({result['plate']})",
+    )
+    ax.set_xscale("log")
+    ax.axhline(0, color="0.6", lw=0.6)
+    ax.set_xlabel(f"{result['perturbation']} dose (uM)")
+    ax.set_ylabel("effect size (1 = real highest dose)")
+    ax.legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m evaluation.dose_response", description=__doc__.split("\n\n")[0]
@@ -169,6 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--n-boot", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="dose_response.json")
+    p.add_argument("--figure", help="also draw the dose response into this PNG")
     args = p.parse_args(argv)
     from training.checkpoint import check_output_path, write_json_or_print
 
@@ -197,6 +230,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if not write_json_or_print(Path(args.out), result):
         return 1
+    if args.figure:
+        figure(result, args.figure)
     for name, entry in result["models"].items():
         rec = {d: r["value"] for d, r in entry["recovery"].items()}
         print(json.dumps({"model": name, "recovery": rec}))

@@ -141,6 +141,8 @@ class RunDisplay:
                 bmeta["centroids"] = np.asarray(event.centroids[b]).round(2).tolist()
             if batch.dose_uM is not None:  # a dose comparison: each panel its own dose
                 bmeta["dose_uM"] = batch.dose_uM
+            if batch.seed is not None:  # samples per cell: each panel its own noise seed
+                bmeta.update(seed=batch.seed, noise=batch.noise)
             self.stacks.append(
                 TrajectoryStack(
                     self.viewer,

@@ -1,5 +1,10 @@
-"""Compare doses side by side: the same cells simulated at several doses, and the dose
-response of the read-outs at the end of the run.
+"""Compare doses side by side, and several samples per cell: the same cells simulated at
+several doses or with several noise seeds, and the dose response of the read-outs.
+
+Samples per cell start each run from the chosen cells plus a little noise of the kind the
+model was trained with (its ``noise_scale``, 0.1 network units by default), one seed per
+sample: what stays the same across samples is what the model is sure of, what differs is
+noise. Each sample is one more grid panel.
 
 Each dose becomes one input of the run (the same image and the same chosen cells, so the
 same seed gives the same start), shown as one grid panel titled with its dose, on one t
@@ -11,11 +16,11 @@ dose on a log axis, one curve per batch.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-from magicgui.widgets import CheckBox, Container, Label, LineEdit
+from magicgui.widgets import CheckBox, Container, Label, LineEdit, SpinBox
 
 from ..core.pipeline import Batch
 from .controls import wrap
@@ -67,14 +72,24 @@ class DosePanel(Container):
     """'Compare doses side by side' with the doses (default: those the model was trained on)
     and, after a run, the dose-response plot."""
 
-    def __init__(self) -> None:
+    def __init__(self, seed: Callable[[], int] = lambda: 0) -> None:
+        self._seed = seed  # the run's seed: sample k uses seed + k
         self.enabled_box = CheckBox(text="Compare doses side by side", value=False)
         self.doses = LineEdit(label="Doses (uM)", visible=False)
         self.doses.native.setPlaceholderText("e.g. 0.3, 1, 3, 10")
         self.note = wrap(Label(value="", visible=False))
+        self.samples = SpinBox(
+            label="Samples per cell",
+            min=1,
+            max=MAX_DOSES,
+            value=1,
+            tooltip="the same cells simulated with this many noise seeds, one panel each: "
+            "changes seen in every sample are the model's, the rest is noise",
+        )
         self.plot_box = Container(labels=False, visible=False)
         super().__init__(
-            widgets=[self.enabled_box, self.doses, self.note, self.plot_box], label="Doses"
+            widgets=[self.enabled_box, self.doses, self.note, self.samples, self.plot_box],
+            label="Doses and samples",
         )
         self.enabled_box.changed.connect(self._toggle)
         self._model: Any = None
@@ -88,7 +103,7 @@ class DosePanel(Container):
         """Doses default to those the model was trained on for the chosen perturbation (and
         follow its choice); a model without dose hides the comparison."""
         self._model = model
-        self.visible = bool(model.use_dose)
+        self.enabled_box.visible = bool(model.use_dose)  # samples work without dose too
         if not model.use_dose:
             self.enabled_box.value = False
         if self._panel is None:
@@ -115,18 +130,38 @@ class DosePanel(Container):
         return bool(self.enabled_box.value) and self._model is not None and self._model.use_dose
 
     def expand(self, batches: Sequence[Batch]) -> list[Batch]:
-        """Every input at every dose (unchanged when the comparison is off)."""
-        if not self.active:
-            return list(batches)
-        doses = parse_doses(self.doses.value)
-        self.note.value = f"{len(batches) * len(doses)} panels: " + ", ".join(
-            f"{d:g} uM" for d in doses
-        )
-        return [
-            dataclasses.replace(b, name=f"{b.name} @ {d:g} uM", dose_uM=d, source=b.name)
-            for b in batches
-            for d in doses
-        ]
+        """Every input at every dose, then every sample (unchanged when both are off)."""
+        out, seed = list(batches), int(self._seed())
+        if self.active:
+            doses = parse_doses(self.doses.value)
+            self.note.value = f"{len(out) * len(doses)} panels: " + ", ".join(
+                f"{d:g} uM" for d in doses
+            )
+            out = [
+                dataclasses.replace(b, name=f"{b.name} @ {d:g} uM", dose_uM=d, source=b.name)
+                for b in out
+                for d in doses
+            ]
+        n = int(self.samples.value)
+        if n > 1:
+            if len(out) * n > 4 * MAX_DOSES:
+                raise ValueError(
+                    f"{len(out)} panels x {n} samples is too many to show side by side; "
+                    "use fewer doses, batches or samples."
+                )
+            noise = float((self._model.card.training or {}).get("noise_scale") or 0.1)
+            out = [
+                dataclasses.replace(
+                    b,
+                    name=f"{b.name} #{k + 1}",
+                    seed=seed + k,
+                    noise=noise,
+                    source=b.source or b.name,
+                )
+                for b in out
+                for k in range(n)
+            ]
+        return out
 
     def show_response(self, readout: Any, batches: Sequence[Batch]) -> None:
         """Plot the read-outs at the last frame against dose, one curve per batch."""

@@ -45,6 +45,8 @@ class Batch:
     n_cells: int = 16
     dose_uM: float | None = None  # this input's dose (dose comparison); None: the run's
     source: str = ""  # the image it comes from, when several inputs share one (doses)
+    seed: int | None = None  # this input's noise seed (samples per cell); None: the run's
+    noise: float = 0.0  # start noise (network units) that makes samples differ
 
 
 @dataclass(frozen=True)
@@ -205,9 +207,7 @@ def _message(exc: Exception) -> str:
     return f"Simulation failed ({type(exc).__name__}: {exc}). See the log for details."
 
 
-def _plan(
-    model: Any, crops: np.ndarray, s: RunSettings, factors: np.ndarray, dose: float | None
-) -> Any:
+def _plan(model: Any, crops: np.ndarray, s: RunSettings, factors: np.ndarray, b: Batch) -> Any:
     """The model's checked plan of the first leg of a run (raises ValueError with a hint).
 
     ``make_plan`` rather than ``model.plan``: its warnings travel in :class:`Ready` (shown
@@ -224,8 +224,9 @@ def _plan(
         direction=first,
         steps=s.steps,
         guidance=s.guidance,
-        seed=s.seed,
-        dose_uM=dose,
+        seed=s.seed if b.seed is None else b.seed,
+        noise=b.noise,
+        dose_uM=s.dose_uM if b.dose_uM is None else b.dose_uM,
         solver=s.solver,
         intensity_factors=factors,
         precision=s.precision,
@@ -304,8 +305,7 @@ def simulate_batches(
         scale = model.intensity_factors(pixels)
         scales = [scale for _ in state.crops]
         plans = [
-            _plan(model, c, settings, scale, settings.dose_uM if b.dose_uM is None else b.dose_uM)
-            for c, b in zip(state.crops, batches, strict=True)
+            _plan(model, c, settings, scale, b) for c, b in zip(state.crops, batches, strict=True)
         ]
         limits = channel_limits(pixels[None])  # (1, P, C): a 2-D array is one channel
         mosaics = [mosaic(c[:, :, :, :1], gap=MOSAIC_GAP).shape[:2] for c in state.crops]

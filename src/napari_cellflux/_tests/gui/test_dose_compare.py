@@ -72,3 +72,25 @@ def test_bad_dose_lists_are_refused_with_a_reason(viewer_widget, qtbot):
         with pytest.raises(ValueError, match=message):
             parse_doses(text)
     assert parse_doses("10 1;3") == [1.0, 3.0, 10.0]
+
+
+def test_samples_per_cell_one_panel_per_noise_seed(viewer_widget, qtbot):
+    viewer, widget = viewer_widget
+    widget.sampler_panel.seed.value = 5
+    widget.dose_panel.samples.value = 3
+    run_to_end(qtbot, widget)
+    assert not errors(), errors()
+    panels = [stack(viewer, f"CellFlux forward | control SynPlate1 #{k}") for k in (1, 2, 3)]
+    metas = [p[0].metadata["cellflux"] for p in panels]
+    assert [m["seed"] for m in metas] == [5, 6, 7] and {m["noise"] for m in metas} == {0.1}
+    starts = [p[0].data[0] for p in panels]
+    ends = [p[0].data[-1] for p in panels]
+    np.testing.assert_array_equal(starts[0], starts[1])  # the same cells, exactly
+    assert not np.array_equal(ends[0], ends[1]) and not np.array_equal(ends[1], ends[2])
+    assert viewer.canvas.grid.enabled
+    # the same seeds give the same samples again
+    widget.run_button.changed.emit(True)
+    qtbot.waitUntil(lambda: not widget.running, timeout=60000)
+    np.testing.assert_array_equal(
+        stack(viewer, "CellFlux forward | control SynPlate1 #2")[0].data[-1], ends[1]
+    )
