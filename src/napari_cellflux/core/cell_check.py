@@ -205,7 +205,7 @@ def training_cell_profile(data: Any, seed: int = 0) -> dict[str, Any] | None:
         return None
     rng = np.random.default_rng(seed)
     pick = np.sort(rng.choice(rows, size=min(MAX_CELLS, len(rows)), replace=False))
-    images = np.stack([np.asarray(data.images[int(i)]) for i in pick])
+    images = np.asarray(data.images[pick])  # sorted rows: one pass over a memory map
     channels = list(data.channels)
     dna = next((i for i, c in enumerate(channels) if c.lower() in ("dna", "dapi")), 0)
     feats = morphology_features(images, channels, dna, as_frame=False)
