@@ -16,12 +16,12 @@ from typing import Any
 
 import numpy as np
 
+from ..core.images import channel_color
 from ..core.pipeline import Batch, Frame, Ready, RunSettings
 from .layers import (
     Comparison,
     TimeOverlay,
     TrajectoryStack,
-    channel_color,
     fit_view,
     follow_frame,
     group_name,

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from ..core.images import channel_color
+
 __all__ = [
     "PREFIX",
     "ChosenCells",
@@ -23,7 +25,6 @@ __all__ = [
     "TrajectoryStack",
     "cells_from_layer",
     "cells_layer_name",
-    "channel_color",
     "fit_view",
     "follow_frame",
     "group_name",
@@ -34,25 +35,6 @@ __all__ = [
 
 PREFIX = "CellFlux"
 _DIRECTION_WORDS = {"forward": "forward", "reverse": "reverse", "both": "round trip"}
-_COLORS = {
-    "dna": "blue",
-    "dapi": "blue",
-    "hoechst": "blue",
-    "nuclei": "blue",
-    "tubulin": "green",
-    "actin": "red",
-    "phalloidin": "red",
-}
-_SPARE_COLORS = ("magenta", "yellow", "cyan", "gray")
-
-
-def channel_color(name: str, index: int) -> str:
-    """Colour of a channel: DNA blue, tubulin green, actin red, then spare colours."""
-    key = name.lower()
-    for word, color in _COLORS.items():
-        if word in key:
-            return color
-    return _SPARE_COLORS[index % len(_SPARE_COLORS)]
 
 
 def group_name(direction: str, batch: str | None = None) -> str:

@@ -16,13 +16,47 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "CHANNEL_RGB",
     "MIN_SIZE",
+    "channel_color",
     "channel_limits",
     "select_channels",
     "shape_text",
     "to_channels_last",
     "validate_image",
 ]
+
+
+_STAIN_COLORS = {
+    "dna": "blue",
+    "dapi": "blue",
+    "hoechst": "blue",
+    "nuclei": "blue",
+    "tubulin": "green",
+    "actin": "red",
+    "phalloidin": "red",
+}
+_SPARE_COLORS = ("magenta", "yellow", "cyan", "gray")
+#: The colours of :func:`channel_color` as RGB in [0, 1] (for pictures drawn without napari).
+CHANNEL_RGB = {
+    "blue": (0.0, 0.0, 1.0),
+    "green": (0.0, 1.0, 0.0),
+    "red": (1.0, 0.0, 0.0),
+    "magenta": (1.0, 0.0, 1.0),
+    "yellow": (1.0, 1.0, 0.0),
+    "cyan": (0.0, 1.0, 1.0),
+    "gray": (1.0, 1.0, 1.0),
+}
+
+
+def channel_color(name: str, index: int) -> str:
+    """Colour of a channel (a napari colormap name): DNA blue, tubulin green, actin red, the
+    others spare colours in order; the layers and the exported movies use the same."""
+    key = name.lower()
+    for word, color in _STAIN_COLORS.items():
+        if word in key:
+            return color
+    return _SPARE_COLORS[index % len(_SPARE_COLORS)]
 
 
 def shape_text(shape: Sequence[int]) -> str:

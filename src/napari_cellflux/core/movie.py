@@ -19,30 +19,14 @@ import numpy as np
 
 from .export import RunResult
 from .files import ExportError, write_checked
+from .images import CHANNEL_RGB, channel_color
 
 __all__ = ["FORMATS", "caption", "export_movie", "render_frames", "write_movie"]
 
 FORMATS = ("mp4", "gif")
 MAX_FPS = 60.0
-_COLORS = {"blue": (0, 0, 1), "green": (0, 1, 0), "red": (1, 0, 0)}
-_SPARE = ((1, 0, 1), (1, 1, 0), (0, 1, 1), (1, 1, 1))
-_WORDS = {
-    "dna": "blue",
-    "dapi": "blue",
-    "hoechst": "blue",
-    "nuclei": "blue",
-    "tubulin": "green",
-    "actin": "red",
-    "phalloidin": "red",
-}
 _BAND = 24  # caption band height, px
 _MACRO = 16  # H.264 encoders want sides divisible by 16: frames are padded, never resized
-
-
-def _rgb(name: str, index: int) -> tuple[int, int, int]:
-    key = name.lower()
-    color = next((c for w, c in _WORDS.items() if w in key), None)
-    return _COLORS[color] if color else _SPARE[index % len(_SPARE)]
 
 
 def caption(t: float, result_or_text: Any, dose_uM: float | None = None) -> str:
@@ -66,7 +50,9 @@ def render_frames(result: RunResult, gap: int = 2, panel_gap: int = 8) -> np.nda
     low = np.percentile(start, 0.5, axis=0)
     high = np.percentile(start, 99.5, axis=0)
     high = np.where(high > low, high, low + 1)
-    colors = np.array([_rgb(c, i) for i, c in enumerate(result.channels)], np.float32)
+    colors = np.array(
+        [CHANNEL_RGB[channel_color(c, i)] for i, c in enumerate(result.channels)], np.float32
+    )
     tiles = []
     for p in result.panels:
         m = mosaic(p.frames, gap=gap)  # (T, Hm, Wm, C)
