@@ -138,7 +138,8 @@ class DosePanel(Container):
                 f"{d:g} uM" for d in doses
             )
             out = [
-                dataclasses.replace(b, name=f"{b.name} @ {d:g} uM", dose_uM=d, source=b.name)
+                # what tells the panels apart comes first: grid titles are cut at the right
+                dataclasses.replace(b, name=f"{d:g} uM: {b.name}", dose_uM=d, source=b.name)
                 for b in out
                 for d in doses
             ]
@@ -153,7 +154,7 @@ class DosePanel(Container):
             out = [
                 dataclasses.replace(
                     b,
-                    name=f"{b.name} #{k + 1}",
+                    name=f"#{k + 1}: {b.name}",
                     seed=seed + k,
                     noise=noise,
                     source=b.source or b.name,
@@ -177,7 +178,10 @@ class DosePanel(Container):
         for i, b in with_dose:
             final = {k: float(v[-1]) for k, v in readout.relative(i).items() if len(v)}
             curves.setdefault(b.source or b.name, []).append((float(b.dose_uM), final))
-        self.plot.draw(curves, getattr(readout, "_colors", {}))
+        # the read-out plot's colours and theme (napari's dark theme by default)
+        figure = getattr(readout, "figure", None)
+        bg = figure.get_facecolor() if figure is not None else "white"
+        self.plot.draw(curves, getattr(readout, "_colors", {}), getattr(readout, "_fg", "k"), bg)
 
 
 class DoseResponsePlot:
@@ -194,10 +198,18 @@ class DoseResponsePlot:
         self.axes = self.figure.add_subplot()
         self.data: dict[str, list[tuple[float, dict[str, float]]]] = {}
 
-    def draw(self, curves: dict[str, list[tuple[float, dict[str, float]]]], colors: dict) -> None:
+    def draw(
+        self,
+        curves: dict[str, list[tuple[float, dict[str, float]]]],
+        colors: dict,
+        fg: Any = "k",
+        bg: Any = "white",
+    ) -> None:
         self.data = curves
         ax = self.axes
         ax.clear()
+        self.figure.set_facecolor(bg)
+        ax.set_facecolor(bg)
         styles = ("-o", "--s", ":^", "-.v")
         for j, points in enumerate(curves.values()):
             points = sorted(points)
@@ -213,12 +225,15 @@ class DoseResponsePlot:
                     label=key if j == 0 else None,
                 )
         ax.set_xscale("log")
-        ax.set_xlabel("dose (uM)", fontsize=8)
-        ax.set_ylabel("change at t = 1 (%)", fontsize=8)
-        ax.tick_params(labelsize=7)
+        ax.set_xlabel("dose (uM)", fontsize=8, color=fg)
+        ax.set_ylabel("change at t = 1 (%)", fontsize=8, color=fg)
+        ax.tick_params(labelsize=7, colors=fg)
+        for spine in ax.spines.values():
+            spine.set_color(fg)
         ax.axhline(0.0, color="0.5", lw=0.6)
-        ax.legend(fontsize=6, frameon=False)
+        for text in ax.legend(fontsize=6, frameon=False).get_texts():
+            text.set_color(fg)
         if len(curves) > 1:
             names = ",  ".join(f"{styles[j % 4][:-1]} {n}" for j, n in enumerate(curves))
-            ax.set_title(names, fontsize=7)
+            ax.set_title(names, fontsize=7, color=fg)
         self.native.draw_idle()

@@ -19,8 +19,8 @@ def test_same_cells_at_several_doses_one_panel_each(viewer_widget, qtbot):
     dp.doses.value = "0.5, 20"
     run_to_end(qtbot, widget)
     assert not errors(), errors()
-    low = stack(viewer, "CellFlux forward | control SynPlate1 @ 0.5 uM")
-    high = stack(viewer, "CellFlux forward | control SynPlate1 @ 20 uM")
+    low = stack(viewer, "CellFlux forward | 0.5 uM: control SynPlate1")
+    high = stack(viewer, "CellFlux forward | 20 uM: control SynPlate1")
     assert low[0].metadata["cellflux"]["dose_uM"] == 0.5
     assert high[0].metadata["cellflux"]["dose_uM"] == 20.0
     assert low[0].data.shape[0] == high[0].data.shape[0] == STEPS + 1
@@ -80,7 +80,7 @@ def test_samples_per_cell_one_panel_per_noise_seed(viewer_widget, qtbot):
     widget.dose_panel.samples.value = 3
     run_to_end(qtbot, widget)
     assert not errors(), errors()
-    panels = [stack(viewer, f"CellFlux forward | control SynPlate1 #{k}") for k in (1, 2, 3)]
+    panels = [stack(viewer, f"CellFlux forward | #{k}: control SynPlate1") for k in (1, 2, 3)]
     metas = [p[0].metadata["cellflux"] for p in panels]
     assert [m["seed"] for m in metas] == [5, 6, 7] and {m["noise"] for m in metas} == {0.1}
     starts = [p[0].data[0] for p in panels]
@@ -92,5 +92,5 @@ def test_samples_per_cell_one_panel_per_noise_seed(viewer_widget, qtbot):
     widget.run_button.changed.emit(True)
     qtbot.waitUntil(lambda: not widget.running, timeout=60000)
     np.testing.assert_array_equal(
-        stack(viewer, "CellFlux forward | control SynPlate1 #2")[0].data[-1], ends[1]
+        stack(viewer, "CellFlux forward | #2: control SynPlate1")[0].data[-1], ends[1]
     )
