@@ -123,8 +123,18 @@ def main(argv: list[str] | None = None) -> int:
     ]
     run_and_shoot("batch_comparison.png", [widget.readout_box])  # the README shows this one
 
-    # 4. the dock widget alone, with an invalid SMILES marked before Run
+    # 4. doses side by side: the same cells at three doses, and the dose response at t = 1
     cp.enabled_box.value = False
+    for layer in viewer.layers:
+        layer.visible = layer.name.startswith("control SynPlate1")
+    ip.image.value = source("control SynPlate1")
+    dp = widget.dose_panel
+    dp.enabled_box.value = True
+    dp.doses.value = "0.3, 3, 30"
+    run_and_shoot("doses.png", [widget.dose_panel])
+    dp.enabled_box.value = False
+
+    # 5. the dock widget alone, with an invalid SMILES marked before Run
     pp.smiles.value = "CC(=O)Oc1ccccc1C(=O"
     _wait(app, lambda: True)
     widget.body.native.grab().save(str(out / "widget.png"))  # the whole, unscrolled form
