@@ -18,7 +18,14 @@ from napari_cellflux.core.perturbations import DOSE_ENCODINGS
 
 from .coupling import COUPLINGS
 
-__all__ = ["TrainConfig", "load_config_file", "RESUMABLE_CHANGES", "DEFAULT_EPOCHS", "SOURCES"]
+__all__ = [
+    "TrainConfig",
+    "load_config_file",
+    "RESUMABLE_CHANGES",
+    "DEFAULT_EPOCHS",
+    "SOURCES",
+    "SETTINGS_OLDER_RUNS_USED",
+]
 
 #: Where a flow starts: a same-plate control crop (CellFlux) or Gaussian noise (baseline).
 SOURCES = ("controls", "noise")
@@ -44,6 +51,10 @@ RESUMABLE_CHANGES = frozenset(
         "progress",
     }
 )
+
+#: Settings added after checkpoints were first written, with the value every run used before
+#: they existed: a checkpoint that lacks one resumes as it started, not with today's default.
+SETTINGS_OLDER_RUNS_USED = {"dose_encoding": "log1p", "dose_balance": False, "control_anchor": 0.0}
 
 _TUPLE_FIELDS = ("holdout_plates", "holdout_compounds", "holdout_doses", "channels")
 _PRECISIONS = ("auto", "bf16", "fp32")
@@ -100,8 +111,10 @@ class TrainConfig:
         :mod:`training.coupling`).
     dose_encoding, dose_balance, control_anchor
         How dose is learned (issue of the low dose simulated at the high dose's effect):
-        ``dose_encoding`` ``log1p`` (one feature) or ``monotone`` (features that all grow
-        with dose, :func:`napari_cellflux.core.perturbations.dose_features`);
+        ``dose_encoding`` ``log1p`` (one feature), ``monotone`` (features that all grow
+        with dose, :func:`napari_cellflux.core.perturbations.dose_features`) or ``scaled``
+        (the compound's embedding multiplied by the dose,
+        :func:`napari_cellflux.core.perturbations.dose_scale`);
         ``dose_balance`` draws every (perturbation, dose) condition equally often instead of
         in proportion to its crops; ``control_anchor`` is the fraction of each batch made of
         control -> control pairs of one plate conditioned on a trained perturbation at dose

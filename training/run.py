@@ -22,6 +22,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from napari_cellflux.core.perturbations import DOSE_ENCODINGS
+
 from .checkpoint import (
     CHECKPOINT_NAME,
     MODEL_NAME,
@@ -29,7 +31,13 @@ from .checkpoint import (
     check_output_path,
     load_checkpoint,
 )
-from .config import RESUMABLE_CHANGES, SOURCES, TrainConfig, load_config_file
+from .config import (
+    RESUMABLE_CHANGES,
+    SETTINGS_OLDER_RUNS_USED,
+    SOURCES,
+    TrainConfig,
+    load_config_file,
+)
 from .coupling import COUPLINGS
 from .crop_files import DataError
 from .data import prepare
@@ -158,9 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--dose-encoding",
-        choices=["log1p", "monotone"],
-        help="how dose enters the condition: log1p (default, one feature log(1 + uM)) or "
-        "monotone (8 smooth steps over 0.1-300 uM, each growing with dose)",
+        choices=list(DOSE_ENCODINGS),
+        help="how dose enters the condition: log1p (default, one feature log(1 + uM)), "
+        "monotone (8 smooth steps over 0.1-300 uM, each growing with dose) or scaled (the "
+        "compound's embedding multiplied by log(1 + uM) / log(11): dose 0 is no compound)",
     )
     g.add_argument(
         "--dose-balance",
@@ -254,7 +263,8 @@ def resolve_config(given: dict[str, Any]) -> tuple[TrainConfig, dict[str, Any] |
                 "--resume needs --out (the folder of the run to continue) or a checkpoint path"
             )
         checkpoint = load_checkpoint(path)
-        stored = _absolute(TrainConfig.from_dict(checkpoint["info"]["config"]))
+        was = {**SETTINGS_OLDER_RUNS_USED, **checkpoint["info"]["config"]}
+        stored = _absolute(TrainConfig.from_dict(was))
         merged = _absolute(TrainConfig.from_dict({**stored.to_dict(), **settings}))
         changed = [
             k

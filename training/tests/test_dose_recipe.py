@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_cellflux.core.perturbations import MONOTONE_CENTRES_UM, dose_features
+from napari_cellflux.core.perturbations import (
+    MONOTONE_CENTRES_UM,
+    Perturbation,
+    condition_vector,
+    dose_features,
+)
 from training.batches import PairedBatches
 from training.config import TrainConfig
 from training.data import prepare
@@ -44,6 +49,24 @@ def test_monotone_dose_features_grow_with_dose():
     assert np.abs(dose_features(5, "monotone") - dose_features(15, "monotone")).sum() > 0.5
     with pytest.raises(ValueError, match="dose encoding"):
         dose_features(1.0, "linear")
+
+
+def test_scaled_encoding_makes_dose_zero_no_compound_and_moves_every_input():
+    fp = np.arange(1024, dtype=np.float32) % 3
+    taxol = Perturbation("taxol", "compound", fp)
+    other = Perturbation("other", "compound", fp[::-1].copy())
+    at = {d: condition_vector(taxol, d, True, "scaled") for d in (0.0, 1.0, 5.0, 10.0, 50.0)}
+    assert at[10.0][:-1] == pytest.approx(np.log1p(fp))  # the embedding's size at 10 uM
+    assert not at[0.0].any()  # dose 0: no compound, whichever compound
+    assert not condition_vector(other, 0.0, True, "scaled").any()
+    assert at[5.0][-1] == pytest.approx(np.log1p(5.0))  # and the log1p feature as before
+    # the dose moves the whole embedding: 5 -> 50 uM changes hundreds of inputs, not one
+    moved = np.abs(at[50.0] - at[5.0]) > 1e-3
+    assert moved.sum() > 500
+    sizes = [np.linalg.norm(at[d]) for d in (1.0, 5.0, 10.0, 50.0)]
+    assert sizes == sorted(sizes)
+    gene = Perturbation("TP53", "gene", fp)  # genes are not dosed: left as they are
+    assert condition_vector(gene, 5.0, True, "scaled")[:-1] == pytest.approx(fp)
 
 
 def test_dose_balance_draws_rare_doses_as_often_as_common_ones(rare_low_dose):

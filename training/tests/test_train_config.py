@@ -73,3 +73,31 @@ def test_bad_config_file(tmp_path):
         load_config_file(bad)
     with pytest.raises(ValueError, match="does not exist"):
         load_config_file(tmp_path / "missing.json")
+
+
+def test_checkpoint_from_before_the_dose_settings_resumes_as_it_started(tmp_path):
+    import torch
+
+    from training.checkpoint import save_checkpoint
+    from training.config import SETTINGS_OLDER_RUNS_USED
+
+    old = TrainConfig(data=str(tmp_path), out=str(tmp_path / "run"), steps=10).to_dict()
+    for key in SETTINGS_OLDER_RUNS_USED:  # written before these settings existed
+        del old[key]
+    (tmp_path / "run").mkdir()
+    save_checkpoint(
+        tmp_path / "run" / "checkpoint.safetensors",
+        model={"w": torch.zeros(1)},
+        ema={"w": torch.zeros(1)},
+        optimizer={"state": {}, "param_groups": []},
+        step=5,
+        info={"config": old},
+    )
+    cfg, ckpt, _ = resolve_config(parse_args(["--out", str(tmp_path / "run"), "--resume"]))
+    assert ckpt is not None and ckpt["step"] == 5
+    assert (cfg.dose_encoding, cfg.dose_balance, cfg.control_anchor) == ("log1p", False, 0.0)
+    # and today's defaults are not taken for a change the user asked for
+    cfg, _, _ = resolve_config(
+        parse_args(["--out", str(tmp_path / "run"), "--resume", "--steps", "20"])
+    )
+    assert cfg.steps == 20 and cfg.dose_encoding == "log1p"

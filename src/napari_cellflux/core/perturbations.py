@@ -30,6 +30,7 @@ __all__ = [
     "DOSE_ENCODINGS",
     "dose_feature",
     "dose_features",
+    "dose_scale",
     "is_valid_smiles",
     "load_embedding_table",
     "name_vector",
@@ -309,17 +310,26 @@ def dose_feature(dose_uM: float | None) -> float:
     return math.log1p(dose)
 
 
-#: How dose enters the condition: ``log1p`` (one feature, log(1 + uM)) or ``monotone``
+#: How dose enters the condition: ``log1p`` (one feature, log(1 + uM)), ``monotone``
 #: (one smooth step per decade-and-a-half of dose, :data:`MONOTONE_CENTRES_UM`, each rising
-#: from 0 to 1 around its centre: every feature grows with dose, by construction).
-DOSE_ENCODINGS = ("log1p", "monotone")
+#: from 0 to 1 around its centre: every feature grows with dose, by construction) or
+#: ``scaled`` (the log1p feature, and the compound's whole embedding multiplied by
+#: :func:`dose_scale`: dose 0 is no compound at all, and the dose moves every input of the
+#: condition instead of one in a thousand).
+DOSE_ENCODINGS = ("log1p", "monotone", "scaled")
 MONOTONE_CENTRES_UM = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0)
 _MONOTONE_WIDTH = 0.25  # in log10 units: a step rises over about a factor of 3
+SCALE_REFERENCE_UM = 10.0  # the dose at which a ``scaled`` embedding keeps its size
+
+
+def dose_scale(dose_uM: float | None) -> float:
+    """log(1 + dose) / log(1 + 10 uM): 0 for no dose, 1 at 10 uM, growing with dose."""
+    return dose_feature(dose_uM) / math.log1p(SCALE_REFERENCE_UM)
 
 
 def dose_features(dose_uM: float | None, encoding: str = "log1p") -> np.ndarray:
     """The dose part of the condition (see :data:`DOSE_ENCODINGS`); zeros for no dose."""
-    if encoding == "log1p":
+    if encoding in ("log1p", "scaled"):
         return np.float32([dose_feature(dose_uM)])
     if encoding != "monotone":
         raise ValueError(f"dose encoding must be one of {', '.join(DOSE_ENCODINGS)}")
@@ -339,10 +349,13 @@ def condition_vector(
     """The network's condition input: embedding (compressed counts) plus the dose features.
 
     Fingerprint counts are log-compressed so a few frequent substructures do not dominate.
+    With the ``scaled`` encoding a compound's embedding is multiplied by :func:`dose_scale`.
     """
     vec = perturbation.vector.astype(np.float32)
     if perturbation.kind == "compound":
         vec = np.log1p(vec)
     if use_dose:
+        if dose_encoding == "scaled" and perturbation.kind == "compound":
+            vec = vec * np.float32(dose_scale(dose_uM))
         vec = np.concatenate([vec, dose_features(dose_uM, dose_encoding)])
     return vec
