@@ -167,9 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--dose-encoding",
         choices=list(DOSE_ENCODINGS),
-        help="how dose enters the condition: log1p (default, one feature log(1 + uM)), "
-        "monotone (8 smooth steps over 0.1-300 uM, each growing with dose) or scaled (the "
-        "compound's embedding multiplied by log(1 + uM) / log(11): dose 0 is no compound)",
+        help="how dose enters the condition: scaled (default: the compound's embedding "
+        "multiplied by log(1 + uM) / log(11), so dose 0 is no compound, plus log(1 + uM)), "
+        "log1p (one feature log(1 + uM) next to the embedding; the earlier default) or "
+        "monotone (8 smooth steps over 0.1-300 uM, each growing with dose)",
     )
     g.add_argument(
         "--dose-balance",
@@ -183,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FRACTION",
         help="fraction of each batch made of control -> control pairs of one plate "
         "conditioned on a trained perturbation at dose 0 (anchors the dose axis at no "
-        "effect; default 0)",
+        "effect; default 0.1, 0 turns anchors off)",
     )
     g.add_argument(
         "--no-augment",

@@ -181,10 +181,16 @@ def test_dose_enters_condition_only_with_several_doses(syn_dir, tmp_path):
     name = data.meta["perturbation"].iloc[data.treated[0]]
     dose = data.meta["dose"].iloc[data.treated[0]]
     smi = next(v["smiles"] for v in data.vocabulary if v["name"] == name)
-    assert np.allclose(row[:1024], np.log1p(compound_fingerprint(smi)))
+    scale = np.log1p(dose) / np.log1p(10.0)  # the default encoding: the dose scales it
+    assert np.allclose(row[:1024], np.log1p(compound_fingerprint(smi)) * scale)
     assert np.isclose(row[1024], np.log1p(dose))
-    one = make_synthetic(tmp_path / "one", n=4, doses=(3.0,))
-    assert prepare(cfg_for(one)).cond_dim == 1024
+    plain = prepare(cfg_for(syn_dir, dose_encoding="log1p")).cond_table[data.cond_index[0]]
+    assert np.allclose(plain[:1024], np.log1p(compound_fingerprint(smi)))
+    # the default recipe anchors the dose axis: each compound at dose 0 is the zero vector
+    assert data.dose_encoding == "scaled" and len(data.anchor_conds) > 0
+    assert not data.cond_table[data.anchor_conds].any()
+    one = prepare(cfg_for(make_synthetic(tmp_path / "one", n=4, doses=(3.0,))))
+    assert one.cond_dim == 1024 and len(one.anchor_conds) == 0  # no dose, no anchors
 
 
 def test_smiles_from_table(tmp_path):
