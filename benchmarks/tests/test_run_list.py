@@ -7,18 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.runs import MODELS, TRAIN, TRAIN_FROM_NOISE
+from benchmarks.runs import MODELS, TRAIN
 from training.config import SETTINGS_OLDER_RUNS_USED
 from training.run import parse_args, resolve_config
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_published_models_keep_the_dose_recipe_they_were_trained_with(name, tmp_path):
-    command = MODELS[name].command(Path(tmp_path))
-    entry = TRAIN_FROM_NOISE if MODELS[name].from_noise else TRAIN
-    flags = command[1 + len(entry) :]
-    if MODELS[name].from_noise:  # `--source noise` is part of the entry point there
-        flags = ["--source", "noise", *flags]
+    # after `python -m training.run`: the flags (`--source noise` too, for the noise start)
+    flags = MODELS[name].command(Path(tmp_path))[1 + len(TRAIN) :]
     cfg, _, _ = resolve_config(parse_args(flags))
     # every published model predates the dose settings, so it used what older runs used
     assert cfg.dose_encoding == SETTINGS_OLDER_RUNS_USED["dose_encoding"] == "log1p"
