@@ -24,7 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _wait(app, condition, timeout: float = 600.0) -> None:
+def wait_until(app, condition, timeout: float = 600.0) -> None:
+    """Run the Qt event loop until ``condition()`` holds, then let the canvas draw."""
     start = time.monotonic()
     while not condition():
         app.processEvents()
@@ -65,12 +66,12 @@ def main(argv: list[str] | None = None) -> int:
     _, widget = viewer.window.add_plugin_dock_widget("napari-cellflux", "CellFlux simulator")
     mp = widget.model_panel
     if args.weights or args.device != "auto":
-        _wait(app, lambda: widget.model is not None or "Could not" in mp.info.value)
+        wait_until(app, lambda: widget.model is not None or "Could not" in mp.info.value)
         mp.weights.value = args.weights
         mp.device.value = args.device
         widget.model = None
         widget.load_weights()
-    _wait(app, lambda: widget.model is not None, timeout=120)
+    wait_until(app, lambda: widget.model is not None, timeout=120)
     viewer.window.resize(1600, 1100)  # again: docking the widget may have grown the window
     model = widget.model
     print(model.describe())
@@ -94,13 +95,13 @@ def main(argv: list[str] | None = None) -> int:
 
     def run_and_shoot(filename: str, show: list, frame: int | None = None) -> None:
         widget.run()
-        _wait(app, lambda: not widget.running)
+        wait_until(app, lambda: not widget.running)
         axis = viewer.dims.ndim - 3
         last = viewer.dims.nsteps[axis] - 1
         viewer.dims.set_current_step(axis, last if frame is None else frame)
         for part in show:  # scroll the settings to what this picture is about
             widget.scroll_to(part)
-        _wait(app, lambda: True)
+        wait_until(app, lambda: True)
         viewer.screenshot(str(out / filename), canvas_only=False, flash=False)
         print("wrote", out / filename, "-", widget.status.value)
 
@@ -136,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # 5. the dock widget alone, with an invalid SMILES marked before Run
     pp.smiles.value = "CC(=O)Oc1ccccc1C(=O"
-    _wait(app, lambda: True)
+    wait_until(app, lambda: True)
     widget.body.native.grab().save(str(out / "widget.png"))  # the whole, unscrolled form
     print("wrote", out / "widget.png")
     viewer.close()
@@ -162,13 +163,13 @@ def trainer_screenshot(app, out: Path) -> None:
     rp.preset.value, rp.steps.value, rp.batch_size.value = "tiny", 200, 16
     rp.out.value = tempfile.mkdtemp(prefix="cellflux-trainer-")
     trainer.train()  # prepares the two images, then trains
-    _wait(app, lambda: trainer.job is not None and not trainer.training)
+    wait_until(app, lambda: trainer.job is not None and not trainer.training)
     trainer._poll()
     shown = ("control SynPlate1", "CellFlux training cells of control SynPlate1")
     for layer in viewer.layers:
         layer.visible = layer.name.startswith(shown)
     trainer.scroll_to_plot()
-    _wait(app, lambda: True)
+    wait_until(app, lambda: True)
     viewer.screenshot(str(out / "trainer.png"), canvas_only=False, flash=False)
     print("wrote", out / "trainer.png", "-", trainer.status.value)
     viewer.close()

@@ -280,20 +280,13 @@ def screenshot(work: Path, model_path: Path, n_cells: int, steps: int) -> Path:
 
     os.environ["NAPARI_CONFIG"] = str(Path(tempfile.mkdtemp()) / "settings.yaml")
     import napari
+    from make_screenshots import wait_until  # the same script folder (sys.path[0])
     from qtpy.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication([])
 
     def wait(condition, timeout=900.0):
-        start = time.monotonic()
-        while not condition():
-            app.processEvents()
-            time.sleep(0.02)
-            if time.monotonic() - start > timeout:
-                raise TimeoutError("the viewer did not finish in time")
-        for _ in range(20):
-            app.processEvents()
-            time.sleep(0.01)
+        wait_until(app, condition, timeout)
 
     viewer = napari.Viewer(title="napari-cellflux: BBBC014 A12 under TNF-alpha", show=True)
     viewer.window.resize(1600, 1100)
