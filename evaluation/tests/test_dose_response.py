@@ -53,3 +53,28 @@ def test_the_command_writes_json_and_refuses_a_missing_plate(tiny_model, syn_dir
     assert main([*args, "--plate", "SynPlate2", "--out", str(tmp_path / "b.json")]) == 0
     saved = json.loads((tmp_path / "b.json").read_text())
     assert saved["plate"] == "SynPlate2" and "dose_response" in saved["command"]
+
+
+def test_the_solver_is_used_and_recorded_and_a_wrong_one_is_refused(
+    tiny_model, syn_dir, monkeypatch
+):
+    import evaluation.baselines as baselines
+
+    used = []
+    real_simulate = baselines.simulate_final
+
+    def spy(*args, **kwargs):
+        used.append(kwargs["solver"])
+        return real_simulate(*args, **kwargs)
+
+    monkeypatch.setattr(baselines, "simulate_final", spy)
+    kw = dict(grid=(3.0,), cells=4, steps=2, n_boot=5)
+    mid = dose_response(
+        {"tiny": str(tiny_model)}, syn_dir, "SynPlate1", "taxol", solver="midpoint", **kw
+    )
+    assert mid["settings"]["solver"] == "midpoint" and set(used) == {"midpoint"}
+    used.clear()
+    euler = dose_response({"tiny": str(tiny_model)}, syn_dir, "SynPlate1", "taxol", **kw)
+    assert euler["settings"]["solver"] == "euler" and set(used) == {"euler"}
+    with pytest.raises(ValueError, match="solver must be one of"):
+        dose_response({"tiny": str(tiny_model)}, syn_dir, "SynPlate1", "taxol", solver="ode45")
