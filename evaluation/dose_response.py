@@ -206,7 +206,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("--cells", type=int, default=64)
     p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--solver", default="euler", help="euler (default), midpoint, heun, rk4")
+    p.add_argument(
+        "--solver",
+        default="euler",
+        help="euler (the protocol's, default), midpoint (the viewer's), heun, rk4, dopri5",
+    )
     p.add_argument("--guidance", type=float, default=1.2, help="CFG scale (paper: 1.2)")
     p.add_argument("--n-boot", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
