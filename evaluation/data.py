@@ -4,7 +4,8 @@ Both layouts of :mod:`training.readers` (the crops format and IMPA's one ``.npy`
 compound or gene perturbations, are read through the training readers, so a model can be
 scored on the data it was trained from. The result is the pixels in memory (profiles are
 computed for every crop) and one row per crop with ``plate``, ``compound`` (the perturbation
-name: compound or gene), ``concentration_uM`` and ``is_control``.
+name: compound or gene), ``concentration_uM``, ``is_control`` and ``well`` ("" where the
+dataset has none).
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ def read_evaluation_data(
             "compound": raw.meta["perturbation"].to_numpy(),
             "concentration_uM": raw.meta["dose"].to_numpy(float),
             "is_control": raw.meta["is_control"].to_numpy(bool),
+            "well": raw.meta["well"].to_numpy() if "well" in raw.meta.columns else "",
         }
     )
     return images, meta

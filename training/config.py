@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from napari_cellflux.core.perturbations import DOSE_ENCODINGS
+from napari_cellflux.core.dose_encoding import DOSE_ENCODINGS
 
 from .coupling import COUPLINGS
 
@@ -56,7 +56,13 @@ RESUMABLE_CHANGES = frozenset(
 #: they existed: a checkpoint that lacks one resumes as it started, not with today's default.
 SETTINGS_OLDER_RUNS_USED = {"dose_encoding": "log1p", "dose_balance": False, "control_anchor": 0.0}
 
-_TUPLE_FIELDS = ("holdout_plates", "holdout_compounds", "holdout_doses", "channels")
+_TUPLE_FIELDS = (
+    "holdout_plates",
+    "holdout_compounds",
+    "holdout_doses",
+    "holdout_wells",
+    "channels",
+)
 _PRECISIONS = ("auto", "bf16", "fp32")
 
 
@@ -96,9 +102,12 @@ class TrainConfig:
         TNF-alpha, biologics) on a fixed vector derived from their name
         (:func:`napari_cellflux.core.perturbations.name_vector`): the model learns them by
         name only. Without it such compounds stop training with an error naming them.
-    holdout_plates, holdout_compounds, holdout_doses
+    holdout_plates, holdout_compounds, holdout_doses, holdout_wells
         Left out of training. Doses are ``"15"`` (every compound at 15 uM) or
-        ``"cyclohexamide:15"`` (one compound at one dose).
+        ``"cyclohexamide:15"`` (one compound at one dose). Wells (crops datasets with a
+        ``well`` column, as ``training.prepare`` writes) are a well (``C05``), a whole row
+        (``C``: a replicate row of a dose series) or either on one plate (``P1:C``); control
+        and treated crops of those wells are both left out.
     split
         With a ``split``/``SPLIT`` column, train on rows whose split equals this (``all``:
         every row).
@@ -111,7 +120,7 @@ class TrainConfig:
         :mod:`training.coupling`).
     dose_encoding, dose_balance, control_anchor
         How dose is learned: ``dose_encoding`` ``scaled`` (default: the compound's
-        embedding multiplied by the dose, :func:`napari_cellflux.core.perturbations.dose_scale`,
+        embedding multiplied by the dose, :func:`napari_cellflux.core.dose_encoding.dose_scale`,
         so dose 0 is no compound), ``log1p`` (one feature next to the embedding, the earlier
         default) or ``monotone`` (features that all grow with dose);
         ``dose_balance`` draws every (perturbation, dose) condition equally often instead of
@@ -144,6 +153,7 @@ class TrainConfig:
     holdout_plates: tuple[str, ...] = ()
     holdout_compounds: tuple[str, ...] = ()
     holdout_doses: tuple[str, ...] = ()
+    holdout_wells: tuple[str, ...] = ()
     split: str = "train"
     smiles_table: str | None = None
     gene_embeddings: str | None = None

@@ -23,7 +23,7 @@ from .config import TrainConfig
 from .crop_files import DataError
 from .readers import RawDataset, read_dataset
 
-__all__ = ["TrainingData", "prepare", "default_channels"]
+__all__ = ["TrainingData", "prepare", "default_channels", "well_rows"]
 
 log = logging.getLogger("training")
 
@@ -99,6 +99,46 @@ def _parse_doses(items: tuple[str, ...]) -> list[tuple[str | None, float]]:
             ) from None
         out.append((name.strip() or None, dose))
     return out
+
+
+def well_rows(items: tuple[str, ...], meta: pd.DataFrame) -> np.ndarray:
+    """Which rows of ``meta`` lie in the wells named (``C05``, a row ``C``, ``PLATE:C``), as
+    ``--holdout-wells`` and ``python -m evaluation.dose_curve --wells`` take them."""
+    from .prepare.wells import PrepareError, normalise_well
+
+    held = np.zeros(len(meta), dtype=bool)
+    if not items:
+        return held
+    wells = meta["well"] if "well" in meta.columns else pd.Series("", index=meta.index)
+    if not wells.astype(str).str.strip().ne("").any():
+        raise DataError(
+            "--holdout-wells needs a well column in the dataset's metadata (training.prepare "
+            "writes one); this dataset has none: hold out plates or doses instead"
+        )
+    try:
+        norm = np.array([normalise_well(w) if str(w).strip() else "" for w in wells])
+    except PrepareError as exc:
+        raise DataError(f"metadata well column: {exc}") from None
+    rows = np.array([w.rstrip("0123456789") for w in norm])
+    plates = meta["plate"].astype(str).to_numpy()
+    for item in items:
+        plate, _, spec = item.rpartition(":")
+        spec = spec.strip()
+        if spec.isalpha() and len(spec) <= 2:
+            hit = rows == spec.upper()
+        else:
+            try:
+                hit = norm == normalise_well(spec)
+            except PrepareError:
+                raise DataError(
+                    f"--holdout-wells {item!r}: expected a well (C05), a row (C) or PLATE:C"
+                ) from None
+        if plate:
+            hit &= plates == plate
+        if not hit.any():
+            raise DataError(f"held-out well(s) {item!r} match no crop of the dataset")
+        held |= hit
+    return held
 
 
 def _smiles_table(path: str) -> dict[str, str]:
@@ -245,6 +285,8 @@ def prepare(
     held_names = _match_names(cfg.holdout_compounds, treated_names, "perturbation")
     keep &= ~meta["plate"].isin(held_plates).to_numpy()
     keep &= ~(~control & meta["perturbation"].isin(held_names).to_numpy())
+    held_wells = well_rows(cfg.holdout_wells, meta)
+    keep &= ~held_wells
     held_doses = _parse_doses(cfg.holdout_doses)
     for name, dose in held_doses:
         hit = ~control & np.isclose(meta["dose"].to_numpy(), dose, rtol=1e-6, atol=1e-9)
@@ -362,6 +404,7 @@ def prepare(
             "plates": held_plates,
             "perturbations": held_names,
             "doses": [f"{n}:{d:g}" if n else f"{d:g}" for n, d in held_doses],
+            "wells": list(cfg.holdout_wells),
         },
         "n_rows_after_split_and_holdouts": int(len(used)),
         "known_by_name_only": sorted(by_name),

@@ -141,6 +141,7 @@ def _read_crops(folder: Path, cfg: TrainConfig) -> RawDataset:
             "is_control": _as_control(table["is_control"], f"{meta_path}: is_control").to_numpy(),
             "split": _text(table["split"]) if "split" in table.columns else "",
             "smiles": _text(table["smiles"]) if "smiles" in table.columns else "",
+            "well": _text(table["well"]) if "well" in table.columns else "",
         }
     )
     return RawDataset(images, meta, kind, folder, "crops")

@@ -9,7 +9,8 @@ One CPU, a few minutes, plate Week4_27821 held out::
         --smiles-table ../shared/data/bbbc021_annotations/BBBC021_v1_compound.csv
 
 Four GPUs: ``torchrun --nproc-per-node 4 -m training.run --data ... --out ...``.
-Continue an interrupted run: the same command with ``--resume``.
+Continue an interrupted run: the same command with ``--resume``. One command at a time
+writes an --out folder: a second one (--resume, --overwrite too) is refused, naming the first.
 """
 
 from __future__ import annotations
@@ -19,16 +20,19 @@ import json
 import logging
 import os
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from napari_cellflux.core.perturbations import DOSE_ENCODINGS
+from napari_cellflux.core.dose_encoding import DOSE_ENCODINGS
+from napari_cellflux.core.folder_lock import command_line
 
 from .checkpoint import (
     CHECKPOINT_NAME,
     MODEL_NAME,
     CheckpointError,
     check_output_path,
+    hold_output_folder,
     load_checkpoint,
 )
 from .config import (
@@ -124,6 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="doses in uM left out: 15 (all compounds) or cyclohexamide:15",
     )
     g.add_argument(
+        "--holdout-wells",
+        nargs="+",
+        action="extend",
+        help="wells left out (controls too): C05, a whole row C (a replicate row), or "
+        "PLATE:C; needs a well column (training.prepare writes one)",
+    )
+    g.add_argument(
         "--cache-dir",
         help="where compressed crops.npz are extracted once for "
         "memory mapping (default ~/.cache/napari-cellflux)",
@@ -167,10 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--dose-encoding",
         choices=list(DOSE_ENCODINGS),
-        help="how dose enters the condition: scaled (default: the compound's embedding "
-        "multiplied by log(1 + uM) / log(11), so dose 0 is no compound, plus log(1 + uM)), "
-        "log1p (one feature log(1 + uM) next to the embedding; the earlier default) or "
-        "monotone (8 smooth steps over 0.1-300 uM, each growing with dose)",
+        help="how dose enters the condition: log10 (a log10 dose axis from 0.1 nM to 1 mM, "
+        "smooth steps every quarter decade, the compound's embedding weighted by log dose; "
+        "dose 0 is no compound), scaled (the compound's embedding multiplied by "
+        "log(1 + uM) / log(11), plus log(1 + uM)), log1p (one feature log(1 + uM) next to "
+        "the embedding; the first recipe) or monotone (8 smooth steps over 0.1-300 uM). "
+        "Default: see docs/training.md",
     )
     g.add_argument(
         "--dose-balance",
@@ -225,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(argv: list[str] | None = None) -> dict[str, Any]:
     """The flags actually given, as TrainConfig keys (plus config/resume/overwrite)."""
     args = vars(build_parser().parse_args(argv))
-    for key in ("holdout_plates", "holdout_compounds", "holdout_doses"):
+    for key in ("holdout_plates", "holdout_compounds", "holdout_doses", "holdout_wells"):
         if key in args:
             args[key] = _csv_list(args[key])
     return args
@@ -322,7 +335,8 @@ def _log_to_file(out: Path) -> None:
 def run(
     cfg: TrainConfig, checkpoint: dict[str, Any] | None = None, overwrite: bool = False
 ) -> TrainResult:
-    """Train with a resolved config (one process, or one rank under torchrun)."""
+    """Train with a resolved config (one process, or one rank under torchrun); the caller
+    holds ``cfg.out``'s lock (see :func:`.checkpoint.hold_output_folder`)."""
     out = check_output_path(cfg.out, folder=True)  # before any work: a file, read-only...
     if checkpoint is None and not overwrite and (out / CHECKPOINT_NAME).is_file():
         raise CheckpointError(
@@ -375,10 +389,22 @@ def run(
         cleanup(env)
 
 
+def _locked_run(argv: list[str]) -> TrainResult:
+    """Resolve and run holding --out's lock, taken before anything there is read (the
+    checkpoint of --resume) or written: a second writer is refused, naming the first."""
+    given, command = parse_args(argv), command_line("python -m training.run", argv)
+    with ExitStack() as held:
+        if named := given.get("out"):
+            held.enter_context(hold_output_folder(named, command))
+        cfg, checkpoint, overwrite = resolve_config(given)
+        if not named or Path(named).expanduser().resolve() != Path(cfg.out):
+            held.enter_context(hold_output_folder(cfg.out, command))  # a config file's --out
+        return run(cfg, checkpoint, overwrite)
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
-        cfg, checkpoint, overwrite = resolve_config(parse_args(argv))
-        result = run(cfg, checkpoint, overwrite)
+        result = _locked_run(sys.argv[1:] if argv is None else list(argv))
     except NonFiniteLossError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3

@@ -5,12 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_cellflux.core.perturbations import (
-    MONOTONE_CENTRES_UM,
-    Perturbation,
-    condition_vector,
-    dose_features,
-)
+from napari_cellflux.core.dose_encoding import MONOTONE_CENTRES_UM, dose_features
+from napari_cellflux.core.perturbations import Perturbation, condition_vector
 from training.batches import PairedBatches
 from training.config import TrainConfig
 from training.data import prepare

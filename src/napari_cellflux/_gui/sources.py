@@ -26,7 +26,6 @@ __all__ = [
     "axis_choices",
     "channel_labels",
     "default_order",
-    "dna_index",
     "extract",
     "find_sources",
     "is_output_layer",
@@ -155,17 +154,6 @@ def default_order(
         order.append(hit if hit not in order else None)
     free = [i for i in range(len(labels)) if i not in order]
     return [o if o is not None else (free.pop(0) if free else 0) for o in order]
-
-
-def dna_index(model_channels: Sequence[str]) -> int:
-    """The model channel that shows nuclei (DNA, DAPI, Hoechst), for detection and read-outs;
-    the first channel when none is named so."""
-    names = [c.lower() for c in model_channels]
-    for key in ("dna", "dapi", "hoechst", "nuclei"):
-        for i, n in enumerate(names):
-            if key in n:
-                return i
-    return 0
 
 
 @dataclass

@@ -139,7 +139,7 @@ class DataPanel(Container):
 
     def nuclear_index(self, names: list[str]) -> int:
         """The channel nuclei are found on (named, else DNA/DAPI/Hoechst, else the first)."""
-        from .sources import dna_index
+        from ..core.readout import dna_index
 
         wanted = self.nuclear.value.strip().lower()
         if not wanted:

@@ -18,6 +18,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 
 from ..core.acceleration import precision_in_use
 from ..core.pipeline import Batch, CellsFound, Failed, Frame, Ready, RunSettings
+from ..core.readout import dna_index
 from .controls import ComparePanel, InputPanel, ModelPanel, PerturbationPanel, SamplerPanel
 from .display import RunDisplay
 from .dose_panel import DosePanel
@@ -26,7 +27,7 @@ from .layers import cells_from_layer, show_cells
 from .lifetime import WorkerGroup
 from .loading import WeightsLoader
 from .settings import cpu_threads_for, save_settings
-from .sources import Source, dna_index, extract, find_sources
+from .sources import Source, extract, find_sources
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari

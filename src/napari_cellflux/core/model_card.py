@@ -81,7 +81,7 @@ class ModelCard:
     describe where the weights come from (free-form, shown to users and read by the
     evaluation for the held-out plates and doses); ``storage_dtype`` is how the file stores
     its tensors (computation is float32 or the chosen precision either way);
-    ``dose_encoding`` how dose enters the condition (:data:`.perturbations.DOSE_ENCODINGS`).
+    ``dose_encoding`` how dose enters the condition (:data:`.dose_encoding.DOSE_ENCODINGS`).
     """
 
     config: UNetConfig
@@ -125,7 +125,7 @@ class ModelCard:
             )
         if not len(self.norm_low) == len(self.norm_high) == len(self.channels):
             raise ValueError("the normalisation needs one low and one high value per channel")
-        from .perturbations import DOSE_ENCODINGS
+        from .dose_encoding import DOSE_ENCODINGS
 
         if self.dose_encoding not in DOSE_ENCODINGS:
             raise ValueError(

@@ -1,14 +1,14 @@
-"""Perturbation encoders: compounds (RDKit Morgan counts), genes (embedding table), dose.
+"""Perturbation encoders: compounds (RDKit Morgan counts) and genes (embedding table).
 
 Every encoder turns what the user typed into a :class:`Perturbation` carrying the raw
-embedding vector; :func:`condition_vector` turns that (plus an optional dose) into the
-network's condition input. Unknown names get the closest known names in the error message.
+embedding vector; :func:`condition_vector` turns that (plus an optional dose, encoded by
+:mod:`.dose_encoding`) into the network's condition input. Unknown names get the closest
+known names in the error message.
 """
 
 from __future__ import annotations
 
 import difflib
-import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+
+from .dose_encoding import dose_features, embedding_weight
 
 __all__ = [
     "FINGERPRINT_BITS",
@@ -27,10 +29,6 @@ __all__ = [
     "PerturbationEncoder",
     "compound_fingerprint",
     "condition_vector",
-    "DOSE_ENCODINGS",
-    "dose_feature",
-    "dose_features",
-    "dose_scale",
     "is_valid_smiles",
     "load_embedding_table",
     "name_vector",
@@ -300,46 +298,6 @@ def load_embedding_table(path: str | Path) -> dict[str, np.ndarray]:
     return {str(k): row.to_numpy(np.float32) for k, row in frame.iterrows()}
 
 
-def dose_feature(dose_uM: float | None) -> float:
-    """Dose as a log feature: log(1 + concentration in uM); 0 means 'no dose given'."""
-    if dose_uM is None:
-        return 0.0
-    dose = float(dose_uM)
-    if not math.isfinite(dose) or dose < 0:
-        raise ValueError(f"dose must be a concentration in uM >= 0, got {dose_uM!r}")
-    return math.log1p(dose)
-
-
-#: How dose enters the condition: ``log1p`` (one feature, log(1 + uM)), ``monotone``
-#: (one smooth step per decade-and-a-half of dose, :data:`MONOTONE_CENTRES_UM`, each rising
-#: from 0 to 1 around its centre: every feature grows with dose, by construction) or
-#: ``scaled`` (the log1p feature, and the compound's whole embedding multiplied by
-#: :func:`dose_scale`: dose 0 is no compound at all, and the dose moves every input of the
-#: condition instead of one in a thousand).
-DOSE_ENCODINGS = ("log1p", "monotone", "scaled")
-MONOTONE_CENTRES_UM = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0)
-_MONOTONE_WIDTH = 0.25  # in log10 units: a step rises over about a factor of 3
-SCALE_REFERENCE_UM = 10.0  # the dose at which a ``scaled`` embedding keeps its size
-
-
-def dose_scale(dose_uM: float | None) -> float:
-    """log(1 + dose) / log(1 + 10 uM): 0 for no dose, 1 at 10 uM, growing with dose."""
-    return dose_feature(dose_uM) / math.log1p(SCALE_REFERENCE_UM)
-
-
-def dose_features(dose_uM: float | None, encoding: str = "log1p") -> np.ndarray:
-    """The dose part of the condition (see :data:`DOSE_ENCODINGS`); zeros for no dose."""
-    if encoding in ("log1p", "scaled"):
-        return np.float32([dose_feature(dose_uM)])
-    if encoding != "monotone":
-        raise ValueError(f"dose encoding must be one of {', '.join(DOSE_ENCODINGS)}")
-    n = len(MONOTONE_CENTRES_UM)
-    if dose_feature(dose_uM) == 0.0:  # checks the value; 0 or None: no drug
-        return np.zeros(n, np.float32)
-    x = (math.log10(float(dose_uM)) - np.log10(MONOTONE_CENTRES_UM)) / _MONOTONE_WIDTH
-    return (1.0 / (1.0 + np.exp(-x))).astype(np.float32)
-
-
 def condition_vector(
     perturbation: Perturbation,
     dose_uM: float | None,
@@ -349,13 +307,14 @@ def condition_vector(
     """The network's condition input: embedding (compressed counts) plus the dose features.
 
     Fingerprint counts are log-compressed so a few frequent substructures do not dominate.
-    With the ``scaled`` encoding a compound's embedding is multiplied by :func:`dose_scale`.
+    With the ``scaled`` and ``log10`` encodings a compound's embedding is multiplied by a
+    weight of the dose (:func:`.dose_encoding.embedding_weight`): 0 at dose 0, no compound.
     """
     vec = perturbation.vector.astype(np.float32)
     if perturbation.kind == "compound":
         vec = np.log1p(vec)
     if use_dose:
-        if dose_encoding == "scaled" and perturbation.kind == "compound":
-            vec = vec * np.float32(dose_scale(dose_uM))
+        if perturbation.kind == "compound":
+            vec = vec * np.float32(embedding_weight(dose_uM, dose_encoding))
         vec = np.concatenate([vec, dose_features(dose_uM, dose_encoding)])
     return vec

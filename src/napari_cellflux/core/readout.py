@@ -32,6 +32,8 @@ __all__ = [
     "RING_GAP",
     "RING_WIDTH",
     "cytoplasm_rings",
+    "dna_index",
+    "readout_key",
     "measure",
     "nuclear_cytoplasmic_ratio",
     "ratio_key",
@@ -56,6 +58,55 @@ _SQUARE = np.ones((1, 3, 3), bool)
 def ratio_key(channel: str) -> str:
     """The read-out name of a channel's nuclear / cytoplasmic ratio."""
     return f"{RATIO_PREFIX}{channel}"
+
+
+def dna_index(channels: Sequence[str]) -> int:
+    """The channel that shows nuclei (DNA, DAPI, Hoechst), for detection and read-outs;
+    the first channel when none is named so."""
+    names = [c.lower() for c in channels]
+    for key in ("dna", "dapi", "hoechst", "nuclei"):
+        for i, n in enumerate(names):
+            if key in n:
+                return i
+    return 0
+
+
+def readout_key(spec: str, channels: Sequence[str]) -> str:
+    """The :func:`measure` key a user's read-out names: ``nuc_cyt_ratio:FKHR-GFP`` (or
+    ``nuc/cyto FKHR-GFP``), ``mean:DNA`` (or ``mean DNA``), ``area`` (or ``nuclear area``).
+
+    Raises ValueError naming the channels there are when the channel is not one of them, or
+    when the ratio names the DNA channel (which finds the nucleus and has no ratio).
+    """
+    text = str(spec).strip()
+    kind, sep, channel = text.partition(":")
+    kind = kind.strip().lower()
+    if not sep:
+        if text.lower() in ("area", AREA):
+            return AREA
+        for prefix, name in ((RATIO_PREFIX, "nuc_cyt_ratio"), ("mean ", "mean")):
+            if text.lower().startswith(prefix):
+                kind, channel = name, text[len(prefix) :]
+    known = {c.lower(): c for c in channels}
+    choices = ", ".join(
+        [f"nuc_cyt_ratio:{c}" for i, c in enumerate(channels) if i != dna_index(channels)]
+        + [f"mean:{c}" for c in channels]
+        + ["area"]
+    )
+    hit = known.get(channel.strip().lower())
+    if kind not in ("nuc_cyt_ratio", "mean") or hit is None:
+        raise ValueError(
+            f"read-out {spec!r} is not one this model's channels ({', '.join(channels)}) "
+            f"give; choose one of: {choices}"
+        )
+    if kind == "mean":
+        return f"mean {hit}"
+    if list(channels).index(hit) == dna_index(channels):
+        raise ValueError(
+            f"{hit} is the DNA channel: it finds the nucleus and has no nuclear/cytoplasmic "
+            f"ratio; choose one of: {choices}"
+        )
+    return ratio_key(hit)
 
 
 def _grow(mask: np.ndarray, px: int) -> np.ndarray:

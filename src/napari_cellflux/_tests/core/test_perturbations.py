@@ -6,12 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from napari_cellflux.core.dose_encoding import dose_feature
 from napari_cellflux.core.perturbations import (
     CompoundEncoder,
     GeneEncoder,
     compound_fingerprint,
     condition_vector,
-    dose_feature,
     is_valid_smiles,
     load_embedding_table,
 )
