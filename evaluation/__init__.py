@@ -4,5 +4,5 @@
 (:mod:`evaluation.evaluate`, :mod:`evaluation.scoring`, :mod:`evaluation.baselines`,
 :mod:`evaluation.metrics`); ``python -m evaluation.reversibility`` measures the forward then
 reverse round trip; ``python -m evaluation.speed`` the speed of the interactive path.
-Run from the repository root, like ``python -m training.run``.
+Installed with the plugin, like ``python -m training.run``.
 """

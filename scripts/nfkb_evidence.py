@@ -93,7 +93,7 @@ def cut_dataset(work: Path, crop_size: int) -> Path:
 
 def train(work: Path, data: Path, threads: int) -> tuple[Path, dict]:
     """Step 2: the trainer widget's default recipe, as a subprocess (skipped when done)."""
-    from napari_cellflux.core.train_recipe import TrainRecipe, training_command, training_root
+    from napari_cellflux.core.train_recipe import TrainRecipe, training_command
 
     out = work / "model"
     model = out / "model.safetensors"
@@ -107,9 +107,7 @@ def train(work: Path, data: Path, threads: int) -> tuple[Path, dict]:
     print("training:", " ".join(cmd), flush=True)
     start = time.perf_counter()
     with open(work / "train.stderr", "w") as err:
-        proc = subprocess.run(
-            cmd, cwd=training_root() or REPO, stdout=subprocess.PIPE, stderr=err, text=True
-        )
+        proc = subprocess.run(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=err, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"training failed ({proc.returncode}); see {work / 'train.stderr'}")
     records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]

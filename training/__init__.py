@@ -1,4 +1,4 @@
-"""Training for napari-cellflux: ``python -m training.run`` (run from the repository root).
+"""Training for napari-cellflux: ``python -m training.run`` (from any folder once installed).
 
 Modules: :mod:`~training.config` (the frozen TrainConfig), :mod:`~training.readers` (crops and
 IMPA layouts, read lazily / memory-mapped), :mod:`~training.data` (hold-outs, same-plate

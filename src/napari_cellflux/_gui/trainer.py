@@ -26,7 +26,7 @@ from ..core.train_job import (
     check_output_folder,
     free_space_problem,
 )
-from ..core.train_recipe import training_command, training_root
+from ..core.train_recipe import training_command
 from .controls import scroll_area, wrap
 from .lifetime import WorkerGroup, ask_stop_training, install_close_guard
 from .sources import axis_choices, channel_labels, extract, find_sources
@@ -279,12 +279,6 @@ class CellFluxTrainer(Container):
         from napari.utils import progress
 
         out, recipe = self._out(), self.recipe_panel.recipe()
-        root = training_root()
-        if root is None:
-            raise ValueError(
-                "This installation has no training module: install napari-cellflux from its "
-                "source checkout (pip install -e .) to train from the viewer."
-            )
         problem = check_output_folder(out)
         if problem:
             raise ValueError(problem)
@@ -306,7 +300,7 @@ class CellFluxTrainer(Container):
             resume=resume,
             allow_missing_smiles=True,
         )
-        job = TrainingJob(command, out, recipe.steps, cwd=root)
+        job = TrainingJob(command, out, recipe.steps, cwd=out)  # training is installed
         job.start()
         self.job, self.model_path = job, None
         self.loss.set_points([])

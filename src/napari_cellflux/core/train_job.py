@@ -110,9 +110,6 @@ class TrainingJob:
         metrics = self.out / "metrics.jsonl"
         self._offset = metrics.stat().st_size if metrics.is_file() else 0
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(self.cwd), env.get("PYTHONPATH", "")) if p
-        )
         with open(self.out / LOG_FILE, "ab") as log:
             self.process = subprocess.Popen(
                 self.command,

@@ -1,10 +1,12 @@
 """The training recipe the trainer widget starts from, and the command line that runs it.
 
 Training always runs as its own process (``python -m training.run``): a crash of training
-never takes the viewer down, and the viewer never waits on it. The recipe's defaults give a
-useful model of one's own cells on a laptop CPU in about a quarter of an hour: the ``fast``
-preset, 600 steps of 32 pairs at learning rate 1e-3 (the bundled demo weights took 17 min so
-on a 2-core CPU, 64 px crops).
+never takes the viewer down, and the viewer never waits on it. The ``training`` package is
+installed with the plugin (one distribution), so the command needs no path of its own.
+
+The recipe's defaults give a useful model of one's own cells on a laptop CPU in about a
+quarter of an hour: the ``fast`` preset, 600 steps of 32 pairs at learning rate 1e-3 (the
+bundled demo weights took 17 min so on a 2-core CPU, 64 px crops).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["TrainRecipe", "held_out_by_position", "training_command", "training_root"]
+__all__ = ["TrainRecipe", "held_out_by_position", "training_command"]
 
 
 @dataclass(frozen=True)
@@ -55,13 +57,6 @@ def held_out_by_position(centres: np.ndarray, width: int, fraction: float) -> np
     ``fraction`` of a field ``width`` pixels wide: the cells kept out of training."""
     centres = np.asarray(centres, float).reshape(-1, 2)
     return centres[:, 1] >= (1.0 - float(fraction)) * width
-
-
-def training_root() -> Path | None:
-    """The folder holding the ``training`` package (the source checkout napari-cellflux was
-    installed from), or None when this installation has no training module."""
-    root = Path(__file__).resolve().parents[3]
-    return root if (root / "training" / "run.py").is_file() else None
 
 
 def training_command(
