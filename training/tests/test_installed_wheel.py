@@ -81,8 +81,9 @@ def venv(tmp_path_factory) -> tuple[Path, Path]:
     _run([sys.executable, "-m", "pip", "--python", python, "install", "-q", "--no-deps",
           "--no-index", wheels[0]], work)  # fmt: skip
     site = Path(
-        _run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], work)
-        .stdout.strip()
+        _run(
+            [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], work
+        ).stdout.strip()
     )
     deps = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
     (site / "_test_dependencies.pth").write_text("\n".join(sorted(deps)) + "\n")
