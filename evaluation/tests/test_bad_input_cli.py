@@ -11,7 +11,7 @@ import pytest
 
 from evaluation import cli as evaluate_cli
 from evaluation import reversibility
-from training.tests.helpers import error_line, resave_crops, syn_images
+from training.tests.helpers import error_line, make_synthetic, resave_crops, syn_images
 
 # --------------------------------------------------------------------------- evaluate
 
@@ -94,6 +94,32 @@ def test_evaluate_refuses_nan_crops(tiny_model, syn_dir, tmp_path, capsys):
     assert evaluate_cli.main(_evaluate(tiny_model, data, tmp_path / "m.json")) == 2
     assert "1 NaN or infinite pixel value" in error_line(capsys.readouterr().err)
     assert not (tmp_path / "m.json").exists()
+
+
+def test_evaluate_refuses_one_plate_before_any_profile(tiny_model, tmp_path, capsys):
+    """It used to profile every crop, then stop on 'LDA needs at least two classes'."""
+    data = make_synthetic(tmp_path / "one_plate", plates=("SynPlate1",))
+    assert evaluate_cli.main(_evaluate(tiny_model, data, tmp_path / "m.json")) == 2
+    line = error_line(capsys.readouterr().err)  # one line: no "profiles of ..." before it
+    assert "controls on 1 plate(s) (SynPlate1)" in line
+    assert "needs controls on two plates or more" in line and "several plates" in line
+    assert not (tmp_path / "m.json").exists()
+
+
+@pytest.mark.parametrize("flag", ["--max-cells", "--n-boot"])
+@pytest.mark.parametrize("value", ["0", "-3"])
+def test_evaluate_refuses_counts_below_one_at_parse_time(
+    tiny_model, syn_dir, tmp_path, capsys, flag, value
+):
+    """--max-cells 0 used to fail on an empty image stack after the profiles, --n-boot 0
+    with a traceback after the whole evaluation."""
+    argv = _evaluate(tiny_model, syn_dir, tmp_path / "m.json")
+    argv[argv.index(flag) + 1] = value
+    with pytest.raises(SystemExit) as stop:
+        evaluate_cli.main(argv)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {flag}: must be 1 or more, got {value}" in err and "Traceback" not in err
 
 
 # --------------------------------------------------------------------------- reversibility

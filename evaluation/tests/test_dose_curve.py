@@ -5,33 +5,12 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
-import pandas as pd
 import pytest
 
 from evaluation.dose_curve import dose_curve, main
 from training.config import TrainConfig
 from training.crop_files import DataError
 from training.data import prepare
-from training.tests.helpers import make_synthetic, run_cli, tiny_args
-
-
-@pytest.fixture(scope="module")
-def plate_rows(tmp_path_factory):
-    """The synthetic plates as two replicate rows of one plate: row A and row B."""
-    folder = make_synthetic(tmp_path_factory.mktemp("rows") / "crops", n=6, doses=(1.0, 3.0, 10.0))
-    meta = pd.read_csv(folder / "metadata.csv")
-    meta["well"] = np.where(meta["plate"] == "SynPlate1", "A01", "B01")
-    meta["plate"] = "P1"
-    meta.to_csv(folder / "metadata.csv", index=False)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def dose_model(plate_rows, tmp_path_factory):
-    out = tmp_path_factory.mktemp("dose_model") / "run"
-    run_cli(*tiny_args(plate_rows, out, 6, "--holdout-wells", "B", "--dose-encoding", "log10"))
-    return out / "model.safetensors"
 
 
 def test_holdout_wells_leave_out_a_whole_replicate_row(plate_rows):

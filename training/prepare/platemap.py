@@ -11,11 +11,14 @@ Two layouts are read into one table (:data:`MAP_COLUMNS`):
   and are negative controls, like ``control_type == negcon``.
 
 The checks here are the ones a screener can fix in the map itself: unknown wells, a well
-given twice, SMILES RDKit cannot read (named with their wells).
+given twice, a map without rows, negative or infinite doses and treated wells without a dose
+among wells with doses (named by row and well), SMILES RDKit cannot read (named with their
+wells). ``--dose-uM`` doses the treated wells only: controls keep dose 0.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -68,6 +71,7 @@ def read_platemap(
     metadata: str | os.PathLike | None = None,
     control_names: tuple[str, ...] = (),
     dose_uM: float | None = None,
+    require_controls: bool = True,
 ) -> tuple[pd.DataFrame, str]:
     """Read a plate map (plain CSV or JUMP platemap + metadata TSV) into :data:`MAP_COLUMNS`.
 
@@ -82,6 +86,9 @@ def read_platemap(
         Perturbation names that mark control wells (case-insensitive), e.g. ``("DMSO",)``.
     dose_uM : float, optional
         Dose of every treated well, for maps without a dose column (controls get 0).
+    require_controls : bool
+        Refuse a map without control wells (training needs them; a virtual plate, which
+        takes its control cells from a prepared dataset, does not).
 
     Returns
     -------
@@ -92,7 +99,18 @@ def read_platemap(
         ``"plain"`` or ``"jump"``.
     """
     path = Path(path)
+    if dose_uM is not None and not (math.isfinite(dose_uM) and dose_uM > 0):
+        raise PrepareError(
+            f"--dose-uM {dose_uM:g}: the dose of the treated wells is a concentration above "
+            "0 uM (control wells keep dose 0), e.g. --dose-uM 10"
+        )
     table = _read_table(path)
+    if table.empty:
+        raise PrepareError(
+            f"plate map {path.name} has a header ({', '.join(table.columns) or 'empty'}) but "
+            "no rows; it needs one row per well saying what the well received (well, "
+            "perturbation, and optionally dose_uM, is_control, smiles)"
+        )
     lower = {c.lower() for c in table.columns}
     if {"well_position", "broad_sample"} <= lower:
         out, layout = _jump(path, table, metadata), "jump"
@@ -101,8 +119,18 @@ def read_platemap(
     names = {n.strip().lower() for n in control_names if n.strip()}
     if names:
         out["is_control"] |= out["perturbation"].str.lower().isin(names)
-    if "dose_uM" not in out or out["dose_uM"].isna().all():
-        out["dose_uM"] = float("nan") if dose_uM is None else float(dose_uM)
+    has_doses = "dose_uM" in out and out["dose_uM"].notna().any()
+    if has_doses:
+        _check_doses(out, path.name)
+    if has_doses and dose_uM is not None:
+        raise PrepareError(
+            f"--dose-uM {dose_uM:g} is for plate maps without doses, but {path.name} has a dose "
+            "column: leave out --dose-uM, or the column"
+        )
+    if not has_doses:  # --dose-uM is the dose of the treated wells; controls keep 0
+        out["dose_uM"] = float("nan")
+        if dose_uM is not None:
+            out.loc[~out["is_control"], "dose_uM"] = float(dose_uM)
     out.loc[out["is_control"] & out["dose_uM"].isna(), "dose_uM"] = 0.0
     empty = out["perturbation"].eq("") & ~out["is_control"]
     out = out[~empty].reset_index(drop=True)
@@ -122,7 +150,7 @@ def read_platemap(
             f"{int((dup['well'] == first['well']).sum())} times; a well gets "
             "one row (one perturbation and dose)"
         )
-    if not out["is_control"].any():
+    if require_controls and not out["is_control"].any():
         raise PrepareError(
             f"plate map {path.name} marks no well as a control. Training moves control cells "
             "to treated cells of the same plate, so it needs them: add an is_control column "
@@ -140,8 +168,9 @@ def _plain(path: Path, table: pd.DataFrame) -> pd.DataFrame:
         )
     if cols["perturbation"] is None and cols["gene"] is None:
         raise PrepareError(
-            f"plate map {path.name} has no 'perturbation' (or 'compound', or "
-            f"'gene') column saying what each well received"
+            f"plate map {path.name} has no column saying what each well received (its "
+            f"columns: {', '.join(table.columns)}). Name that column perturbation (or "
+            f"{', '.join(_ALIASES['perturbation'][1:])}; gene for a gene screen)"
         )
 
     def text(key: str) -> pd.Series:
@@ -178,6 +207,36 @@ def _plain(path: Path, table: pd.DataFrame) -> pd.DataFrame:
         )
     out["is_control"] = flags.isin(_TRUE)
     return out
+
+
+def _check_doses(out: pd.DataFrame, source: str) -> None:
+    """Doses enter here: each a concentration 0 or above, and none missing among doses.
+
+    A negative or infinite dose would reach the dataset (and training) as a dose of its own;
+    a treated well without a dose among wells with doses would be read as dose 0, untreated.
+    """
+
+    def example(mask: pd.Series) -> str:
+        i = int(mask.to_numpy().nonzero()[0][0])
+        row = out.iloc[i]
+        where = f"plate {row['plate']}, " if row["plate"] else ""
+        return f"row {out.index[i] + 2} ({where}well {row['well']}, {row['perturbation']})"
+
+    dose = out["dose_uM"]
+    bad = dose.lt(0) | dose.abs().eq(float("inf"))
+    if bad.any():
+        raise PrepareError(
+            f"plate map {source}: {int(bad.sum())} row(s) have a negative or infinite dose, "
+            f"e.g. {example(bad)}: {dose[bad].iloc[0]:g}. A dose is a concentration in uM, 0 "
+            "or above (0 for controls): correct the map"
+        )
+    missing = dose.isna() & ~out["is_control"] & out["perturbation"].ne("")
+    if missing.any():
+        raise PrepareError(
+            f"plate map {source}: {int(missing.sum())} treated well(s) have no dose while "
+            f"others have one, e.g. {example(missing)}. Give every treated well its dose "
+            "(dose_uM), or none (then --dose-uM gives them all one)"
+        )
 
 
 def _jump_metadata_path(path: Path, metadata: str | os.PathLike | None) -> Path:

@@ -1,0 +1,275 @@
+"""``python -m evaluation.virtual_plate``: simulate a plate before you run it.
+
+A plate map (the formats ``training.prepare`` reads: a plain CSV with perturbation / smiles /
+dose_uM / is_control, or the JUMP layout) says what each well will receive. For every
+treated well, control cells of a prepared dataset are simulated to that compound and dose
+and measured with the light read-outs (nuclear area, channel means, nuclear/cytoplasmic ratio
+of every non-DNA channel). The output folder holds:
+
+- ``wells.csv``: one row per well: plate, well, perturbation, dose, status (simulated,
+  control, skipped with the reason), the median of every read-out, the novelty verdict of the
+  compound, the dose flag (inside / outside the trained doses) and the start-cell check;
+  with ``--real DATASET`` (the real plate, prepared) the real medians beside them;
+- ``compounds.csv``: compounds ranked by effect size (largest robust shift of the chosen
+  read-out from the controls over its wells) and, where the plate has a dose series, the
+  fitted four-parameter curve (EC50, top, bottom, Hill) of the chosen read-out;
+- ``plate_<read-out>.png``: plate heat maps of the chosen read-out, the real plate beside the
+  virtual one when given; ``virtual_plate.json``: the summary and its provenance (model
+  digest, settings, command line, the correlations with the real plate).
+
+Every well is written to ``parts/`` as soon as it is computed, so a killed run resumes
+without recomputing finished wells (``--resume``), and ``torchrun --nproc-per-node N -m
+evaluation.virtual_plate ...`` shares the wells among N processes (each process takes every
+N-th well; rank 0 merges). Bad wells never stop the plate: a compound without SMILES that
+the model does not know is listed and skipped, wells far from training or outside the
+trained doses are simulated and flagged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["PlateRequest", "run_virtual_plate", "well_jobs"]
+
+PARTS = "parts"
+
+
+@dataclass(frozen=True)
+class PlateRequest:
+    """What one virtual plate simulates (recorded in its provenance; a resumed run must ask
+    the same, or it starts afresh)."""
+
+    model: str
+    platemap: str
+    controls: str
+    readout: str
+    cells: int = 32
+    steps: int = 20
+    solver: str = "midpoint"
+    guidance: float = 1.2
+    seed: int = 0
+    control_plate: str | None = None
+    control_wells: tuple[str, ...] = ()
+    metadata: str | None = None
+    control_names: tuple[str, ...] = ()
+
+    def key(self) -> str:
+        """A digest of the settings that change a well's result."""
+        text = json.dumps(
+            [self.readout, self.cells, self.steps, self.solver, self.guidance, self.seed,
+             self.control_plate, list(self.control_wells)]
+        )  # fmt: skip
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def well_jobs(model: Any, plate_map: pd.DataFrame) -> pd.DataFrame:
+    """Which wells are simulated and how: the perturbation the model is asked for (a known
+    name, else the SMILES), the dose, and why a well is skipped or flagged."""
+    rows = []
+    trained = {p.lower(): p for p in model.perturbations}
+    for r in plate_map.itertuples(index=False):
+        name, smiles = str(r.perturbation), str(r.smiles or "")
+        query, status, note, verdict = "", "simulate", "", ""
+        if r.is_control:
+            status = "control"
+        elif name.lower() in trained:
+            query = trained[name.lower()]
+        elif smiles and model.kind == "compound":
+            query = smiles
+        elif model.kind == "gene" and str(r.gene or ""):
+            query = str(r.gene)
+        else:
+            status, note = (
+                "skipped",
+                (f"{name}: no SMILES in the plate map and the model does not know it by name"),
+            )
+        dose = float(r.dose_uM) if pd.notna(r.dose_uM) else float("nan")
+        if status == "simulate":
+            try:
+                novelty = model.similar(query)
+                verdict = novelty.verdict
+            except ValueError as exc:
+                status, note = "skipped", f"{name}: {exc}"
+        if status == "simulate" and model.use_dose:
+            seen = model.doses(model.encode(query).name) or model.card.all_doses()
+            if not np.isfinite(dose):
+                note = "no dose in the plate map: the model's median trained dose is used"
+            elif seen and not (min(seen) / 3 <= dose <= max(seen) * 3):
+                note = f"dose outside the trained doses ({min(seen):g}-{max(seen):g} uM)"
+        rows.append(
+            {
+                "plate": r.plate or "",
+                "well": r.well,
+                "perturbation": name,
+                "query": query,
+                "dose_uM": dose,
+                "is_control": bool(r.is_control),
+                "status": status,
+                "novelty": verdict,
+                "note": note,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _start_cells(images: np.ndarray, pool: np.ndarray, n: int, seed: int, i: int) -> np.ndarray:
+    rng = np.random.default_rng([seed, i + 1])  # each well its own draw of control cells
+    return images[np.sort(rng.choice(pool, min(n, len(pool)), replace=False))]
+
+
+def _part_path(out: Path, job: Any) -> Path:
+    return out / PARTS / f"{job.plate or 'plate'}_{job.well}.json"
+
+
+def _simulate_well(model: Any, cells: np.ndarray, job: Any, req: PlateRequest) -> dict:
+    import warnings
+
+    from napari_cellflux.core.readout import dna_index, measure
+    from napari_cellflux.core.run_plan import CellFluxWarning
+
+    channels = list(model.channels)
+    last = None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CellFluxWarning)  # the dose flag is in the table
+        for _, frame in model.iter_simulate(
+            cells, job.query, steps=req.steps, solver=req.solver, guidance=req.guidance,
+            seed=req.seed, dose_uM=None if not np.isfinite(job.dose_uM) else job.dose_uM,
+            precision="float32",
+        ):  # fmt: skip
+            last = frame
+    measured = measure(np.asarray(last, np.float32), channels, dna_index(channels))
+    medians = {
+        k: float(np.nanmedian(v)) if np.isfinite(v).any() else None for k, v in measured.items()
+    }
+    return {"medians": medians, "cells": {k: [float(x) for x in v] for k, v in measured.items()}}
+
+
+def run_virtual_plate(
+    req: PlateRequest, out: str | Path, *, resume: bool = False, real: str | None = None
+) -> dict[str, Any]:
+    """Simulate every treated well of ``req.platemap`` into ``out`` (module docstring)."""
+    from napari_cellflux.core.cell_check import check_cells
+    from napari_cellflux.core.files import file_sha256
+    from napari_cellflux.core.readout import dna_index, measure, readout_key
+
+    from .data import read_evaluation_data
+    from .evaluate import check_channels, load_cpu_model
+    from .plate_outputs import merge_and_write
+
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    out = Path(out)
+    model = load_cpu_model(req.model)
+    key = readout_key(req.readout, list(model.channels))
+    plate_map = _read_map(req)
+    jobs = well_jobs(model, plate_map)
+    images, meta = read_evaluation_data(req.controls)
+    check_channels(model, req.model, images.shape, req.controls)
+    pool = _control_pool(meta, req)
+    channels = list(model.channels)
+    control_values = measure(images[pool].astype(np.float32), channels, dna_index(channels))
+    check = check_cells(model.card, _start_cells(images, pool, req.cells, req.seed, -1))
+    (out / PARTS).mkdir(parents=True, exist_ok=True)
+    settings_file = out / PARTS / "request.json"
+    if rank == 0:
+        _claim(settings_file, req, resume)
+    t0 = time.perf_counter()
+    done = 0
+    for i, job in enumerate(jobs.itertuples(index=False)):
+        if i % world != rank or job.status != "simulate":
+            continue
+        part = _part_path(out, job)
+        if part.is_file():
+            saved = json.loads(part.read_text(encoding="utf-8"))
+            if saved.get("key") == req.key():
+                continue
+        cells = _start_cells(images, pool, req.cells, req.seed, i)
+        values = _simulate_well(model, cells, job, req)
+        from napari_cellflux.core.files import atomic_path
+
+        with atomic_path(part) as tmp:
+            tmp.write_text(json.dumps({"key": req.key(), **values}), encoding="utf-8")
+        done += 1
+    wall = time.perf_counter() - t0
+    if world > 1:
+        _barrier()
+        if rank != 0:
+            return {"rank": rank, "wells_computed": done}
+    summary = merge_and_write(
+        out, jobs, req, key, control_values, real=real, check=check.as_dict(), wall_s=wall
+    )
+    summary["model_sha256"] = file_sha256(req.model)
+    summary["wells_computed_now"] = done
+    return summary
+
+
+def _read_map(req: PlateRequest) -> pd.DataFrame:
+    from training.prepare.platemap import read_platemap
+
+    table, _ = read_platemap(
+        req.platemap, req.metadata, tuple(req.control_names), require_controls=False
+    )
+    return table
+
+
+def _control_pool(meta: pd.DataFrame, req: PlateRequest) -> np.ndarray:
+    from training.data import well_rows
+
+    sel = meta["is_control"].to_numpy(bool).copy()
+    if req.control_plate:
+        on = meta["plate"].astype(str).to_numpy() == req.control_plate
+        if not on.any():
+            raise ValueError(f"--control-plate {req.control_plate!r} is not in {req.controls}")
+        sel &= on
+    if req.control_wells:
+        sel &= well_rows(tuple(req.control_wells), meta)
+    pool = np.flatnonzero(sel)
+    if len(pool) < 2:
+        raise ValueError(
+            f"{req.controls} holds {len(pool)} control cell(s) in the wells chosen: the virtual "
+            "plate starts every well from control cells (is_control = 1); prepare the control "
+            "wells of a plate with python -m training.prepare"
+        )
+    return pool
+
+
+def _claim(settings_file: Path, req: PlateRequest, resume: bool) -> None:
+    """Refuse to mix two different requests in one folder unless told to resume it."""
+    from dataclasses import asdict
+
+    if settings_file.is_file() and not resume:
+        old = json.loads(settings_file.read_text(encoding="utf-8"))
+        if old != json.loads(json.dumps(asdict(req))):
+            raise ValueError(
+                f"{settings_file.parent.parent} holds a virtual plate made with other settings; "
+                "choose another --out, or --resume to keep its finished wells that match"
+            )
+    settings_file.write_text(json.dumps(asdict(req), indent=1), encoding="utf-8")
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("gloo")
+    dist.barrier()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from .plate_cli import main as cli_main
+
+    return cli_main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
