@@ -13,7 +13,19 @@ from training.checkpoint import check_output_path, write_json_or_print
 from .evaluate import evaluate
 from .methods import BASELINES
 
-__all__ = ["build_parser", "main", "named_files"]
+__all__ = ["build_parser", "main", "named_files", "positive_int"]
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number 1 or above, refused at parse time (not after an hour
+    of profiles) with the flag named by argparse."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,11 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="a model trained from noise (python -m training.run --source noise)",
     )
-    p.add_argument("--max-cells", type=int, default=200, help="start crops per condition")
+    p.add_argument("--max-cells", type=positive_int, default=200, help="start crops per condition")
     p.add_argument("--steps", type=int, default=10, help="integration steps")
     p.add_argument("--solver", default="euler", help="euler, midpoint, heun, rk4")
     p.add_argument("--guidance", type=float, default=1.2, help="CFG scale (paper: 1.2)")
-    p.add_argument("--n-boot", type=int, default=200, help="bootstrap replicates")
+    p.add_argument("--n-boot", type=positive_int, default=200, help="bootstrap replicates")
     p.add_argument("--top-k", type=int, default=10, help="features summarised by effect recovery")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(

@@ -174,11 +174,10 @@ def evaluate(
     missing = sorted(set(plates) - set(plate))
     if missing:
         raise ValueError(f"evaluation plate(s) {missing} are not in {data}")
-
+    rng = np.random.default_rng(seed)  # the split first: its ValueErrors come before any work
+    split = split_rows(meta, plates, [float(d) for d in doses] or held_doses(held), rng)
     log(f"profiles of {len(images)} real crops ...")
     prof = Profiles(model.channels, images, ctrl)
-    rng = np.random.default_rng(seed)
-    split = split_rows(meta, plates, [float(d) for d in doses] or held_doses(held), rng)
     run = _Evaluation(
         prof=prof,
         images=images,

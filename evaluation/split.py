@@ -19,7 +19,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["EvalCondition", "Split", "same_dose", "split_rows", "model_training_rows"]
+__all__ = [
+    "EvalCondition",
+    "Split",
+    "model_training_rows",
+    "same_dose",
+    "split_rows",
+]
 
 
 def same_dose(doses: Any, dose: float) -> np.ndarray:
@@ -78,11 +84,22 @@ def split_rows(
     meta: pd.DataFrame, plates: Sequence[str], doses: Sequence[float], rng: np.random.Generator
 ) -> Split:
     """The evaluation split of ``meta`` (rows in order) on ``plates``, for the treated
-    conditions at ``doses`` (all doses when empty). ValueError when nothing is left."""
+    conditions at ``doses`` (all doses when empty). ValueError when nothing is left, or when
+    the controls lie on one plate: the plate classifier (how much of a plate's batch signature
+    a method keeps) learns to tell plates apart from their controls."""
     plate = meta["plate"].astype(str).to_numpy()
     comp = meta["compound"].astype(str).to_numpy()
     dose = meta["concentration_uM"].to_numpy(float)
     ctrl = meta["is_control"].to_numpy(bool)
+    with_controls = sorted(set(plate[ctrl]))
+    if len(with_controls) < 2:
+        raise ValueError(
+            f"the crops have controls on {len(with_controls)} plate(s) "
+            f"({', '.join(with_controls) or 'none'}); the evaluation needs controls on two "
+            "plates or more, since its plate classifier learns the plates apart from their "
+            "controls. Evaluate on a dataset of several plates, each with control crops "
+            "(e.g. the training plates and a held-out one)"
+        )
     held_rows: set[int] = set()
     start_pool: dict[str, np.ndarray] = {}
 

@@ -195,6 +195,8 @@ class TrainConfig:
             problems.append(f"epochs must be > 0, got {self.epochs!r}")
         if self.batch_size < 1:
             problems.append(f"batch_size must be >= 1, got {self.batch_size}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            problems.append(f"seed (--seed) must be a whole number 0 or above, got {self.seed!r}")
         if not (math.isfinite(self.lr) and self.lr > 0):
             problems.append(f"lr must be > 0, got {self.lr}")
         for key in ("noise_prob", "cond_drop"):

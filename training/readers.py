@@ -24,6 +24,7 @@ from napari_cellflux.core.crops_dataset import (
     CROPS_FILE,
     METADATA_FILE,
     crops_shape_problem,
+    dose_problem,
     read_metadata_csv,
 )
 
@@ -130,15 +131,19 @@ def _read_crops(folder: Path, cfg: TrainConfig) -> RawDataset:
             "naming the gene perturbed in each crop"
         )
     try:
-        dose = pd.to_numeric(table["concentration_uM"]).astype(float).fillna(0.0)
+        dose = pd.to_numeric(table["concentration_uM"]).astype(float)
     except (TypeError, ValueError):
         raise DataError(f"{meta_path}: concentration_uM must be numbers (uM)") from None
+    control = _as_control(table["is_control"], f"{meta_path}: is_control").to_numpy()
+    problem = dose_problem(dose.to_numpy(), control, table)  # here, not at the first step
+    if problem:
+        raise DataError(f"{meta_path}: {problem}")
     meta = pd.DataFrame(
         {
             "plate": _text(table["plate"]),
             "perturbation": names,
-            "dose": dose.to_numpy(),
-            "is_control": _as_control(table["is_control"], f"{meta_path}: is_control").to_numpy(),
+            "dose": dose.fillna(0.0).to_numpy(),  # empty: not known (no treated crop has one)
+            "is_control": control,
             "split": _text(table["split"]) if "split" in table.columns else "",
             "smiles": _text(table["smiles"]) if "smiles" in table.columns else "",
             "well": _text(table["well"]) if "well" in table.columns else "",
@@ -217,10 +222,16 @@ def _read_impa(path: Path, cfg: TrainConfig) -> RawDataset:
     else:
         control = _text(table[pert_col]).str.lower().isin({"dmso", "control"})
     dose = (
-        pd.to_numeric(table["DOSE"], errors="coerce").fillna(0.0).astype(float)
+        pd.to_numeric(table["DOSE"], errors="coerce").astype(float)
         if "DOSE" in table.columns
         else pd.Series(0.0, index=table.index)
     )
+    problem = dose_problem(
+        dose.to_numpy(), control.to_numpy(bool), table, "DOSE", allow_missing=True
+    )
+    if problem:
+        raise DataError(f"{csv}: {problem}")
+    dose = dose.fillna(0.0)
     keys = _text(table["SAMPLE_KEY"]).tolist()
     if not keys:
         raise DataError(f"{csv} has no rows")

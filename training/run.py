@@ -44,9 +44,9 @@ from .config import (
 )
 from .coupling import COUPLINGS
 from .crop_files import DataError
-from .data import prepare
 from .distributed import DistEnv, barrier, cleanup, setup
 from .loop import NonFiniteLossError, TrainResult, train
+from .preflight import checked_data
 
 __all__ = ["main", "parse_args", "resolve_config", "run"]
 
@@ -361,7 +361,7 @@ def run(
         if checkpoint is not None:
             stored = checkpoint["info"]["normalization"]
             norm = (stored["low"], stored["high"])
-        data = prepare(cfg, norm=norm)  # bad data fails here, before --out is touched
+        data = checked_data(cfg, env, norm)  # bad data fails here, before --out is touched
         if env.is_main:
             _log_to_file(out)
             if checkpoint is None:

@@ -22,6 +22,8 @@ from .wells import PLATE_FORMATS, PrepareError
 if TYPE_CHECKING:
     import pandas as pd
 
+    from .discover import Site
+
 __all__ = ["build_parser", "main"]
 
 _NUCLEAR_WORDS = ("dna", "dapi", "hoechst", "nucle", "h33342", "draq5")
@@ -84,7 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="perturbation name of control wells, e.g. DMSO (repeatable)",
     )
     g.add_argument(
-        "--dose-uM", type=float, help="dose of every treated well when the map has no dose column"
+        "--dose-uM",
+        type=float,
+        help="dose in uM (above 0) of every treated well when the map has no dose column; "
+        "control wells keep dose 0",
     )
     g.add_argument(
         "--plate-format",
@@ -166,19 +171,39 @@ def _area_range(text: str) -> tuple[float, float]:
     return low, high
 
 
-def _channel_count(site_file: str) -> int:
-    """Channels of a multi-channel TIFF, from its header only."""
-    import tifffile
+def _check_first_field(site: Site, channels: list[str], crop_size: int) -> list[str]:
+    """The channel names, checked against the first field's header (no pixels are read):
+    indices a multi-channel file has, a crop that fits in the field. Without these checks
+    every field fails alone and the run ends in "no cell was kept"."""
+    from .field import FieldError, field_size
 
-    from .field import FieldError, channel_axis
-
+    name = Path(site.files[0]).name
     try:
-        with tifffile.TiffFile(site_file) as tif:
-            shape, axes = tuple(tif.series[0].shape), tif.series[0].axes
-        axis = channel_axis(shape, axes, Path(site_file).name)
+        height, width, count = field_size(site.files[0])
     except (FieldError, OSError, ValueError) as exc:
-        raise PrepareError(f"{site_file}: {exc}") from None
-    return 1 if axis is None else int(shape[axis])
+        raise PrepareError(f"{site.files[0]}: {exc}") from None
+    if site.multichannel and site.select and max(site.select) >= count:
+        asked = ", ".join(f"{n}={i}" for n, i in zip(channels, site.select, strict=True))
+        raise PrepareError(
+            f"--channels {asked}: {name} has {count} channel(s), indices 0 to {count - 1} in "
+            "file order; give indices the file has"
+        )
+    if site.multichannel and not site.select:
+        if not channels:  # multi-channel files without --channels: ch0, ch1, ...
+            channels = [f"ch{i}" for i in range(count)]
+        elif len(channels) != count:
+            raise PrepareError(
+                f"{name} has {count} channel(s) but --channels names {len(channels)} "
+                f"({', '.join(channels)}); name them all in file order, or pick some by "
+                "index (--channels DNA=0,Actin=2)"
+            )
+    if crop_size > min(height, width):
+        raise PrepareError(
+            f"--crop-size {crop_size} is larger than the fields ({name} is {height} x "
+            f"{width} px): each crop is cut around one nucleus inside its field. Give a "
+            f"--crop-size below {min(height, width)} (64 suits most 20x-40x images)"
+        )
+    return channels
 
 
 def _training_notes(conditions: pd.DataFrame) -> list[str]:
@@ -216,18 +241,7 @@ def run(args: argparse.Namespace) -> int:
         )
     if not found.sites:
         raise PrepareError("no complete site was found; see the notes above")
-    channels = found.channels
-    first = found.sites[0]
-    if first.multichannel and not first.select:
-        count = _channel_count(first.files[0])
-        if not channels:  # multi-channel files without --channels: ch0, ch1, ...
-            channels = [f"ch{i}" for i in range(count)]
-        elif len(channels) != count:
-            raise PrepareError(
-                f"{Path(first.files[0]).name} has {count} channel(s) but --channels names "
-                f"{len(channels)} ({', '.join(channels)}); name them all in file order, or "
-                "pick some by index (--channels DNA=0,Actin=2)"
-            )
+    channels = _check_first_field(found.sites[0], found.channels, args.crop_size)
     controls = tuple(n for item in args.control_name for n in item.split(","))
     table, layout = read_platemap(
         args.platemap, args.perturbation_metadata, controls, args.dose_uM

@@ -71,6 +71,14 @@ def parse_channels(text: str | None) -> list[tuple[str, str | None]]:
     names = [n for n, _ in out]
     if len(set(names)) != len(names):
         raise PrepareError(f"--channels {text!r} names a channel twice")
+    valued = [(n, v) for n, v in out if v is not None]
+    for i, (name, value) in enumerate(valued):
+        other = next((n for n, v in valued[:i] if _same(v, value)), None)
+        if other is not None:  # one file channel would be written twice, under two names
+            raise PrepareError(
+                f"--channels {text!r} gives {other} and {name} the same channel ({value}): "
+                "two names, one channel. Give each name its own channel value"
+            )
     return out
 
 

@@ -29,6 +29,7 @@ __all__ = [
     "FieldError",
     "FieldSettings",
     "channel_axis",
+    "field_size",
     "part_name",
     "process_field",
     "read_part_qc",
@@ -96,6 +97,24 @@ def channel_axis(shape: tuple[int, ...], axes: str, name: str) -> int | None:
     raise FieldError(
         f"{name} has shape {shape}: no axis looks like channels (at most {MAX_CHANNELS})"
     )
+
+
+def field_size(path: str) -> tuple[int, int, int]:
+    """(height, width, channels) of a field's TIFF, from its header only (no pixels read).
+
+    Raises FieldError for a field that is not 2-D with channels, and what tifffile raises for
+    a file it cannot read.
+    """
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        shape, axes = tuple(int(d) for d in tif.series[0].shape), tif.series[0].axes
+    axis = channel_axis(shape, axes, Path(path).name)
+    dims = tuple(d for d in shape if d != 1) if len(shape) > 3 else shape
+    if axis is None:
+        return dims[0], dims[1], 1
+    height, width = (d for k, d in enumerate(dims) if k != axis)
+    return height, width, dims[axis]
 
 
 def _channels_last(arr: np.ndarray, axes: str, path: str) -> np.ndarray:

@@ -535,3 +535,172 @@ def test_training_runs_on_the_prepared_dataset(screen, tmp_path):
         "--no-progress",
     )
     assert (tmp_path / "model" / "model.safetensors").is_file()
+
+
+# --------------------------------------------------------------------------- bad input (issue 26)
+# Inputs that used to give a silently wrong dataset are refused, and messages that blamed the
+# wrong thing name the real cause and the fix: exit 2, one line "error: ...", no dataset.
+
+CHANNEL_MAP = "DNA=1,Tubulin=2,Actin=3"
+
+
+def _map_rows() -> list[dict]:
+    return [
+        {"well": w, "perturbation": n, "dose_uM": d, "is_control": c, "smiles": SMILES.get(n, "")}
+        for w, (n, d, c) in LAYOUT.items()
+    ]
+
+
+def refused(capsys, out, *args, images, platemap, **kw) -> str:
+    """Run prepare, expect exit 2 and nothing written; return the error line."""
+    assert prepare(*args, out=out, images=images, platemap=platemap, **kw) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(err) == 1, err
+    assert not (out / "crops.npz").exists()
+    return err[0]
+
+
+def test_two_names_for_one_channel_are_refused(screen, tmp_path, capsys):
+    """NF-kB=2,DNA=2 used to write the DNA image twice, as two channels, with exit 0."""
+    images, platemap = screen
+    line = refused(
+        capsys, tmp_path / "out", "--channels", "NF-kB=2,DNA=2", images=images, platemap=platemap
+    )
+    assert "gives NF-kB and DNA the same channel (2)" in line and "two names, one channel" in line
+
+
+@pytest.mark.parametrize(("dose", "shown"), [(-5.0, "-5"), (float("inf"), "inf")])
+def test_negative_and_infinite_doses_in_the_map_name_the_row(
+    screen, tmp_path, capsys, dose, shown
+):
+    """They used to reach metadata.csv (and training) as doses of their own."""
+    images, platemap = screen
+    rows = _map_rows()
+    rows[2]["dose_uM"] = dose  # B01, nocodazole: line 4 of the CSV
+    write_map(platemap, rows)
+    line = refused(
+        capsys, tmp_path / "out", "--channels", CHANNEL_MAP, images=images, platemap=platemap
+    )
+    assert (
+        f"1 row(s) have a negative or infinite dose, e.g. row 4 (well B01, nocodazole): {shown}"
+        in line
+    )
+    assert "correct the map" in line
+
+
+def test_a_treated_well_without_a_dose_among_doses_is_refused(screen, tmp_path, capsys):
+    """Read as 0 it would train nocodazole's cells as untreated ones."""
+    images, platemap = screen
+    rows = _map_rows()
+    rows[2]["dose_uM"] = None
+    write_map(platemap, rows)
+    line = refused(
+        capsys, tmp_path / "out", "--channels", CHANNEL_MAP, images=images, platemap=platemap
+    )
+    assert "1 treated well(s) have no dose while others have one, e.g. row 4" in line
+
+
+@pytest.mark.parametrize("value", ["-2", "0", "nan", "inf"])
+def test_dose_uM_must_be_a_concentration(screen, tmp_path, capsys, value):
+    images, platemap = screen
+    write_map(platemap, [{k: v for k, v in r.items() if k != "dose_uM"} for r in _map_rows()])
+    line = refused(
+        capsys,
+        tmp_path / "out",
+        "--channels",
+        CHANNEL_MAP,
+        "--dose-uM",
+        value,
+        images=images,
+        platemap=platemap,
+    )
+    assert (
+        f"--dose-uM {float(value):g}: the dose of the treated wells is a concentration above 0"
+        in line
+    )
+
+
+def test_dose_uM_doses_the_treated_wells_and_controls_keep_zero(screen, tmp_path, capsys):
+    """It used to give the control wells the dose as well (docs/own-screen.md: dose 0)."""
+    images, platemap = screen
+    write_map(platemap, [{k: v for k, v in r.items() if k != "dose_uM"} for r in _map_rows()])
+    _, meta = run_ok(images, platemap, tmp_path / "out", "--dose-uM", "5")
+    control = meta["is_control"].astype(bool)
+    assert set(meta.loc[control, "concentration_uM"]) == {0.0}
+    assert set(meta.loc[~control, "concentration_uM"]) == {5.0}
+    # a map that has doses does not take --dose-uM as well (it used to be ignored silently)
+    write_map(platemap, _map_rows())
+    line = refused(
+        capsys,
+        tmp_path / "again",
+        "--channels",
+        CHANNEL_MAP,
+        "--dose-uM",
+        "5",
+        images=images,
+        platemap=platemap,
+    )
+    assert "--dose-uM 5 is for plate maps without doses" in line
+
+
+def test_a_channel_index_the_file_lacks_is_named(screen, fields, tmp_path, capsys):
+    """It used to fail every field and end in 'is --nuclear-channel the DNA stain?'."""
+    _, platemap = screen
+    folder = tmp_path / "cyx"
+    folder.mkdir()
+    for (plate, well, site), img in fields.items():
+        tifffile.imwrite(folder / f"{plate}-{well}-{site}.tif", np.moveaxis(img, -1, 0))
+    line = refused(
+        capsys,
+        tmp_path / "out",
+        "--channels",
+        "DNA=0,Actin=5",
+        images=folder,
+        platemap=platemap,
+        pattern=r"(?P<plate>P\d)-(?P<well>\w\d+)-(?P<site>\d)\.tif",
+    )
+    assert "--channels DNA=0, Actin=5: P1-A01-1.tif has 3 channel(s), indices 0 to 2" in line
+    assert "nuclear" not in line
+
+
+def test_a_map_with_a_header_only_says_it_has_no_rows(screen, tmp_path, capsys):
+    """It used to say the map marks no well as a control."""
+    images, platemap = screen
+    platemap.write_text("well,perturbation,dose_uM,is_control\n")
+    line = refused(
+        capsys, tmp_path / "out", "--channels", CHANNEL_MAP, images=images, platemap=platemap
+    )
+    assert "has a header (well, perturbation, dose_uM, is_control) but no rows" in line
+    assert "marks no well as a control" not in line
+
+
+def test_a_map_without_a_perturbation_column_shows_its_columns_and_the_names(
+    screen, tmp_path, capsys
+):
+    images, platemap = screen
+    pd.DataFrame(_map_rows()).rename(columns={"perturbation": "drug"}).to_csv(
+        platemap, index=False
+    )
+    line = refused(
+        capsys, tmp_path / "out", "--channels", CHANNEL_MAP, images=images, platemap=platemap
+    )
+    assert "its columns: well, drug, dose_uM, is_control, smiles" in line
+    assert "Name that column perturbation (or compound" in line
+
+
+def test_a_crop_larger_than_the_fields_is_named_before_any_field_is_read(screen, tmp_path, capsys):
+    """It used to process every field and blame the nuclear channel."""
+    images, platemap = screen
+    line = refused(
+        capsys,
+        tmp_path / "out",
+        "--channels",
+        CHANNEL_MAP,
+        "--crop-size",
+        "256",
+        images=images,
+        platemap=platemap,
+    )
+    assert "--crop-size 256 is larger than the fields (P1_A01_s1_w1.tif is 160 x 160 px)" in line
+    assert "below 160" in line and "nuclear" not in line
+    assert not (tmp_path / "out" / "qc").exists()  # refused before any field was processed

@@ -4,7 +4,8 @@ The format (see DESIGN.md, "Crops dataset") is a folder holding
 
 - ``crops.npz`` with one key, ``images``: an (N, H, W, C) array of raw intensities;
 - ``metadata.csv``: one row per crop in the same order, with at least the columns
-  ``plate``, ``compound``, ``concentration_uM`` and ``is_control``.
+  ``plate``, ``compound``, ``concentration_uM`` (uM, 0 or above; empty when not known) and
+  ``is_control``.
 
 Both the training module and the evaluation read it; a wrong file is reported with what a
 valid dataset must hold.
@@ -33,6 +34,8 @@ __all__ = [
     "METADATA_FILE",
     "REQUIRED_COLUMNS",
     "crops_shape_problem",
+    "describe_row",
+    "dose_problem",
     "load_crops",
     "read_metadata_csv",
     "save_crops",
@@ -91,6 +94,75 @@ def crops_shape_problem(shape: Sequence[int], *, single: bool = False) -> str | 
     if 0 in shape[lead:]:
         return f"{start}: an empty axis"
     return None
+
+
+#: Columns that name a crop in a message, in the order they are shown (crops format, IMPA).
+_LABEL_COLUMNS = ("plate", "well", "compound", "gene", "SAMPLE_KEY", "BATCH", "CPD_NAME")
+
+
+def describe_row(table: pd.DataFrame, i: int) -> str:
+    """``crop 17 (line 19; plate P1, well A02, compound taxol)``: one crop, as a user finds it."""
+    labels = [f"{c} {table[c].iloc[i]}" for c in _LABEL_COLUMNS if c in table.columns]
+    return f"crop {i} (line {i + 2}{'; ' if labels else ''}{', '.join(labels)})"
+
+
+def dose_problem(
+    doses: np.ndarray,
+    is_control: np.ndarray,
+    table: pd.DataFrame,
+    column: str = "concentration_uM",
+    *,
+    allow_missing: bool = False,
+) -> str | None:
+    """What is wrong with the doses of a metadata table, or None when they are usable.
+
+    A dose is a concentration in uM: 0 or above and finite. A -5 would otherwise train as a
+    dose of its own (or stand for the one dose of a compound) and inf as no number at all.
+    An empty dose means "not known": allowed on controls (dose 0) and when no treated crop
+    has a dose (a screen without doses, as ``training.prepare`` writes from a plate map
+    without them), but not for some treated crops among others with doses, where reading it
+    as 0 ("no compound") would silently train them as untreated. ``allow_missing`` accepts
+    empty doses everywhere (a layout whose readers have always read them as 0).
+
+    Parameters
+    ----------
+    doses : numpy.ndarray
+        One float per row (NaN: empty).
+    is_control : numpy.ndarray
+        One bool per row.
+    table : pandas.DataFrame
+        The metadata rows, to name an example (plate, well, compound, ...).
+    column : str
+        The dose column's name, as the message shows it.
+    allow_missing : bool
+        Accept empty doses on treated rows too.
+
+    Returns
+    -------
+    str or None
+        The number of bad rows, an example row and what to do; None when every dose is fine.
+    """
+    doses = np.asarray(doses, dtype=float)
+    is_control = np.asarray(is_control, dtype=bool)
+    bad = np.isinf(doses) | (doses < 0)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        return (
+            f"{int(bad.sum())} row(s) have a negative or infinite {column}, e.g. "
+            f"{describe_row(table, i)}: {doses[i]:g}. A dose is a concentration in uM, 0 or "
+            "above (0 for controls): correct those rows and save the table again"
+        )
+    treated = ~is_control
+    missing = treated & np.isnan(doses)
+    if allow_missing or not missing.any() or not np.isfinite(doses[treated]).any():
+        return None
+    i = int(np.flatnonzero(missing)[0])
+    return (
+        f"{int(missing.sum())} treated row(s) have no {column} while other treated rows "
+        f"have one, e.g. {describe_row(table, i)}; read as 0 they would train as untreated "
+        f"cells. Give every treated crop its dose, or leave {column} empty in every treated "
+        "row when the doses are not known"
+    )
 
 
 def _dataset_dir(directory: str | os.PathLike) -> Path:
@@ -193,8 +265,9 @@ def load_crops(directory: str | os.PathLike) -> tuple[np.ndarray, pd.DataFrame]:
     ValueError
         If the archive lacks ``images``, the array is not (N, H, W, C) (channels-first
         crops are recognised and the fix is named, see :func:`crops_shape_problem`), float
-        crops hold NaN or infinite values, or the table lacks required columns or has a
-        different number of rows.
+        crops hold NaN or infinite values, the table lacks required columns or has a
+        different number of rows, or a dose is negative, infinite or missing among doses
+        (see :func:`dose_problem`).
     """
     import pandas as pd
 
@@ -244,6 +317,9 @@ def load_crops(directory: str | os.PathLike) -> tuple[np.ndarray, pd.DataFrame]:
     if control.isna().any() or not set(np.unique(control.to_numpy())) <= {0, 1}:
         raise ValueError(f"{meta_path}: is_control must be 0/1 (or True/False) in every row.")
     metadata["is_control"] = control.astype(int)
+    problem = dose_problem(metadata["concentration_uM"], control.to_numpy(bool), metadata)
+    if problem:
+        raise ValueError(f"{meta_path}: {problem}.")
     return images, metadata
 
 
