@@ -10,6 +10,9 @@ checkpoint cannot run code.
 
 The step RNG needs no saving: every random draw is a function of ``(seed, rank, step)``
 (see :mod:`training.distributed`), which is what makes a resumed run continue exactly.
+
+One run writes a folder at a time: :func:`hold_output_folder` takes the folder's lock
+(:mod:`napari_cellflux.core.folder_lock`) before anything there is read or written.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import json
 import os
 import sys
 import tempfile
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +29,7 @@ import numpy as np
 import torch
 
 from napari_cellflux.core.files import atomic_path
+from napari_cellflux.core.folder_lock import FolderLock
 
 __all__ = [
     "CHECKPOINT_NAME",
@@ -33,6 +38,7 @@ __all__ = [
     "OutputError",
     "check_output_path",
     "export_model",
+    "hold_output_folder",
     "load_checkpoint",
     "save_checkpoint",
     "write_json_or_print",
@@ -128,6 +134,19 @@ def check_output_path(
             "permissions of this one"
         )
     return path
+
+
+def hold_output_folder(path: str | Path, command: str) -> AbstractContextManager[object]:
+    """Check ``--out`` (:func:`check_output_path`) and return the lock to hold while writing it.
+
+    Entering the result raises :class:`~napari_cellflux.core.folder_lock.FolderInUseError`
+    (a ``ValueError``) naming the live process that writes there. Under torchrun only rank 0
+    takes it: the other ranks write nothing, and end with rank 0 when it is refused.
+    """
+    out = check_output_path(path, folder=True)
+    if os.environ.get("RANK", "0") != "0":
+        return nullcontext()
+    return FolderLock(out, command)
 
 
 def write_json_or_print(path: str | Path, result: dict[str, Any]) -> bool:

@@ -8,6 +8,10 @@ one field's crops. Once all parts exist they are streamed, in plate / well / sit
 (:class:`napari_cellflux.core.crops_dataset.CropsWriter`); an existing dataset is only
 replaced when the new one is complete. ``prepare.json`` records the inputs' fingerprint: the
 same command on the same inputs finds it and does nothing.
+
+The worker processes die with the command (:func:`_die_with_parent`): killed with ``kill -9``,
+it leaves no orphan cutting fields into a folder whose lock (shared with its forked workers)
+would then stay held.
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -59,6 +65,32 @@ def default_workers() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
         return max(1, os.cpu_count() or 1)
+
+
+def _die_with_parent(parent: int) -> None:
+    """Pool initializer: end this worker when ``parent`` (the command) dies, however it dies.
+
+    On Linux the kernel sends SIGTERM at the parent's death (``PR_SET_PDEATHSIG``); elsewhere
+    a thread watches for the worker being handed to another parent.
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+        else:
+            if os.getppid() != parent:  # it died before the request was in place
+                os._exit(1)
+            return
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
 
 
 def _fingerprint(
@@ -153,7 +185,9 @@ def _process(
             for site, part in tasks:
                 yield tick(process_field(site, settings, part))
             return
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        with ProcessPoolExecutor(
+            max_workers=workers, initializer=_die_with_parent, initargs=(os.getpid(),)
+        ) as pool:
             pending: set[Future] = set()
             queue = iter(tasks)
             try:

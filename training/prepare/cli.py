@@ -7,7 +7,9 @@ Example (BBBC014: one TIFF per channel, row and column in the file name)::
         --channels NF-kB=1,DNA=2 --platemap map.csv --out bbbc014_crops
 
 Every problem with the inputs ends the command with a message that says what to do (exit
-status 2), before anything already written is touched; see docs/own-screen.md.
+status 2), before anything already written is touched; see docs/own-screen.md. The command
+holds --out's lock (:mod:`napari_cellflux.core.folder_lock`) from before it looks at what is
+there: a second command into the same folder is refused, naming the first.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import argparse
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from napari_cellflux.core.folder_lock import FolderInUseError, FolderLock, command_line
 
 from .wells import PLATE_FORMATS, PrepareError
 
@@ -220,7 +224,8 @@ def _training_notes(conditions: pd.DataFrame) -> list[str]:
     ]
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, command: str = "python -m training.prepare") -> int:
+    """Prepare the dataset of ``args``; ``command`` names this run in --out's lock."""
     from .build import build_dataset, default_workers
     from .discover import find_by_loaddata, find_by_pattern
     from .field import FieldSettings
@@ -270,23 +275,26 @@ def run(args: argparse.Namespace) -> int:
         "platemap_layout": layout,
         "focus_ratio": args.focus_ratio,
     }
-    outcome = build_dataset(
-        screen,
-        channels,
-        settings,
-        args.out,
-        images=args.images,
-        focus_ratio=args.focus_ratio,
-        min_cells=args.min_cells,
-        workers=workers,
-        resume=args.resume,
-        overwrite=args.overwrite,
-        progress=args.progress,
-        notes=notes,
-        describe=describe,
-        log=lambda m: print(m, file=sys.stderr),
-        intro=intro,
-    )
+    if args.out.exists() and not args.out.is_dir():
+        raise PrepareError(f"--out {args.out} is a file; give a folder for the dataset")
+    with FolderLock(args.out, command):  # before --resume or --overwrite looks at anything
+        outcome = build_dataset(
+            screen,
+            channels,
+            settings,
+            args.out,
+            images=args.images,
+            focus_ratio=args.focus_ratio,
+            min_cells=args.min_cells,
+            workers=workers,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            progress=args.progress,
+            notes=notes,
+            describe=describe,
+            log=lambda m: print(m, file=sys.stderr),
+            intro=intro,
+        )
     if outcome.status == "up to date":
         print(
             f"{args.out} is up to date ({outcome.n_crops} crops from {outcome.n_fields} "
@@ -304,10 +312,11 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command; input problems print ``error: ...`` and return 2."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     try:
-        return run(args)
-    except PrepareError as exc:
+        return run(args, command_line("python -m training.prepare", argv))
+    except (PrepareError, FolderInUseError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

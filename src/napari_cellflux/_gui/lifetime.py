@@ -20,7 +20,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["JOIN_TIMEOUT_S", "WorkerGroup", "ask_stop_training", "install_close_guard"]
+__all__ = [
+    "JOIN_TIMEOUT_S",
+    "WorkerGroup",
+    "ask_keep_training",
+    "ask_stop_training",
+    "install_close_guard",
+    "on_undock",
+]
 
 _log = logging.getLogger(__name__)
 #: How long closing waits for a worker: a simulation stops at its next frame, but loading
@@ -227,6 +234,67 @@ def install_close_guard(
             return False
 
     window.installEventFilter(_Guard(widget.native))
+
+
+def on_undock(native: Any, callback: Callable[[], None]) -> Any:
+    """Call ``callback`` when ``native``, docked in a main window, is taken out of it:
+    napari's close button of a dock re-parents the dock's content to nothing, and nothing
+    else tells the widget. Hiding or floating the dock keeps it in the window, and closing
+    the viewer deletes it without re-parenting. The call comes from inside napari's removal
+    of the dock: a callback that asks the user defers that to the next event-loop turn."""
+    from qtpy.QtCore import QEvent, QObject
+    from qtpy.QtWidgets import QMainWindow
+
+    class _Undock(QObject):
+        def __init__(self) -> None:
+            super().__init__(native)  # dies with the widget
+            self._watched: list[Any] = []
+            self._docked = False
+            self._rewatch()
+
+        def _rewatch(self) -> None:
+            for ref in self._watched:
+                w = ref()
+                try:
+                    if w is not None:
+                        w.removeEventFilter(self)
+                except RuntimeError:  # already deleted
+                    pass
+            self._watched, docked, w = [], False, native
+            while w is not None:
+                w.installEventFilter(self)
+                self._watched.append(weakref.ref(w))
+                docked = docked or isinstance(w, QMainWindow)
+                w = w.parentWidget()
+            if self._docked and not docked:
+                callback()
+            self._docked = docked
+
+        def eventFilter(self, obj: Any, event: Any) -> bool:
+            if event.type() == QEvent.Type.ParentChange:
+                self._rewatch()
+            return False
+
+    return _Undock()
+
+
+def ask_keep_training(parent: Any) -> bool:
+    """Whether the user wants training to go on without the trainer (True) or stopped."""
+    from qtpy.QtWidgets import QMessageBox
+
+    box = QMessageBox(parent)
+    box.setIcon(QMessageBox.Icon.Question)
+    box.setWindowTitle("CellFlux training is running")
+    box.setText(
+        "The trainer closes while training runs. Stop training (its last checkpoint is kept, "
+        "so a later Resume continues from there), or keep it running without the trainer?"
+    )
+    stop = box.addButton("Stop training", QMessageBox.ButtonRole.DestructiveRole)
+    keep = box.addButton("Keep it running", QMessageBox.ButtonRole.AcceptRole)
+    box.setDefaultButton(stop)
+    box.setEscapeButton(keep)  # a dismissed question loses no training
+    box.exec()
+    return box.clickedButton() == keep
 
 
 def ask_stop_training(parent: Any) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +29,13 @@ from ..core.train_job import (
 )
 from ..core.train_recipe import training_command
 from .controls import scroll_area, wrap
-from .lifetime import WorkerGroup, ask_stop_training, install_close_guard
+from .lifetime import (
+    WorkerGroup,
+    ask_keep_training,
+    ask_stop_training,
+    install_close_guard,
+    on_undock,
+)
 from .sources import axis_choices, channel_labels, extract, find_sources
 from .trainer_panels import DataPanel, LossPlot, RecipePanel
 
@@ -97,6 +104,14 @@ class CellFluxTrainer(Container):
         for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
             event.connect(self.refresh_sources)
         install_close_guard(self, lambda w: w.training, lambda parent: ask_stop_training(parent))
+        ref = weakref.ref(self)  # Qt keeps the watcher: it must not keep the widget alive
+
+        def undocked() -> None:  # asked once napari has removed the dock; the timer holds
+            # the widget until then, so it cannot be collected (and stop training) unasked
+            if (widget := ref()) is not None:
+                QTimer.singleShot(0, widget._on_undocked)
+
+        on_undock(self.native, undocked)
         self._apply_theme()
         viewer.events.theme.connect(self._apply_theme)
         self.refresh_sources()
@@ -388,6 +403,26 @@ class CellFluxTrainer(Container):
     def _say_error(self, message: str) -> None:
         self.status.value = message
         show_error(message)
+
+    def _on_undocked(self) -> None:
+        """The dock was closed while training: stop the run, or let it go on alone (asked),
+        and say where it can be found; never a process nothing watches or names."""
+        job = self.job
+        if self.workers.closed or job is None or not job.running:
+            return
+        window = getattr(getattr(self.viewer, "window", None), "_qt_window", None)
+        if not ask_keep_training(window):
+            self.cancel()
+            show_info(f"CellFlux training stopped; {self.status.value}")
+        else:
+            self._timer.stop()
+            if self._pbar is not None:
+                self._pbar.close()
+                self._pbar = None
+            self.job, self.train_button.text = None, "Train"
+            self.status.value = job.detach()
+            show_info(self.status.value)
+        self.native.deleteLater()  # nothing shows it again: free it (and the viewer it holds)
 
     def _on_close(self) -> None:
         """The viewer or the widget goes away: stop training (its checkpoint stays)."""

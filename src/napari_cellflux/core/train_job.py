@@ -6,6 +6,11 @@ machine-readable log ``<out>/metrics.jsonl`` (one JSON object per logged step, a
 ``{"event": "done"}``). Nothing here blocks: the trainer widget polls :meth:`progress` and
 :meth:`poll` from a timer. A run that dies (killed, out of memory, a bad dataset) is reported
 with the end of its log; the checkpoint it kept stays for ``--resume``.
+
+The child process holds the output folder's lock itself (:mod:`.folder_lock`, taken by
+``training.run``), so a run started here and one started from a terminal refuse each other;
+:func:`check_output_folder` asks the lock before anything is launched. A run the widget stops
+watching (:meth:`TrainingJob.detach`) stays findable through that lock and its log.
 """
 
 from __future__ import annotations
@@ -18,12 +23,14 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .folder_lock import LAUNCHER_ENV, LOCK_NAME, holder
+
 __all__ = ["Progress", "TrainingJob", "check_output_folder", "free_space_problem"]
 
 LOG_FILE = "trainer.log"
-LOCK_FILE = ".trainer.pid"
 CHECKPOINT_FILE = "checkpoint.safetensors"
 MODEL_FILE = "model.safetensors"
+_DETACHED: list[TrainingJob] = []
 
 
 @dataclass
@@ -45,33 +52,20 @@ class Progress:
         return self.elapsed_s / self.step * max(self.total - self.step, 0)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, another user's
-        return True
-    return True
-
-
 def check_output_folder(out: str | Path) -> str | None:
-    """Why ``out`` cannot take a new run now (another trainer's run is writing there, or it
-    is a file), or None."""
+    """Why ``out`` cannot take a new run now (another process writes there: a training run
+    of a trainer or of a terminal, or ``training.prepare``; or it is a file), or None."""
     out = Path(out).expanduser()
     if out.exists() and not out.is_dir():
         return f"{out} is a file; choose a folder for the run."
-    lock = out / LOCK_FILE
-    if lock.is_file():
-        try:
-            pid = int(lock.read_text(encoding="utf-8").strip() or 0)
-        except (OSError, ValueError):
-            pid = 0
-        if pid and pid != os.getpid() and _pid_alive(pid):
-            return (
-                f"{out} is in use by another training run (process {pid}). Wait for it, "
-                "cancel it in its trainer, or choose another output folder."
-            )
+    who = holder(out)
+    if who is not None:
+        stop = f"end process {who.pid}" if who.pid else "end that process"
+        return (
+            f"{out} is in use by another run: {who.describe()}. Wait for it, stop it "
+            f"(Cancel in the trainer that started it, or {stop}), or choose another "
+            "output folder."
+        )
     return None
 
 
@@ -105,11 +99,12 @@ class TrainingJob:
         self._progress = Progress(self.total)
 
     def start(self) -> None:
-        """Start the process (its output to ``out/trainer.log``), recording its pid."""
+        """Start the process (its output to ``out/trainer.log``); it locks ``out`` itself."""
         self.out.mkdir(parents=True, exist_ok=True)
         metrics = self.out / "metrics.jsonl"
         self._offset = metrics.stat().st_size if metrics.is_file() else 0
         env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env[LAUNCHER_ENV] = f"the CellFlux trainer in napari, process {os.getpid()}"
         with open(self.out / LOG_FILE, "ab") as log:
             self.process = subprocess.Popen(
                 self.command,
@@ -120,20 +115,16 @@ class TrainingJob:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # a Ctrl-C in the terminal of napari does not hit it
             )
-        (self.out / LOCK_FILE).write_text(str(self.process.pid), encoding="utf-8")
 
     @property
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
     def poll(self) -> int | None:
-        """The exit code once the process has ended (the lock is then released), else None."""
+        """The exit code once the process has ended (its lock went with it), else None."""
         if self.process is None:
             return None
-        code = self.process.poll()
-        if code is not None:
-            (self.out / LOCK_FILE).unlink(missing_ok=True)
-        return code
+        return self.process.poll()
 
     def progress(self) -> Progress:
         """Progress so far, reading only what ``metrics.jsonl`` gained since the last call."""
@@ -180,6 +171,19 @@ class TrainingJob:
             self.process.kill()
             self.process.wait(timeout)
         self.poll()
+
+    def detach(self) -> str:
+        """Stop watching a running process and let it train on alone; returns what the user
+        needs to find it again (its pid, log, lock and the weights it will write)."""
+        _DETACHED.append(self)  # kept, so the ended process is reaped and never warned about
+        pid = self.process.pid if self.process is not None else 0
+        return (
+            f"Training goes on without the trainer, in process {pid}. Its output goes to "
+            f"{self.out / LOG_FILE} and its progress to {self.out / 'metrics.jsonl'}; "
+            f"{self.out / LOCK_NAME} names it while it runs (a trainer or training.run "
+            f"pointed at {self.out} says so), and {self.out / MODEL_FILE} appears when it is "
+            f"done. To stop it: kill {pid} (its last checkpoint is kept for Resume)."
+        )
 
     def log_tail(self, lines: int = 6) -> str:
         """The last lines of the run's output (the reason a run failed is usually there)."""

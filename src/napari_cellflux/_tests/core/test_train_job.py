@@ -89,7 +89,9 @@ def test_the_training_command_starts_and_resumes_a_run(tmp_path):
 
 FAKE_RUN = """
 import json, sys, time
+from napari_cellflux.core.folder_lock import FolderLock, command_line
 out = sys.argv[1]
+FolderLock(out, command_line("fake_run.py", sys.argv[1:])).acquire()  # as training.run does
 with open(out + "/metrics.jsonl", "a") as f:
     for step in range(10, 60, 10):
         f.write(json.dumps({"step": step, "loss": 1.0 / step, "loss_smooth": 1.0 / step,
@@ -127,7 +129,7 @@ def test_progress_is_read_from_the_runs_log_as_it_grows(tmp_path):
     p = job.progress()
     assert p.done and p.step == 50 and [s for s, _ in p.losses] == [10, 20, 30, 40, 50]
     assert p.images_per_s == 50.0 and p.eta_s == 0.0
-    assert not (job.out / ".trainer.pid").exists()  # the folder is free again
+    assert check_output_folder(job.out) is None  # the folder is free again
 
 
 def test_a_crashed_run_reports_the_end_of_its_log(tmp_path):
@@ -141,10 +143,26 @@ def test_cancel_stops_the_process_and_frees_the_folder(tmp_path):
     job = _job(tmp_path, "hang")
     while job.progress().step < 50:
         time.sleep(0.05)
-    assert "in use by another training run" in (check_output_folder(job.out) or "")
+    busy = check_output_folder(job.out) or ""
+    assert f"in use by another run: process {job.process.pid} (fake_run.py" in busy
+    assert "started by the CellFlux trainer in napari" in busy and "Cancel in the trainer" in busy
     job.cancel()
     assert not job.running and job.cancelled and job.poll() is not None
     assert check_output_folder(job.out) is None
+
+
+def test_a_detached_run_goes_on_and_can_be_found(tmp_path):
+    from napari_cellflux.core.folder_lock import holder
+
+    job = _job(tmp_path, "hang")
+    while job.progress().step < 50:
+        time.sleep(0.05)
+    pid = job.process.pid
+    message = job.detach()
+    assert job.running and holder(job.out).pid == pid  # still training, named by the lock
+    assert str(job.out / "trainer.log") in message and str(job.out / ".cellflux.lock") in message
+    assert f"kill {pid}" in message
+    job.cancel()
 
 
 def test_output_folder_and_disk_checks(tmp_path):

@@ -180,3 +180,82 @@ def test_closing_the_window_while_training_asks_first(trainer, qtbot, monkeypatc
     assert widget.training
     event = UserClose()
     assert guard.eventFilter(window, event) is False and not event.ignored  # "Yes": closes
+
+
+def test_a_folder_another_process_writes_is_refused_before_any_work(trainer, qtbot):
+    """The trainer asks the folder's lock (held here as a terminal's training.run would)."""
+    from napari_cellflux.core.folder_lock import FolderLock
+
+    _viewer, widget = trainer
+    out = Path(widget.recipe_panel.out_path)
+    with FolderLock(out, f"python -m training.run --out {out}"):
+        widget.train()
+        message = widget.status.value
+        assert f"in use by another run: process {os.getpid()} (python -m training.run" in message
+        assert "Wait for it" in message and message in _errors()
+        assert widget.job is None and not widget._preparing and not (out / "dataset").exists()
+    widget.train()  # free again: prepares, then trains
+    qtbot.waitUntil(lambda: widget.training, timeout=60_000)
+
+
+HOLD_AND_TRAIN = """
+import sys, time
+from napari_cellflux.core.folder_lock import FolderLock
+FolderLock(sys.argv[1], "python -m training.run --out " + sys.argv[1]).acquire()
+print("training", flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_closing_the_dock_while_training_asks_to_stop_or_keep(trainer, qtbot, monkeypatch, keep):
+    """The dock's close button used to leave the process running with nothing to watch or
+    stop it; now the user chooses, and a run kept going stays findable."""
+    import sys
+
+    import napari_cellflux._gui.trainer as trainer_module
+    from napari_cellflux.core.folder_lock import holder
+    from napari_cellflux.core.train_job import TrainingJob
+
+    viewer, widget = trainer
+    out = Path(widget.recipe_panel.out_path)
+    job = TrainingJob([sys.executable, "-c", HOLD_AND_TRAIN, str(out)], out, 10, cwd=out.parent)
+    asked = []  # what the question was shown over (its type: the window would stay alive)
+    monkeypatch.setattr(
+        trainer_module, "ask_keep_training", lambda parent: asked.append(type(parent)) or keep
+    )
+    try:
+        job.start()  # a stand-in for training.run: holds the lock and runs until stopped
+        widget.job = job
+        qtbot.waitUntil(lambda: holder(out) is not None, timeout=30_000)
+        dock = viewer.window._wrapped_dock_widgets["CellFlux trainer"]
+        dock.title.close_button.click()  # the dock's x
+        qtbot.waitUntil(lambda: bool(asked), timeout=10_000)
+        assert asked == [type(viewer.window._qt_window)]  # asked once, over the viewer
+        qtbot.waitUntil(lambda: not _alive(widget.native), timeout=10_000)  # the widget goes
+        said = "\n".join(_infos())
+        if keep:
+            assert job.running and holder(out).pid == job.process.pid and widget.job is None
+            assert f"Training goes on without the trainer, in process {job.process.pid}" in said
+            assert str(out / "trainer.log") in said and str(out / ".cellflux.lock") in said
+            viewer.close()  # napari going away does not stop it either
+            assert job.running
+        else:
+            assert not job.running and holder(out) is None
+            assert "CellFlux training stopped; Cancelled" in said
+    finally:
+        job.cancel()
+
+
+def _infos() -> list[str]:
+    from napari.utils.notifications import notification_manager
+
+    return [n.message for n in notification_manager.records]
+
+
+def _alive(native) -> bool:
+    try:
+        native.objectName()
+    except RuntimeError:  # wrapped C/C++ object has been deleted
+        return False
+    return True
