@@ -179,13 +179,14 @@ def _check_first_field(site: Site, channels: list[str], crop_size: int) -> list[
     """The channel names, checked against the first field's header (no pixels are read):
     indices a multi-channel file has, a crop that fits in the field. Without these checks
     every field fails alone and the run ends in "no cell was kept"."""
-    from .field import FieldError, field_size
+    from napari_cellflux.core.field_files import field_header
 
     name = Path(site.files[0]).name
     try:
-        height, width, count = field_size(site.files[0])
-    except (FieldError, OSError, ValueError) as exc:
+        header = field_header(site.files[0])
+    except (OSError, ValueError) as exc:
         raise PrepareError(f"{site.files[0]}: {exc}") from None
+    height, width, count = header.height, header.width, header.channels
     if site.multichannel and site.select and max(site.select) >= count:
         asked = ", ".join(f"{n}={i}" for n, i in zip(channels, site.select, strict=True))
         raise PrepareError(
@@ -193,8 +194,8 @@ def _check_first_field(site: Site, channels: list[str], crop_size: int) -> list[
             "file order; give indices the file has"
         )
     if site.multichannel and not site.select:
-        if not channels:  # multi-channel files without --channels: ch0, ch1, ...
-            channels = [f"ch{i}" for i in range(count)]
+        if not channels:  # without --channels: the names the file gives, else ch0, ch1, ...
+            channels = list(header.names) or [f"ch{i}" for i in range(count)]
         elif len(channels) != count:
             raise PrepareError(
                 f"{name} has {count} channel(s) but --channels names {len(channels)} "

@@ -14,11 +14,12 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from napari_cellflux.core.field_files import FIELD_DIR_SUFFIXES, FIELD_FILE_SUFFIXES
+
 from .wells import PrepareError, normalise_well, well_from_parts
 
 __all__ = ["Discovery", "Site", "find_by_loaddata", "find_by_pattern", "parse_channels"]
 
-TIFF_SUFFIXES = (".tif", ".tiff")
 _EXAMPLES = 3
 
 
@@ -98,16 +99,14 @@ def _list_tiffs(root: Path) -> list[Path]:
         raise PrepareError(f"--images {root}: no such folder")
     found = []
     for folder, dirs, files in os.walk(root):
-        dirs.sort()
-        found.extend(
-            Path(folder) / f
-            for f in sorted(files)
-            if f.lower().endswith(TIFF_SUFFIXES) and not f.startswith(".")
-        )
+        stores = {d for d in dirs if d.lower().endswith(FIELD_DIR_SUFFIXES)}  # a field each
+        dirs[:] = sorted(d for d in dirs if d not in stores)
+        names = stores | {f for f in files if f.lower().endswith(FIELD_FILE_SUFFIXES)}
+        found.extend(Path(folder) / f for f in sorted(names) if not f.startswith("."))
     if not found:
         raise PrepareError(
-            f"{root} holds no .tif/.tiff files (searched its sub-folders too); "
-            "point --images at the folder with the field-of-view images"
+            f"{root} holds no .tif/.tiff files, nor .ome.zarr, .nd2 or .czi fields (searched "
+            "its sub-folders too); point --images at the folder with the field-of-view images"
         )
     return found
 

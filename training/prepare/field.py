@@ -3,9 +3,11 @@
 This is the unit of work of the process pool. Nuclei are found with the widget's detector
 (:func:`napari_cellflux.core.nuclei.detect_nuclei`) and cut with
 :func:`napari_cellflux.core.crops.crop_cells`, so a model trained on the result sees cells
-cut exactly as the widget will cut them. Each field's result goes to its own small ``.npz``
-part (written atomically), which is what makes an interrupted run resumable and keeps the
-main process's memory independent of the size of the screen.
+cut exactly as the widget will cut them; the pixels come from
+:mod:`napari_cellflux.core.field_files` (TIFF, OME-TIFF, OME-Zarr, ND2, CZI). Each field's
+result goes to its own small ``.npz`` part (written atomically), which is what makes an
+interrupted run resumable and keeps the main process's memory independent of the size of
+the screen.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from napari_cellflux.core.crops_dataset import MAX_CHANNELS
 from napari_cellflux.core.field_cells import AREA_RANGE, cut_cells, focus_score
+from napari_cellflux.core.field_files import FieldFileError, read_field
 from napari_cellflux.core.files import atomic_path
 
 from .discover import Site
@@ -28,8 +30,6 @@ from .discover import Site
 __all__ = [
     "FieldError",
     "FieldSettings",
-    "channel_axis",
-    "field_size",
     "part_name",
     "process_field",
     "read_part_qc",
@@ -72,67 +72,10 @@ def _squeeze2d(arr: np.ndarray, path: str) -> np.ndarray:
     return arr
 
 
-def channel_axis(shape: tuple[int, ...], axes: str, name: str) -> int | None:
-    """The channel axis of a multi-channel field's shape (None for a 2-D field).
-
-    tifffile's axes (``C`` or ``S``) decide when they are known; otherwise a small axis (at
-    most :data:`MAX_CHANNELS`) first or last is the channel axis.
-    """
-    shape = tuple(d for d in shape if d != 1) if len(shape) > 3 else tuple(shape)
-    axes = axes if len(axes) == len(shape) else ""
-    if len(shape) == 2:
-        return None
-    if len(shape) != 3:
-        raise FieldError(
-            f"{name} has {len(shape)} axes {axes or shape}; a field must be 2-D "
-            "with channels (save one field per site, no Z or time)"
-        )
-    for label in ("C", "S"):
-        if label in axes:
-            return axes.index(label)
-    if shape[0] <= MAX_CHANNELS < min(shape[1:]):
-        return 0
-    if shape[-1] <= MAX_CHANNELS:
-        return 2
-    raise FieldError(
-        f"{name} has shape {shape}: no axis looks like channels (at most {MAX_CHANNELS})"
-    )
-
-
-def field_size(path: str) -> tuple[int, int, int]:
-    """(height, width, channels) of a field's TIFF, from its header only (no pixels read).
-
-    Raises FieldError for a field that is not 2-D with channels, and what tifffile raises for
-    a file it cannot read.
-    """
-    import tifffile
-
-    with tifffile.TiffFile(path) as tif:
-        shape, axes = tuple(int(d) for d in tif.series[0].shape), tif.series[0].axes
-    axis = channel_axis(shape, axes, Path(path).name)
-    dims = tuple(d for d in shape if d != 1) if len(shape) > 3 else shape
-    if axis is None:
-        return dims[0], dims[1], 1
-    height, width = (d for k, d in enumerate(dims) if k != axis)
-    return height, width, dims[axis]
-
-
-def _channels_last(arr: np.ndarray, axes: str, path: str) -> np.ndarray:
-    """(H, W, C) from a multi-channel TIFF's pixels."""
-    if arr.ndim > 3:
-        arr = np.squeeze(arr)
-    axis = channel_axis(arr.shape, axes, Path(path).name)
-    return arr[..., None] if axis is None else np.moveaxis(arr, axis, -1)
-
-
 def read_site(site: Site, n_channels: int) -> np.ndarray:
     """The site's field as (H, W, C) in the dataset's channel order, dtype as stored."""
-    import tifffile
-
     if site.multichannel:
-        with tifffile.TiffFile(site.files[0]) as tif:
-            series = tif.series[0]
-            arr = _channels_last(series.asarray(), series.axes, site.files[0])
+        arr = read_field(site.files[0])[0]
         if site.select:
             if max(site.select) >= arr.shape[-1]:
                 raise FieldError(
@@ -146,7 +89,7 @@ def read_site(site: Site, n_channels: int) -> np.ndarray:
                 f"--channels names {n_channels}"
             )
         return arr
-    planes = [_squeeze2d(tifffile.imread(path), path) for path in site.files]
+    planes = [_squeeze2d(read_field(path)[0], path) for path in site.files]
     shapes = {p.shape for p in planes}
     if len(shapes) > 1:
         sizes = ", ".join(
@@ -206,7 +149,7 @@ def process_field(site: Site, settings: FieldSettings, part: Path) -> dict[str, 
     empty = np.zeros((0, size, size, c), np.uint8)
     try:
         field = read_site(site, c)
-    except FieldError as exc:
+    except (FieldError, FieldFileError) as exc:
         qc.update(status="failed", reason=str(exc))
     except Exception as exc:  # noqa: BLE001 - any reader error (truncated, not a TIFF) is a skip
         qc.update(status="failed", reason=f"cannot read the file(s): {type(exc).__name__}: {exc}")

@@ -27,7 +27,10 @@ def test_manifest_validates_with_imports():
 
 def test_contributions():
     c = PluginManifest.from_file(MANIFEST).contributions
-    assert not c.readers  # napari's builtin reader opens TIFFs
+    # formats that name their channels; plain TIFF (and Zarr) stay napari's builtin reader's
+    [reader] = c.readers
+    assert reader.command == "napari-cellflux.get_reader"
+    assert reader.filename_patterns == ["*.ome.tif", "*.ome.tiff", "*.ome.zarr", "*.nd2", "*.czi"]
     assert [(w.command, w.display_name) for w in c.widgets] == [
         ("napari-cellflux.make_widget", "CellFlux simulator"),
         ("napari-cellflux.make_trainer", "CellFlux trainer"),
