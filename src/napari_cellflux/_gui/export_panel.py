@@ -110,8 +110,11 @@ class ExportPanel(Container):
     def export(self, kind: str, path: str | Path, fps: float = 8.0) -> list[Path]:
         """Export the shown result as ``kind`` (a key of :data:`KINDS`) to ``path``; returns
         the files written (the export, then its provenance record). Raises ValueError
-        (nothing to export, a run still streaming) or OSError (the file system)."""
+        (nothing to export, a run still streaming, a frame rate the format cannot hold) or
+        OSError (the file system; a read-only folder is refused before any screenshot)."""
         from ..core.export import export_measurements
+        from ..core.files import check_writable
+        from ..core.movie import check_format, check_fps
         from ..core.provenance import provenance_path, write_provenance
 
         w = self._owner
@@ -124,6 +127,9 @@ class ExportPanel(Container):
         result = result_from_layers(w.display.stacks, w.model)
         result.check_not_empty()
         target = _with_suffix(Path(path), KINDS[kind])
+        if kind.startswith("movie"):
+            check_fps(fps, check_format(target))
+        check_writable(target)
         if kind.startswith("movie"):
             target = self._movie(result, target, fps)
             write_provenance(target, result, w.model, kind=kind)

@@ -2,7 +2,11 @@
 
 A *source* is either one multichannel layer (a dragged (C, Y, X) TIFF, an RGB image, a stack
 of crops (N, C, Y, X) or (N, Y, X, C)) or a group of 2-D layers named ``"<name> [<channel>]"``
-(what napari makes of ``channel_axis`` and what our sample data gives). The user says which
+(what napari makes of ``channel_axis``, what our sample data and reader give), or named as
+the files of a one-file-per-channel export (``Channel 1-01-A-01-00`` and ``Channel
+2-01-A-01-00`` of BBBC014, ``..._w1`` / ``..._w2`` of MetaXpress: the ``channel`` patterns of
+:func:`napari_cellflux.core.field_files.split_channel_name`), so that the files of one site
+dragged in together are one image. The user says which
 axis holds the channels and which image channel feeds each model channel; everything is
 checked here with messages that say what to change. No Qt here, and no numerics beyond
 picking axes: crops and detection live in :mod:`napari_cellflux.core.crops` and
@@ -96,6 +100,13 @@ def find_sources(layers: Sequence[Any]) -> list[Source]:
     for layer in images:
         if id(layer) in used:
             continue
+        if (files := _channel_files(layer, images)) is not None:
+            site, members = files
+            sources.append(
+                Source(site, tuple(ly for _, ly in members), tuple(c for c, _ in members))
+            )
+            used |= {id(ly) for _, ly in members}
+            continue
         m = _SUFFIX.match(layer.name)
         members = groups.get((m["stem"], tuple(layer.data.shape)), []) if m else []
         if len(members) >= 2 and layer.ndim == 2 and not layer.rgb:
@@ -106,6 +117,33 @@ def find_sources(layers: Sequence[Any]) -> list[Source]:
         else:
             sources.append(Source(layer.name, (layer,)))
     return sources
+
+
+def _channel_files(layer: Any, images: Sequence[Any]) -> tuple[str, list[tuple[str, Any]]] | None:
+    """(site, [(channel label, layer)] in channel order) when ``layer`` is one of at least two
+    2-D layers of the same size named as the per-channel files of one site, else None."""
+    from ..core.field_files import split_channel_name
+
+    def key(ly: Any) -> tuple[str, int] | None:
+        if ly.ndim != 2 or ly.rgb or _SUFFIX.match(ly.name):
+            return None
+        return split_channel_name(ly.name)
+
+    mine = key(layer)
+    if mine is None:
+        return None
+    shape = tuple(layer.data.shape)
+    members = sorted(
+        (
+            (k[1], ly)
+            for ly in images
+            if (k := key(ly)) is not None and k[0] == mine[0] and tuple(ly.data.shape) == shape
+        ),
+        key=lambda member: member[0],
+    )
+    if len(members) < 2 or len({c for c, _ in members}) != len(members):
+        return None
+    return mine[0], [(f"channel {c}", ly) for c, ly in members]
 
 
 def axis_choices(source: Source, n_model_channels: int) -> list[tuple[str, Any]]:

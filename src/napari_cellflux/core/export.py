@@ -3,12 +3,18 @@
 :class:`RunResult` is what every export reads: the frames of every panel (batch, dose) of
 one run, their times, the run's settings and its trust checks. It is built from Python
 (:func:`result_from_trajectories`, from ``model.simulate`` results) or by the widget from
-its layers. :func:`export_measurements` writes one CSV row per cell per frame per panel with
-the morphology profile of :mod:`.features`; :mod:`.movie` writes MP4 / GIF; every export
-gets a provenance record beside it (:mod:`.provenance`).
+its layers. Each panel carries its own perturbation, dose and direction
+(:meth:`RunResult.condition`): one result may hold forward and reverse runs, or several
+perturbations. :func:`export_measurements` writes one CSV (or TSV) row per cell per frame per
+panel with the morphology profile of :mod:`.features`; :mod:`.movie` writes MP4 / GIF; every
+export gets a provenance record beside it (:mod:`.provenance`).
 
-Files are written whole or not at all (:func:`.files.atomic_path`); a failed write raises
-:class:`ExportError` (an ``OSError``) whose message says what to do.
+What cannot be written right is refused before any work, with a ValueError that says what to
+do: a file name with another format's suffix (``cells.xlsx`` would be CSV text under an Excel
+name), frames with NaN or infinite values (the sign of a failed run), frames whose channels
+do not match the result's. Files are written whole or not at all (:func:`.files.atomic_path`);
+a folder that cannot be written to, or a failed write, raises :class:`ExportError` (an
+``OSError``) whose message says what to do.
 """
 
 from __future__ import annotations
@@ -21,9 +27,11 @@ from typing import Any
 
 import numpy as np
 
-from .files import ExportError, export_error, write_checked
+from .files import ExportError, check_writable, export_error, write_checked
+from .images import shape_text
 
 __all__ = [
+    "TABLE_FORMATS",
     "ExportError",
     "Panel",
     "RunResult",
@@ -31,6 +39,7 @@ __all__ = [
     "export_error",
     "measurements",
     "result_from_trajectories",
+    "table_separator",
     "unmosaic",
 ]
 
@@ -48,6 +57,8 @@ ID_COLUMNS = (
     "start_row",
     "start_col",
 )
+#: File suffixes :func:`export_measurements` writes, and their column separators.
+TABLE_FORMATS = {".csv": ",", ".tsv": "\t"}
 
 
 @dataclass
@@ -60,6 +71,9 @@ class Panel:
     dose_uM: float | None = None
     seed: int | None = None
     batch: str = ""  # the plate / image the cells come from (default: the panel name)
+    perturbation: str = ""  # this panel's perturbation ("": the result's)
+    direction: str = ""  # forward / reverse / both ("": the result's)
+    times: np.ndarray | None = None  # (T,) this panel's t (None: the result's times)
 
 
 @dataclass
@@ -82,18 +96,59 @@ class RunResult:
             if p.frames.ndim != 5 or p.frames.shape[0] != len(self.times):
                 raise ValueError(
                     f"panel {p.name!r}: frames must be (T, N, H, W, C) with T = {len(self.times)}"
-                    f" times, got shape {p.frames.shape}"
+                    f" times, got shape {shape_text(p.frames.shape)}"
+                )
+            if p.times is not None:
+                p.times = np.asarray(p.times, np.float64).reshape(-1)
+                if len(p.times) != len(self.times):
+                    raise ValueError(
+                        f"panel {p.name!r}: {len(p.times)} times for {len(self.times)} frames"
+                    )
+            if self.channels and p.frames.shape[-1] != len(self.channels):
+                raise ValueError(
+                    f"panel {p.name!r}: frames of shape {shape_text(p.frames.shape)} have "
+                    f"{p.frames.shape[-1]} channel(s), but the result names "
+                    f"{len(self.channels)} ({', '.join(self.channels)}). Export the frames the "
+                    "model simulated, with that model's channel names."
                 )
 
     @property
     def empty(self) -> bool:
         return not self.panels or len(self.times) == 0
 
+    def condition(self, panel: Panel) -> tuple[str, float | None, str]:
+        """``(perturbation, dose_uM, direction)`` of ``panel``: its own where it has them,
+        else the result's (a result built from one run has them only once)."""
+        s = self.settings
+        return (
+            panel.perturbation or self.perturbation,
+            panel.dose_uM if panel.dose_uM is not None else s.get("dose_uM"),
+            panel.direction or str(s.get("direction") or "forward"),
+        )
+
+    def panel_times(self, panel: Panel) -> np.ndarray:
+        """The t of each frame of ``panel`` (a reverse run's go from 1 to 0)."""
+        return self.times if panel.times is None else panel.times
+
     def check_not_empty(self) -> None:
+        """Refuse a result with no frames, or with NaN or infinite values in its frames (a
+        failed run: they cannot be drawn or measured)."""
         if self.empty or any(p.frames.shape[1] == 0 for p in self.panels):
             raise ValueError(
                 "There is nothing to export: run a simulation first (the result has no frames)."
             )
+        for p in self.panels:
+            finite = np.isfinite(p.frames)
+            if not finite.all():
+                bad = np.flatnonzero(~finite.reshape(len(finite), -1).all(axis=1))
+                share = 100 * (1 - finite.mean())
+                raise ValueError(
+                    f"Panel {p.name!r} has NaN or infinite values in {len(bad)} of its "
+                    f"{len(finite)} frames (from frame {int(bad[0])}; {share:.3g} % of its "
+                    "values): such frames come from a failed run and cannot be drawn or "
+                    "measured. Run the simulation again (a guidance near 1.2, a dose near the "
+                    "training doses); nothing was written."
+                )
 
 
 def result_from_trajectories(
@@ -129,10 +184,8 @@ def result_from_trajectories(
         raise ValueError(f"{len(names)} names for {len(trajs)} trajectories")
     cents = list(centroids) if centroids is not None else [None] * len(trajs)
     panels = []
-    for tr, name, cen in zip(trajs, names, cents, strict=True):
-        frames = np.asarray(tr.frames, np.float32)
-        if frames.ndim == 4:  # one (H, W, C) cell
-            frames = frames[:, None]
+    for index, (tr, name, cen) in enumerate(zip(trajs, names, cents, strict=True)):
+        frames = _trajectory_frames(tr, index, list(model.channels))
         panels.append(
             Panel(
                 str(name),
@@ -140,6 +193,9 @@ def result_from_trajectories(
                 None if cen is None else np.asarray(cen, np.float64),
                 tr.settings.get("dose_uM"),
                 tr.settings.get("seed"),
+                perturbation=str(tr.perturbation),
+                direction=str(tr.direction or tr.settings.get("direction") or ""),
+                times=np.asarray(tr.times, np.float64),
             )
         )
     first = trajs[0]
@@ -159,6 +215,28 @@ def result_from_trajectories(
         trust=dict(trust),
         weights=str(getattr(model, "path", None) or ""),
     )
+
+
+def _trajectory_frames(tr: Any, index: int, channels: list[str]) -> np.ndarray:
+    """The (T, N, H, W, C) frames of trajectory ``index``, or a ValueError naming the shapes."""
+    frames = np.asarray(tr.frames, np.float32)
+    which = f"Trajectory {index + 1} ({tr.perturbation}, {tr.direction})"
+    if frames.ndim == 4:  # one (H, W, C) cell
+        frames = frames[:, None]
+    if frames.ndim != 5 or frames.shape[0] == 0 or frames.shape[0] != len(tr.times):
+        raise ValueError(
+            f"{which} has frames of shape {shape_text(np.shape(tr.frames))} for "
+            f"{len(tr.times)} times; an export needs (T, N, H, W, C) or (T, H, W, C) frames, "
+            "one per time, T >= 1. There is nothing to export: pass what model.simulate "
+            "returned."
+        )
+    if frames.shape[-1] != len(channels):
+        raise ValueError(
+            f"{which} has frames of shape {shape_text(frames.shape)}, with "
+            f"{frames.shape[-1]} channel(s); the model has {len(channels)} "
+            f"({', '.join(channels)}). Pass the model that simulated the trajectory."
+        )
+    return frames
 
 
 def unmosaic(stack: np.ndarray, n: int, gap: int) -> np.ndarray:
@@ -199,6 +277,7 @@ def measurements(result: RunResult, dna_channel: int | None = None) -> Any:
     tables = []
     s = result.settings
     for p_index, panel in enumerate(result.panels):
+        perturbation, dose, direction = result.condition(panel)
         t_count, n = panel.frames.shape[:2]
         flat = panel.frames.reshape(t_count * n, *panel.frames.shape[2:])
         feats = morphology_features(flat, result.channels, dna_channel)
@@ -209,11 +288,11 @@ def measurements(result: RunResult, dna_channel: int | None = None) -> Any:
                 "batch": panel.batch or panel.name,
                 "cell": np.tile(np.arange(n), t_count),
                 "frame": np.repeat(np.arange(t_count), n),
-                "t": np.repeat(result.times, n),
-                "perturbation": result.perturbation,
-                "dose_uM": panel.dose_uM if panel.dose_uM is not None else s.get("dose_uM"),
+                "t": np.repeat(result.panel_times(panel), n),
+                "perturbation": perturbation,
+                "dose_uM": dose,
                 "seed": panel.seed if panel.seed is not None else s.get("seed"),
-                "direction": s.get("direction", ""),
+                "direction": direction,
                 "start_row": np.tile(cen[:, 0], t_count),
                 "start_col": np.tile(cen[:, 1], t_count),
             }
@@ -223,14 +302,34 @@ def measurements(result: RunResult, dna_channel: int | None = None) -> Any:
     return pd.concat(tables, ignore_index=True)
 
 
+def table_separator(path: str | Path) -> str:
+    """The column separator for ``path`` (:data:`TABLE_FORMATS`), or a ValueError for a
+    suffix that is not written (an ``.xlsx`` must not hold CSV text)."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in TABLE_FORMATS:
+        given = f"'{suffix}'" if suffix else "a file without a suffix"
+        raise ValueError(
+            f"Measurements are written as CSV (.csv, which Excel, LibreOffice and pandas "
+            f"open) or tab-separated text (.tsv), not as {given}: name the file e.g. "
+            f"{Path(path).stem or 'cells'}.csv. Nothing was written."
+        )
+    return TABLE_FORMATS[suffix]
+
+
 def export_measurements(
     result: RunResult, path: str | Path, model: Any = None, dna_channel: int | None = None
 ) -> Path:
-    """Write :func:`measurements` as CSV to ``path`` and its provenance record beside it
-    (``<path>.provenance.json``, see :mod:`.provenance`); returns the CSV's path."""
+    """Write :func:`measurements` to ``path`` (``.csv``: comma-separated, ``.tsv``: tab-
+    separated; another suffix is refused) and its provenance record beside it
+    (``<path>.provenance.json``, see :mod:`.provenance`); returns the table's path.
+
+    The suffix, the result and the folder are checked before anything is computed."""
     from .provenance import write_provenance
 
+    sep = table_separator(path)
+    result.check_not_empty()
+    check_writable(path)
     table = measurements(result, dna_channel)
-    target = write_checked(path, lambda tmp: table.to_csv(tmp, index=False))
+    target = write_checked(path, lambda tmp: table.to_csv(tmp, index=False, sep=sep))
     write_provenance(target, result, model, kind="measurements")
     return target

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ __all__ = [
     "field_header",
     "is_field_file",
     "read_field",
+    "split_channel_name",
 ]
 
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -48,6 +50,17 @@ BIOIO_FORMATS = {
 #: names of field files, and of field folders (a Zarr store is a folder)
 FIELD_FILE_SUFFIXES = (*TIFF_SUFFIXES, ".nd2", ".czi")
 FIELD_DIR_SUFFIXES = (".zarr",)
+
+
+#: Names of one-file-per-channel exports, written as ``training.prepare --pattern`` writes
+#: them: the ``channel`` group is the channel, the rest of the name the site.
+CHANNEL_FILE_PATTERNS = (
+    re.compile(
+        r"(?P<pre>.*?)Channel ?(?P<channel>\d+)(?P<post>[-_ ].*)", re.IGNORECASE
+    ),  # BBBC013/14
+    re.compile(r"(?P<pre>.+_)w(?P<channel>\d)(?P<post>[_.].*)?"),  # MetaXpress: P1_A01_s1_w1
+    re.compile(r"(?P<pre>.+)-ch(?P<channel>\d+)(?P<post>sk\d+.*)"),  # Harmony: r01c01f01p01-ch1sk1
+)
 
 
 class FieldFileError(ValueError):
@@ -84,6 +97,17 @@ def is_field_file(path: str | os.PathLike) -> bool:
     if name.endswith(FIELD_FILE_SUFFIXES):
         return path.is_file()
     return name.endswith(FIELD_DIR_SUFFIXES) and path.is_dir()
+
+
+def split_channel_name(name: str) -> tuple[str, int] | None:
+    """(site, channel number) of a per-channel file's name (``Channel 2-01-A-01-00`` ->
+    ``("01-A-01-00", 2)``), or None for a name of no known one-file-per-channel export."""
+    for pattern in CHANNEL_FILE_PATTERNS:
+        match = pattern.fullmatch(name)
+        if match:
+            site = (match["pre"] + (match["post"] or "")).strip(" -_.")
+            return (site or name), int(match["channel"])
+    return None
 
 
 def channel_axis(shape: tuple[int, ...], axes: str, name: str) -> int | None:

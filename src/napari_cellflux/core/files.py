@@ -5,7 +5,9 @@ caches) goes through :func:`atomic_path`: the bytes go to a hidden temporary fil
 target, are flushed to disk, and only then renamed over it. A crash, a full disk or a
 ``kill -9`` therefore leaves either the previous file or the new one, never half of one.
 :func:`write_checked` does the same for exports and turns an OS error into an
-:class:`ExportError` whose message says what to do (permission, full disk, a folder).
+:class:`ExportError` whose message says what to do (permission, full disk, a folder);
+:func:`check_writable` asks the folder first, so that an export into a read-only folder is
+refused before any work, in those words (not as an encoder or disk error).
 """
 
 from __future__ import annotations
@@ -14,10 +16,18 @@ import contextlib
 import errno
 import hashlib
 import os
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-__all__ = ["ExportError", "atomic_path", "export_error", "file_sha256", "write_checked"]
+__all__ = [
+    "ExportError",
+    "atomic_path",
+    "check_writable",
+    "export_error",
+    "file_sha256",
+    "write_checked",
+]
 
 
 def _fsync_file(path: Path) -> None:
@@ -92,10 +102,48 @@ def export_error(target: Path, exc: BaseException) -> ExportError:
     return ExportError(f"{where}: {why}")
 
 
+def check_writable(target: str | os.PathLike) -> Path:
+    """Refuse, before any work, a ``target`` whose folder cannot take a new file.
+
+    The folder (or, when it does not exist yet, the nearest existing folder above it, where
+    :func:`atomic_path` will create it) is asked by creating and removing an empty hidden
+    file, which also answers correctly for root, ACLs and read-only disks. Returns
+    ``target`` as a Path.
+
+    Raises
+    ------
+    ExportError
+        Naming the folder and what to do: read-only (permission or a read-only disk), a
+        file where a folder should be, a folder where the file should be.
+    """
+    target = Path(target)
+    if target.is_dir():
+        raise export_error(target, IsADirectoryError(errno.EISDIR, "Is a directory"))
+    folder = target.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise export_error(target, NotADirectoryError(errno.ENOTDIR, "Not a directory"))
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".probe", dir=folder)
+    except OSError as exc:
+        if isinstance(exc, PermissionError) or exc.errno == errno.EROFS:
+            disk = " (it is on a read-only disk)" if exc.errno == errno.EROFS else ""
+            raise ExportError(
+                f"Could not write {target}: the folder {folder} is not writable{disk}. "
+                "Choose a folder you can write to (e.g. your home folder); nothing was written."
+            ) from exc
+        raise export_error(target, exc) from exc
+    os.close(fd)
+    os.unlink(probe)
+    return target
+
+
 def write_checked(target: str | os.PathLike, write: Callable[[Path], object]) -> Path:
     """Run ``write(tmp_path)`` inside :func:`atomic_path`; OS errors become
-    :class:`ExportError` and never leave a partial file under ``target``."""
-    target = Path(target)
+    :class:`ExportError` and never leave a partial file under ``target``. The folder is
+    checked first (:func:`check_writable`)."""
+    target = check_writable(target)
     try:
         with atomic_path(target) as tmp:
             write(tmp)

@@ -8,6 +8,12 @@ divided by it on the way out, so results stay in the user's units.
 The model applies this itself (:meth:`CellFluxModel.plan`), so the Python API and the widget
 give the same frames for the same pixels. The widget computes one set of factors over every
 batch it compares and passes them in, so that batches are not each rescaled on their own.
+
+Fluorescence intensities are never below 0. :func:`check_non_negative` refuses an image with
+no pixel above 0 (background-subtracted or inverted) and says whether the image has no
+negative pixel (every unsigned-integer image, float images whose minimum is >= 0): only then
+does a value below 0 in a simulated frame say something (the model overshooting the dark
+background; :mod:`.run_plan` counts them).
 """
 
 from __future__ import annotations
@@ -16,7 +22,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["MAX_NETWORK_UNITS", "check_factors", "check_magnitude", "intensity_scale"]
+__all__ = [
+    "MAX_NETWORK_UNITS",
+    "check_factors",
+    "check_magnitude",
+    "check_non_negative",
+    "intensity_scale",
+]
 
 #: Largest pixel magnitude, in the network's units (the training range is -1 to 1), that a
 #: run accepts. A million times the training range is far beyond any real image (a saturated
@@ -125,3 +137,36 @@ def check_magnitude(
         f"{lo[channel] + span[channel]:g}){scaled}; the network cannot compute with them. "
         "Clip hot or saturated pixels, or convert the image back to its real intensity units."
     )
+
+
+def check_non_negative(images: np.ndarray) -> bool:
+    """Whether ``images`` has no pixel below 0; refuses one with no pixel above 0.
+
+    Parameters
+    ----------
+    images : numpy.ndarray
+        (N, H, W, C) raw intensities, as :func:`.images.validate_image` returns them.
+
+    Returns
+    -------
+    bool
+        True when no pixel is below 0, as fluorescence recorded by a microscope; then a
+        value below 0 in a simulated frame is the model overshooting a dark background.
+        False for a float image with negative values (background-subtracted, say), whose
+        frames may go below 0 like the image itself.
+
+    Raises
+    ------
+    ValueError
+        When an image of the stack has no pixel above 0.
+    """
+    flat = images.reshape(len(images), -1)
+    dark = np.flatnonzero(flat.max(axis=1) <= 0)
+    if dark.size:
+        which = "this image has" if len(images) == 1 else f"image {int(dark[0])} of the stack has"
+        raise ValueError(
+            f"Fluorescence images are non-negative; {which} no pixel above 0 (largest value "
+            f"{float(flat[dark[0]].max()):g}): is it background-subtracted or inverted? "
+            "Simulate the raw image as the microscope recorded it."
+        )
+    return bool(flat.min() >= 0)

@@ -239,7 +239,9 @@ class CellFluxModel:
         intensity_factors: Sequence[float] | None = None,
         precision: str = "auto",
     ) -> Iterator[tuple[float, np.ndarray]]:
-        """Stream a trajectory: yields ``(t, frame)`` with frame (N, H, W, C) float32.
+        """Stream a trajectory: yields ``(t, frame)``, frame (N, H, W, C) float32 in the
+        input's units. Values below 0 are the model overshooting a dark background, not
+        intensities; they are kept so a reverse run can return (see :mod:`.run_plan`).
 
         Arguments are checked when this is called (before the first frame), so a bad
         argument raises here, not at the first ``next()``.
@@ -330,7 +332,8 @@ class CellFluxModel:
         Trajectory
             ``times`` (T,) and ``frames`` (T, N, H, W, C) float32 (``(T, H, W, C)`` when a
             single (H, W, C) cell was given); ``settings`` records what the run used (seed,
-            dose, intensity factors, warnings, weights, precision) to repeat it.
+            dose, intensity factors, warnings, weights, precision) to repeat it, and
+            ``below_zero``: the fraction of frame values below 0 (None: the input has some).
         """
         plan = self.plan(
             images,
@@ -347,14 +350,11 @@ class CellFluxModel:
             precision=precision,
         )
         check_frames_memory(plan.n_frames, plan.images.shape)
-        times, frames = [], []
-        for t, frame in self.run(plan):
-            times.append(t)
-            frames.append(frame)
+        streamed = list(self.run(plan))  # [(t, frame), ...]
         name = perturbation.name if isinstance(perturbation, Perturbation) else str(perturbation)
         return Trajectory(
-            times=np.asarray(times, dtype=np.float64),
-            frames=np.stack(frames),
+            times=np.asarray([t for t, _ in streamed], dtype=np.float64),
+            frames=np.stack([frame for _, frame in streamed]),
             perturbation=name,
             direction=plan.direction,
             settings={**plan.settings(), "weights": str(self.path or "")},

@@ -31,6 +31,7 @@ exact name and never anyone's neighbour.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -46,6 +47,7 @@ __all__ = [
     "SEEN_SIMILARITY",
     "Neighbour",
     "PerturbationNovelty",
+    "check_k",
     "cosine",
     "similar",
     "tanimoto",
@@ -140,6 +142,22 @@ def _comparable(entry: VocabularyEntry, kind: str) -> bool:
     return kind == "gene" or entry.smiles is not None
 
 
+def check_k(k: Any) -> int:
+    """``k`` of :func:`similar` as an int, or a ValueError that says what it must be."""
+    try:
+        if isinstance(k, bool):
+            raise TypeError
+        value = operator.index(k)
+    except TypeError:
+        value = 0
+    if value < 1:
+        raise ValueError(
+            "k must be a whole number of at least 1 (how many trained perturbations to "
+            f"list, nearest first), got {k!r}; the default is 5."
+        )
+    return value
+
+
 def similar(
     vocabulary: Sequence[VocabularyEntry],
     vectors: Mapping[str, np.ndarray],
@@ -158,12 +176,11 @@ def similar(
     perturbation
         The resolved request (``CellFluxModel.encode``).
     k
-        How many neighbours to list (>= 1).
+        How many neighbours to list: a whole number >= 1 (ValueError otherwise).
     query
         What the user typed (default: the resolved name).
     """
-    if int(k) < 1:
-        raise ValueError(f"k must be at least 1, got {k!r}")
+    k = check_k(k)
     kind = perturbation.kind
     metric, threshold = (
         ("cosine", CLOSE_COSINE) if kind == "gene" else ("tanimoto", CLOSE_TANIMOTO)
@@ -178,7 +195,7 @@ def similar(
         sims = score(perturbation.vector, np.stack([vectors[e.name] for e in pool]))
         order = np.argsort(-sims, kind="stable")
         neighbours += [Neighbour(pool[i].name, round(float(sims[i]), 4)) for i in order]
-    neighbours = neighbours[: int(k)]
+    neighbours = neighbours[:k]
     best = neighbours[0].similarity if neighbours else 0.0
     if same_name or best >= SEEN_SIMILARITY:
         verdict = "seen"

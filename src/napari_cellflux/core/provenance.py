@@ -108,8 +108,11 @@ def provenance(result: Any, model: Any = None, kind: str = "", file: str = "") -
             "name": p.name,
             "batch": p.batch or p.name,
             "n_cells": int(p.frames.shape[1]),
+            "perturbation": result.condition(p)[0],
             "dose_uM": p.dose_uM,
+            "direction": result.condition(p)[2],
             "seed": p.seed,
+            "times": _plain(result.panel_times(p)),
             "start_cell_centroids": None if p.centroids is None else _plain(p.centroids),
         }
         for p in result.panels
@@ -177,7 +180,8 @@ def simulate_kwargs(record: dict[str, Any], panel: int = 0) -> dict[str, Any]:
     """The ``model.simulate`` arguments that repeat panel ``panel`` of a recorded run.
 
     A run recorded with direction ``both`` (the widget's forward then back) is repeated
-    forward; its reverse leg starts from the forward run's last frame.
+    forward; its reverse leg starts from the forward run's last frame. A panel's own
+    perturbation, direction, dose and seed (one result may hold several) win over the run's.
     """
     run = dict(record["run"])
     args = {k: run[k] for k in _RUN_KEYS if k in run and run[k] is not None}
@@ -187,6 +191,10 @@ def simulate_kwargs(record: dict[str, Any], panel: int = 0) -> dict[str, Any]:
     if run.get("intensity_factors") is not None:
         args["intensity_factors"] = list(run["intensity_factors"])
     info = record.get("panels", [])[panel] if record.get("panels") else {}
+    if info.get("perturbation"):
+        args["perturbation"] = info["perturbation"]
+    if info.get("direction"):
+        args["direction"] = "forward" if info["direction"] == "both" else info["direction"]
     if info.get("dose_uM") is not None:
         args["dose_uM"] = info["dose_uM"]
     if info.get("seed") is not None:

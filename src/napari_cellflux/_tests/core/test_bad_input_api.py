@@ -197,6 +197,90 @@ def test_non_finite_output_raises_and_is_never_yielded(random_tiny_model, cells)
     assert len(frames) == 1 and np.isfinite(frames[0]).all()  # the start, unchanged
 
 
+# --- fluorescence is never negative ----------------------------------------------------
+
+
+@pytest.fixture()
+def dark_background_cells(cells) -> np.ndarray:
+    """The test cells with their background at 0, as a background-free camera records them."""
+    return (cells - cells.min()).astype(np.uint16)
+
+
+def test_an_image_with_no_pixel_above_zero_is_refused(random_tiny_model, cells):
+    message = "non-negative; this image has no pixel above 0 .* background-subtracted or inverted"
+    with pytest.raises(ValueError, match=message):
+        random_tiny_model.simulate(-cells[0].astype(np.float32), "taxol", steps=1)
+    stack = cells.astype(np.float32)
+    stack[2] = -stack[2]
+    with pytest.raises(ValueError, match="image 2 of the stack has no pixel above 0"):
+        random_tiny_model.iter_simulate(stack, "taxol", steps=1)  # at the call
+
+
+def test_values_below_zero_are_recorded_and_kept_so_the_reverse_returns(
+    random_tiny_model, dark_background_cells
+):
+    """This random field pushes the dark background below 0 (4 % of the values). They are
+    kept, so the reverse run returns (had they been clipped at 0, it would miss by 1.7 % of
+    the range on average instead of 0.005 %), and their share is recorded, so it is
+    visible."""
+    kw = dict(steps=20, solver="rk4", precision="float32")
+    fwd = random_tiny_model.simulate(dark_background_cells, "taxol", **kw)
+    np.testing.assert_array_equal(fwd.frames[0], dark_background_cells.astype(np.float32))
+    below = fwd.settings["below_zero"]
+    assert below == pytest.approx(float((fwd.frames < 0).mean())) and below > 0.001
+    back = random_tiny_model.simulate(
+        fwd.frames[-1],
+        "taxol",
+        direction="reverse",
+        intensity_factors=fwd.settings["intensity_factors"],
+        **kw,
+    )
+    start = dark_background_cells.astype(np.float32)
+    span = float(start.max() - start.min())
+    assert np.abs(back.frames[-1] - start).mean() < 0.0005 * span
+
+
+def test_a_float_image_with_negative_values_records_nothing(random_tiny_model, cells):
+    subtracted = cells.astype(np.float32) - 300  # background-subtracted: some pixels < 0
+    traj = random_tiny_model.simulate(subtracted, "taxol", steps=4)
+    np.testing.assert_array_equal(traj.frames[0], subtracted)
+    assert traj.settings["below_zero"] is None  # below 0 says nothing about such an image
+
+
+def test_real_uint16_crops_below_zero_are_recorded_and_the_round_trip_holds(demo, shared_data):
+    """Three BBBC021 control crops whose dark background the demo weights push down to
+    -570 at 50 uM cyclohexamide (0.05 to 9 % of their pixels below 0): the share is recorded
+    in the settings, and forward then reverse still returns them (0.05 % of the range;
+    0.30 % had the frames been clipped at 0)."""
+    from napari_cellflux.core.crops_dataset import load_crops
+
+    images, meta = load_crops(shared_data / "bbbc021_cyclohexamide")
+    rows = np.flatnonzero(meta["is_control"].to_numpy(bool))[[4, 10, 22]]
+    crops = np.asarray(images[rows])
+    assert crops.dtype == np.uint16
+    kw = dict(dose_uM=50.0, precision="float32")
+    fwd = demo.simulate(crops, "cyclohexamide", **kw)
+    np.testing.assert_array_equal(fwd.frames[0], crops)
+    assert fwd.settings["below_zero"] == pytest.approx(float((fwd.frames < 0).mean()))
+    assert fwd.settings["below_zero"] > 0.001
+    back = demo.simulate(
+        fwd.frames[-1],
+        "cyclohexamide",
+        direction="reverse",
+        intensity_factors=fwd.settings["intensity_factors"],
+        **kw,
+    ).frames[-1]
+    span = np.ptp(crops.reshape(-1, 3), axis=0)
+    assert 100 * (np.abs(back - crops) / span).mean() < 0.1
+    assert 100 * (np.abs(fwd.frames[-1] - crops) / span).mean() > 5  # the cells did change
+
+
+@pytest.mark.parametrize("k", [None, "3", 2.5, 0, -1, True])
+def test_similar_needs_a_whole_number_k(demo, k):
+    with pytest.raises(ValueError, match=r"k must be a whole number of at least 1 \(how many"):
+        demo.similar("taxol", k=k)
+
+
 # --- seeds ---------------------------------------------------------------------------
 
 

@@ -14,6 +14,7 @@ import pytest
 from napari_cellflux.core.export import (
     ID_COLUMNS,
     ExportError,
+    Panel,
     RunResult,
     export_measurements,
     result_from_trajectories,
@@ -196,3 +197,194 @@ def test_bad_frame_rate_and_format(tmp_path):
         write_movie(frames, tmp_path / "a.gif", fps=0, captions=["", ""])
     with pytest.raises(ValueError, match="movie format"):
         write_movie(frames, tmp_path / "a.avi", fps=5, captions=["", ""])
+
+
+# --- issue 26: what cannot be written right is refused before any work ------------------
+
+
+def _no_drawing(monkeypatch):
+    """Make drawing fail: a refusal must come before any frame is drawn."""
+    import napari_cellflux.core.movie as movie
+
+    def drawn(*_a, **_k):
+        raise AssertionError("frames were drawn before the export was refused")
+
+    monkeypatch.setattr(movie, "render_frames", drawn)
+
+
+def test_measurements_suffix_picks_the_format_or_is_refused(result, tmp_path, monkeypatch):
+    csv = pd.read_csv(export_measurements(result, tmp_path / "cells.csv"))
+    tsv = pd.read_csv(export_measurements(result, tmp_path / "cells.TSV"), sep="\t")
+    pd.testing.assert_frame_equal(csv, tsv)
+    import napari_cellflux.core.export as export
+
+    monkeypatch.setattr(export, "measurements", lambda *_: pytest.fail("table computed"))
+    for name in ("cells.xlsx", "cells.txt", "cells"):
+        with pytest.raises(ValueError, match=r"written as CSV \(\.csv.*or tab-separated"):
+            export_measurements(result, tmp_path / name)
+    assert sorted(p.name for p in tmp_path.iterdir() if "provenance" not in p.name) == [
+        "cells.TSV",
+        "cells.csv",
+    ]
+
+
+def test_movie_suffix_is_refused_before_drawing(result, tmp_path, monkeypatch):
+    _no_drawing(monkeypatch)
+    for name in ("run.avi", "run.mov", "run"):
+        with pytest.raises(ValueError, match=r"movie format is MP4 \(\.mp4\) or GIF \(\.gif\)"):
+            export_movie(result, tmp_path / name)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("fps", [0.001, None, "fast", "8", 0, -3, float("nan"), 51, True])
+def test_gif_frame_rate_outside_what_gif_holds_is_refused(result, tmp_path, monkeypatch, fps):
+    _no_drawing(monkeypatch)
+    with pytest.raises(ValueError, match="frame rate of a GIF movie must be a number from"):
+        export_movie(result, tmp_path / "run.gif", fps=fps)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("fps", [None, "fast", 0, -3, float("inf"), 61, True])
+def test_mp4_frame_rate_that_is_no_rate_is_refused(tmp_path, fps):
+    with pytest.raises(ValueError, match="frame rate of a MP4 movie must be a number above 0"):
+        write_movie(np.zeros((2, 8, 8, 3), np.uint8), tmp_path / "a.mp4", fps=fps)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_gif_holds_its_slowest_and_fastest_frame_rates(tmp_path):
+    from PIL import Image
+
+    frames = np.zeros((2, 8, 64, 3), np.uint8)  # wide enough for the captions to differ
+    for fps, duration_ms in ((100 / 65535, 655350), (50, 20), (np.float32(4), 250)):
+        path = write_movie(frames, tmp_path / "a.gif", fps=fps, captions=["t = 0", "t = 1"])
+        with Image.open(path) as gif:
+            assert gif.info["duration"] == duration_ms
+    # two identical frames become one GIF frame of twice the duration: it must fit too
+    with pytest.raises(ValueError, match="2 identical frames in a row make one GIF frame"):
+        write_movie(frames, tmp_path / "b.gif", fps=100 / 65535, captions=["", ""])
+    assert not (tmp_path / "b.gif").exists()
+
+
+def test_nan_frames_are_refused_not_drawn(tmp_path):
+    import warnings
+
+    nan = RunResult(
+        times=[0.0, 1.0],
+        panels=[Panel("cells", np.full((2, 2, 16, 16, 3), np.nan, np.float32))],
+        channels=("DNA", "Tubulin", "Actin"),
+        perturbation="taxol",
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # before: only a NumPy cast warning, and a GIF
+        with pytest.raises(ValueError, match="NaN or infinite values in 2 of its 2 frames"):
+            export_movie(nan, tmp_path / "run.gif")
+        with pytest.raises(ValueError, match="come from a failed run"):
+            export_measurements(nan, tmp_path / "cells.csv")
+        with pytest.raises(ValueError, match="NaN or infinite"):
+            write_movie(np.full((2, 8, 8, 3), np.nan), tmp_path / "b.gif", captions=["", ""])
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture()
+def locked_folder(tmp_path):
+    """A folder no file can be created in: read-only for a user, immutable for root."""
+    import subprocess
+
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        yield folder
+        folder.chmod(0o755)
+        return
+    if subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode != 0:
+        pytest.skip("running as root on a file system without chattr +i")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
+
+
+def test_read_only_folder_is_named_before_any_work(result, locked_folder, monkeypatch):
+    _no_drawing(monkeypatch)
+    for name in ("run.mp4", "run.gif", "cells.csv", "new/sub/cells.csv"):
+        export = export_movie if name.startswith("run") else export_measurements
+        with pytest.raises(ExportError) as caught:
+            export(result, locked_folder / name)
+        message = str(caught.value)
+        # before: MP4 said "No such file or directory. Check that the disk is connected"
+        assert f"the folder {locked_folder} is not writable" in message
+        assert "ffmpeg" not in message and "disk" not in message
+    assert list(locked_folder.iterdir()) == []
+
+
+def test_trajectory_shapes_that_cannot_be_exported_are_named(demo, cells):
+    from napari_cellflux.core.model import Trajectory
+
+    empty = Trajectory(np.zeros(0), np.zeros((0, 3, 48, 48, 3), np.float32), "taxol", "forward")
+    with pytest.raises(ValueError, match=r"shape \(0, 3, 48, 48, 3\) for 0 times.*nothing to"):
+        result_from_trajectories(demo, empty)
+    frames = np.zeros((3, 2, 48, 48, 2), np.float32)
+    two = Trajectory(np.linspace(0, 1, 3), frames, "taxol", "forward")
+    with pytest.raises(ValueError, match=r"2 channel\(s\); the model has 3 \(DNA, Tubulin, Act"):
+        result_from_trajectories(demo, two)
+    with pytest.raises(ValueError, match=r"2 channel\(s\), but the result names 3"):
+        RunResult(np.zeros(3), [Panel("p", frames)], ("DNA", "Tubulin", "Actin"), "taxol")
+
+
+def test_each_panel_carries_its_own_perturbation_dose_direction_and_t(
+    demo, cells, tmp_path, monkeypatch
+):
+    kw = dict(steps=2, seed=0, precision="float32")
+    taxol = demo.simulate(cells[:2], "taxol", dose_uM=3.0, **kw)
+    noco = demo.simulate(cells[:2], "nocodazole", dose_uM=1.0, **kw)
+    back = demo.simulate(taxol.frames[-1], "taxol", dose_uM=3.0, direction="reverse", **kw)
+    mixed = result_from_trajectories(
+        demo, [taxol, noco, back], names=["taxol", "noco", "taxol back"]
+    )
+    table = pd.read_csv(export_measurements(mixed, tmp_path / "cells.csv", model=demo))
+    first = table[table.frame == 0].groupby("panel").first()
+    assert first.perturbation.to_dict() == {
+        "taxol": "taxol",
+        "noco": "nocodazole",
+        "taxol back": "taxol",
+    }
+    assert first.direction.to_dict() == {
+        "taxol": "forward",
+        "noco": "forward",
+        "taxol back": "reverse",
+    }
+    assert first.dose_uM.to_dict() == {"taxol": 3.0, "noco": 1.0, "taxol back": 3.0}
+    assert first.t.to_dict() == {"taxol": 0.0, "noco": 0.0, "taxol back": 1.0}
+
+    # the movie: each panel's label names its own condition and t, frame by frame
+    from PIL import ImageDraw
+
+    drawn = []
+    text = ImageDraw.ImageDraw.text
+    monkeypatch.setattr(
+        ImageDraw.ImageDraw,
+        "text",
+        lambda self, xy, s, *a, **k: drawn.append(s) or text(self, xy, s, *a, **k),
+    )
+    export_movie(mixed, tmp_path / "run.gif", fps=4)
+    words = " ".join(drawn)
+    assert "nocodazole" in words and "(reverse)" in words and "1 uM" in words
+    assert "taxol 3 uM (forward)" not in " ".join(s for s in drawn if s.startswith("t = "))
+
+    # provenance repeats each panel, the reverse one included
+    record = read_provenance(tmp_path / "cells.csv")
+    assert [p["direction"] for p in record["panels"]] == ["forward", "forward", "reverse"]
+    again = demo.simulate(taxol.frames[-1], **simulate_kwargs(record, panel=2))
+    np.testing.assert_array_equal(again.frames, back.frames)
+
+
+def test_panels_that_differ_only_in_dose_share_one_caption(result):
+    from napari_cellflux.core.movie import caption
+
+    result.panels[1].dose_uM = 10.0
+    try:
+        assert caption(0.5, result) == "t = 0.50   taxol 3, 10 uM (forward)"
+    finally:
+        result.panels[1].dose_uM = 3.0
+    assert caption(0.5, result) == "t = 0.50   taxol 3 uM (forward)"

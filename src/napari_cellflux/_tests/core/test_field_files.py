@@ -15,6 +15,7 @@ from napari_cellflux.core.field_files import (
     field_header,
     is_field_file,
     read_field,
+    split_channel_name,
 )
 
 NAMES = ["Hoechst 33342", "Alexa 488 tubulin", "Phalloidin"]
@@ -104,3 +105,11 @@ def test_a_format_whose_plugin_is_missing_names_what_to_install(
     monkeypatch.setitem(sys.modules, "bioio", None)  # not even bioio
     with pytest.raises(MissingReaderError, match=f"bioio {package}"):
         field_header(path)
+
+
+def test_per_channel_file_names_give_their_site_and_channel():
+    assert split_channel_name("Channel 2-01-A-01-00") == ("01-A-01-00", 2)  # BBBC013/BBBC014
+    assert split_channel_name("P1_A01_s1_w1") == ("P1_A01_s1", 1)  # MetaXpress
+    assert split_channel_name("r01c01f01p01-ch3sk1fk1fl1")[1] == 3  # Harmony
+    assert split_channel_name("control SynPlate1") is None
+    assert split_channel_name("DNA") is None
