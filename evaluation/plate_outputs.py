@@ -17,7 +17,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["merge_and_write", "plate_heatmaps", "real_well_medians"]
+__all__ = ["PARTS", "merge_and_write", "plate_heatmaps", "real_well_medians"]
+
+#: The folder of a virtual plate's per-well part files.
+PARTS = "parts"
 
 
 def _safe(name: str) -> str:
@@ -160,8 +163,6 @@ def merge_and_write(
     from scipy.stats import pearsonr, spearmanr
 
     from napari_cellflux.core.files import atomic_path
-
-    from .virtual_plate import PARTS
 
     wells = jobs.copy()
     parts: dict[tuple[str, str], dict] = {}

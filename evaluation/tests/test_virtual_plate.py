@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evaluation.plate_cli import main
+from evaluation.virtual_plate import main
 
 ASPIRIN = "CC(=O)Oc1ccccc1C(=O)O"
 

@@ -142,6 +142,7 @@ def test_holdouts_are_respected(syn_dir):
         "plates": ["SynPlate2"],
         "perturbations": ["taxol"],
         "doses": ["cyclohexamide:1"],
+        "wells": [],
     }
     batches = PairedBatches(data, batch_size=8, crop_size=32, seed=0)
     for step in range(6):
