@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -157,9 +157,13 @@ def _process(
     progress: bool,
     already: int,
     total: int,
+    scheduler: str | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Process the fields, yielding each QC record as it finishes (any order)."""
+    """Process the fields, yielding each QC record as it finishes (any order): in this
+    process, in ``workers`` local processes, or on the Dask cluster at ``scheduler``."""
     from tqdm import tqdm
+
+    from .cluster import cluster_pool, local_pool
 
     bar = tqdm(
         total=total,
@@ -181,13 +185,12 @@ def _process(
         return qc
 
     try:
-        if workers <= 1:
+        if workers <= 1 and scheduler is None:
             for site, part in tasks:
                 yield tick(process_field(site, settings, part))
             return
-        with ProcessPoolExecutor(
-            max_workers=workers, initializer=_die_with_parent, initargs=(os.getpid(),)
-        ) as pool:
+        engine = cluster_pool(scheduler) if scheduler else local_pool(workers, _die_with_parent)
+        with engine as (pool, slots):
             pending: set[Future] = set()
             queue = iter(tasks)
             try:
@@ -195,7 +198,7 @@ def _process(
                     # A bounded window of submitted fields keeps memory flat for any screen.
                     for site, part in queue:
                         pending.add(pool.submit(process_field, site, settings, part))
-                        if len(pending) >= 4 * workers:
+                        if len(pending) >= 4 * slots:
                             break
                     if not pending:
                         break
@@ -203,7 +206,9 @@ def _process(
                     for future in done:
                         yield tick(future.result())
             except BaseException:
-                pool.shutdown(wait=False, cancel_futures=True)
+                for future in pending:
+                    future.cancel()
+                pool.shutdown(wait=False)
                 raise
     finally:
         bar.close()
@@ -325,8 +330,10 @@ def build_dataset(
     describe: dict[str, Any],
     log: Callable[[str], None] = print,
     intro: str = "",
+    scheduler: str | None = None,
 ) -> Outcome:
-    """Process every field of ``screen`` and write the dataset and its QC report to ``out``."""
+    """Process every field of ``screen`` and write the dataset and its QC report to ``out``
+    (the fields on the Dask cluster at ``scheduler``, else in ``workers`` processes)."""
     start = time.perf_counter()
     try:
         names = [part_name(site, settings) for site in screen.sites]
@@ -360,7 +367,7 @@ def build_dataset(
             todo.append((site, part))
     if qcs:
         log(f"resuming: {len(qcs)} of {len(parts)} field(s) already done")
-    for qc in _process(todo, settings, workers, progress, len(qcs), len(parts)):
+    for qc in _process(todo, settings, workers, progress, len(qcs), len(parts), scheduler):
         qcs[qc["key"]] = qc
     table = _field_rows(screen, qcs, focus_ratio)
     qc_dir = out / "qc"

@@ -137,6 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("output and run")
     g.add_argument("--out", type=Path, required=True, help="dataset folder to write")
     g.add_argument("--workers", type=int, help="processes (default: the CPU cores)")
+    g.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="run the fields on the workers of this Dask scheduler (tcp://HOST:8786) instead "
+        "of local processes; they must see --images and --out at the same paths",
+    )
     g.add_argument("--resume", action="store_true", help="continue an interrupted run")
     g.add_argument(
         "--overwrite",
@@ -266,7 +272,8 @@ def run(args: argparse.Namespace, command: str = "python -m training.prepare") -
     intro = (
         f"{len(screen.sites)} field(s) in {len(set(s.plate for s in screen.sites))} "
         f"plate(s), channels {', '.join(channels)} (nuclei in "
-        f"{channels[settings.nuclear_index]}), {layout} plate map; {workers} worker(s)"
+        f"{channels[settings.nuclear_index]}), {layout} plate map; "
+        + (f"Dask scheduler {args.scheduler}" if args.scheduler else f"{workers} worker(s)")
     )
     describe = {
         "images": str(args.images or ""),
@@ -288,6 +295,7 @@ def run(args: argparse.Namespace, command: str = "python -m training.prepare") -
             focus_ratio=args.focus_ratio,
             min_cells=args.min_cells,
             workers=workers,
+            scheduler=args.scheduler,
             resume=args.resume,
             overwrite=args.overwrite,
             progress=args.progress,
