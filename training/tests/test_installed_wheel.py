@@ -45,10 +45,48 @@ print(json.dumps({"command": command, "code": job.poll(), "step": job.progress()
                   "log": job.log_tail(20)}))
 """
 
+TRAINER_WIDGET = """
+import json, sys, time
+import napari
+from qtpy.QtWidgets import QApplication
+from napari_cellflux._gui.sample_data import control_plate_1, treated_plate_1
+from napari_cellflux._gui.trainer import CellFluxTrainer
 
-def _run(cmd: list[str], cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess:
+viewer = napari.Viewer(show=False)
+for sample in (control_plate_1, treated_plate_1):
+    for data, meta, kind in sample():
+        getattr(viewer, f"add_{kind}")(data, **meta)
+widget = CellFluxTrainer(viewer)
+rows = widget.data_panel.rows
+for row in rows:
+    row.plate.value = "SynPlate1"
+rows[1].perturbation.value, rows[1].dose.value = "taxol", "3"
+recipe = widget.recipe_panel
+recipe.preset.value, recipe.steps.value, recipe.batch_size.value = "tiny", 6, 8
+recipe.threads.value, recipe.device.value, recipe.out.value = 1, "cpu", sys.argv[1]
+app, end = QApplication.instance(), time.monotonic() + 200
+
+def wait(done):
+    while not done() and time.monotonic() < end:
+        app.processEvents()
+        time.sleep(0.05)
+
+widget.train()  # prepares the tagged images, then trains: Train, as a user presses it
+wait(lambda: widget.training)
+wait(lambda: widget.job is not None and not widget.training)
+widget._poll()
+print(json.dumps({"model": str(widget.model_path), "progress": widget.progress_line.value,
+                  "status": widget.status.value}))
+viewer.close()
+"""
+
+
+def _run(
+    cmd: list[str], cwd: Path, timeout: float = 180, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    extra = env or {}
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONNOUSERSITE="1")
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONNOUSERSITE="1", **extra)
     proc = subprocess.run(
         [str(c) for c in cmd], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )
@@ -146,3 +184,15 @@ def test_the_trainer_widgets_command_trains_with_no_path_of_its_own(venv, syn_di
     assert report["code"] == 0, report["log"]
     assert report["command"][:3] == [str(python), "-m", "training.run"]
     assert report["step"] == 4 and (out / "model.safetensors").is_file()
+
+
+@pytest.mark.skipif(not os.environ.get("DISPLAY"), reason="needs a display (pytest -p xvfb)")
+def test_the_trainer_widget_trains_from_the_installed_wheel(venv, tmp_path):
+    """The viewer of the fresh environment, its trainer dock, Train on two tagged fields."""
+    python, cwd = venv
+    out = tmp_path / "gui_run"
+    env_settings = {"NAPARI_CONFIG": str(tmp_path / "napari.yaml")}  # not the user's settings
+    proc = _run([python, "-c", TRAINER_WIDGET, out], cwd, timeout=300, env=env_settings)
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["model"] == str(out / "model.safetensors"), report
+    assert (out / "model.safetensors").is_file() and "step 6/6" in report["progress"]
