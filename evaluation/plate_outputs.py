@@ -17,10 +17,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["PARTS", "merge_and_write", "plate_heatmaps", "real_well_medians"]
+from napari_cellflux.core.plate_view import (
+    PARTS,
+    REAL,
+    SIMULATED,
+    SUMMARY_FILE,
+    WELLS_FILE,
+    part_file,
+)
 
-#: The folder of a virtual plate's per-well part files.
-PARTS = "parts"
+__all__ = ["PARTS", "merge_and_write", "plate_heatmaps", "real_well_medians"]
 
 
 def _safe(name: str) -> str:
@@ -43,7 +49,7 @@ def real_well_medians(real: str | Path, channels: list[str]) -> pd.DataFrame:
         vals = measure(images[np.asarray(idx)].astype(np.float32), channels, dna_index(channels))
         rows.append(
             {"plate": plate, "well": well, "n_real": len(idx)}
-            | {f"real {k}": float(np.nanmedian(v)) for k, v in vals.items()}
+            | {f"{REAL}{k}": float(np.nanmedian(v)) for k, v in vals.items()}
         )
     return pd.DataFrame(rows)
 
@@ -62,7 +68,7 @@ def _compounds(wells: pd.DataFrame, parts: dict, key: str, ctrl: np.ndarray) -> 
     rows = []
     sim = wells[wells["status"] == "simulated"]
     for name, group in sim.groupby("perturbation", sort=False):
-        shift = (group[f"sim {key}"] - med) / scale
+        shift = (group[f"{SIMULATED}{key}"] - med) / scale
         best = int(np.nanargmax(np.abs(shift.to_numpy()))) if shift.notna().any() else 0
         entry: dict[str, Any] = {
             "perturbation": name,
@@ -116,9 +122,9 @@ def plate_heatmaps(wells: pd.DataFrame, key: str, path: Path) -> Path:
     from training.prepare.wells import plate_format, row_index, split_well
 
     fmt = plate_format(set(wells["well"]))
-    panels = [("virtual", f"sim {key}")]
-    if f"real {key}" in wells and wells[f"real {key}"].notna().any():
-        panels.append(("real", f"real {key}"))
+    panels = [("virtual", f"{SIMULATED}{key}")]
+    if f"{REAL}{key}" in wells and wells[f"{REAL}{key}"].notna().any():
+        panels.append(("real", f"{REAL}{key}"))
     grids = []
     for _, col in panels:
         grid = np.full((fmt.rows, fmt.cols), np.nan)
@@ -168,13 +174,13 @@ def merge_and_write(
     parts: dict[tuple[str, str], dict] = {}
     ctrl_medians = {k: float(np.nanmedian(v)) for k, v in control_values.items()}
     for k in ctrl_medians:
-        wells[f"sim {k}"] = np.nan
+        wells[f"{SIMULATED}{k}"] = np.nan
     for i, r in enumerate(wells.itertuples(index=False)):
         if r.status == "control":
             for k, v in ctrl_medians.items():
-                wells.loc[i, f"sim {k}"] = v
+                wells.loc[i, f"{SIMULATED}{k}"] = v
             continue
-        part = out / PARTS / f"{r.plate or 'plate'}_{r.well}.json"
+        part = part_file(out, r.plate, r.well)
         if r.status != "simulate":
             continue
         if not part.is_file():
@@ -184,7 +190,7 @@ def merge_and_write(
         parts[(r.plate, r.well)] = saved
         wells.loc[i, "status"] = "simulated"
         for k, v in saved["medians"].items():
-            wells.loc[i, f"sim {k}"] = np.nan if v is None else v
+            wells.loc[i, f"{SIMULATED}{k}"] = np.nan if v is None else v
     wells["cell_check"] = check.get("verdict", "unavailable")
     summary: dict[str, Any] = {
         "schema": "napari-cellflux-virtual-plate/1",
@@ -213,21 +219,21 @@ def merge_and_write(
             raise ValueError(f"{real} holds several plates; the plate map names none")
         wells = wells.merge(real_table.drop(columns=["plate"] if on == ["well"] else []),
                             on=on, how="left")  # fmt: skip
-        both = wells[(wells["status"] == "simulated") & wells[f"real {key}"].notna()]
+        both = wells[(wells["status"] == "simulated") & wells[f"{REAL}{key}"].notna()]
         if len(both) >= 3:
-            x, y = both[f"sim {key}"].to_numpy(float), both[f"real {key}"].to_numpy(float)
+            x, y = both[f"{SIMULATED}{key}"].to_numpy(float), both[f"{REAL}{key}"].to_numpy(float)
             summary["real"] = {
                 "wells": int(len(both)),
                 "pearson": float(pearsonr(x, y).statistic),
                 "spearman": float(spearmanr(x, y).statistic),
             }
     compounds = _compounds(wells, parts, key, control_values[key])
-    with atomic_path(out / "wells.csv") as tmp:
+    with atomic_path(out / WELLS_FILE) as tmp:
         wells.to_csv(tmp, index=False)
     with atomic_path(out / "compounds.csv") as tmp:
         compounds.to_csv(tmp, index=False)
     plate_heatmaps(wells, key, out / f"plate_{_safe(key)}.png")
     summary["top_compounds"] = compounds.head(10).to_dict("records") if len(compounds) else []
-    with atomic_path(out / "virtual_plate.json") as tmp:
+    with atomic_path(out / SUMMARY_FILE) as tmp:
         tmp.write_text(json.dumps(summary, indent=1, default=float), encoding="utf-8")
     return summary

@@ -122,15 +122,10 @@ def well_jobs(model: Any, plate_map: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _start_cells(images: np.ndarray, pool: np.ndarray, n: int, seed: int, i: int) -> np.ndarray:
-    rng = np.random.default_rng([seed, i + 1])  # each well its own draw of control cells
-    return images[np.sort(rng.choice(pool, min(n, len(pool)), replace=False))]
-
-
 def _part_path(out: Path, job: Any) -> Path:
-    from .plate_outputs import PARTS
+    from napari_cellflux.core.plate_view import part_file
 
-    return out / PARTS / f"{job.plate or 'plate'}_{job.well}.json"
+    return part_file(out, job.plate, job.well)
 
 
 def _simulate_well(model: Any, cells: np.ndarray, job: Any, req: PlateRequest) -> dict:
@@ -162,6 +157,7 @@ def run_virtual_plate(
     """Simulate every treated well of ``req.platemap`` into ``out`` (module docstring)."""
     from napari_cellflux.core.cell_check import check_cells
     from napari_cellflux.core.files import file_sha256
+    from napari_cellflux.core.plate_view import draw_start_rows
     from napari_cellflux.core.readout import dna_index, measure, readout_key
 
     from .data import read_evaluation_data
@@ -179,7 +175,7 @@ def run_virtual_plate(
     pool = _control_pool(meta, req)
     channels = list(model.channels)
     control_values = measure(images[pool].astype(np.float32), channels, dna_index(channels))
-    check = check_cells(model.card, _start_cells(images, pool, req.cells, req.seed, -1))
+    check = check_cells(model.card, images[draw_start_rows(pool, req.cells, req.seed, -1)])
     (out / PARTS).mkdir(parents=True, exist_ok=True)
     settings_file = out / PARTS / "request.json"
     if rank == 0:
@@ -194,12 +190,14 @@ def run_virtual_plate(
             saved = json.loads(part.read_text(encoding="utf-8"))
             if saved.get("key") == req.key():
                 continue
-        cells = _start_cells(images, pool, req.cells, req.seed, i)
-        values = _simulate_well(model, cells, job, req)
+        start = draw_start_rows(pool, req.cells, req.seed, i)  # each well its own cells
+        values = _simulate_well(model, images[start], job, req)
         from napari_cellflux.core.files import atomic_path
 
+        # the start rows: napari's plate view shows a well's own cells
+        record = {"key": req.key(), "start_rows": start.tolist(), **values}
         with atomic_path(part) as tmp:
-            tmp.write_text(json.dumps({"key": req.key(), **values}), encoding="utf-8")
+            tmp.write_text(json.dumps(record), encoding="utf-8")
         done += 1
     wall = time.perf_counter() - t0
     if world > 1:

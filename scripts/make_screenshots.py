@@ -5,6 +5,7 @@ Run under a (virtual) X server, from the repository root::
     xvfb-run -a -s "-screen 0 1920x1200x24" python scripts/make_screenshots.py
     xvfb-run -a python scripts/make_screenshots.py --weights path/to/model.safetensors
     xvfb-run -a python scripts/make_screenshots.py --only trainer
+    xvfb-run -a python scripts/make_screenshots.py --only plate
 
 It opens the real viewer, loads the plugin's sample data and dock widget through npe2 (as
 File > Open Sample and the Plugins menu do), runs the widget, and saves PNGs into
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--cells", type=int, default=16)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--only", choices=["all", "simulator", "trainer"], default="all")
+    parser.add_argument("--only", choices=["all", "simulator", "trainer", "plate"], default="all")
     args = parser.parse_args(argv)
 
     os.environ["NAPARI_CONFIG"] = str(Path(tempfile.mkdtemp()) / "settings.yaml")
@@ -58,7 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     app = QApplication.instance() or QApplication([])
     if args.only in ("all", "trainer"):
         trainer_screenshot(app, out)
-    if args.only == "trainer":
+    if args.only in ("all", "plate"):
+        virtual_plate_screenshot(app, out)
+    if args.only in ("trainer", "plate"):
         return 0
     viewer = napari.Viewer(title="napari-cellflux", show=True)
     viewer.window.resize(1600, 1100)
@@ -172,6 +175,75 @@ def trainer_screenshot(app, out: Path) -> None:
     wait_until(app, lambda: True)
     viewer.screenshot(str(out / "trainer.png"), canvas_only=False, flash=False)
     print("wrote", out / "trainer.png", "-", trainer.status.value)
+    viewer.close()
+
+
+def procedural_virtual_plate(folder: Path) -> Path:
+    """A virtual plate of the procedural cells with the demo weights (about a minute on two
+    cores): each demo compound at four doses in rows A-D, a compound without SMILES and one
+    far from training in row E, controls in column 1; the procedural treated cells, put in
+    the same wells, are the real plate beside it."""
+    import pandas as pd
+
+    from evaluation.virtual_plate import PlateRequest, run_virtual_plate
+    from napari_cellflux.core.crops_dataset import save_crops
+    from napari_cellflux.core.synthetic import make_crops
+    from napari_cellflux.core.weights import demo_weights_path
+
+    compounds, doses = ["cyclohexamide", "latrunculin B", "nocodazole", "taxol"], [0.3, 1, 3, 10]
+    images, meta = make_crops(8, size=64, plates=["SynPlate1"], compounds=compounds,
+                              doses=doses, n_controls=32)  # fmt: skip
+    well = {("DMSO", 0.0): [f"{r}01" for r in "ABCD"]}
+    for i, c in enumerate(compounds):
+        for j, d in enumerate(doses):
+            well[(c, float(d))] = [f"{'ABCD'[i]}{j + 2:02d}"]
+    meta["well"] = [
+        well[(c, float(d))][k % len(well[(c, float(d))])]
+        for k, (c, d) in enumerate(zip(meta["compound"], meta["concentration_uM"], strict=True))
+    ]
+    save_crops(folder / "cells", images, meta)
+    rows = [
+        {"well": w, "perturbation": c, "dose_uM": d, "is_control": int(c == "DMSO")}
+        for (c, d), wells in well.items()
+        for w in wells
+    ]
+    rows += [
+        {"well": "E02", "perturbation": "compound 17", "dose_uM": 1.0, "is_control": 0},
+        {"well": "E03", "perturbation": "aspirin", "smiles": "CC(=O)Oc1ccccc1C(=O)O",
+         "dose_uM": 3.0, "is_control": 0},
+    ]  # fmt: skip
+    pd.DataFrame(rows).fillna({"smiles": ""}).to_csv(folder / "map.csv", index=False)
+    req = PlateRequest(
+        model=str(demo_weights_path()), platemap=str(folder / "map.csv"),
+        controls=str(folder / "cells"), readout="mean:Tubulin", cells=8, steps=10,
+    )  # fmt: skip
+    summary = run_virtual_plate(req, folder / "virtual_plate", real=str(folder / "cells"))
+    print("virtual plate:", {k: summary.get(k) for k in ("simulated", "wall_s", "real")})
+    return folder / "virtual_plate"
+
+
+def virtual_plate_screenshot(app, out: Path) -> None:
+    """The plate view of a procedural virtual plate beside its real plate, one well sent to
+    the simulator and run."""
+    import napari
+
+    folder = procedural_virtual_plate(Path(tempfile.mkdtemp(prefix="cellflux-plate-")))
+    viewer = napari.Viewer(title="napari-cellflux", show=True)
+    viewer.window.resize(1600, 1100)
+    _, plate = viewer.window.add_plugin_dock_widget("napari-cellflux", "CellFlux virtual plate")
+    wait_until(app, lambda: True)
+    plate.open(folder)
+    plate.choose("D05")  # taxol 10 uM
+    plate.simulate_well()
+    wait_until(app, lambda: not plate.handoff.busy, timeout=120)
+    sim = plate.handoff.simulator
+    sim.run()
+    wait_until(app, lambda: not sim.running)
+    viewer.window.resize(1600, 1100)
+    viewer.reset_view()
+    wait_until(app, lambda: True)
+    viewer.screenshot(str(out / "virtual_plate.png"), canvas_only=False, flash=False)
+    print("wrote", out / "virtual_plate.png", "-", plate.status.value)
     viewer.close()
 
 

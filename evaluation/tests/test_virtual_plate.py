@@ -109,3 +109,38 @@ def test_no_control_cells_and_a_bad_read_out_are_clear_errors(dose_model, plate,
     assert main(args) == 2
     assert "nuc_cyt_ratio:Tubulin" in capsys.readouterr().err
     assert not np.any([p.exists() for p in (tmp_path / "b" / "wells.csv",)])
+
+
+def test_the_plate_view_reads_a_virtual_plate_and_finds_each_wells_start_cells(
+    dose_model, plate, tmp_path
+):
+    """What napari's plate view shows (napari_cellflux.core.plate_view) is what the run wrote:
+    the medians per well in plate layout, the real plate's beside them, and the very control
+    cells each well started from (recorded, or drawn again the same way for older plates)."""
+    from napari_cellflux.core.crops_dataset import load_crops
+    from napari_cellflux.core.plate_view import part_file, read_virtual_plate, split_well
+
+    out = tmp_path / "vp"
+    assert main([*_args(dose_model, plate, out), "--real", str(plate / "crops")]) == 0
+    view = read_virtual_plate(out)
+    wells = pd.read_csv(out / "wells.csv", keep_default_na=False).set_index("well")
+    assert view.readout == "mean DNA" and view.has_real("mean DNA")
+    grid, real = view.grid("mean DNA"), view.grid("mean DNA", real=True)
+    for name, row in wells.iterrows():
+        r, c = split_well(name)
+        expected = pd.to_numeric(row["sim mean DNA"]) if row["sim mean DNA"] != "" else np.nan
+        np.testing.assert_allclose(grid[r, c], expected)
+        assert view.find(name).status == row["status"]
+    assert np.isnan(grid[1, 7]) and np.isfinite(real[1, 1:7]).all()  # B08 skipped
+    images, meta = load_crops(plate / "crops")
+    for name in ("B03", "B06"):
+        well = view.find(name)
+        rows = view.start_rows(well, meta)
+        assert len(rows) == 3 and (meta["is_control"].to_numpy()[rows] == 1).all()
+        assert set(meta["well"].to_numpy()[rows]) == {"B01"}  # --control-wells B
+        np.testing.assert_array_equal(view.start_cells(well), images[rows])
+        part = part_file(out, well.plate, well.well)
+        saved = json.loads(part.read_text())
+        del saved["start_rows"]  # a plate written before the rows were recorded
+        part.write_text(json.dumps(saved))
+        np.testing.assert_array_equal(view.start_rows(well, meta), rows)

@@ -7,6 +7,7 @@ computes: SMILES checks call the core encoder, which is fast.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from magicgui.widgets import (
@@ -199,6 +200,18 @@ class InputPanel(Container):
     def source(self) -> Source | None:
         return self.image.value
 
+    def choose(self, name: str, axis: Any = None) -> None:
+        """Simulate the image called ``name``, its channels along ``axis`` (None: the best
+        guess); ValueError when there is no such image."""
+        self.refresh()
+        source = next((s for s in self._sources() if s.name == name), None)
+        if source is None:
+            raise ValueError(f"there is no image called {name!r}")
+        self.image.value = source
+        self._update_axes()
+        if axis is not None:
+            self.axis.value = axis
+
     def set_model_channels(self, channels: list[str]) -> None:
         self._model_channels = list(channels)
         self._update_axes()
@@ -305,6 +318,17 @@ class PerturbationPanel(Container):
         """What to simulate: the typed SMILES or gene, else the chosen name."""
         typed = (self.gene.value if self._is_gene else self.smiles.value).strip()
         return typed or str(self.known.value or "")
+
+    def set_query(self, query: str, dose_uM: float | None = None) -> None:
+        """Simulate ``query`` (a name the model knows, else a SMILES or gene) at ``dose_uM``
+        (None or NaN: the model's default dose)."""
+        box = self.gene if self._is_gene else self.smiles
+        known = query in self.known.choices
+        if known:
+            self.known.value = query
+        box.value = "" if known else query
+        finite = dose_uM is not None and math.isfinite(dose_uM) and dose_uM > 0
+        self.dose.value = min(float(dose_uM), self.dose.max) if finite else 0.0
 
     @property
     def dose_uM(self) -> float | None:

@@ -34,6 +34,7 @@ def test_contributions():
     assert [(w.command, w.display_name) for w in c.widgets] == [
         ("napari-cellflux.make_widget", "CellFlux simulator"),
         ("napari-cellflux.make_trainer", "CellFlux trainer"),
+        ("napari-cellflux.make_virtual_plate", "CellFlux virtual plate"),
     ]
     assert len(c.sample_data) >= 3
     [writer] = c.writers
