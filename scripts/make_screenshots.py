@@ -5,6 +5,7 @@ Run under a (virtual) X server, from the repository root::
     xvfb-run -a -s "-screen 0 1920x1200x24" python scripts/make_screenshots.py
     xvfb-run -a python scripts/make_screenshots.py --weights path/to/model.safetensors
     xvfb-run -a python scripts/make_screenshots.py --only trainer
+    xvfb-run -a python scripts/make_screenshots.py --only dose_curve
     xvfb-run -a python scripts/make_screenshots.py --only plate
 
 It opens the real viewer, loads the plugin's sample data and dock widget through npe2 (as
@@ -45,7 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--cells", type=int, default=16)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--only", choices=["all", "simulator", "trainer", "plate"], default="all")
+    parser.add_argument(
+        "--only", choices=["all", "simulator", "trainer", "plate", "dose_curve"], default="all"
+    )
     args = parser.parse_args(argv)
 
     os.environ["NAPARI_CONFIG"] = str(Path(tempfile.mkdtemp()) / "settings.yaml")
@@ -61,7 +64,9 @@ def main(argv: list[str] | None = None) -> int:
         trainer_screenshot(app, out)
     if args.only in ("all", "plate"):
         virtual_plate_screenshot(app, out)
-    if args.only in ("trainer", "plate"):
+    if args.only in ("all", "dose_curve"):
+        dose_curve_screenshot(app, out, args)
+    if args.only in ("trainer", "plate", "dose_curve"):
         return 0
     viewer = napari.Viewer(title="napari-cellflux", show=True)
     viewer.window.resize(1600, 1100)
@@ -244,6 +249,53 @@ def virtual_plate_screenshot(app, out: Path) -> None:
     wait_until(app, lambda: True)
     viewer.screenshot(str(out / "virtual_plate.png"), canvas_only=False, flash=False)
     print("wrote", out / "virtual_plate.png", "-", plate.status.value)
+    viewer.close()
+
+
+def dose_curve_screenshot(app, out: Path, args) -> None:
+    """The dose-curve mode: the SynPlate1 control's cells at 12 doses of cyclohexamide, and
+    procedural cyclohexamide fields at five doses, tagged as the trainer tags them, as the
+    real points."""
+    import napari
+
+    from napari_cellflux._gui.sample_data import field_layer_data
+    from napari_cellflux.core.layer_dataset import FieldTag
+    from napari_cellflux.core.synthetic import make_field
+    from napari_cellflux.core.synthetic_catalog import CHANNELS
+
+    viewer = napari.Viewer(title="napari-cellflux", show=True)
+    viewer.window.resize(1600, 1100)
+    viewer.open_sample("napari-cellflux", "control_plate1")
+    for dose in (0.3, 1.0, 3.0, 10.0, 30.0):
+        name = f"cyclohexamide {dose:g}uM SynPlate1"
+        image = make_field("SynPlate1", "cyclohexamide", dose, shape=(384, 384), seed=1)
+        tag = FieldTag(name, "SynPlate1", "cyclohexamide", "", dose, False)
+        data, meta, _ = field_layer_data(name, image, tuple(CHANNELS), False, tag)
+        viewer.add_image(data, **meta)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-cellflux", "CellFlux simulator")
+    mp = widget.model_panel
+    if args.weights or args.device != "auto":
+        wait_until(app, lambda: widget.model is not None or "Could not" in mp.info.value)
+        mp.weights.value, mp.device.value = args.weights, args.device
+        widget.model = None
+        widget.load_weights()
+    wait_until(app, lambda: widget.model is not None, timeout=120)
+    viewer.window.resize(1600, 1100)
+    widget.input_panel.n_cells.value = args.cells
+    widget.sampler_panel.steps.value = args.steps
+    widget.perturbation_panel.known.value = "cyclohexamide"
+    widget.dose_panel.curve_box.value = True
+    curve = widget.dose_panel.curve
+    curve.readout.value = "mean Actin"
+    start = time.monotonic()
+    curve.run()
+    wait_until(app, lambda: not curve.running, timeout=3600)
+    print(f"dose curve: {time.monotonic() - start:.0f} s")
+    widget.scroll_to(curve.run_button)
+    widget.scroll_to(curve.plot_box)
+    wait_until(app, lambda: True)
+    viewer.screenshot(str(out / "dose_curve.png"), canvas_only=False, flash=False)
+    print("wrote", out / "dose_curve.png", "-", widget.status.value)
     viewer.close()
 
 

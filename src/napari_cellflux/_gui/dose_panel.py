@@ -11,6 +11,9 @@ same seed gives the same start), shown as one grid panel titled with its dose, o
 slider with linked contrast, like a batch comparison. When batches are compared too, every
 batch is simulated at every dose. After the run, the read-outs at t = 1 are plotted against
 dose on a log axis, one curve per batch.
+
+The dose-curve mode (:mod:`.dose_curve_panel`) goes further: the same cells at a log grid of
+many doses, one read-out at t = 1, a fitted curve with its EC50, real tagged images overlaid.
 """
 
 from __future__ import annotations
@@ -72,7 +75,9 @@ class DosePanel(Container):
     """'Compare doses side by side' with the doses (default: those the model was trained on)
     and, after a run, the dose-response plot."""
 
-    def __init__(self, seed: Callable[[], int] = lambda: 0) -> None:
+    def __init__(self, seed: Callable[[], int] = lambda: 0, owner: Any = None) -> None:
+        from .dose_curve_panel import DoseCurvePanel
+
         self._seed = seed  # the run's seed: sample k uses seed + k
         self.enabled_box = CheckBox(text="Compare doses side by side", value=False)
         self.doses = LineEdit(label="Doses (uM)", visible=False)
@@ -87,10 +92,20 @@ class DosePanel(Container):
             "changes seen in every sample are the model's, the rest is noise",
         )
         self.plot_box = Container(labels=False, visible=False)
+        self.curve_box = CheckBox(text="Dose curve (many doses, EC50)", value=False)
+        # the simulator widget (``owner``) runs it; without one (tests) there is no curve
+        self.curve = DoseCurvePanel(owner) if owner is not None else None
+        parts = [self.curve_box, self.curve] if self.curve is not None else []
         super().__init__(
-            widgets=[self.enabled_box, self.doses, self.note, self.samples, self.plot_box],
+            widgets=[
+                self.enabled_box, self.doses, self.note, self.samples, self.plot_box, *parts,
+            ],
             label="Doses and samples",
-        )
+        )  # fmt: skip
+        self.curve_box.visible = self.curve is not None
+        if self.curve is not None:
+            self.curve.visible = False
+            self.curve_box.changed.connect(lambda on: setattr(self.curve, "visible", bool(on)))
         self.enabled_box.changed.connect(self._toggle)
         self._model: Any = None
         self._panel: Any = None
@@ -111,6 +126,8 @@ class DosePanel(Container):
             perturbation_panel.known.changed.connect(self._follow)
             perturbation_panel.dose.changed.connect(lambda _: self._follow(self._name()))
         self._follow(perturbation_panel.known.value)
+        if self.curve is not None:
+            self.curve.set_model(model, perturbation_panel)
 
     def _name(self) -> str:
         return str(self._panel.known.value or "") if self._panel is not None else ""

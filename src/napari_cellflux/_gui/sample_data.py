@@ -3,7 +3,10 @@
 Every field is returned as one 2-D layer per channel, named ``"<field> [<channel>]"`` with
 the channel's colour and additive blending, which is how the widget recognises the three
 layers as one multichannel image. The images come from :mod:`napari_cellflux.core.synthetic`
-(the same generator that trains the demo weights), so they cost no download.
+(the same generator that trains the demo weights), so they cost no download. Each field is
+tagged with its plate and treatment in the layers' metadata, as the trainer tags an image
+(:data:`~napari_cellflux.core.layer_dataset.TAG_KEY`): the trainer starts from these tags, and
+the simulator's dose curve shows the treated field's cells as a real point.
 """
 
 from __future__ import annotations
@@ -32,10 +35,17 @@ LayerData = tuple[np.ndarray, dict[str, Any], str]
 
 
 def field_layer_data(
-    name: str, image_hwc: np.ndarray, channels: tuple[str, ...], visible: bool = True
+    name: str,
+    image_hwc: np.ndarray,
+    channels: tuple[str, ...],
+    visible: bool = True,
+    tag: Any = None,
 ) -> LayerData:
-    """One layer-data tuple that napari splits into one additive layer per channel."""
+    """One layer-data tuple that napari splits into one additive layer per channel;
+    ``tag`` (a :class:`~napari_cellflux.core.layer_dataset.FieldTag`) goes into the
+    layers' metadata."""
     from ..core.images import channel_limits
+    from ..core.layer_dataset import TAG_KEY
 
     limits = channel_limits(image_hwc)
     meta = {
@@ -46,17 +56,21 @@ def field_layer_data(
         "contrast_limits": [tuple(float(v) for v in lim) for lim in limits],
         "visible": visible,
     }
+    if tag is not None:
+        meta["metadata"] = {TAG_KEY: tag.as_metadata()}
     return np.moveaxis(image_hwc, -1, 0), meta, "image"
 
 
 def _field(
     plate: str, compound: str | None, dose: float, name: str, visible: bool = True
 ) -> LayerData:
+    from ..core.layer_dataset import FieldTag
     from ..core.synthetic import make_field
     from ..core.synthetic_catalog import CHANNELS
 
     image = make_field(plate, compound=compound, dose_uM=dose, shape=_SHAPE, seed=0)
-    return field_layer_data(name, image, tuple(CHANNELS), visible)
+    tag = FieldTag(name, plate, compound or "", "", dose if compound else None, not compound)
+    return field_layer_data(name, image, tuple(CHANNELS), visible, tag)
 
 
 def control_plate_1() -> list[LayerData]:

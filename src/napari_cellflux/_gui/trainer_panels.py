@@ -3,8 +3,10 @@ recipe, and the loss curve.
 
 Each open image (a multichannel layer, or 2-D layers named ``"<name> [<channel>]"``, as in
 the simulator) gets a row of tags: use it, its plate, whether it is a control, and for
-treated cells the perturbation, an optional SMILES and dose. No numerics here: the cutting
-and checks are in :mod:`napari_cellflux.core.layer_dataset`.
+treated cells the perturbation, an optional SMILES and dose. The tags are kept in the image's
+layer metadata (:mod:`.tagged_images`): an image tagged once keeps its tags, and the
+simulator's dose curve finds the real cells of known dose there. No numerics here: the
+cutting and checks are in :mod:`napari_cellflux.core.layer_dataset`.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from ..core.layer_dataset import FieldTag
 from ..core.train_recipe import TrainRecipe
 from .controls import wrap
 from .sources import Source
+from .tagged_images import source_tag, store_tag
 
 __all__ = ["DataPanel", "LossPlot", "RecipePanel", "TagRow"]
 
@@ -55,8 +58,25 @@ class TagRow(Container):
             ],
             label="",
         )
+        known = source_tag(source)  # tags the image already carries (an earlier row, a script)
+        if known is not None:
+            self.plate.value = known.plate or self.plate.value
+            self.control.value = known.control
+            self.perturbation.value = known.perturbation
+            self.smiles.value = known.smiles
+            self.dose.value = "" if known.dose_uM is None else f"{known.dose_uM:g}"
         self.control.changed.connect(self._sync)
         self._sync()
+        for box in (self.plate, self.control, self.perturbation, self.smiles, self.dose):
+            box.changed.connect(self._store)
+
+    def _store(self, *_: Any) -> None:
+        """Keep the tags in the image's layers (a dose that is not a number is not kept)."""
+        try:
+            tag = self.tag()
+        except ValueError:
+            return
+        store_tag(self.source, tag)
 
     def _sync(self, *_: Any) -> None:
         treated = not self.control.value

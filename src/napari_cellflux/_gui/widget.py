@@ -54,7 +54,7 @@ class CellFluxWidget(Container):
         self.perturbation_panel = PerturbationPanel()
         self.sampler_panel = SamplerPanel(SOLVERS)
         self.compare_panel = ComparePanel(self._sources)
-        self.dose_panel = DosePanel(lambda: int(self.sampler_panel.seed.value))
+        self.dose_panel = DosePanel(lambda: int(self.sampler_panel.seed.value), self)
         self.run_button = PushButton(text="Run")
         self.status = wrap(Label(value=""))
         self.readout_box = Container(labels=False)

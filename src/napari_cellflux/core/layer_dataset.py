@@ -6,6 +6,11 @@ is cut into one crop per usable cell by :func:`.field_cells.cut_cells` (the code
 each field are marked ``split=test`` (held out of training, for checking), and the whole is
 written in the crops dataset format (:mod:`.crops_dataset`) that ``python -m training.run``
 reads. The tags are checked first, with messages that say what to change.
+
+The tags travel with the image: :meth:`FieldTag.as_metadata` is what the trainer stores in
+the metadata of an image's layers (under :data:`TAG_KEY`) and :func:`tag_from_metadata` reads
+it back, so that the simulator's dose curve finds the treated images of known dose (and the
+controls) the user tagged, and a script or the sample data can tag images for the trainer.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -20,10 +26,21 @@ from .field_cells import cut_cells
 from .perturbations import is_valid_smiles
 from .train_recipe import held_out_by_position
 
-__all__ = ["FieldTag", "FieldCells", "build_dataset", "check_tags", "CONTROL_NAME"]
+__all__ = [
+    "CONTROL_NAME",
+    "TAG_KEY",
+    "FieldCells",
+    "FieldTag",
+    "build_dataset",
+    "check_tags",
+    "tag_from_metadata",
+]
 
 #: The compound name of control cells in the written dataset.
 CONTROL_NAME = "control"
+#: Where an image layer's tags live in its metadata (not ``cellflux``, which marks the
+#: plugin's own output layers).
+TAG_KEY = "cellflux_tag"
 
 
 @dataclass(frozen=True)
@@ -36,6 +53,37 @@ class FieldTag:
     smiles: str = ""
     dose_uM: float | None = None
     control: bool = False
+
+    def as_metadata(self) -> dict[str, Any]:
+        """The tags as plain values, for ``layer.metadata[TAG_KEY]``."""
+        return {
+            "plate": self.plate,
+            "perturbation": self.perturbation,
+            "smiles": self.smiles,
+            "dose_uM": self.dose_uM,
+            "control": bool(self.control),
+        }
+
+
+def tag_from_metadata(name: str, metadata: Any) -> FieldTag | None:
+    """The tags a layer's metadata holds under :data:`TAG_KEY` (None when it holds none, or
+    a dose that is not a number)."""
+    tags = metadata.get(TAG_KEY) if isinstance(metadata, dict) else None
+    if not isinstance(tags, dict):
+        return None
+    dose = tags.get("dose_uM")
+    try:
+        dose = None if dose in (None, "") else float(dose)
+    except (TypeError, ValueError):
+        return None
+    return FieldTag(
+        name=name,
+        plate=str(tags.get("plate") or ""),
+        perturbation=str(tags.get("perturbation") or ""),
+        smiles=str(tags.get("smiles") or ""),
+        dose_uM=dose,
+        control=bool(tags.get("control", False)),
+    )
 
 
 @dataclass(frozen=True)

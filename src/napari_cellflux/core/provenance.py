@@ -5,7 +5,8 @@ One JSON file, ``<export>.provenance.json`` (format ``napari-cellflux-provenance
 every run setting (perturbation, direction, steps, guidance, solver, seed, dose, start
 noise, precision, intensity factors), the panels (cells, doses, seeds, start positions), the
 novelty verdicts (:mod:`.novelty`, :mod:`.cell_check`) and the versions of the packages that
-computed them. :func:`simulate_kwargs` turns a record back into the arguments of
+computed them (:func:`record` holds what every record shares: a dose curve's export writes
+one too). :func:`simulate_kwargs` turns a record back into the arguments of
 ``model.simulate``: with the same weights (:func:`check_weights`) and the same start cells,
 the run repeats exactly.
 """
@@ -27,8 +28,10 @@ __all__ = [
     "provenance",
     "provenance_path",
     "read_provenance",
+    "record",
     "simulate_kwargs",
     "write_provenance",
+    "write_record",
 ]
 
 FORMAT = "napari-cellflux-provenance"
@@ -101,6 +104,31 @@ def _model(model: Any) -> dict[str, Any]:
     }
 
 
+def record(
+    model: Any = None,
+    kind: str = "",
+    file: str = "",
+    run: dict[str, Any] | None = None,
+    weights: str = "",
+    **extra: Any,
+) -> dict[str, Any]:
+    """What every record holds (format, time, export, weights, model, run settings and the
+    package versions), with ``extra`` entries (the panels of a run, the doses and cells of
+    a dose curve) before the versions."""
+    return {
+        "format": FORMAT,
+        "version": 1,
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "export": kind,
+        "file": file,
+        "weights": _weights(model, weights),
+        "model": _model(model),
+        "run": _plain(run or {}),
+        **{k: _plain(v) for k, v in extra.items()},
+        "versions": _versions(),
+    }
+
+
 def provenance(result: Any, model: Any = None, kind: str = "", file: str = "") -> dict[str, Any]:
     """The record of ``result`` (a :class:`.export.RunResult`) made with ``model``."""
     panels = [
@@ -117,21 +145,17 @@ def provenance(result: Any, model: Any = None, kind: str = "", file: str = "") -
         }
         for p in result.panels
     ]
-    return {
-        "format": FORMAT,
-        "version": 1,
-        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "export": kind,
-        "file": file,
-        "weights": _weights(model, result.weights),
-        "model": _model(model),
-        "run": _plain({"perturbation": result.perturbation, **result.settings}),
-        "times": _plain(result.times),
-        "channels": list(result.channels),
-        "panels": panels,
-        "trust": _plain(result.trust),
-        "versions": _versions(),
-    }
+    return record(
+        model,
+        kind,
+        file,
+        {"perturbation": result.perturbation, **result.settings},
+        result.weights,
+        times=result.times,
+        channels=list(result.channels),
+        panels=panels,
+        trust=result.trust,
+    )
 
 
 def provenance_path(export_path: str | Path) -> Path:
@@ -144,10 +168,14 @@ def write_provenance(
     export_path: str | Path, result: Any, model: Any = None, kind: str = ""
 ) -> Path:
     """Write the record of ``result`` beside ``export_path``; returns the record's path."""
+    return write_record(export_path, provenance(result, model, kind, Path(export_path).name))
+
+
+def write_record(export_path: str | Path, entry: dict[str, Any]) -> Path:
+    """Write a :func:`record` beside ``export_path``; returns the record's path."""
     from .files import write_checked
 
-    record = provenance(result, model, kind, Path(export_path).name)
-    text = json.dumps(record, indent=2, allow_nan=False, default=str)
+    text = json.dumps(entry, indent=2, allow_nan=False, default=str)
     return write_checked(provenance_path(export_path), lambda tmp: tmp.write_text(text))
 
 
