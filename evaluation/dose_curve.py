@@ -154,7 +154,7 @@ def dose_curve(
             guidance=guidance, seed=seed, precision="float32",
         )  # fmt: skip
         sim_doses, sim_values = series.groups()
-        sim = fit_curve(sim_doses, sim_values, n_boot=n_boot, seed=seed)
+        sim = fit_curve(sim_doses, sim_values, n_boot=n_boot, seed=seed, paired=True)
         medians = sim.medians[1:]
         rho = spearmanr(series.doses_uM, medians, nan_policy="omit").statistic
         entry: dict[str, Any] = {

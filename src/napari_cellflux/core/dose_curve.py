@@ -14,9 +14,10 @@ decades beyond the doses measured. Intervals come from resampling the cells of e
 with replacement and fitting again (percentile intervals).
 
 Two answers are not curves, and say so instead of failing: a read-out that does not change
-with dose (Kruskal-Wallis across doses, p > 0.01: "no sigmoid") and a fit that does not
-converge. An EC50 outside the doses measured is reported with a note: the curve is
-extrapolated there.
+with dose (p > 0.01: "no sigmoid"; Kruskal-Wallis across doses for independent groups of
+cells, as real wells are, and Friedman's test for simulated doses, which are the same start
+cells at every dose) and a fit that does not converge. An EC50 outside the doses measured is
+reported with a note: the curve is extrapolated there.
 
 Used by the widget's dose-curve mode and by ``python -m evaluation.dose_curve``; Qt-free.
 """
@@ -227,6 +228,7 @@ def fit_curve(
     n_boot: int = 200,
     seed: int = 0,
     level: float = 0.95,
+    paired: bool = False,
 ) -> CurveFit:
     """Fit the curve of a per-cell read-out and its bootstrap intervals.
 
@@ -238,6 +240,10 @@ def fit_curve(
         The read-out of every cell at each dose (NaN cells are left out).
     n_boot : int
         Bootstrap resamples of the cells (0: no intervals).
+    paired : bool
+        The groups are the same cells at every dose (a simulated series from one set of
+        start cells): the flatness test is Friedman's, and a bootstrap draws the same cells
+        at every dose. Needs groups of equal length.
     """
     if len(doses_uM) != len(values):
         raise ValueError(f"{len(doses_uM)} doses but {len(values)} groups of cells")
@@ -246,15 +252,20 @@ def fit_curve(
     d = np.asarray(doses_uM, dtype=np.float64)
     if (~np.isfinite(d) | (d < 0)).any():
         raise ValueError("doses must be concentrations >= 0 uM (0 for the controls)")
-    groups = [_clean(v) for v in values]
+    if paired:
+        matrix = np.stack([np.asarray(v, dtype=np.float64).ravel() for v in values])
+        matrix = matrix[:, np.isfinite(matrix).all(axis=0)]  # cells measured at every dose
+        groups = list(matrix)
+    else:
+        groups = [_clean(v) for v in values]
     medians = _medians(groups)
     n_cells = np.array([len(g) for g in groups])
     curve = fit_logistic(d, medians)
-    flat_p = _flat_p(groups)
+    flat_p = _flat_p(groups, paired)
     if curve.status in ("fit", "failed") and flat_p > FLAT_P:
         curve = _no_curve(
             "flat",
-            f"no sigmoid: the read-out does not change with dose (Kruskal-Wallis p = "
+            f"no sigmoid: the read-out does not change with dose ({_TEST[paired]} p = "
             f"{flat_p:.2g} across {int((n_cells > 0).sum())} doses)",
             medians[np.isfinite(medians)],
         )
@@ -264,7 +275,11 @@ def fit_curve(
     rng = np.random.default_rng(seed)
     samples = np.full((n_boot, 4), np.nan)
     for b in range(n_boot):
-        resampled = [g[rng.integers(0, len(g), len(g))] if len(g) else g for g in groups]
+        if paired:
+            pick = rng.integers(0, len(groups[0]), len(groups[0]))
+            resampled = [g[pick] for g in groups]
+        else:
+            resampled = [g[rng.integers(0, len(g), len(g))] if len(g) else g for g in groups]
         c = fit_logistic(d, _medians(resampled))
         if c.ok or c.message.startswith("EC50"):
             samples[b] = (c.bottom, c.top, c.ec50_uM, c.hill)
@@ -281,14 +296,20 @@ def fit_curve(
     return CurveFit(curve, d, medians, n_cells, intervals, samples, level)
 
 
-def _flat_p(groups: Sequence[np.ndarray]) -> float:
-    """Kruskal-Wallis p-value across doses (1.0 when it cannot be computed)."""
-    from scipy.stats import kruskal
+_TEST = {False: "Kruskal-Wallis", True: "Friedman"}
+
+
+def _flat_p(groups: Sequence[np.ndarray], paired: bool = False) -> float:
+    """p-value of "the read-out does not change with dose" (1.0 when it cannot be
+    computed): Kruskal-Wallis across independent groups, Friedman across the same cells."""
+    from scipy.stats import friedmanchisquare, kruskal
 
     usable = [g for g in groups if len(g) >= 2]
-    if len(usable) < 2:
+    if len(usable) < (3 if paired else 2):
         return 1.0
     try:
-        return float(kruskal(*usable).pvalue)
+        test = friedmanchisquare if paired else kruskal
+        p = float(test(*usable).pvalue)
     except ValueError:  # every value identical
         return 1.0
+    return p if np.isfinite(p) else 1.0

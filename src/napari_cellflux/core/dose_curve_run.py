@@ -249,7 +249,7 @@ def run_dose_curve(
             else:
                 yield item
         assert series is not None
-        fit = fit_curve(*series.groups(), n_boot=request.n_boot, seed=request.seed)
+        fit = fit_curve(*series.groups(), n_boot=request.n_boot, seed=request.seed, paired=True)
         notes = [series.warning] if series.warning else []
         real, left_out = measure_real(
             real_fields, series.readout, model.channels, dna, model.crop_size, request.seed

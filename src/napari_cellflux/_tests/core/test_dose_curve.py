@@ -137,3 +137,16 @@ def test_curve_requests_a_model_cannot_answer_are_refused_or_warned():
         check_curve_request(model, "wortmannin", [0.0, 1.0])
     with pytest.raises(ValueError, match="without dose"):
         check_curve_request(_Card(False, {"x": []}), "x", [1.0, 10.0])
+
+
+def test_the_same_cells_at_every_dose_are_tested_as_paired():
+    """Simulated doses are the same start cells: a small, steady rise over few cells is a
+    dose effect (Friedman), which independent-group testing would miss."""
+    rng = np.random.default_rng(3)
+    base = rng.lognormal(0.0, 0.5, 8)  # 8 cells, very different from each other
+    doses = [0.0, 0.1, 0.3, 1.0, 3.0, 10.0]
+    values = [base * logistic(d, 1.0, 1.3, 1.0, 2.0) for d in doses]
+    assert fit_curve(doses, values, n_boot=0).curve.status == "flat"
+    paired = fit_curve(doses, values, n_boot=20, paired=True)
+    assert paired.curve.status == "fit" and paired.curve.flat_p < 0.01
+    assert paired.curve.ec50_uM == pytest.approx(1.0, rel=0.3)
