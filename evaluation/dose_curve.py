@@ -91,6 +91,7 @@ def dose_curve(
     guidance: float = 1.2,
     n_boot: int = 200,
     seed: int = 0,
+    precision: str = "auto",
 ) -> dict[str, Any]:
     """Simulated and real dose-response curves of every perturbation (module docstring)."""
     from scipy.stats import ks_2samp, spearmanr
@@ -138,6 +139,7 @@ def dose_curve(
             "guidance": guidance,
             "n_boot": n_boot,
             "seed": seed,
+            "precision": precision,
         },
         "perturbations": {},
     }
@@ -151,7 +153,7 @@ def dose_curve(
         doses = sorted(set(doses) | set(real_doses))
         series = simulate_dose_series(
             model, start, name, doses, readout, steps=steps, solver=solver,
-            guidance=guidance, seed=seed, precision="float32",
+            guidance=guidance, seed=seed, precision=precision,
         )  # fmt: skip
         sim_doses, sim_values = series.groups()
         sim = fit_curve(sim_doses, sim_values, n_boot=n_boot, seed=seed, paired=True)
@@ -279,6 +281,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--steps", type=_positive_int, default=20)
     p.add_argument("--solver", default="midpoint", help="midpoint (the viewer's), euler, ...")
     p.add_argument("--guidance", type=float, default=1.2)
+    p.add_argument(
+        "--precision", default="auto", choices=["auto", "float32", "bfloat16"],
+        help="auto (the viewer's: bfloat16 where the CPU has it), float32",
+    )  # fmt: skip
     p.add_argument("--n-boot", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="dose_curve.json")
@@ -299,7 +305,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.model, args.data, args.perturbation, readout, plate=args.plate,
             wells=args.wells, start_wells=args.start_wells, grid=grid, cells=args.cells,
             steps=args.steps, solver=args.solver, guidance=args.guidance,
-            n_boot=args.n_boot, seed=args.seed,
+            n_boot=args.n_boot, seed=args.seed, precision=args.precision,
         )  # fmt: skip
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
