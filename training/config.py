@@ -119,10 +119,12 @@ class TrainConfig:
         (the controls of a batch re-paired within each plate by minibatch optimal transport,
         :mod:`training.coupling`).
     dose_encoding, dose_balance, control_anchor
-        How dose is learned: ``dose_encoding`` ``scaled`` (default: the compound's
-        embedding multiplied by the dose, :func:`napari_cellflux.core.dose_encoding.dose_scale`,
-        so dose 0 is no compound), ``log1p`` (one feature next to the embedding, the earlier
-        default) or ``monotone`` (features that all grow with dose);
+        How dose is learned: ``dose_encoding`` ``log10`` (default: a log10 dose axis from
+        0.1 nM to 1 mM with steps every quarter decade, the compound's embedding weighted by
+        log dose, dose 0 no compound: :mod:`napari_cellflux.core.dose_encoding`), ``scaled``
+        (the embedding multiplied by log(1 + uM) / log(11); the default before the log10
+        axis, which squeezes nanomolar doses), ``log1p`` (one feature next to the embedding,
+        the first recipe) or ``monotone`` (features that all grow with dose);
         ``dose_balance`` draws every (perturbation, dose) condition equally often instead of
         in proportion to its crops; ``control_anchor`` (default 0.1) is the fraction of each
         batch made of control -> control pairs of one plate conditioned on a trained
@@ -174,7 +176,7 @@ class TrainConfig:
     augment: bool = True
     coupling: str = "random"
     source: str = "controls"
-    dose_encoding: str = "scaled"
+    dose_encoding: str = "log10"
     dose_balance: bool = False
     control_anchor: float = 0.1
     progress: bool = True

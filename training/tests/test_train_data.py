@@ -106,7 +106,7 @@ def test_ranks_get_disjoint_shards(syn_dir):
 def test_batch_tensors_resized_normalised_augmented(syn_dir):
     data = prepare(cfg_for(syn_dir))
     plain = PairedBatches(data, batch_size=4, crop_size=16, seed=0, augment=False)[0]
-    assert plain["x0"].shape == (4, 3, 16, 16) and plain["cond"].shape == (4, 1025)
+    assert plain["x0"].shape == (4, 3, 16, 16) and plain["cond"].shape == (4, data.cond_dim)
     assert -1.5 < float(plain["x1"].mean()) < 1.5
     aug = PairedBatches(data, batch_size=4, crop_size=16, seed=0, augment=True)[0]
     # flips and rotations move pixels but keep each crop's values
@@ -177,18 +177,18 @@ def test_dose_enters_condition_only_with_several_doses(syn_dir, tmp_path):
     from napari_cellflux.core.perturbations import compound_fingerprint
 
     data = prepare(cfg_for(syn_dir))
-    assert data.use_dose and data.cond_dim == 1025
+    assert data.use_dose and data.cond_dim == 1024 + 1 + 29  # embedding, position, 29 steps
     row = data.cond_table[data.cond_index[0]]
     name = data.meta["perturbation"].iloc[data.treated[0]]
     dose = data.meta["dose"].iloc[data.treated[0]]
     smi = next(v["smiles"] for v in data.vocabulary if v["name"] == name)
-    scale = np.log1p(dose) / np.log1p(10.0)  # the default encoding: the dose scales it
+    scale = 0.25 + 0.75 * (np.log10(dose) + 4) / 7  # the default: log dose weighs it
     assert np.allclose(row[:1024], np.log1p(compound_fingerprint(smi)) * scale)
-    assert np.isclose(row[1024], np.log1p(dose))
+    assert np.isclose(row[1024], (np.log10(dose) + 4) / 7)  # the position on the axis
     plain = prepare(cfg_for(syn_dir, dose_encoding="log1p")).cond_table[data.cond_index[0]]
     assert np.allclose(plain[:1024], np.log1p(compound_fingerprint(smi)))
     # the default recipe anchors the dose axis: each compound at dose 0 is the zero vector
-    assert data.dose_encoding == "scaled" and len(data.anchor_conds) > 0
+    assert data.dose_encoding == "log10" and len(data.anchor_conds) > 0
     assert not data.cond_table[data.anchor_conds].any()
     one = prepare(cfg_for(make_synthetic(tmp_path / "one", n=4, doses=(3.0,))))
     assert one.cond_dim == 1024 and len(one.anchor_conds) == 0  # no dose, no anchors
