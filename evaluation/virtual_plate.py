@@ -141,7 +141,7 @@ def _simulate_well(model: Any, cells: np.ndarray, job: Any, req: PlateRequest) -
         for _, frame in model.iter_simulate(
             cells, job.query, steps=req.steps, solver=req.solver, guidance=req.guidance,
             seed=req.seed, dose_uM=None if not np.isfinite(job.dose_uM) else job.dose_uM,
-            precision="float32",
+            precision="auto",
         ):  # fmt: skip
             last = frame
     measured = measure(np.asarray(last, np.float32), channels, dna_index(channels))
