@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["compare_curves", "dose_curve", "main"]
+__all__ = ["compare_curves", "default_readout", "dose_curve", "main"]
 
 
 def _select(meta: Any, plate: str | None, wells: Sequence[str]) -> np.ndarray:
@@ -300,7 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             except ValueError:
                 raise ValueError(f"--grid {args.grid!r}: expected doses in uM, 1,10,100") from None
         check_output_path(args.out, folder=False)
-        readout = args.readout or _default_readout(args.model)
+        readout = args.readout or default_readout(args.model)
         result = dose_curve(
             args.model, args.data, args.perturbation, readout, plate=args.plate,
             wells=args.wells, start_wells=args.start_wells, grid=grid, cells=args.cells,
@@ -325,7 +325,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _default_readout(model_path: str) -> str:
+def default_readout(model_path: str) -> str:
+    """The read-out a curve or plate uses when none is named: the nuclear/cytoplasmic ratio
+    of the first non-DNA channel (the nuclear area for a DNA-only model)."""
     from napari_cellflux.core.readout import dna_index
 
     from .evaluate import load_cpu_model

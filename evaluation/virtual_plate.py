@@ -304,9 +304,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from training.checkpoint import check_output_path
     from training.prepare.wells import PrepareError
 
+    from .dose_curve import default_readout
+
     try:
         check_output_path(args.out, folder=True)
-        readout = args.readout or _default_readout(args.model)
+        readout = args.readout or default_readout(args.model)
         req = PlateRequest(
             model=args.model, platemap=args.platemap, controls=args.controls,
             readout=readout, cells=args.cells, steps=args.steps, solver=args.solver,
@@ -325,16 +327,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     brief["flagged"] = len(summary["flagged"])
     print(json.dumps(brief))
     return 0
-
-
-def _default_readout(model_path: str) -> str:
-    from napari_cellflux.core.readout import dna_index
-
-    from .evaluate import load_cpu_model
-
-    channels = list(load_cpu_model(model_path).channels)
-    other = [c for i, c in enumerate(channels) if i != dna_index(channels)]
-    return f"nuc_cyt_ratio:{other[0]}" if other else "area"
 
 
 if __name__ == "__main__":
