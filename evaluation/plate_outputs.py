@@ -159,6 +159,7 @@ def merge_and_write(
     key: str,
     control_values: dict[str, np.ndarray],
     *,
+    channels: list[str],
     real: str | None,
     check: dict[str, Any],
     wall_s: float,
@@ -210,9 +211,6 @@ def merge_and_write(
     if not wells["is_control"].any():
         summary["note"] = "the plate map has no control wells: controls come from the dataset"
     if real is not None:
-        from napari_cellflux.core.model import load_model
-
-        channels = list(load_model(req.model, device="cpu").channels)
         real_table = real_well_medians(real, channels)
         on = ["well"] if wells["plate"].eq("").all() else ["plate", "well"]
         if on == ["well"] and real_table["plate"].nunique() > 1:

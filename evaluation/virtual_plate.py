@@ -205,8 +205,9 @@ def run_virtual_plate(
         if rank != 0:
             return {"rank": rank, "wells_computed": done}
     summary = merge_and_write(
-        out, jobs, req, key, control_values, real=real, check=check.as_dict(), wall_s=wall
-    )
+        out, jobs, req, key, control_values, channels=channels, real=real,
+        check=check.as_dict(), wall_s=wall,
+    )  # fmt: skip
     summary["model_sha256"] = file_sha256(req.model)
     summary["wells_computed_now"] = done
     return summary
