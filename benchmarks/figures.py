@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 from benchmarks.render import methods
-from benchmarks.runs import EVAL_PLATE, FOLD2_PLATE, METRICS_DIR, REPO
+from benchmarks.run_spec import METRICS_DIR, REPO
+from benchmarks.runs import EVAL_PLATE, FOLD2_PLATE
 
 FIGURES = REPO / "docs" / "figures"
 #: Metrics file -> figure title, and whether to mark the real half-vs-half FDc.

@@ -73,7 +73,7 @@ def write_labels(path: Path, labels: Mapping[str, str]) -> None:
 
 def record_training(work: Path, names: list[str], path: Path) -> None:
     """Budget, final loss and wall time of each trained model, from its weights file."""
-    from napari_cellflux.core.weights import read_weights
+    from napari_cellflux.core.formats.weights import read_weights
 
     runs = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {"models": {}}
     for name in names:
@@ -91,8 +91,8 @@ def record_training(work: Path, names: list[str], path: Path) -> None:
 
 def make_syn_data(work: Path) -> None:
     """The procedural plates (SynPlate1-4) the procedural benchmarks train and score on."""
-    from napari_cellflux.core import synthetic
-    from napari_cellflux.core.crops_dataset import save_crops
+    from napari_cellflux.core.formats.crops_dataset import save_crops
+    from napari_cellflux.core.synthetic import generator as synthetic
 
     images, meta = synthetic.make_crops(64, size=48, n_controls=256, seed=0)
     save_crops(work / SYN_DATA, images, meta)

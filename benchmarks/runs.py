@@ -1,59 +1,30 @@
-"""The benchmark run list: every model trained and every evaluation run for
-docs/benchmarks.md, as data.
+"""The benchmark run list: every model trained and every evaluation run for the tables of
+docs/benchmarks.md, as data (:mod:`benchmarks.run_spec` says what a model and a run are).
 
-A :class:`Model` is a folder of the work directory and the training flags that make it; an
-:class:`Evaluation` is one metrics file (``metrics_<name>.json``), the models it scores, its
-evaluation arguments and the label of each row of its tables, in table order.
-``python -m benchmarks.make`` turns this list into commands and writes the labels into each
-metrics file; ``python -m benchmarks.tables`` then reads only the metrics files.
+Each :class:`~benchmarks.run_spec.Evaluation` here is one metrics file
+(``metrics_<name>.json``), the models it scores, its evaluation arguments and the label of
+each row of its tables, in table order. ``python -m benchmarks.make`` turns this list into
+commands and writes the labels into each metrics file; ``python -m benchmarks.tables`` then
+reads only the metrics files.
 
 To add a benchmark: add its models and an evaluation here, and a marked table block to
-docs/benchmarks.md (see :mod:`benchmarks.tables`).
+docs/benchmarks.md or a page of docs/experiments/ (see :mod:`benchmarks.tables`).
 """
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
-
-REPO = Path(__file__).resolve().parents[1]
-METRICS_DIR = REPO / "docs" / "benchmarks"
-DATA = (REPO / ".." / "shared" / "data").resolve()
-BBBC = DATA / "bbbc021_cyclohexamide"
-SMILES = DATA / "bbbc021_annotations" / "BBBC021_v1_compound.csv"
-#: The procedural crops dataset, written into the work directory (``core.synthetic``).
-SYN_DATA = "syn_data"
-
-# The command-line entry points, each in one place.
-TRAIN = ("-m", "training.run")
-#: A model trained from Gaussian noise instead of control crops (the noise-start baseline).
-TRAIN_FROM_NOISE = (*TRAIN, "--source", "noise")
-EVALUATE = ("-m", "evaluation")
-REVERSIBILITY = ("-m", "evaluation.reversibility")
+from benchmarks.run_spec import (
+    BBBC,
+    REVERSIBILITY,
+    SYN_DATA,
+    Evaluation,
+    Model,
+)
 
 EVAL_PLATE = "Week4_27821"  # the held-out plate of the BBBC021 protocol
 FOLD2_PLATE = "Week4_27801"  # the second held-out plate: the other one with treated crops
 SYN_PLATE = "SynPlate4"
 
-#: Training flags every benchmark model shares; a model's own flags replace these.
-#: Noise sigma 1 is the paper-style recipe the benchmarks were first run with; the models
-#: of the default recipe (sigma 0.1) say so themselves. The dose settings are those the
-#: published models were trained with (the defaults before the dose-response work), so the
-#: published tables stay reproducible; the dose-response section measures the new ones.
-RECIPE: Mapping[str, str | None] = {
-    "--dose-encoding": "log1p",
-    "--control-anchor": "0",
-    "--preset": "fast",
-    "--steps": "300",
-    "--batch-size": "32",
-    "--lr": "3e-4",
-    "--noise-scale": "1",
-    "--seed": "0",
-    "--no-progress": None,
-    "--log-every": "20",
-}
 #: Sampling settings of every ``python -m evaluation`` run.
 SAMPLING = (
     "--steps",
@@ -69,66 +40,6 @@ SAMPLING = (
 )
 #: The viewer's defaults, used by every ``evaluation.reversibility`` run.
 ROUND_TRIP = ("--cells", "24", "--steps", "20", "--solver", "midpoint", "--n-boot", "200")
-
-
-@dataclass(frozen=True)
-class Model:
-    """One trained model: ``<workdir>/<name>/model.safetensors``."""
-
-    name: str
-    flags: Mapping[str, str | None]
-    data: str = "bbbc"  # "bbbc" (../shared/data) or "syn" (procedural, in the work directory)
-    from_noise: bool = False  # the noise-start baseline: trained without control starts
-
-    def command(self, work: Path) -> list[str]:
-        """The training command (without ``--resume``, which make adds when resuming)."""
-        data = (
-            ["--data", str(BBBC), "--smiles-table", str(SMILES)]
-            if self.data == "bbbc"
-            else ["--data", str(work / SYN_DATA)]
-        )
-        flags = {**RECIPE, **self.flags, "--out": str(work / self.name)}
-        entry = TRAIN_FROM_NOISE if self.from_noise else TRAIN
-        return [
-            sys.executable,
-            *entry,
-            *data,
-            *(a for k, v in flags.items() for a in ((k,) if v is None else (k, v))),
-        ]
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    """One metrics file and the command that writes it.
-
-    ``models`` are (flag, model folder, row name) in command order; a row name of ``None``
-    passes the bare file (``--model FILE``), otherwise ``NAME=FILE``. ``args`` may hold
-    ``{work}`` (the work directory). ``labels`` name every table row, in table order,
-    including the rows the evaluation adds itself (identity, mean shift, other plate, no
-    guidance).
-    """
-
-    name: str
-    models: tuple[tuple[str, str, str | None], ...]
-    args: tuple[str, ...]
-    labels: Mapping[str, str] = field(default_factory=dict)
-    entry: tuple[str, ...] = EVALUATE
-
-    def command(self, work: Path) -> list[str]:
-        """The evaluation command, writing ``<workdir>/metrics_<name>.json``."""
-        files = [
-            a
-            for flag, folder, row in self.models
-            for a in (flag, (f"{row}=" if row else "") + str(work / folder / "model.safetensors"))
-        ]
-        return [
-            sys.executable,
-            *self.entry,
-            *files,
-            *(a.format(work=work) for a in self.args),
-            "--out",
-            str(work / f"metrics_{self.name}.json"),
-        ]
 
 
 def _seeds(folder: str) -> tuple[tuple[str, str, str], ...]:

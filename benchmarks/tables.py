@@ -24,7 +24,7 @@ from pathlib import Path
 
 from benchmarks import render as R
 from benchmarks import render_targets as T
-from benchmarks.runs import METRICS_DIR, REPO
+from benchmarks.run_spec import METRICS_DIR, REPO
 
 MARKER = re.compile(
     r"<!-- table:(?P<kind>[\w-]+) (?P<files>[\w.,-]+) -->\n"

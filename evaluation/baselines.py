@@ -187,9 +187,9 @@ def sample_from_noise(
     import torch
     import torch.nn.functional as F
 
-    from napari_cellflux.core.acceleration import compute_dtype
-    from napari_cellflux.core.flow import GuidedVelocity, integrate, time_grid
-    from napari_cellflux.core.perturbations import condition_vector
+    from napari_cellflux.core.conditions.perturbations import condition_vector
+    from napari_cellflux.core.network.acceleration import compute_dtype
+    from napari_cellflux.core.network.flow import GuidedVelocity, integrate, time_grid
 
     pert = model.encode(perturbation)
     dose = dose_uM if model.use_dose else None

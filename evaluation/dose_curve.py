@@ -6,7 +6,7 @@ dose of a grid (default: 12 log-spaced doses over the compound's trained range p
 on each side, and the real doses of the wells), a read-out is measured on every cell
 (``--readout nuc_cyt_ratio:FKHR-GFP``, ``mean:DNA`` or ``area``), and a four-parameter
 logistic (bottom, top, EC50, Hill slope) is fitted with bootstrap intervals over cells
-(:mod:`napari_cellflux.core.dose_curve`). Where the wells hold real treated cells of the
+(:mod:`napari_cellflux.core.doses.curve`). Where the wells hold real treated cells of the
 compound, the real curve is fitted the same way and the JSON reports, per compound:
 
 - ``ec50_ratio``: simulated / real EC50 with a percentile interval over paired bootstraps
@@ -96,10 +96,10 @@ def dose_curve(
     """Simulated and real dose-response curves of every perturbation (module docstring)."""
     from scipy.stats import ks_2samp, spearmanr
 
-    from napari_cellflux.core.dose_curve import default_grid, fit_curve
-    from napari_cellflux.core.dose_series import simulate_dose_series
-    from napari_cellflux.core.files import file_sha256
-    from napari_cellflux.core.readout import dna_index, measure, readout_key
+    from napari_cellflux.core.cells.readout import dna_index, measure, readout_key
+    from napari_cellflux.core.doses.curve import default_grid, fit_curve
+    from napari_cellflux.core.doses.series import simulate_dose_series
+    from napari_cellflux.core.formats.files import file_sha256
 
     from .data import read_evaluation_data
     from .evaluate import check_channels, load_cpu_model
@@ -227,7 +227,7 @@ def figure(result: dict[str, Any], path: str | Path) -> Path:
             )  # fmt: skip
             real = entry.get("real", {})
             if real.get("status") == "fit":
-                from napari_cellflux.core.dose_curve import logistic
+                from napari_cellflux.core.doses.curve import logistic
 
                 ys = logistic(xs, real["bottom"], real["top"], real["ec50_uM"], real["hill"])
                 ax.plot(xs, ys, "k--", lw=1.0, label="real fit")
@@ -328,7 +328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def default_readout(model_path: str) -> str:
     """The read-out a curve or plate uses when none is named: the nuclear/cytoplasmic ratio
     of the first non-DNA channel (the nuclear area for a DNA-only model)."""
-    from napari_cellflux.core.readout import dna_index
+    from napari_cellflux.core.cells.readout import dna_index
 
     from .evaluate import load_cpu_model
 

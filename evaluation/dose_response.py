@@ -59,8 +59,8 @@ def dose_response(
 
     ``solver`` and ``steps`` default to the evaluation protocol's 10 Euler steps; the viewer
     integrates with the midpoint rule in 20 steps, which gives a larger effect."""
-    from napari_cellflux.core.config import SOLVERS
-    from napari_cellflux.core.files import file_sha256
+    from napari_cellflux.core.formats.files import file_sha256
+    from napari_cellflux.core.network.config import SOLVERS
 
     from .baselines import simulate_final
     from .data import read_evaluation_data

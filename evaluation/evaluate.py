@@ -8,7 +8,7 @@ Example (the held-out plate protocol of docs/benchmarks.md)::
         --noise-start runs/noisestart/model.safetensors
 
 For every condition (perturbation x dose x evaluation plate) the model turns control crops of
-that plate into treated ones; morphology profiles (:mod:`napari_cellflux.core.features`,
+that plate into treated ones; morphology profiles (:mod:`napari_cellflux.core.cells.features`,
 standardised with the real controls) of these predictions are compared with the plate's real
 treated crops, and so are those of the baselines (:mod:`evaluation.baselines`). Figures, each
 with a bootstrap confidence interval:
@@ -33,8 +33,8 @@ with a bootstrap confidence interval:
   plates, centred the same way. The other-plate ablation starts from these partner crops;
 - ``treated_fraction`` / ``condition_accuracy``: a classifier of control vs perturbation@dose
   trained on real crops; fraction of predictions called treated / called the right dose;
-- on procedural plates (:mod:`napari_cellflux.core.synthetic`), ``known_effect_error``: the
-  mean absolute error of the predicted relative changes of the integrated stains and nuclear
+- on procedural plates (:mod:`napari_cellflux.core.synthetic.generator`), ``known_effect_error``:
+  the mean absolute error of the predicted relative changes of the integrated stains and nuclear
   area against the effect put into the images.
 
 The x0 crops of an evaluation plate are one half of its controls; the other half, and half of
@@ -51,8 +51,8 @@ from typing import Any
 
 import numpy as np
 
-from napari_cellflux.core.acceleration import precision_in_use
-from napari_cellflux.core.files import file_sha256
+from napari_cellflux.core.formats.files import file_sha256
+from napari_cellflux.core.network.acceleration import precision_in_use
 
 from . import baselines as B
 from .methods import BASELINES, Predictor, method_list
@@ -70,7 +70,7 @@ class Profiles:
     """Feature extraction + standardisation with the real controls' statistics."""
 
     def __init__(self, channels: Sequence[str], images: np.ndarray, control: np.ndarray):
-        from napari_cellflux.core.features import (
+        from napari_cellflux.core.cells.features import (
             Standardizer,
             feature_names,
             log_columns,
@@ -91,7 +91,7 @@ class Profiles:
 
 def load_cpu_model(path: str | Path) -> Any:
     """A model on the CPU (evaluations run on the CPU, with the precision they are given)."""
-    from napari_cellflux.core.model import load_model
+    from napari_cellflux.core.simulation.model import load_model
 
     return load_model(path, device="cpu")
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from napari_cellflux.core.plate_view import (
+from napari_cellflux.core.results.plate_view import (
     PARTS,
     REAL,
     SIMULATED,
@@ -35,7 +35,7 @@ def _safe(name: str) -> str:
 
 def real_well_medians(real: str | Path, channels: list[str]) -> pd.DataFrame:
     """Median of every read-out per (plate, well) of a prepared real plate."""
-    from napari_cellflux.core.readout import dna_index, measure
+    from napari_cellflux.core.cells.readout import dna_index, measure
 
     from .data import read_evaluation_data
 
@@ -62,7 +62,7 @@ def _robust_scale(values: np.ndarray) -> tuple[float, float]:
 
 
 def _compounds(wells: pd.DataFrame, parts: dict, key: str, ctrl: np.ndarray) -> pd.DataFrame:
-    from napari_cellflux.core.dose_curve import fit_curve
+    from napari_cellflux.core.doses.curve import fit_curve
 
     med, scale = _robust_scale(ctrl)
     rows = []
@@ -169,7 +169,7 @@ def merge_and_write(
 
     from scipy.stats import pearsonr, spearmanr
 
-    from napari_cellflux.core.files import atomic_path
+    from napari_cellflux.core.formats.files import atomic_path
 
     wells = jobs.copy()
     parts: dict[tuple[str, str], dict] = {}

@@ -107,7 +107,7 @@ def run(
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """The round trip of every model from the same control crops of ``plate``."""
-    from napari_cellflux.core.files import file_sha256
+    from napari_cellflux.core.formats.files import file_sha256
 
     from .data import read_evaluation_data
     from .evaluate import check_channels, load_cpu_model

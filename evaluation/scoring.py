@@ -25,7 +25,7 @@ def known_effect(
     names: list[str], channels: list[str], plate: str, compound: str, dose: float
 ) -> dict[str, Any] | None:
     """What the procedural plates put in, and how to measure it from raw profiles."""
-    from napari_cellflux.core import synthetic_catalog as S
+    from napari_cellflux.core.synthetic import catalog as S
 
     if plate not in S.PLATES or compound not in S.COMPOUNDS:
         return None

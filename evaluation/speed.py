@@ -32,7 +32,7 @@ N_CELLS, SIZE, FRAMES = 16, 96, 20
 
 
 def _cells(n: int = N_CELLS, size: int = SIZE):
-    from napari_cellflux.core.synthetic import make_crops
+    from napari_cellflux.core.synthetic.generator import make_crops
 
     images, _ = make_crops(n, size=size, plates=["SynPlate1"], compounds=[], seed=0)
     return images[:n]
@@ -43,9 +43,9 @@ def _model(preset_name: str):
     import torch
 
     from napari_cellflux import load_model
-    from napari_cellflux.core.config import preset
-    from napari_cellflux.core.model import CellFluxModel, _random_tiny
-    from napari_cellflux.core.unet import VelocityUNet
+    from napari_cellflux.core.network.config import preset
+    from napari_cellflux.core.network.unet import VelocityUNet
+    from napari_cellflux.core.simulation.model import CellFluxModel, _random_tiny
 
     demo = load_model(device="cpu")
     if demo.card.preset == preset_name:
@@ -62,7 +62,7 @@ def _time_forward(model: Any, batch: int, repeats: int, precision: str) -> float
     """Seconds per image of one network pass, in the model's layout and ``precision``."""
     import torch
 
-    from napari_cellflux.core.acceleration import channels_last_pays, compute_dtype
+    from napari_cellflux.core.network.acceleration import channels_last_pays, compute_dtype
 
     net, size = model.network, model.crop_size
     x = torch.randn(batch, net.config.in_channels, size, size)
@@ -122,7 +122,7 @@ def _measure_preset(
 ) -> None:
     import torch
 
-    from napari_cellflux.core.acceleration import precision_in_use
+    from napari_cellflux.core.network.acceleration import precision_in_use
 
     torch.set_num_threads(threads)
     model, weights = _model(preset_name)
@@ -170,8 +170,8 @@ def _levers(threads: int) -> dict[str, Any]:
     import numpy as np
     import torch
 
-    from napari_cellflux.core.acceleration import cpu_has_native_bf16
-    from napari_cellflux.core.flow import GuidedVelocity
+    from napari_cellflux.core.network.acceleration import cpu_has_native_bf16
+    from napari_cellflux.core.network.flow import GuidedVelocity
 
     torch.set_num_threads(threads)
     model, _ = _model("fast")
@@ -249,7 +249,7 @@ def _compile_lever(threads: int) -> dict[str, Any]:
     """
     import torch
 
-    from napari_cellflux.core.flow import GuidedVelocity
+    from napari_cellflux.core.network.flow import GuidedVelocity
 
     torch.set_num_threads(threads)
     model, _ = _model("fast")

@@ -123,7 +123,7 @@ def well_jobs(model: Any, plate_map: pd.DataFrame) -> pd.DataFrame:
 
 
 def _part_path(out: Path, job: Any) -> Path:
-    from napari_cellflux.core.plate_view import part_file
+    from napari_cellflux.core.results.plate_view import part_file
 
     return part_file(out, job.plate, job.well)
 
@@ -131,8 +131,8 @@ def _part_path(out: Path, job: Any) -> Path:
 def _simulate_well(model: Any, cells: np.ndarray, job: Any, req: PlateRequest) -> dict:
     import warnings
 
-    from napari_cellflux.core.readout import dna_index, measure
-    from napari_cellflux.core.run_plan import CellFluxWarning
+    from napari_cellflux.core.cells.readout import dna_index, measure
+    from napari_cellflux.core.simulation.run_plan import CellFluxWarning
 
     channels = list(model.channels)
     last = None
@@ -155,10 +155,10 @@ def run_virtual_plate(
     req: PlateRequest, out: str | Path, *, resume: bool = False, real: str | None = None
 ) -> dict[str, Any]:
     """Simulate every treated well of ``req.platemap`` into ``out`` (module docstring)."""
-    from napari_cellflux.core.cell_check import check_cells
-    from napari_cellflux.core.files import file_sha256
-    from napari_cellflux.core.plate_view import draw_start_rows
-    from napari_cellflux.core.readout import dna_index, measure, readout_key
+    from napari_cellflux.core.cells.readout import dna_index, measure, readout_key
+    from napari_cellflux.core.formats.files import file_sha256
+    from napari_cellflux.core.results.plate_view import draw_start_rows
+    from napari_cellflux.core.simulation.cell_check import check_cells
 
     from .data import read_evaluation_data
     from .evaluate import check_channels, load_cpu_model
@@ -192,7 +192,7 @@ def run_virtual_plate(
                 continue
         start = draw_start_rows(pool, req.cells, req.seed, i)  # each well its own cells
         values = _simulate_well(model, images[start], job, req)
-        from napari_cellflux.core.files import atomic_path
+        from napari_cellflux.core.formats.files import atomic_path
 
         # the start rows: napari's plate view shows a well's own cells
         record = {"key": req.key(), "start_rows": start.tolist(), **values}

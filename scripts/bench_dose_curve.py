@@ -12,7 +12,7 @@ settings are the model card's defaults (steps, solver, guidance: what the widget
 with), precision ``auto``, the widget's CPU threads (``--threads 0``: one core fewer than the
 machine has, at least one), the grid the widget's default (the compound's trained range plus a
 decade on each side). Printed as one JSON object: seconds to simulate every dose (the
-batched passes of :func:`napari_cellflux.core.dose_series.iter_dose_series`), to fit the
+batched passes of :func:`napari_cellflux.core.doses.series.iter_dose_series`), to fit the
 curve with 200 bootstrap resamples, the machine's load average before and after, and the
 EC50. ``--compare`` also runs one dose per pass and the plain ``model.iter_simulate`` of each
 dose, times them, and reports the largest difference of the per-cell read-outs (0: the
@@ -51,11 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from napari_cellflux import load_model
-    from napari_cellflux.core.dose_curve import default_grid, fit_curve
-    from napari_cellflux.core.dose_series import BATCH_CELLS, iter_dose_series
-    from napari_cellflux.core.field_cells import cut_cells
-    from napari_cellflux.core.readout import dna_index, measure, readout_key
-    from napari_cellflux.core.synthetic import make_field
+    from napari_cellflux.core.cells.field_cells import cut_cells
+    from napari_cellflux.core.cells.readout import dna_index, measure, readout_key
+    from napari_cellflux.core.doses.curve import default_grid, fit_curve
+    from napari_cellflux.core.doses.series import BATCH_CELLS, iter_dose_series
+    from napari_cellflux.core.synthetic.generator import make_field
 
     threads = args.threads or max(1, len(os.sched_getaffinity(0)) - 1)
     torch.set_num_threads(threads)

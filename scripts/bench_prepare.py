@@ -1,7 +1,7 @@
 """Speed and memory of ``python -m training.prepare`` on a generated screen (not a test).
 
-Writes a screen of procedural fields (:func:`napari_cellflux.core.synthetic.make_field`) as
-TIFFs in two layouts, one file per channel and one (C, Y, X) file per site, with a 96-well
+Writes a screen of procedural fields (:func:`napari_cellflux.core.synthetic.generator.make_field`)
+as TIFFs in two layouts, one file per channel and one (C, Y, X) file per site, with a 96-well
 plain plate map, then runs the command on each layout in a subprocess and prints one JSON
 object: fields per second, crops, wall time and the peak memory of the whole process tree
 (the command and its worker processes, sampled every 0.2 s), plus the time of a second,
@@ -54,8 +54,8 @@ def write_screen(root: Path, plates: int, sites: int, size: int, seed: int = 0) 
     import pandas as pd
     import tifffile
 
-    from napari_cellflux.core.synthetic import make_field
-    from napari_cellflux.core.synthetic_catalog import COMPOUNDS
+    from napari_cellflux.core.synthetic.catalog import COMPOUNDS
+    from napari_cellflux.core.synthetic.generator import make_field
 
     rng = np.random.default_rng(seed)
     pool = {}

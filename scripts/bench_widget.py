@@ -46,7 +46,7 @@ def _child(threads: int, precision: str, steps: int, cells: int, repeats: int) -
     from qtpy.QtWidgets import QApplication
 
     from napari_cellflux._gui.settings import cpu_threads_for
-    from napari_cellflux.core.acceleration import precision_in_use
+    from napari_cellflux.core.network.acceleration import precision_in_use
 
     viewer = napari.Viewer(show=True)
     app = QApplication.instance()

@@ -25,7 +25,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from benchmarks.runs import BBBC  # noqa: E402  (the repository root is on sys.path above)
+from benchmarks.run_spec import BBBC  # noqa: E402  (the repository root is on sys.path above)
 
 COMPOUNDS = ("cyclohexamide", "taxol", "nocodazole", "latrunculin B")
 PLATES = ("SynPlate1", "SynPlate3")
@@ -33,8 +33,8 @@ STAINS = ("DNA", "Tubulin", "Actin")
 
 
 def effect_table(model, out: dict) -> str:
-    from napari_cellflux.core import synthetic as S
-    from napari_cellflux.core import synthetic_catalog as catalog
+    from napari_cellflux.core.synthetic import catalog
+    from napari_cellflux.core.synthetic import generator as S
 
     images, meta = S.make_crops(
         16, size=64, plates=list(PLATES), compounds=list(COMPOUNDS), doses=[10.0], seed=1
@@ -79,8 +79,8 @@ def effect_table(model, out: dict) -> str:
 
 def roundtrip_table(model, out: dict) -> str:
     from evaluation.reversibility import roundtrip
-    from napari_cellflux.core import synthetic as S
-    from napari_cellflux.core.crops_dataset import load_crops
+    from napari_cellflux.core.formats.crops_dataset import load_crops
+    from napari_cellflux.core.synthetic import generator as S
 
     sets = []
     images, meta = S.make_crops(

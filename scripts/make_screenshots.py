@@ -191,9 +191,9 @@ def procedural_virtual_plate(folder: Path) -> Path:
     import pandas as pd
 
     from evaluation.virtual_plate import PlateRequest, run_virtual_plate
-    from napari_cellflux.core.crops_dataset import save_crops
-    from napari_cellflux.core.synthetic import make_crops
-    from napari_cellflux.core.weights import demo_weights_path
+    from napari_cellflux.core.formats.crops_dataset import save_crops
+    from napari_cellflux.core.formats.weights import demo_weights_path
+    from napari_cellflux.core.synthetic.generator import make_crops
 
     compounds, doses = ["cyclohexamide", "latrunculin B", "nocodazole", "taxol"], [0.3, 1, 3, 10]
     images, meta = make_crops(8, size=64, plates=["SynPlate1"], compounds=compounds,
@@ -259,9 +259,9 @@ def dose_curve_screenshot(app, out: Path, args) -> None:
     import napari
 
     from napari_cellflux._gui.sample_data import field_layer_data
-    from napari_cellflux.core.layer_dataset import FieldTag
-    from napari_cellflux.core.synthetic import make_field
-    from napari_cellflux.core.synthetic_catalog import CHANNELS
+    from napari_cellflux.core.synthetic.catalog import CHANNELS
+    from napari_cellflux.core.synthetic.generator import make_field
+    from napari_cellflux.core.trainer.layer_dataset import FieldTag
 
     viewer = napari.Viewer(title="napari-cellflux", show=True)
     viewer.window.resize(1600, 1100)

@@ -1,15 +1,15 @@
 """Evidence on real cells: NF-kB translocation under TNF-alpha (BBBC014), end to end.
 
 1. Cut the cells of the two BBBC014 fields (A01 TNF-alpha stimulated, A12 unstimulated) with
-   ``core.field_cells.cut_cells`` (the code of ``python -m training.prepare`` and the trainer
-   widget); the right half of each field is held out (``core.train_recipe.held_out_by_position``,
+   ``core.cells.field_cells.cut_cells`` (the code of ``python -m training.prepare`` and the trainer
+   widget); the right half of each field is held out (``core.trainer.recipe.held_out_by_position``,
    fraction 0.5), and a crops dataset is written to the work folder.
 2. Train the trainer widget's default recipe (``fast``, 600 steps of 32, lr 1e-3) with
    ``--allow-missing-smiles`` (TNF-alpha is a protein) in a subprocess, unless the model is
    already there (the script reruns cheaply).
 3. Simulate the held-out unstimulated (A12) cells forward under TNF-alpha and the held-out
    stimulated (A01) cells in reverse.
-4. Measure per cell the nuclear / cytoplasmic NF-kB ratio (``core.readout``) of real control,
+4. Measure per cell the nuclear / cytoplasmic NF-kB ratio (``core.cells.readout``) of real control,
    simulated, real stimulated and reverse-simulated cells; write the numbers (JSON) and the
    figure ``docs/figures/nfkb_ratio.png`` (measurements only: no images of the real cells).
 5. Optionally, a screenshot of the forward run in the napari widget, into the work folder
@@ -56,9 +56,9 @@ def cut_dataset(work: Path, crop_size: int) -> Path:
     """Step 1: the crops dataset (train = left halves, test = right halves of each field)."""
     import pandas as pd
 
-    from napari_cellflux.core.crops_dataset import save_crops
-    from napari_cellflux.core.field_cells import cut_cells
-    from napari_cellflux.core.train_recipe import held_out_by_position
+    from napari_cellflux.core.cells.field_cells import cut_cells
+    from napari_cellflux.core.formats.crops_dataset import save_crops
+    from napari_cellflux.core.trainer.recipe import held_out_by_position
 
     data = work / "data"
     if (data / "metadata.csv").is_file():
@@ -93,7 +93,7 @@ def cut_dataset(work: Path, crop_size: int) -> Path:
 
 def train(work: Path, data: Path, threads: int) -> tuple[Path, dict]:
     """Step 2: the trainer widget's default recipe, as a subprocess (skipped when done)."""
-    from napari_cellflux.core.train_recipe import TrainRecipe, training_command
+    from napari_cellflux.core.trainer.recipe import TrainRecipe, training_command
 
     out = work / "model"
     model = out / "model.safetensors"
@@ -132,7 +132,7 @@ def train(work: Path, data: Path, threads: int) -> tuple[Path, dict]:
 
 def held_out_cells(data: Path) -> dict[str, np.ndarray]:
     """The held-out (test) and training crops of each well, from the written dataset."""
-    from napari_cellflux.core.crops_dataset import load_crops
+    from napari_cellflux.core.formats.crops_dataset import load_crops
 
     images, meta = load_crops(data)
     out = {}
@@ -145,7 +145,7 @@ def held_out_cells(data: Path) -> dict[str, np.ndarray]:
 
 def ratios(crops: np.ndarray) -> np.ndarray:
     """Per-cell nuclear / cytoplasmic NF-kB ratio (cells without a nucleus dropped)."""
-    from napari_cellflux.core.readout import nuclear_cytoplasmic_ratio
+    from napari_cellflux.core.cells.readout import nuclear_cytoplasmic_ratio
 
     r = nuclear_cytoplasmic_ratio(crops, CHANNELS.index("DNA"))[:, CHANNELS.index("NF-kB")]
     return r[np.isfinite(r)]
@@ -169,7 +169,7 @@ def simulate(
 def identity(start: np.ndarray, end: np.ndarray) -> dict:
     """Per cell, between the first and the last frame: the correlation of each channel's
     pixels, and the nuclear area's relative change (the cell should stay the same cell)."""
-    from napari_cellflux.core.readout import AREA, measure
+    from napari_cellflux.core.cells.readout import AREA, measure
 
     out = {}
     for c, name in enumerate(CHANNELS):
@@ -344,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     if work == REPO or REPO in work.parents:
         raise SystemExit("error: --work must be outside the repository (real cells)")
     work.mkdir(parents=True, exist_ok=True)
-    from napari_cellflux.core.config import preset
+    from napari_cellflux.core.network.config import preset
 
     data = cut_dataset(work, int(preset("fast", cond_dim=1).crop_size))
     model, info = train(work, data, args.threads)
@@ -371,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
         "reverse: TNF-alpha -> control": ratios(reversed_),
     }
     real_c, sim, real_s, rev = groups.values()
-    from napari_cellflux.core.readout import AREA, measure
+    from napari_cellflux.core.cells.readout import AREA, measure
 
     crops_of = dict(zip(groups, (control, simulated, stimulated, reversed_), strict=True))
     areas = {k: measure(v, CHANNELS, CHANNELS.index("DNA"))[AREA] for k, v in crops_of.items()}
@@ -379,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
         "data": {
             "fields": str(FIELDS),
             "cells": {k: int(len(v)) for k, v in cells.items()},
-            "held_out": f"right {HOLDOUT:.0%} of each field (core.train_recipe."
+            "held_out": f"right {HOLDOUT:.0%} of each field (core.trainer.recipe."
             "held_out_by_position)",
         },
         "training": info,

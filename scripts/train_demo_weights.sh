@@ -3,7 +3,7 @@
 #
 #   bash scripts/train_demo_weights.sh [extra training.run flags, e.g. --threads 1]
 #
-# Data: procedural crops from napari_cellflux.core.synthetic (our own ground truth, no real
+# Data: procedural crops from napari_cellflux.core.synthetic.generator (our own ground truth, no real
 # data): 4 plates x (DMSO + 4 compounds x 4 doses) x 32 crops (96 DMSO) of 64 px = 2432 crops.
 # Model: the `fast` preset, 1.1 M parameters, 600 steps of 32 pairs on one CPU, with the dose
 # recipe the shipped file was trained with (log1p, no control anchors: the default before the
@@ -13,14 +13,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python}
 WORK=${WORK:-${TMPDIR:-/tmp}/napari-cellflux-demo}
-DESCRIPTION="napari_cellflux.core.synthetic.make_crops(32, size=64, seed=0, n_controls=96): plates SynPlate1-4, DMSO + cyclohexamide, taxol, nocodazole, latrunculin B at 0.3, 1, 3, 10 uM, 32 crops per condition and plate, 96 DMSO crops per plate (procedural, not real cells)"
+DESCRIPTION="napari_cellflux.core.synthetic.generator.make_crops(32, size=64, seed=0, n_controls=96): plates SynPlate1-4, DMSO + cyclohexamide, taxol, nocodazole, latrunculin B at 0.3, 1, 3, 10 uM, 32 crops per condition and plate, 96 DMSO crops per plate (procedural, not real cells)"
 
 rm -rf "$WORK"
 "$PYTHON" - "$WORK/data" <<'PY'
 import sys
 
-from napari_cellflux.core.images import save_crops
-from napari_cellflux.core.synthetic import make_crops
+from napari_cellflux.core.cells.images import save_crops
+from napari_cellflux.core.synthetic.generator import make_crops
 
 images, metadata = make_crops(32, size=64, seed=0, n_controls=96)
 save_crops(sys.argv[1], images, metadata)
@@ -31,7 +31,7 @@ PY
     --preset fast --steps 600 --batch-size 32 --lr 1e-3 --seed 0 \
     --ckpt-every 100 --log-every 25 --dose-encoding log1p --control-anchor 0 \
     --name "demo-synthetic-fast" \
-    --description "Demo weights: fast preset trained on procedural cells with known effects (napari_cellflux.core.synthetic). For trying the plugin; not a model of real biology." \
+    --description "Demo weights: fast preset trained on procedural cells with known effects (napari_cellflux.core.synthetic.generator). For trying the plugin; not a model of real biology." \
     --data-description "$DESCRIPTION" "$@"
 
 mkdir -p src/napari_cellflux/weights

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from napari_cellflux.core.network_units import to_network
+from napari_cellflux.core.network.network_units import to_network
 
 from .config import SOURCES
 from .coupling import COUPLINGS, ot_permutation

@@ -12,7 +12,7 @@ The step RNG needs no saving: every random draw is a function of ``(seed, rank, 
 (see :mod:`training.distributed`), which is what makes a resumed run continue exactly.
 
 One run writes a folder at a time: :func:`hold_output_folder` takes the folder's lock
-(:mod:`napari_cellflux.core.folder_lock`) before anything there is read or written.
+(:mod:`napari_cellflux.core.formats.folder_lock`) before anything there is read or written.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from napari_cellflux.core.files import atomic_path
-from napari_cellflux.core.folder_lock import FolderLock
+from napari_cellflux.core.formats.files import atomic_path
+from napari_cellflux.core.formats.folder_lock import FolderLock
 
 __all__ = [
     "CHECKPOINT_NAME",
@@ -139,7 +139,7 @@ def check_output_path(
 def hold_output_folder(path: str | Path, command: str) -> AbstractContextManager[object]:
     """Check ``--out`` (:func:`check_output_path`) and return the lock to hold while writing it.
 
-    Entering the result raises :class:`~napari_cellflux.core.folder_lock.FolderInUseError`
+    Entering the result raises :class:`~napari_cellflux.core.formats.folder_lock.FolderInUseError`
     (a ``ValueError``) naming the live process that writes there. Under torchrun only rank 0
     takes it: the other ranks write nothing, and end with rank 0 when it is refused.
     """
@@ -301,9 +301,9 @@ def export_model(
     description: str,
 ) -> Path:
     """Write the user-facing weights file (EMA weights + metadata) via the core format."""
-    from napari_cellflux.core.cell_check import training_cell_profile
-    from napari_cellflux.core.model_card import ModelCard
-    from napari_cellflux.core.weights import save_weights
+    from napari_cellflux.core.formats.weights import save_weights
+    from napari_cellflux.core.simulation.cell_check import training_cell_profile
+    from napari_cellflux.core.simulation.model_card import ModelCard
 
     card = ModelCard(
         config=config,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from napari_cellflux.core.dose_encoding import DOSE_ENCODINGS
+from napari_cellflux.core.conditions.dose_encoding import DOSE_ENCODINGS
 
 from .coupling import COUPLINGS
 
@@ -79,8 +79,8 @@ class TrainConfig:
         Output folder: ``model.safetensors``, ``checkpoint.safetensors``, ``train.log``,
         ``metrics.jsonl``, ``train_config.json``.
     preset
-        Network preset of :mod:`napari_cellflux.core.config` (``paper``, ``fast``, ``tiny``).
-    steps, epochs
+        Network preset of :mod:`napari_cellflux.core.network.config` (``paper``, ``fast``,
+    ``tiny``). steps, epochs
         Training length; ``steps`` wins when both are given. Default: 100 epochs (paper).
         One epoch = every training treated crop once (per process, its shard).
     batch_size
@@ -100,8 +100,8 @@ class TrainConfig:
     allow_missing_smiles
         Train compounds that have neither a SMILES nor an embedding (proteins such as
         TNF-alpha, biologics) on a fixed vector derived from their name
-        (:func:`napari_cellflux.core.perturbations.name_vector`): the model learns them by
-        name only. Without it such compounds stop training with an error naming them.
+        (:func:`napari_cellflux.core.conditions.perturbations.name_vector`): the model learns them
+        by name only. Without it such compounds stop training with an error naming them.
     holdout_plates, holdout_compounds, holdout_doses, holdout_wells
         Left out of training. Doses are ``"15"`` (every compound at 15 uM) or
         ``"cyclohexamide:15"`` (one compound at one dose). Wells (crops datasets with a
@@ -121,8 +121,8 @@ class TrainConfig:
     dose_encoding, dose_balance, control_anchor
         How dose is learned: ``dose_encoding`` ``log10`` (default: a log10 dose axis from
         0.1 nM to 1 mM with steps every quarter decade, the compound's embedding weighted by
-        log dose, dose 0 no compound: :mod:`napari_cellflux.core.dose_encoding`), ``scaled``
-        (the embedding multiplied by log(1 + uM) / log(11); the default before the log10
+        log dose, dose 0 no compound: :mod:`napari_cellflux.core.conditions.dose_encoding`),
+        ``scaled`` (the embedding multiplied by log(1 + uM) / log(11); the default before the log10
         axis, which squeezes nanomolar doses), ``log1p`` (one feature next to the embedding,
         the first recipe) or ``monotone`` (features that all grow with dose);
         ``dose_balance`` draws every (perturbation, dose) condition equally often instead of

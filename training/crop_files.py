@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from napari_cellflux.core.crops_dataset import crops_shape_problem
-from napari_cellflux.core.files import atomic_path
+from napari_cellflux.core.formats.crops_dataset import crops_shape_problem
+from napari_cellflux.core.formats.files import atomic_path
 
 __all__ = ["DataError", "MappedArray", "NpyFiles", "default_cache_dir", "open_npz_array"]
 

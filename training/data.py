@@ -166,7 +166,7 @@ def _vectors(
     """Raw embedding vector (and SMILES) per perturbation name, and the compounds known by
     name only; ``required`` names must have a vector (with ``--allow-missing-smiles``, one
     derived from the name), the others (held-out names) are skipped when none is available."""
-    from napari_cellflux.core.perturbations import (
+    from napari_cellflux.core.conditions.perturbations import (
         FINGERPRINT_BITS,
         compound_fingerprint,
         load_embedding_table,
@@ -260,7 +260,7 @@ def prepare(
 
     ``norm`` (low, high) reuses stored normalisation (on resume) instead of recomputing it.
     """
-    from napari_cellflux.core.perturbations import Perturbation, condition_vector
+    from napari_cellflux.core.conditions.perturbations import Perturbation, condition_vector
 
     raw = raw if raw is not None else read_dataset(cfg)
     meta = raw.meta

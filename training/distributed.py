@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_cellflux.core.weights import tensor_digest
+from napari_cellflux.core.formats.weights import tensor_digest
 
 __all__ = [
     "DistEnv",
@@ -70,7 +70,7 @@ def setup(device: str = "auto") -> DistEnv:
     """
     import torch
 
-    from napari_cellflux.core.weights import resolve_device
+    from napari_cellflux.core.formats.weights import resolve_device
 
     world = _env_int("WORLD_SIZE", 1)
     rank = _env_int("RANK", 0)

@@ -53,8 +53,8 @@ class TrainResult:
 
 def build_network(cfg: TrainConfig, data: TrainingData) -> torch.nn.Module:
     """The velocity U-Net for this data: preset architecture, data channels and condition."""
-    from napari_cellflux.core.config import preset
-    from napari_cellflux.core.unet import VelocityUNet
+    from napari_cellflux.core.network.config import preset
+    from napari_cellflux.core.network.unet import VelocityUNet
 
     overrides: dict[str, Any] = {"in_channels": len(data.channels), "cond_dim": data.cond_dim}
     if cfg.crop_size:
@@ -76,7 +76,7 @@ def held_loss(
 ) -> float:
     """Mean conditional flow-matching loss on fixed batches with fixed t (no noise or
     condition dropout): a low-variance number to compare two networks by."""
-    from napari_cellflux.core.flow import flow_matching_loss
+    from napari_cellflux.core.network.flow import flow_matching_loss
 
     device = next(network.parameters()).device
     was_training = network.training
@@ -154,7 +154,7 @@ def train(
     from torch.nn.parallel import DistributedDataParallel as DDP
     from tqdm import tqdm
 
-    from napari_cellflux.core.flow import flow_matching_loss
+    from napari_cellflux.core.network.flow import flow_matching_loss
 
     device = torch.device(env.device)
     net = build_network(cfg, data).to(device)

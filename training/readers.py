@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from napari_cellflux.core.crops_dataset import (
+from napari_cellflux.core.formats.crops_dataset import (
     CROPS_FILE,
     METADATA_FILE,
     crops_shape_problem,

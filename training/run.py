@@ -24,8 +24,8 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from napari_cellflux.core.dose_encoding import DOSE_ENCODINGS
-from napari_cellflux.core.folder_lock import command_line
+from napari_cellflux.core.conditions.dose_encoding import DOSE_ENCODINGS
+from napari_cellflux.core.formats.folder_lock import command_line
 
 from .checkpoint import (
     CHECKPOINT_NAME,

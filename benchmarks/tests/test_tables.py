@@ -221,7 +221,7 @@ def test_dry_run_prints_each_command_once(tmp_path, capsys):
 
 
 def test_training_record_is_read_from_each_weights_file(tmp_path, monkeypatch):
-    from napari_cellflux.core import weights
+    from napari_cellflux.core.formats import weights
 
     record = tmp_path / "training_runs.json"
     record.write_text(

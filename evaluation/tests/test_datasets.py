@@ -30,8 +30,8 @@ def _scored(model: Path, data: Path, out: Path, *extra: str) -> dict:
 def _impa_from_synthetic(root: Path) -> tuple[Path, Path]:
     """Procedural crops (two plates, controls + two compounds at two doses) written in the
     IMPA layout: metadata/df.csv + <week>/<plate>/<key>.npy, and an emb_fp.csv table."""
-    from napari_cellflux.core.perturbations import compound_fingerprint
-    from napari_cellflux.core.synthetic import make_crops
+    from napari_cellflux.core.conditions.perturbations import compound_fingerprint
+    from napari_cellflux.core.synthetic.generator import make_crops
 
     images, meta = make_crops(
         8,

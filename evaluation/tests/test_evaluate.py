@@ -91,8 +91,8 @@ def test_lda_separates_gaussian_classes():
 
 def test_plate_classifier_recovers_procedural_plates():
     """Batch effects of the procedural plates are visible in control profiles."""
-    from napari_cellflux.core.features import Standardizer, log_columns, morphology_features
-    from napari_cellflux.core.synthetic import make_crops
+    from napari_cellflux.core.cells.features import Standardizer, log_columns, morphology_features
+    from napari_cellflux.core.synthetic.generator import make_crops
 
     images, meta = make_crops(
         0,
@@ -242,7 +242,7 @@ def test_sample_from_noise_shapes(random_tiny_model_eval):
 def random_tiny_model_eval():
     import torch
 
-    from napari_cellflux.core.model import _random_tiny
+    from napari_cellflux.core.simulation.model import _random_tiny
 
     return _random_tiny(torch.device("cpu"))
 

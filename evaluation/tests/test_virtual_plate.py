@@ -18,7 +18,7 @@ ASPIRIN = "CC(=O)Oc1ccccc1C(=O)O"
 def plate(plate_rows, tmp_path_factory):
     """The row plate with one well per condition (A/B01 DMSO, 02-04 cyclohexamide 1/3/10 uM,
     05-07 taxol), and a plate map of row B plus three wells a user may get wrong."""
-    from napari_cellflux.core.crops_dataset import load_crops, save_crops
+    from napari_cellflux.core.formats.crops_dataset import load_crops, save_crops
 
     images, meta = load_crops(plate_rows)
     col = {("DMSO", 0.0): 1}
@@ -114,11 +114,11 @@ def test_no_control_cells_and_a_bad_read_out_are_clear_errors(dose_model, plate,
 def test_the_plate_view_reads_a_virtual_plate_and_finds_each_wells_start_cells(
     dose_model, plate, tmp_path
 ):
-    """What napari's plate view shows (napari_cellflux.core.plate_view) is what the run wrote:
-    the medians per well in plate layout, the real plate's beside them, and the very control
+    """What napari's plate view shows (napari_cellflux.core.results.plate_view) is what the run
+    wrote: the medians per well in plate layout, the real plate's beside them, and the very control
     cells each well started from (recorded, or drawn again the same way for older plates)."""
-    from napari_cellflux.core.crops_dataset import load_crops
-    from napari_cellflux.core.plate_view import part_file, read_virtual_plate, split_well
+    from napari_cellflux.core.formats.crops_dataset import load_crops
+    from napari_cellflux.core.results.plate_view import part_file, read_virtual_plate, split_well
 
     out = tmp_path / "vp"
     assert main([*_args(dose_model, plate, out), "--real", str(plate / "crops")]) == 0

@@ -23,16 +23,16 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .core.model import CellFluxModel, Trajectory, load_model
-    from .core.perturbations import compound_fingerprint
-    from .core.run_plan import CellFluxWarning
+    from .core.conditions.perturbations import compound_fingerprint
+    from .core.simulation.model import CellFluxModel, Trajectory, load_model
+    from .core.simulation.run_plan import CellFluxWarning
 
 _LAZY = {
-    "load_model": "napari_cellflux.core.model",
-    "CellFluxModel": "napari_cellflux.core.model",
-    "Trajectory": "napari_cellflux.core.model",
-    "CellFluxWarning": "napari_cellflux.core.run_plan",
-    "compound_fingerprint": "napari_cellflux.core.perturbations",
+    "load_model": "napari_cellflux.core.simulation.model",
+    "CellFluxModel": "napari_cellflux.core.simulation.model",
+    "Trajectory": "napari_cellflux.core.simulation.model",
+    "CellFluxWarning": "napari_cellflux.core.simulation.run_plan",
+    "compound_fingerprint": "napari_cellflux.core.conditions.perturbations",
 }
 
 

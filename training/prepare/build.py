@@ -5,7 +5,7 @@ Every field is cut in a worker process and saved as its own part file under
 run resumes by skipping the parts already there, and the main process never holds more than
 one field's crops. Once all parts exist they are streamed, in plate / well / site order, into
 ``crops.npz`` and ``metadata.csv`` by the format's owner
-(:class:`napari_cellflux.core.crops_dataset.CropsWriter`); an existing dataset is only
+(:class:`napari_cellflux.core.formats.crops_dataset.CropsWriter`); an existing dataset is only
 replaced when the new one is complete. ``prepare.json`` records the inputs' fingerprint: the
 same command on the same inputs finds it and does nothing.
 
@@ -274,7 +274,7 @@ def _assemble(
     settings: FieldSettings,
     images: Path | None,
 ) -> int:
-    from napari_cellflux.core.crops_dataset import CropsWriter
+    from napari_cellflux.core.formats.crops_dataset import CropsWriter
 
     use = table["status"].eq("ok") & table["cells"].gt(0)
     n = int(table.loc[use, "cells"].sum())

@@ -8,8 +8,8 @@ Example (BBBC014: one TIFF per channel, row and column in the file name)::
 
 Every problem with the inputs ends the command with a message that says what to do (exit
 status 2), before anything already written is touched; see docs/own-screen.md. The command
-holds --out's lock (:mod:`napari_cellflux.core.folder_lock`) from before it looks at what is
-there: a second command into the same folder is refused, naming the first.
+holds --out's lock (:mod:`napari_cellflux.core.formats.folder_lock`) from before it looks at what
+is there: a second command into the same folder is refused, naming the first.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from napari_cellflux.core.folder_lock import FolderInUseError, FolderLock, command_line
+from napari_cellflux.core.formats.folder_lock import FolderInUseError, FolderLock, command_line
 
 from .wells import PLATE_FORMATS, PrepareError
 
@@ -185,7 +185,7 @@ def _check_first_field(site: Site, channels: list[str], crop_size: int) -> list[
     """The channel names, checked against the first field's header (no pixels are read):
     indices a multi-channel file has, a crop that fits in the field. Without these checks
     every field fails alone and the run ends in "no cell was kept"."""
-    from napari_cellflux.core.field_files import field_header
+    from napari_cellflux.core.formats.field_files import field_header
 
     name = Path(site.files[0]).name
     try:

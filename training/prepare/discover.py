@@ -14,7 +14,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from napari_cellflux.core.field_files import FIELD_DIR_SUFFIXES, FIELD_FILE_SUFFIXES
+from napari_cellflux.core.formats.field_files import FIELD_DIR_SUFFIXES, FIELD_FILE_SUFFIXES
 
 from .wells import PrepareError, normalise_well, well_from_parts
 

@@ -1,10 +1,10 @@
 """One field of view -> its single-cell crops: read, find nuclei, filter, cut, save a part file.
 
 This is the unit of work of the process pool. Nuclei are found with the widget's detector
-(:func:`napari_cellflux.core.nuclei.detect_nuclei`) and cut with
-:func:`napari_cellflux.core.crops.crop_cells`, so a model trained on the result sees cells
+(:func:`napari_cellflux.core.cells.nuclei.detect_nuclei`) and cut with
+:func:`napari_cellflux.core.cells.crops.crop_cells`, so a model trained on the result sees cells
 cut exactly as the widget will cut them; the pixels come from
-:mod:`napari_cellflux.core.field_files` (TIFF, OME-TIFF, OME-Zarr, ND2, CZI). Each field's
+:mod:`napari_cellflux.core.formats.field_files` (TIFF, OME-TIFF, OME-Zarr, ND2, CZI). Each field's
 result goes to its own small ``.npz`` part (written atomically), which is what makes an
 interrupted run resumable and keeps the main process's memory independent of the size of
 the screen.
@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from napari_cellflux.core.field_cells import AREA_RANGE, cut_cells, focus_score
-from napari_cellflux.core.field_files import FieldFileError, read_field
-from napari_cellflux.core.files import atomic_path
+from napari_cellflux.core.cells.field_cells import AREA_RANGE, cut_cells, focus_score
+from napari_cellflux.core.formats.field_files import FieldFileError, read_field
+from napari_cellflux.core.formats.files import atomic_path
 
 from .discover import Site
 

@@ -46,9 +46,9 @@ def make_synthetic(
     seed: int = 0,
     **columns,
 ) -> Path:
-    """A crops dataset from core.synthetic (optionally with extra/replaced columns)."""
-    from napari_cellflux.core.crops_dataset import save_crops
-    from napari_cellflux.core.synthetic import make_crops
+    """A crops dataset from core.synthetic.generator (optionally with extra/replaced columns)."""
+    from napari_cellflux.core.formats.crops_dataset import save_crops
+    from napari_cellflux.core.synthetic.generator import make_crops
 
     images, meta = make_crops(
         n, size=size, plates=list(plates), compounds=list(compounds), doses=list(doses), seed=seed
@@ -135,7 +135,7 @@ def tiny_model(tmp_path_factory) -> Path:
     """A random 3-channel (DNA, Tubulin, Actin) model file."""
     import torch
 
-    from napari_cellflux.core.model import _random_tiny
+    from napari_cellflux.core.simulation.model import _random_tiny
 
     return _random_tiny(torch.device("cpu")).save(
         tmp_path_factory.mktemp("model") / "tiny.safetensors"
@@ -185,7 +185,7 @@ def build_impa(root, n_per=4, split_test=1):
     (root / "metadata").mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_csv(root / "metadata" / "bbbc021_df.csv")  # with an index column
     emb = root / "emb_fp.csv"
-    from napari_cellflux.core.perturbations import compound_fingerprint
+    from napari_cellflux.core.conditions.perturbations import compound_fingerprint
 
     pd.DataFrame({k: compound_fingerprint(v) for k, v in SMILES.items()}).T.to_csv(emb)
     return root, emb

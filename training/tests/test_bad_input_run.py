@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from napari_cellflux.core.crops_dataset import load_crops
+from napari_cellflux.core.formats.crops_dataset import load_crops
 from training import preflight
 from training.config import TrainConfig
 from training.crop_files import DataError, open_npz_array

@@ -24,14 +24,14 @@ def trained(syn_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def procedural_controls():
-    from napari_cellflux.core.synthetic import make_crops
+    from napari_cellflux.core.synthetic.generator import make_crops
 
     images, meta = make_crops(4, size=32, plates=["SynPlate3"], seed=5)  # an unseen plate
     return images[meta["is_control"].to_numpy() == 1]
 
 
 def _check(model, cells):
-    from napari_cellflux.core.cell_check import check_cells
+    from napari_cellflux.core.simulation.cell_check import check_cells
 
     return check_cells(model.card, cells, model.intensity_factors(cells))
 
@@ -79,7 +79,7 @@ def test_real_bbbc021_cells_are_flagged_by_a_procedural_model(trained):
 
 def test_weights_without_a_summary_say_so():
     from napari_cellflux import load_model
-    from napari_cellflux.core.cell_check import check_cells
+    from napari_cellflux.core.simulation.cell_check import check_cells
 
     demo = load_model(device="cpu")  # bundled weights, written before the check existed
     assert demo.card.cell_profile is None

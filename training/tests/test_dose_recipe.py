@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_cellflux.core.dose_encoding import MONOTONE_CENTRES_UM, dose_features
-from napari_cellflux.core.perturbations import Perturbation, condition_vector
+from napari_cellflux.core.conditions.dose_encoding import MONOTONE_CENTRES_UM, dose_features
+from napari_cellflux.core.conditions.perturbations import Perturbation, condition_vector
 from training.batches import PairedBatches
 from training.config import TrainConfig
 from training.data import prepare
@@ -23,7 +23,7 @@ def rare_low_dose(tmp_path_factory):
     as BBBC021's 5 uM cyclohexamide is rare next to 15 and 50 uM."""
     import pandas as pd
 
-    from napari_cellflux.core.crops_dataset import load_crops, save_crops
+    from napari_cellflux.core.formats.crops_dataset import load_crops, save_crops
 
     folder = make_synthetic(tmp_path_factory.mktemp("rare") / "full", n=16)
     images, meta = load_crops(folder)
@@ -102,7 +102,7 @@ def test_control_anchors_are_same_plate_control_pairs_at_dose_zero(rare_low_dose
 
 
 def test_the_recipe_trains_exports_and_simulates(rare_low_dose, tmp_path):
-    from napari_cellflux.core.model import load_model
+    from napari_cellflux.core.simulation.model import load_model
 
     out = tmp_path / "run"
     run_cli(

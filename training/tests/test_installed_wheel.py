@@ -28,8 +28,8 @@ CHANNELS = "DNA,Tubulin,Actin"
 
 WIDGET_LAUNCH = """
 import json, sys, time
-from napari_cellflux.core.train_job import TrainingJob
-from napari_cellflux.core.train_recipe import TrainRecipe, training_command
+from napari_cellflux.core.trainer.job import TrainingJob
+from napari_cellflux.core.trainer.recipe import TrainRecipe, training_command
 
 data, out = sys.argv[1], sys.argv[2]
 recipe = TrainRecipe(preset="tiny", steps=4, batch_size=8, threads=1)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from napari_cellflux.core.perturbations import (
+from napari_cellflux.core.conditions.perturbations import (
     FINGERPRINT_BITS,
     NAME_VECTOR_BITS,
     CompoundEncoder,

@@ -20,8 +20,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from napari_cellflux.core.crops_dataset import load_crops
-from napari_cellflux.core.folder_lock import holder
+from napari_cellflux.core.formats.crops_dataset import load_crops
+from napari_cellflux.core.formats.folder_lock import holder
 from training.prepare.cli import main as prepare_main
 from training.run import main as train_main
 from training.tests.helpers import REPO, cli_env, error_line, tiny_args
@@ -87,8 +87,8 @@ def test_a_second_run_into_a_training_folder_is_refused_and_a_dead_one_frees_it(
 
 
 def test_a_terminal_run_beside_the_trainers_job_is_refused(syn_dir, tmp_path, capsys):
-    from napari_cellflux.core.train_job import TrainingJob, check_output_folder
-    from napari_cellflux.core.train_recipe import TrainRecipe, training_command
+    from napari_cellflux.core.trainer.job import TrainingJob, check_output_folder
+    from napari_cellflux.core.trainer.recipe import TrainRecipe, training_command
 
     out = tmp_path / "run"
     recipe = TrainRecipe(preset="tiny", steps=100_000, batch_size=8, threads=1)

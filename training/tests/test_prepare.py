@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import tifffile
 
-from napari_cellflux.core.crops_dataset import load_crops
+from napari_cellflux.core.formats.crops_dataset import load_crops
 from training.prepare import build as build_module
 from training.prepare.cli import main
 from training.prepare.wells import PrepareError, normalise_well, well_from_parts
@@ -39,7 +39,7 @@ CROP = 32
 @pytest.fixture(scope="session")
 def fields() -> dict[tuple[str, str, str], np.ndarray]:
     """(plate, well, site) -> (160, 160, 3) uint16 procedural field, DNA first."""
-    from napari_cellflux.core.synthetic import make_field
+    from napari_cellflux.core.synthetic.generator import make_field
 
     out = {}
     for p, plate in enumerate(PLATES):
@@ -483,7 +483,7 @@ def test_skip_incomplete_leaves_those_sites_out(screen, tmp_path):
 
 
 def test_crops_writer_streams_the_format_and_keeps_the_old_dataset_on_failure(tmp_path):
-    from napari_cellflux.core.crops_dataset import CropsWriter, save_crops
+    from napari_cellflux.core.formats.crops_dataset import CropsWriter, save_crops
     from training.crop_files import open_npz_array
 
     rng = np.random.default_rng(0)

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from napari_cellflux.core.crops_dataset import load_crops
+from napari_cellflux.core.formats.crops_dataset import load_crops
 from training.prepare.build import WORK_DIR
 from training.tests.helpers import REPO, cli_env
 from training.tests.test_prepare import PATTERN, fields, prepare, write_map, write_per_channel

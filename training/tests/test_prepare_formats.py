@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import tifffile
 
-from napari_cellflux.core.crops_dataset import load_crops
+from napari_cellflux.core.formats.crops_dataset import load_crops
 from training.prepare.cli import main
 from training.tests.helpers import SMILES
 
@@ -23,7 +23,7 @@ SITES = ("1", "2")
 @pytest.fixture(scope="module")
 def screen(tmp_path_factory):
     """(site key -> (C, Y, X) field, plate map): one plate, two wells of two sites."""
-    from napari_cellflux.core.synthetic import make_field
+    from napari_cellflux.core.synthetic.generator import make_field
 
     root = tmp_path_factory.mktemp("formats")
     fields = {

@@ -174,7 +174,7 @@ def test_bad_holdouts_are_explained(syn_dir, kw, match):
 
 
 def test_dose_enters_condition_only_with_several_doses(syn_dir, tmp_path):
-    from napari_cellflux.core.perturbations import compound_fingerprint
+    from napari_cellflux.core.conditions.perturbations import compound_fingerprint
 
     data = prepare(cfg_for(syn_dir))
     assert data.use_dose and data.cond_dim == 1024 + 1 + 29  # embedding, position, 29 steps
@@ -219,7 +219,7 @@ def test_gene_perturbations(tmp_path):
             "is_control": ([1] * 4 + [0] * 8) * 2,
         }
     )
-    from napari_cellflux.core.crops_dataset import save_crops
+    from napari_cellflux.core.formats.crops_dataset import save_crops
 
     save_crops(tmp_path / "genes", rng_images(n), meta)
     with pytest.raises(DataError, match="--gene-embeddings"):

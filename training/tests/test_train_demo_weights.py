@@ -10,7 +10,7 @@ import pytest
 @pytest.fixture(scope="module")
 def demo():
     from napari_cellflux import load_model
-    from napari_cellflux.core.weights import demo_weights_path
+    from napari_cellflux.core.formats.weights import demo_weights_path
 
     if not demo_weights_path().is_file():
         pytest.skip("demo weights not built (bash scripts/train_demo_weights.sh)")
@@ -18,7 +18,7 @@ def demo():
 
 
 def test_demo_weights_describe_themselves(demo):
-    from napari_cellflux.core.weights import demo_weights_path
+    from napari_cellflux.core.formats.weights import demo_weights_path
 
     assert demo.path == demo_weights_path() and not demo.untrained
     assert demo.card.preset == "fast" and demo.crop_size == 64
@@ -30,8 +30,8 @@ def test_demo_weights_describe_themselves(demo):
 
 
 def test_demo_taxol_raises_tubulin_not_actin(demo):
-    from napari_cellflux.core import synthetic as S
-    from napari_cellflux.core.synthetic_catalog import PLATES, true_effect
+    from napari_cellflux.core.synthetic import generator as S
+    from napari_cellflux.core.synthetic.catalog import PLATES, true_effect
 
     images, meta = S.make_crops(
         6, size=64, plates=["SynPlate2"], compounds=["taxol"], doses=[10.0], seed=5

@@ -95,7 +95,7 @@ def reference_run(syn_dir, tmp_path_factory):
 
 def test_cli_trains_exports_and_simulates(reference_run, syn_dir):
     from napari_cellflux import load_model
-    from napari_cellflux.core.crops_dataset import load_crops
+    from napari_cellflux.core.formats.crops_dataset import load_crops
 
     out, summary = reference_run
     assert summary["steps"] == 40 and Path(summary["model"]) == out / "model.safetensors"
@@ -123,7 +123,7 @@ def test_cli_trains_exports_and_simulates(reference_run, syn_dir):
 
 
 def test_killed_run_resumes_to_the_same_weights(reference_run, syn_dir, tmp_path, capsys):
-    from napari_cellflux.core.weights import read_weights
+    from napari_cellflux.core.formats.weights import read_weights
     from training.checkpoint import load_checkpoint
 
     ref_out, _ = reference_run
@@ -205,7 +205,7 @@ def test_ema_is_what_gets_exported(syn_dir, tmp_path):
     )
     data = prepare(cfg)
     result = train(cfg, DistEnv(), data, tmp_path)
-    from napari_cellflux.core.weights import read_weights
+    from napari_cellflux.core.formats.weights import read_weights
     from training.checkpoint import load_checkpoint
 
     state, _, _ = read_weights(result.model_path)
@@ -218,7 +218,7 @@ def test_ema_is_what_gets_exported(syn_dir, tmp_path):
 def test_noise_source_trains_the_baseline_and_says_so(syn_dir, tmp_path):
     """``--source noise``: the training loop of every model, from Gaussian noise; the weights
     say it is the noise-start baseline, and source noise augmentation was not applied."""
-    from napari_cellflux.core.weights import read_weights
+    from napari_cellflux.core.formats.weights import read_weights
 
     assert main(tiny_args(syn_dir, tmp_path / "noise", 3, "--source", "noise")) == 0
     _, meta, _ = read_weights(tmp_path / "noise" / "model.safetensors")

@@ -23,7 +23,7 @@ from magicgui.widgets import (
     SpinBox,
 )
 
-from ..core.acceleration import PRECISIONS
+from ..core.network.acceleration import PRECISIONS
 from .settings import DEVICES, load_settings, usable_cores
 from .sources import RGB_AXIS, Source, axis_choices, channel_labels, default_order
 

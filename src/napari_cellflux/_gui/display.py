@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from ..core.images import channel_color
-from ..core.pipeline import Batch, Frame, Ready, RunSettings
+from ..core.cells.images import channel_color
+from ..core.simulation.pipeline import Batch, Frame, Ready, RunSettings
 from .layers import (
     Comparison,
     TimeOverlay,
@@ -82,7 +82,7 @@ class RunDisplay:
 
     @staticmethod
     def _readout_colors(channels: Sequence[str]) -> dict[str, str]:
-        from ..core.readout import AREA, ratio_key
+        from ..core.cells.readout import AREA, ratio_key
 
         colors = {AREA: "tab:purple"}
         for i, ch in enumerate(channels):
@@ -98,7 +98,7 @@ class RunDisplay:
     def ready(self, event: Ready) -> None:
         """Crops are cut: keep them until the first frame (the run may still fail)."""
         self._pending = event
-        if event.cells:  # how typical the start cells are (core.cell_check)
+        if event.cells:  # how typical the start cells are (core.simulation.cell_check)
             self.note = f" {event.cells['message']}"
         factors = np.asarray(event.scales[0])
         if np.any(factors != 1.0):

@@ -4,11 +4,11 @@ cells of tagged images overlaid, and the export of it all.
 
 The cells are those a normal run uses (the chosen image, its selected or detected cells, the
 Sampler's steps, solver, guidance and seed, the Model's precision and CPU threads). The work
-runs in a thread worker (:func:`napari_cellflux.core.dose_curve_run.run_dose_curve`) with a
+runs in a thread worker (:func:`napari_cellflux.core.doses.curve_run.run_dose_curve`) with a
 progress bar in the activity dock; while it runs the widget is busy (its Run button cancels
 the curve, as this section's does). Real points come from open images whose layers carry the
-trainer's tags (:data:`~napari_cellflux.core.layer_dataset.TAG_KEY`): the perturbation and a
-dose, or control. The file writing is :mod:`napari_cellflux.core.dose_curve_export`.
+trainer's tags (:data:`~napari_cellflux.core.trainer.layer_dataset.TAG_KEY`): the perturbation and
+a dose, or control. The file writing is :mod:`napari_cellflux.core.doses.curve_export`.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ _FINISHED = object()
 def readout_choices(channels: list[str]) -> list[str]:
     """The read-outs of a model's channels: the nuclear / cytoplasmic ratio of every channel
     but DNA, the mean of every channel, the nuclear area."""
-    from ..core.readout import AREA, dna_index, ratio_key
+    from ..core.cells.readout import AREA, dna_index, ratio_key
 
     dna = dna_index(channels)
     ratios = [ratio_key(c) for i, c in enumerate(channels) if i != dna and len(channels) > 1]
@@ -103,7 +103,7 @@ class DoseCurvePanel(Container):
 
     def set_model(self, model: Any, perturbation_panel: Any) -> None:
         """The model's read-outs, and the default grid of the chosen perturbation."""
-        from ..core.readout import readout_key
+        from ..core.cells.readout import readout_key
 
         wanted = self._spec
         self._model = model
@@ -125,7 +125,7 @@ class DoseCurvePanel(Container):
 
     def _follow(self, *_: Any) -> None:
         """From and To: the perturbation's trained doses plus a decade on each side."""
-        from ..core.dose_curve_run import default_range
+        from ..core.doses.curve_run import default_range
 
         if self._panel is None or self._model is None:
             return
@@ -168,9 +168,9 @@ class DoseCurvePanel(Container):
         from napari.utils import progress
         from napari.utils.notifications import show_warning
 
-        from ..core.acceleration import precision_in_use
-        from ..core.dose_curve_run import CurveRequest, check_grid, run_dose_curve
-        from ..core.readout import dna_index, readout_key
+        from ..core.cells.readout import dna_index, readout_key
+        from ..core.doses.curve_run import CurveRequest, check_grid, run_dose_curve
+        from ..core.network.acceleration import precision_in_use
         from .settings import cpu_threads_for
         from .tagged_images import real_fields
 
@@ -265,9 +265,9 @@ class DoseCurvePanel(Container):
     def _handle(self, event: Any) -> None:
         from napari.utils.notifications import show_error
 
-        from ..core.dose_curve_run import CurveResult
-        from ..core.dose_series import DoseProgress
-        from ..core.pipeline import CellsFound, Failed
+        from ..core.doses.curve_run import CurveResult
+        from ..core.doses.series import DoseProgress
+        from ..core.simulation.pipeline import CellsFound, Failed
 
         if event is _FINISHED:
             self._on_finished()
@@ -369,7 +369,7 @@ class DoseCurvePanel(Container):
         """Export the last curve to ``path`` (CSV, curve JSON, provenance); asks before
         replacing a file. Returns the files written ([] when the user said no). Raises
         ValueError (nothing to export, a bad name) or OSError (the file system)."""
-        from ..core.dose_curve_export import WouldOverwrite, export_dose_curve
+        from ..core.doses.curve_export import WouldOverwrite, export_dose_curve
 
         if self.result is None:
             raise ValueError("There is no dose curve to export: run one first (Run dose curve).")

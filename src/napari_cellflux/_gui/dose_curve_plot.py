@@ -66,7 +66,7 @@ class DoseCurvePlot:
             self.draw(self._last[0], fg, bg)
 
     def draw(self, result: Any, fg: Any = "k", bg: Any = "white") -> None:
-        """Draw a :class:`~napari_cellflux.core.dose_curve_run.CurveResult`."""
+        """Draw a :class:`~napari_cellflux.core.doses.curve_run.CurveResult`."""
         self._last = (result, fg, bg)
         ax = self.axes
         ax.clear()

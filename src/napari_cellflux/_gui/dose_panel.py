@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from magicgui.widgets import CheckBox, Container, Label, LineEdit, SpinBox
 
-from ..core.pipeline import Batch
+from ..core.simulation.pipeline import Batch
 from .controls import wrap
 
 __all__ = ["MAX_DOSES", "DosePanel", "dose_hint", "parse_doses"]

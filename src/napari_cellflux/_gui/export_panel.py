@@ -3,9 +3,9 @@
 The movie is what the canvas shows (every grid panel: batches, doses), one screenshot per t
 step with t and the perturbation burned in below it; the measurements and the TIFF come
 from the result's layers (the mosaic of each panel is cut back into its cells). Every file
-gets its provenance record beside it (:mod:`napari_cellflux.core.provenance`). The numerics
-and the file writing live in the core (:mod:`~napari_cellflux.core.export`,
-:mod:`~napari_cellflux.core.movie`); this module only collects what the viewer shows.
+gets its provenance record beside it (:mod:`napari_cellflux.core.formats.provenance`). The numerics
+and the file writing live in the core (:mod:`~napari_cellflux.core.results.export`,
+:mod:`~napari_cellflux.core.results.movie`); this module only collects what the viewer shows.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ KINDS = {
 
 
 def result_from_layers(stacks: list[Any], model: Any = None) -> Any:
-    """A :class:`~napari_cellflux.core.export.RunResult` of the trajectory stacks shown."""
-    from ..core.export import Panel, RunResult, unmosaic
-    from ..core.pipeline import MOSAIC_GAP
+    """A :class:`~napari_cellflux.core.results.export.RunResult` of the trajectory stacks shown."""
+    from ..core.results.export import Panel, RunResult, unmosaic
+    from ..core.simulation.pipeline import MOSAIC_GAP
 
     stacks = [st for st in stacks if st.layers and st.filled > 0]
     if not stacks:
@@ -112,10 +112,10 @@ class ExportPanel(Container):
         the files written (the export, then its provenance record). Raises ValueError
         (nothing to export, a run still streaming, a frame rate the format cannot hold) or
         OSError (the file system; a read-only folder is refused before any screenshot)."""
-        from ..core.export import export_measurements
-        from ..core.files import check_writable
-        from ..core.movie import check_format, check_fps
-        from ..core.provenance import provenance_path, write_provenance
+        from ..core.formats.files import check_writable
+        from ..core.formats.provenance import provenance_path, write_provenance
+        from ..core.results.export import export_measurements
+        from ..core.results.movie import check_format, check_fps
 
         w = self._owner
         if w.running:
@@ -142,7 +142,7 @@ class ExportPanel(Container):
 
     def _movie(self, result: Any, target: Path, fps: float) -> Path:
         """One screenshot of the canvas per t step (all grid panels), t burned in."""
-        from ..core.movie import caption, write_movie
+        from ..core.results.movie import caption, write_movie
 
         viewer, display = self._owner.viewer, self._owner.display
         axis = display.time_axis
@@ -169,8 +169,8 @@ class ExportPanel(Container):
         panels one file each, ``<name>.<panel>.cellflux.tif``. Returns the first."""
         import re
 
-        from ..core.files import write_checked
-        from ..core.provenance import write_provenance
+        from ..core.formats.files import write_checked
+        from ..core.formats.provenance import write_provenance
         from .writer import write_trajectory
 
         stacks = self._owner.display.stacks

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core.images import channel_color
+from ..core.cells.images import channel_color
 
 __all__ = [
     "PREFIX",

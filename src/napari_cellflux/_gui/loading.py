@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..core.pipeline import Failed, load_model_safely
+from ..core.simulation.pipeline import Failed, load_model_safely
 from .lifetime import WorkerGroup
 
 __all__ = ["WeightsLoader"]

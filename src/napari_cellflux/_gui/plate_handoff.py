@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core.plate_view import PlateWell, VirtualPlate
+from ..core.results.plate_view import PlateWell, VirtualPlate
 from .lifetime import WorkerGroup
 
 __all__ = ["CELLS", "SIMULATOR", "SimulatorHandoff", "find_simulator"]

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core.plate_view import VirtualPlate
+from ..core.results.plate_view import VirtualPlate
 from .layers import PREFIX, fit_view
 
 __all__ = ["BACKDROP", "CHOSEN", "NAMES", "REAL", "VIRTUAL", "WELL", "PlateLayers"]

@@ -1,7 +1,7 @@
 """The virtual plate dock widget: open a plate, colour its wells by a read-out, click a well.
 
 A virtual plate is the folder ``python -m evaluation.virtual_plate`` writes (read by
-:mod:`napari_cellflux.core.plate_view`). The plate is drawn in the viewer
+:mod:`napari_cellflux.core.results.plate_view`). The plate is drawn in the viewer
 (:mod:`.plate_layers`), the real plate beside it when it was prepared; a click on a well
 (either plate) says here what the well received and what came of it, and "Simulate this
 well" sets the CellFlux simulator up with the cells that well started from
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton
 from napari.utils.notifications import show_error
 
-from ..core.plate_view import PlateWell, VirtualPlate, read_virtual_plate
+from ..core.results.plate_view import PlateWell, VirtualPlate, read_virtual_plate
 from .controls import wrap
 from .lifetime import WorkerGroup
 from .plate_handoff import SimulatorHandoff

@@ -1,5 +1,5 @@
 """napari reader for microscope field files whose channels have names: OME-TIFF, OME-Zarr,
-Nikon ND2, Zeiss CZI (pixels and names from :mod:`napari_cellflux.core.field_files`).
+Nikon ND2, Zeiss CZI (pixels and names from :mod:`napari_cellflux.core.formats.field_files`).
 
 A field opens as one 2-D layer per channel, named ``"<file> [<channel>]"`` with the name the
 file gives, which the simulator and the trainer take as one multichannel source whose
@@ -28,7 +28,7 @@ def _stem(path: Path) -> str:
 
 def get_reader(path: str | list[str]) -> Callable[[Any], list[Any]] | None:
     """The reader of one field file of a format with channel names, else None."""
-    from ..core.field_files import is_field_file
+    from ..core.formats.field_files import is_field_file
 
     if isinstance(path, list):
         if len(path) != 1:
@@ -42,7 +42,7 @@ def get_reader(path: str | list[str]) -> Callable[[Any], list[Any]] | None:
 
 def read_field_layers(path: str | list[str]) -> list[Any]:
     """One field -> layer data: one additive 2-D layer per channel, named by the file."""
-    from ..core.field_files import read_field
+    from ..core.formats.field_files import read_field
     from .sample_data import field_layer_data
 
     path = Path(str(path[0] if isinstance(path, list) else path).rstrip("/"))

@@ -21,7 +21,7 @@ _STYLES = ("-", "--", ":", "-.")
 
 
 def _is_ratio(key: str) -> bool:
-    from ..core.readout import RATIO_PREFIX
+    from ..core.cells.readout import RATIO_PREFIX
 
     return key.startswith(RATIO_PREFIX)
 
@@ -63,7 +63,7 @@ class _Series:
 
     def relative(self, batch: int = 0) -> dict[str, np.ndarray]:
         """Percentage change from the first frame of every measurement of one batch."""
-        from ..core.readout import relative_change
+        from ..core.cells.readout import relative_change
 
         return {key: relative_change(vals) for key, vals in self._values[batch].items()}
 

@@ -2,12 +2,12 @@
 
 Every field is returned as one 2-D layer per channel, named ``"<field> [<channel>]"`` with
 the channel's colour and additive blending, which is how the widget recognises the three
-layers as one multichannel image. The images come from :mod:`napari_cellflux.core.synthetic`
-(the same generator that trains the demo weights), so they cost no download. Each field is
-tagged with its plate and treatment in the layers' metadata, as the trainer tags an image
-(:data:`~napari_cellflux.core.layer_dataset.TAG_KEY`): the trainer starts from these tags, and
-the simulator's dose curve shows the treated field's cells as a real point.
-"""
+layers as one multichannel image. The images come from
+:mod:`napari_cellflux.core.synthetic.generator` (the same generator that trains the demo weights),
+so they cost no download. Each field is tagged with its plate and treatment in the layers'
+metadata, as the trainer tags an image
+(:data:`~napari_cellflux.core.trainer.layer_dataset.TAG_KEY`): the trainer starts from these tags,
+and the simulator's dose curve shows the treated field's cells as a real point."""
 
 from __future__ import annotations
 
@@ -42,10 +42,10 @@ def field_layer_data(
     tag: Any = None,
 ) -> LayerData:
     """One layer-data tuple that napari splits into one additive layer per channel;
-    ``tag`` (a :class:`~napari_cellflux.core.layer_dataset.FieldTag`) goes into the
+    ``tag`` (a :class:`~napari_cellflux.core.trainer.layer_dataset.FieldTag`) goes into the
     layers' metadata."""
-    from ..core.images import channel_limits
-    from ..core.layer_dataset import TAG_KEY
+    from ..core.cells.images import channel_limits
+    from ..core.trainer.layer_dataset import TAG_KEY
 
     limits = channel_limits(image_hwc)
     meta = {
@@ -64,9 +64,9 @@ def field_layer_data(
 def _field(
     plate: str, compound: str | None, dose: float, name: str, visible: bool = True
 ) -> LayerData:
-    from ..core.layer_dataset import FieldTag
-    from ..core.synthetic import make_field
-    from ..core.synthetic_catalog import CHANNELS
+    from ..core.synthetic.catalog import CHANNELS
+    from ..core.synthetic.generator import make_field
+    from ..core.trainer.layer_dataset import FieldTag
 
     image = make_field(plate, compound=compound, dose_uM=dose, shape=_SHAPE, seed=0)
     tag = FieldTag(name, plate, compound or "", "", dose if compound else None, not compound)

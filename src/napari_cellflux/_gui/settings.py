@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from ..core.acceleration import PRECISIONS
+from ..core.network.acceleration import PRECISIONS
 
 __all__ = [
     "DEVICES",
@@ -40,7 +40,7 @@ class InferenceSettings:
     weights_path: str = ""
     device: str = "auto"
     cpu_threads: int = 0  # 0: automatic (see cpu_threads_for)
-    precision: str = "auto"  # see napari_cellflux.core.acceleration
+    precision: str = "auto"  # see napari_cellflux.core.network.acceleration
 
 
 def usable_cores() -> int:

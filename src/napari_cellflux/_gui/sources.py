@@ -5,12 +5,12 @@ of crops (N, C, Y, X) or (N, Y, X, C)) or a group of 2-D layers named ``"<name> 
 (what napari makes of ``channel_axis``, what our sample data and reader give), or named as
 the files of a one-file-per-channel export (``Channel 1-01-A-01-00`` and ``Channel
 2-01-A-01-00`` of BBBC014, ``..._w1`` / ``..._w2`` of MetaXpress: the ``channel`` patterns of
-:func:`napari_cellflux.core.field_files.split_channel_name`), so that the files of one site
+:func:`napari_cellflux.core.formats.field_files.split_channel_name`), so that the files of one site
 dragged in together are one image. The user says which
 axis holds the channels and which image channel feeds each model channel; everything is
 checked here with messages that say what to change. No Qt here, and no numerics beyond
-picking axes: crops and detection live in :mod:`napari_cellflux.core.crops` and
-:mod:`napari_cellflux.core.nuclei`.
+picking axes: crops and detection live in :mod:`napari_cellflux.core.cells.crops` and
+:mod:`napari_cellflux.core.cells.nuclei`.
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ def find_sources(layers: Sequence[Any]) -> list[Source]:
 def _channel_files(layer: Any, images: Sequence[Any]) -> tuple[str, list[tuple[str, Any]]] | None:
     """(site, [(channel label, layer)] in channel order) when ``layer`` is one of at least two
     2-D layers of the same size named as the per-channel files of one site, else None."""
-    from ..core.field_files import split_channel_name
+    from ..core.formats.field_files import split_channel_name
 
     def key(ly: Any) -> tuple[str, int] | None:
         if ly.ndim != 2 or ly.rgb or _SUFFIX.match(ly.name):
@@ -219,7 +219,7 @@ def extract(
         For a 2-D image, too few channels, a channel used twice, extra axes or a non-numeric
         image, with a message that says what to change.
     """
-    from ..core.images import select_channels, to_channels_last
+    from ..core.cells.images import select_channels, to_channels_last
 
     n = len(model_channels)
     names = ", ".join(model_channels)

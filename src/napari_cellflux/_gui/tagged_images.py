@@ -2,7 +2,7 @@
 perturbation and dose its cells received) kept in the layers' metadata, so that the simulator
 finds the real cells of a dose curve where the user already tagged them.
 
-The tag format is :mod:`napari_cellflux.core.layer_dataset`'s (:data:`TAG_KEY`,
+The tag format is :mod:`napari_cellflux.core.trainer.layer_dataset`'s (:data:`TAG_KEY`,
 :meth:`FieldTag.as_metadata`, :func:`tag_from_metadata`); this module reads and writes it on
 layers and pulls tagged images into the model's channel order.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..core.layer_dataset import TAG_KEY, FieldTag, tag_from_metadata
+from ..core.trainer.layer_dataset import TAG_KEY, FieldTag, tag_from_metadata
 from .sources import Source
 
 __all__ = ["real_fields", "source_tag", "store_tag"]
@@ -40,11 +40,11 @@ def real_fields(
     notes: list[str],
 ) -> list[Any]:
     """The open images tagged as control (dose 0), or with a perturbation (or SMILES) in
-    ``names`` (lower case) and a dose, as :class:`~napari_cellflux.core.dose_curve_run.RealField`
+    ``names`` (lower case) and a dose, as :class:`~napari_cellflux.core.doses.curve_run.RealField`
     in the model's channel order. The input image uses the input's channel settings, others
     the best guess (:func:`.sources.default_order`); an image that cannot be read so is left
     out with a line in ``notes``."""
-    from ..core.dose_curve_run import RealField
+    from ..core.doses.curve_run import RealField
     from .sources import (
         RGB_AXIS,
         axis_choices,

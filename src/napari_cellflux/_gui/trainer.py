@@ -19,15 +19,15 @@ import numpy as np
 from magicgui.widgets import Container, Label, PushButton
 from napari.utils.notifications import show_error, show_info
 
-from ..core.layer_dataset import build_dataset, check_tags
-from ..core.train_job import (
+from ..core.trainer.job import (
     CHECKPOINT_FILE,
     MODEL_FILE,
     TrainingJob,
     check_output_folder,
     free_space_problem,
 )
-from ..core.train_recipe import training_command
+from ..core.trainer.layer_dataset import build_dataset, check_tags
+from ..core.trainer.recipe import training_command
 from .controls import scroll_area, wrap
 from .lifetime import (
     WorkerGroup,
@@ -49,7 +49,7 @@ DATASET_DIR = "dataset"  # where Prepare writes the tagged images' cells, inside
 
 
 def _crop_size(preset_name: str) -> int:
-    from ..core.config import preset
+    from ..core.network.config import preset
 
     return int(preset(preset_name, cond_dim=1).crop_size)
 
@@ -211,7 +211,7 @@ class CellFluxTrainer(Container):
         )
 
     def _use_dataset(self, folder: Path, then_train: bool) -> None:
-        from ..core.crops_dataset import CROPS_FILE, METADATA_FILE
+        from ..core.formats.crops_dataset import CROPS_FILE, METADATA_FILE
 
         if not ((folder / CROPS_FILE).is_file() and (folder / METADATA_FILE).is_file()):
             self._say_error(

@@ -6,7 +6,7 @@ the simulator) gets a row of tags: use it, its plate, whether it is a control, a
 treated cells the perturbation, an optional SMILES and dose. The tags are kept in the image's
 layer metadata (:mod:`.tagged_images`): an image tagged once keeps its tags, and the
 simulator's dose curve finds the real cells of known dose there. No numerics here: the
-cutting and checks are in :mod:`napari_cellflux.core.layer_dataset`.
+cutting and checks are in :mod:`napari_cellflux.core.trainer.layer_dataset`.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from magicgui.widgets import (
     SpinBox,
 )
 
-from ..core.layer_dataset import FieldTag
-from ..core.train_recipe import TrainRecipe
+from ..core.trainer.layer_dataset import FieldTag
+from ..core.trainer.recipe import TrainRecipe
 from .controls import wrap
 from .sources import Source
 from .tagged_images import source_tag, store_tag
@@ -159,7 +159,7 @@ class DataPanel(Container):
 
     def nuclear_index(self, names: list[str]) -> int:
         """The channel nuclei are found on (named, else DNA/DAPI/Hoechst, else the first)."""
-        from ..core.readout import dna_index
+        from ..core.cells.readout import dna_index
 
         wanted = self.nuclear.value.strip().lower()
         if not wanted:

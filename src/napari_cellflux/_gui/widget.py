@@ -1,8 +1,8 @@
 """The CellFlux dock widget: pick control cells and a perturbation, run, scrub, compare.
 
 Wiring only. Pixels come from layers (:mod:`.sources`), are computed in a thread worker
-(:mod:`napari_cellflux.core.pipeline`), written into layer stacks (:mod:`.layers`) and
-measured (:mod:`napari_cellflux.core.readout`). Cancel keeps the frames computed so far; a
+(:mod:`napari_cellflux.core.simulation.pipeline`), written into layer stacks (:mod:`.layers`) and
+measured (:mod:`napari_cellflux.core.cells.readout`). Cancel keeps the frames computed so far; a
 run that fails before its first frame leaves the last result as it was. Errors become napari
 notifications. Workers end with the widget or its viewer (:class:`~.lifetime.WorkerGroup`).
 """
@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 from magicgui.widgets import Container, Label, PushButton
 from napari.utils.notifications import show_error, show_info, show_warning
 
-from ..core.acceleration import precision_in_use
-from ..core.pipeline import Batch, CellsFound, Failed, Frame, Ready, RunSettings
-from ..core.readout import dna_index
+from ..core.cells.readout import dna_index
+from ..core.network.acceleration import precision_in_use
+from ..core.simulation.pipeline import Batch, CellsFound, Failed, Frame, Ready, RunSettings
 from .controls import ComparePanel, InputPanel, ModelPanel, PerturbationPanel, SamplerPanel
 from .display import RunDisplay
 from .dose_panel import DosePanel
@@ -42,7 +42,7 @@ class CellFluxWidget(Container):
     """Dock widget: simulate how the cells of an image layer change under a perturbation."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
-        from ..core.config import SOLVERS
+        from ..core.network.config import SOLVERS
         from .controls import scroll_area, wrap
 
         self.viewer = viewer
@@ -180,7 +180,7 @@ class CellFluxWidget(Container):
         show_error(f"Could not load weights: {message}")
 
     def set_model(self, model: Any) -> None:
-        """Use ``model`` (a :class:`~napari_cellflux.core.model.CellFluxModel`)."""
+        """Use ``model`` (a :class:`~napari_cellflux.core.simulation.model.CellFluxModel`)."""
         self.model = model
         self.model_panel.show_model(model)
         self.input_panel.set_model_channels(model.channels)
@@ -258,7 +258,7 @@ class CellFluxWidget(Container):
         """Detect nuclei in the chosen field and show them as points (in a worker)."""
         from napari.qt.threading import create_worker
 
-        from ..core.pipeline import detect_cells
+        from ..core.simulation.pipeline import detect_cells
 
         if self.model is None or self.running or self.detecting:
             return
@@ -317,7 +317,7 @@ class CellFluxWidget(Container):
         from napari.qt.threading import create_worker
         from napari.utils import progress
 
-        from ..core.pipeline import simulate_batches
+        from ..core.simulation.pipeline import simulate_batches
 
         if self.running:
             return self.worker

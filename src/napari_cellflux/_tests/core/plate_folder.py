@@ -24,7 +24,7 @@ ASPIRIN = "CC(=O)Oc1ccccc1C(=O)O"
 
 def write_controls(folder: Path, channels: int = 3, size: int = 24) -> Path:
     """10 crops (pixel value = 100 * row + channel), 8 controls in B02, 2 treated in B03."""
-    from napari_cellflux.core.crops_dataset import save_crops
+    from napari_cellflux.core.formats.crops_dataset import save_crops
 
     images = np.zeros((10, size, size, channels), np.uint16)
     for i in range(10):

@@ -21,7 +21,7 @@ def demo():
 @pytest.fixture(scope="module")
 def uint8_crops(shared_data) -> np.ndarray:
     """Four real BBBC021 control crops exported as 8-bit (each channel 0..254)."""
-    from napari_cellflux.core.crops_dataset import load_crops
+    from napari_cellflux.core.formats.crops_dataset import load_crops
 
     images, meta = load_crops(shared_data / "bbbc021_cyclohexamide")
     rows = np.flatnonzero(meta["is_control"].to_numpy(bool))[:4]
@@ -44,7 +44,7 @@ def test_uint8_crop_is_matched_to_the_model_and_stays_in_its_range(demo, uint8_c
 
 
 def test_widget_pipeline_gives_the_api_frames(demo, uint8_crops):
-    from napari_cellflux.core.pipeline import (
+    from napari_cellflux.core.simulation.pipeline import (
         Batch,
         Failed,
         Frame,
@@ -110,7 +110,13 @@ def test_dose_far_outside_training_warns_and_is_recorded(demo, cells):
 
 
 def test_dose_warning_reaches_the_widget_run(demo, cells):
-    from napari_cellflux.core.pipeline import Batch, Frame, Ready, RunSettings, simulate_batches
+    from napari_cellflux.core.simulation.pipeline import (
+        Batch,
+        Frame,
+        Ready,
+        RunSettings,
+        simulate_batches,
+    )
 
     settings = RunSettings(perturbation="taxol", steps=1, dose_uM=1000.0, direction="both")
     with warnings.catch_warnings():
@@ -252,7 +258,7 @@ def test_real_uint16_crops_below_zero_are_recorded_and_the_round_trip_holds(demo
     -570 at 50 uM cyclohexamide (0.05 to 9 % of their pixels below 0): the share is recorded
     in the settings, and forward then reverse still returns them (0.05 % of the range;
     0.30 % had the frames been clipped at 0)."""
-    from napari_cellflux.core.crops_dataset import load_crops
+    from napari_cellflux.core.formats.crops_dataset import load_crops
 
     images, meta = load_crops(shared_data / "bbbc021_cyclohexamide")
     rows = np.flatnonzero(meta["is_control"].to_numpy(bool))[[4, 10, 22]]

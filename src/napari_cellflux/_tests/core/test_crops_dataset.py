@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from napari_cellflux.core.crops_dataset import crops_shape_problem, load_crops, save_crops
+from napari_cellflux.core.formats.crops_dataset import crops_shape_problem, load_crops, save_crops
 
 
 def _metadata(n: int) -> pd.DataFrame:

@@ -6,15 +6,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_cellflux.core.dose_curve import (
+from napari_cellflux.core.cells.readout import AREA, readout_key
+from napari_cellflux.core.conditions.dose_encoding import dose_features, embedding_weight
+from napari_cellflux.core.conditions.perturbations import Perturbation, condition_vector
+from napari_cellflux.core.doses.curve import (
     check_dose_grid,
     default_grid,
     fit_curve,
     logistic,
 )
-from napari_cellflux.core.dose_encoding import dose_features, embedding_weight
-from napari_cellflux.core.perturbations import Perturbation, condition_vector
-from napari_cellflux.core.readout import AREA, readout_key
 
 SERIES = [0.0] + list(0.00098 * 2.0 ** np.arange(9))  # BBBC013's wortmannin doses, uM
 
@@ -124,7 +124,7 @@ class _Card:
 
 
 def test_curve_requests_a_model_cannot_answer_are_refused_or_warned():
-    from napari_cellflux.core.dose_series import check_curve_request
+    from napari_cellflux.core.doses.series import check_curve_request
 
     model = _Card(True, {"wortmannin": [0.001, 0.01, 0.1], "single": [5.0]})
     grid, warning = check_curve_request(model, "wortmannin", [0.01, 0.001])

@@ -12,22 +12,22 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from napari_cellflux.core.dose_curve_run import (
+from napari_cellflux.core.cells.readout import dna_index, measure
+from napari_cellflux.core.doses.curve_run import (
     CurveRequest,
     RealField,
     check_grid,
     default_range,
     run_dose_curve,
 )
-from napari_cellflux.core.dose_series import (
+from napari_cellflux.core.doses.series import (
     DoseProgress,
     DoseSeries,
     iter_dose_series,
     simulate_dose_series,
 )
-from napari_cellflux.core.layer_dataset import TAG_KEY, FieldTag, tag_from_metadata
-from napari_cellflux.core.pipeline import Batch, CellsFound, Failed
-from napari_cellflux.core.readout import dna_index, measure
+from napari_cellflux.core.simulation.pipeline import Batch, CellsFound, Failed
+from napari_cellflux.core.trainer.layer_dataset import TAG_KEY, FieldTag, tag_from_metadata
 
 TRAINED = (0.3, 1.0, 3.0, 10.0)
 
@@ -36,7 +36,7 @@ def dose_model(doses=TRAINED, use_dose=True):
     """The untrained tiny model with a random (non-zero) head, taxol trained at ``doses``."""
     import torch
 
-    from napari_cellflux.core.model import _random_tiny
+    from napari_cellflux.core.simulation.model import _random_tiny
 
     model = _random_tiny(torch.device("cpu"))
     gen = torch.Generator().manual_seed(1)
@@ -62,14 +62,14 @@ def model():
 
 @pytest.fixture(scope="module")
 def control_field():
-    from napari_cellflux.core.synthetic import make_field
+    from napari_cellflux.core.synthetic.generator import make_field
 
     return make_field("SynPlate1", compound=None, dose_uM=0.0, shape=(256, 256), seed=0)
 
 
 @pytest.fixture(scope="module")
 def cells(control_field):
-    from napari_cellflux.core.field_cells import cut_cells
+    from napari_cellflux.core.cells.field_cells import cut_cells
 
     return cut_cells(control_field, 0, 64).crops[:4]
 
@@ -161,7 +161,7 @@ def _request(**kw):
 
 
 def test_a_field_gives_the_simulated_curve_and_tagged_images_the_real_one(model, control_field):
-    from napari_cellflux.core.synthetic import make_field
+    from napari_cellflux.core.synthetic.generator import make_field
 
     real = [RealField("control", control_field, 0.0)] + [
         RealField(f"taxol {d:g}", make_field("SynPlate1", "taxol", d, (256, 256), seed=1), d)
@@ -195,7 +195,7 @@ def test_bad_requests_in_the_worker_become_one_message(model, control_field):
 def test_export_writes_the_cells_the_curves_and_provenance_and_never_replaces_silently(
     model, control_field, tmp_path
 ):
-    from napari_cellflux.core.dose_curve_export import COLUMNS, WouldOverwrite, export_dose_curve
+    from napari_cellflux.core.doses.curve_export import COLUMNS, WouldOverwrite, export_dose_curve
 
     real = [RealField("control", control_field, 0.0)]
     batch = Batch("control SynPlate1", control_field, True, None, 4)

@@ -11,7 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from napari_cellflux.core.export import (
+from napari_cellflux.core.cells.features import feature_names
+from napari_cellflux.core.formats.provenance import (
+    check_weights,
+    read_provenance,
+    simulate_kwargs,
+)
+from napari_cellflux.core.results.export import (
     ID_COLUMNS,
     ExportError,
     Panel,
@@ -20,13 +26,7 @@ from napari_cellflux.core.export import (
     result_from_trajectories,
     unmosaic,
 )
-from napari_cellflux.core.features import feature_names
-from napari_cellflux.core.movie import export_movie, write_movie
-from napari_cellflux.core.provenance import (
-    check_weights,
-    read_provenance,
-    simulate_kwargs,
-)
+from napari_cellflux.core.results.movie import export_movie, write_movie
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,7 @@ def demo():
 
 @pytest.fixture(scope="module")
 def cells():
-    from napari_cellflux.core.synthetic import make_crops
+    from napari_cellflux.core.synthetic.generator import make_crops
 
     images, meta = make_crops(2, size=48, seed=0)
     return images[meta["is_control"].to_numpy() == 1][:5]
@@ -132,7 +132,7 @@ def test_provenance_reproduces_frames(result, demo, cells, tmp_path):
 
 
 def test_unmosaic_inverts_mosaic():
-    from napari_cellflux.core.crops import mosaic
+    from napari_cellflux.core.cells.crops import mosaic
 
     crops = np.random.default_rng(0).random((3, 5, 8, 8, 2)).astype(np.float32)
     np.testing.assert_array_equal(unmosaic(mosaic(crops, gap=2), 5, 2), crops)
@@ -167,7 +167,7 @@ def test_read_only_folder(result, tmp_path, monkeypatch):
     folder = tmp_path / "locked"
     folder.mkdir()
     if os.geteuid() == 0:  # root writes anyway: make the rename fail as it would
-        import napari_cellflux.core.files as files
+        import napari_cellflux.core.formats.files as files
 
         def denied(*_):
             raise PermissionError(errno.EACCES, "Permission denied")
@@ -204,7 +204,7 @@ def test_bad_frame_rate_and_format(tmp_path):
 
 def _no_drawing(monkeypatch):
     """Make drawing fail: a refusal must come before any frame is drawn."""
-    import napari_cellflux.core.movie as movie
+    import napari_cellflux.core.results.movie as movie
 
     def drawn(*_a, **_k):
         raise AssertionError("frames were drawn before the export was refused")
@@ -216,7 +216,7 @@ def test_measurements_suffix_picks_the_format_or_is_refused(result, tmp_path, mo
     csv = pd.read_csv(export_measurements(result, tmp_path / "cells.csv"))
     tsv = pd.read_csv(export_measurements(result, tmp_path / "cells.TSV"), sep="\t")
     pd.testing.assert_frame_equal(csv, tsv)
-    import napari_cellflux.core.export as export
+    import napari_cellflux.core.results.export as export
 
     monkeypatch.setattr(export, "measurements", lambda *_: pytest.fail("table computed"))
     for name in ("cells.xlsx", "cells.txt", "cells"):
@@ -319,7 +319,7 @@ def test_read_only_folder_is_named_before_any_work(result, locked_folder, monkey
 
 
 def test_trajectory_shapes_that_cannot_be_exported_are_named(demo, cells):
-    from napari_cellflux.core.model import Trajectory
+    from napari_cellflux.core.simulation.model import Trajectory
 
     empty = Trajectory(np.zeros(0), np.zeros((0, 3, 48, 48, 3), np.float32), "taxol", "forward")
     with pytest.raises(ValueError, match=r"shape \(0, 3, 48, 48, 3\) for 0 times.*nothing to"):
@@ -380,7 +380,7 @@ def test_each_panel_carries_its_own_perturbation_dose_direction_and_t(
 
 
 def test_panels_that_differ_only_in_dose_share_one_caption(result):
-    from napari_cellflux.core.movie import caption
+    from napari_cellflux.core.results.movie import caption
 
     result.panels[1].dose_uM = 10.0
     try:

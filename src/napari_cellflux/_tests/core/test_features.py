@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_cellflux.core import features as F
+from napari_cellflux.core.cells import features as F
 
 
 def _cell(
@@ -143,7 +143,7 @@ def test_standardizer_uses_reference_statistics():
 
 
 def test_real_crops_profiles(shared_data):
-    from napari_cellflux.core.crops_dataset import load_crops
+    from napari_cellflux.core.formats.crops_dataset import load_crops
 
     images, meta = load_crops(shared_data / "bbbc021_cyclohexamide")
     pick = np.r_[

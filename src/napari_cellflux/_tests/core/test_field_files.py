@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_cellflux.core.field_files import (
+from napari_cellflux.core.formats.field_files import (
     FieldFileError,
     MissingReaderError,
     field_header,

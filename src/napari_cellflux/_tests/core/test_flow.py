@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from napari_cellflux.core import flow
-from napari_cellflux.core.config import preset
-from napari_cellflux.core.unet import VelocityUNet
+from napari_cellflux.core.network import flow
+from napari_cellflux.core.network.config import preset
+from napari_cellflux.core.network.unet import VelocityUNet
 
 
 @pytest.mark.parametrize("solver", ["euler", "midpoint", "heun", "rk4", "dopri5"])

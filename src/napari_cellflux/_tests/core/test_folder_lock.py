@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from napari_cellflux.core.folder_lock import (
+from napari_cellflux.core.formats.folder_lock import (
     LAUNCHER_ENV,
     LOCK_NAME,
     FolderInUseError,
@@ -22,7 +22,7 @@ from napari_cellflux.core.folder_lock import (
 
 HOLD = """
 import sys, time
-from napari_cellflux.core.folder_lock import FolderLock
+from napari_cellflux.core.formats.folder_lock import FolderLock
 FolderLock(sys.argv[1], "python -m training.run --out " + sys.argv[1]).acquire()
 print("locked", flush=True)
 time.sleep(120)

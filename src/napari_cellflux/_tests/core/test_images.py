@@ -1,4 +1,4 @@
-"""Tests for core.images: axis handling, input validation, crops dataset I/O, TIFF reading."""
+"""Tests for core.cells.images: axis handling, input checks, crops dataset I/O, TIFF reading."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from napari_cellflux.core.crops_dataset import load_crops, save_crops
-from napari_cellflux.core.images import (
+from napari_cellflux.core.cells.images import (
     channel_limits,
     select_channels,
     to_channels_last,
     validate_image,
 )
+from napari_cellflux.core.formats.crops_dataset import load_crops, save_crops
 
 DATA = Path(__file__).parents[4] / ".." / "shared" / "data"
 needs_data = pytest.mark.skipif(

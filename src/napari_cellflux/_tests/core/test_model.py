@@ -92,7 +92,7 @@ def test_demo_model_reverses_within_stated_tolerance():
     (measured 0.8-1.9 %, against a forward change of 1.4-2.6 %). Trained with source noise
     of std 0.1, the network removes texture of about that size, which procedural camera
     noise resembles; real crops come back far closer (next test, docs/model-card.md)."""
-    from napari_cellflux.core.synthetic import make_crops
+    from napari_cellflux.core.synthetic.generator import make_crops
 
     images, meta = make_crops(4, size=64, plates=["SynPlate2"], compounds=[], seed=11)
     crops = images[meta["is_control"].to_numpy() == 1][:4].astype(np.float32)
@@ -107,7 +107,7 @@ def test_demo_model_returns_real_cells(shared_data):
     tubulin channel is about 6x brighter than the demo training data, so it is scaled by
     0.17 on the way in (as in the widget) and its change, errors included, by 6 on the way
     out; without that matching the figures are 0.01-0.03 % and 3-7 %."""
-    from napari_cellflux.core.crops_dataset import load_crops
+    from napari_cellflux.core.formats.crops_dataset import load_crops
 
     images, meta = load_crops(shared_data / "bbbc021_cyclohexamide")
     rows = np.flatnonzero(meta["is_control"].to_numpy(bool))
@@ -118,7 +118,7 @@ def test_demo_model_returns_real_cells(shared_data):
 
 
 def test_untrained_fallback_says_so(monkeypatch, tmp_path):
-    from napari_cellflux.core import model as model_mod
+    from napari_cellflux.core.simulation import model as model_mod
 
     monkeypatch.setattr(model_mod, "demo_weights_path", lambda: tmp_path / "none.safetensors")
     m = model_mod.load_model()
@@ -171,10 +171,10 @@ def test_perturbation_kind_the_model_was_not_trained_for(
 ):
     import torch
 
-    from napari_cellflux.core.model import CellFluxModel
-    from napari_cellflux.core.model_card import ModelCard, VocabularyEntry
-    from napari_cellflux.core.perturbations import GeneEncoder, load_embedding_table
-    from napari_cellflux.core.unet import VelocityUNet
+    from napari_cellflux.core.conditions.perturbations import GeneEncoder, load_embedding_table
+    from napari_cellflux.core.network.unet import VelocityUNet
+    from napari_cellflux.core.simulation.model import CellFluxModel
+    from napari_cellflux.core.simulation.model_card import ModelCard, VocabularyEntry
 
     table = load_embedding_table(shared_data / "embeddings" / "rxrx1_gene2vec.csv")
     names = list(table)[:5]
@@ -208,8 +208,8 @@ def test_precision_auto_matches_float32_to_a_few_percent_of_the_change():
     """bfloat16 autocast (``auto`` on CPUs with native bfloat16, else float32) changes the
     end frame of the demo model by a small fraction of what the simulation changes, and the
     frames stay float32 in the caller's units; each run records the precision it used."""
-    from napari_cellflux.core.acceleration import precision_in_use
-    from napari_cellflux.core.synthetic import make_crops
+    from napari_cellflux.core.network.acceleration import precision_in_use
+    from napari_cellflux.core.synthetic.generator import make_crops
 
     model = load_model(device="cpu")
     images, meta = make_crops(4, size=model.crop_size, plates=["SynPlate1"], compounds=[], seed=3)

@@ -6,8 +6,8 @@ import dataclasses
 
 import pytest
 
-from napari_cellflux.core.config import preset
-from napari_cellflux.core.model_card import ModelCard, VocabularyEntry
+from napari_cellflux.core.network.config import preset
+from napari_cellflux.core.simulation.model_card import ModelCard, VocabularyEntry
 
 
 def _card(**changes) -> ModelCard:

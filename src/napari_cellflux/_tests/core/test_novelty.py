@@ -6,15 +6,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from napari_cellflux.core.model_card import VocabularyEntry
-from napari_cellflux.core.novelty import (
+from napari_cellflux.core.conditions.perturbations import (
+    Perturbation,
+    compound_fingerprint,
+    name_vector,
+)
+from napari_cellflux.core.simulation.model_card import VocabularyEntry
+from napari_cellflux.core.simulation.novelty import (
     CLOSE_COSINE,
     CLOSE_TANIMOTO,
     cosine,
     similar,
     tanimoto,
 )
-from napari_cellflux.core.perturbations import Perturbation, compound_fingerprint, name_vector
 
 
 @pytest.fixture(scope="module")

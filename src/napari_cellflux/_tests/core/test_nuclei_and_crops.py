@@ -1,4 +1,4 @@
-"""Tests for core.nuclei and core.crops: nucleus detection, crops, mosaics, pasting back."""
+"""Tests for core.cells.nuclei and core.cells.crops: nuclei, crops, mosaics, pasting back."""
 
 from __future__ import annotations
 
@@ -8,9 +8,15 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_cellflux.core.crops import blend_mask, crop_cells, mosaic, mosaic_shape, paste_back
-from napari_cellflux.core.nuclei import detect_nuclei
-from napari_cellflux.core.synthetic import make_field
+from napari_cellflux.core.cells.crops import (
+    blend_mask,
+    crop_cells,
+    mosaic,
+    mosaic_shape,
+    paste_back,
+)
+from napari_cellflux.core.cells.nuclei import detect_nuclei
+from napari_cellflux.core.synthetic.generator import make_field
 
 DATA = Path(__file__).parents[4] / ".." / "shared" / "data"
 FIELDS = DATA / "fields"

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from napari_cellflux.core.dose_encoding import dose_feature
-from napari_cellflux.core.perturbations import (
+from napari_cellflux.core.conditions.dose_encoding import dose_feature
+from napari_cellflux.core.conditions.perturbations import (
     CompoundEncoder,
     GeneEncoder,
     compound_fingerprint,

@@ -10,8 +10,8 @@ import math
 import numpy as np
 import pytest
 
-from napari_cellflux.core.crops_dataset import load_crops
-from napari_cellflux.core.plate_view import draw_start_rows, read_virtual_plate, split_well
+from napari_cellflux.core.formats.crops_dataset import load_crops
+from napari_cellflux.core.results.plate_view import draw_start_rows, read_virtual_plate, split_well
 
 from .plate_folder import B03_START, RATIO, REAL, SIM, write_plate
 

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from napari_cellflux.core.readout import (
+from napari_cellflux.core.cells.readout import (
     RING_GAP,
     RING_WIDTH,
     ReadoutSeries,
@@ -69,7 +69,7 @@ def test_a_neighbouring_nucleus_is_no_cytoplasm():
     plain = nuclear_cytoplasmic_ratio(cell(1.5)[None], 1)[0, 0]
     crowded = nuclear_cytoplasmic_ratio(cell(1.5, neighbour=True)[None], 1)[0, 0]
     assert crowded == pytest.approx(plain, rel=0.03)  # the neighbour's bright stain ignored
-    from napari_cellflux.core.features import nucleus_masks
+    from napari_cellflux.core.cells.features import nucleus_masks
 
     crop = cell(1.5, neighbour=True)[None]
     nucleus, foreground = nucleus_masks(crop[..., 1])

@@ -1,15 +1,15 @@
-"""Tests for core.synthetic: the procedural ground truth the demo model and evaluation use."""
+"""Tests for core.synthetic.generator: the procedural truth the demo model and evaluation use."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from napari_cellflux.core import synthetic as syn
-from napari_cellflux.core import synthetic_catalog as catalog
-from napari_cellflux.core.crops_dataset import load_crops, save_crops
-from napari_cellflux.core.images import validate_image
-from napari_cellflux.core.nuclei import detect_nuclei
+from napari_cellflux.core.cells.images import validate_image
+from napari_cellflux.core.cells.nuclei import detect_nuclei
+from napari_cellflux.core.formats.crops_dataset import load_crops, save_crops
+from napari_cellflux.core.synthetic import catalog
+from napari_cellflux.core.synthetic import generator as syn
 
 INTENSITY_KEYS = [f"{ch}_intensity" for ch in catalog.CHANNELS]
 

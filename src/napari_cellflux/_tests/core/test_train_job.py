@@ -9,13 +9,13 @@ import time
 import numpy as np
 import pytest
 
-from napari_cellflux.core.layer_dataset import FieldTag, build_dataset, check_tags
-from napari_cellflux.core.train_job import TrainingJob, check_output_folder, free_space_problem
-from napari_cellflux.core.train_recipe import TrainRecipe, held_out_by_position, training_command
+from napari_cellflux.core.trainer.job import TrainingJob, check_output_folder, free_space_problem
+from napari_cellflux.core.trainer.layer_dataset import FieldTag, build_dataset, check_tags
+from napari_cellflux.core.trainer.recipe import TrainRecipe, held_out_by_position, training_command
 
 
 def _field(seed: int, compound: str | None = None):
-    from napari_cellflux.core.synthetic import make_field
+    from napari_cellflux.core.synthetic.generator import make_field
 
     return make_field("SynPlate1", compound, 3.0 if compound else 0.0, shape=(256, 256), seed=seed)
 
@@ -35,7 +35,7 @@ def test_check_tags_names_every_problem_a_user_can_fix():
 
 
 def test_tagged_fields_become_a_dataset_training_reads(tmp_path):
-    from napari_cellflux.core.crops_dataset import load_crops
+    from napari_cellflux.core.formats.crops_dataset import load_crops
 
     control, treated = _field(1), _field(2, "taxol")
     tags = [FieldTag("ctrl", "SynPlate1", control=True), FieldTag("tax", "SynPlate1", "taxol")]
@@ -89,7 +89,7 @@ def test_the_training_command_starts_and_resumes_a_run(tmp_path):
 
 FAKE_RUN = """
 import json, sys, time
-from napari_cellflux.core.folder_lock import FolderLock, command_line
+from napari_cellflux.core.formats.folder_lock import FolderLock, command_line
 out = sys.argv[1]
 FolderLock(out, command_line("fake_run.py", sys.argv[1:])).acquire()  # as training.run does
 with open(out + "/metrics.jsonl", "a") as f:
@@ -152,7 +152,7 @@ def test_cancel_stops_the_process_and_frees_the_folder(tmp_path):
 
 
 def test_a_detached_run_goes_on_and_can_be_found(tmp_path):
-    from napari_cellflux.core.folder_lock import holder
+    from napari_cellflux.core.formats.folder_lock import holder
 
     job = _job(tmp_path, "hang")
     while job.progress().step < 50:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from napari_cellflux.core.config import PRESETS, UNetConfig, preset
-from napari_cellflux.core.unet import VelocityUNet
+from napari_cellflux.core.network.config import PRESETS, UNetConfig, preset
+from napari_cellflux.core.network.unet import VelocityUNet
 
 
 @pytest.mark.parametrize("channels", [1, 3, 5])

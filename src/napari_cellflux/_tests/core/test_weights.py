@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import save_file
 
 from napari_cellflux import load_model
-from napari_cellflux.core.weights import WeightsError, read_weights, resolve_device
+from napari_cellflux.core.formats.weights import WeightsError, read_weights, resolve_device
 
 
 def test_save_then_load_is_bit_identical(random_tiny_model, cells, tmp_path):

@@ -44,9 +44,9 @@ def run_curve(qtbot, widget, timeout=120000):
 def add_tagged_field(viewer, dose, compound="taxol"):
     """A procedural field of ``compound`` at ``dose`` uM, tagged as the trainer tags it."""
     from napari_cellflux._gui.sample_data import field_layer_data
-    from napari_cellflux.core.layer_dataset import FieldTag
-    from napari_cellflux.core.synthetic import make_field
-    from napari_cellflux.core.synthetic_catalog import CHANNELS
+    from napari_cellflux.core.synthetic.catalog import CHANNELS
+    from napari_cellflux.core.synthetic.generator import make_field
+    from napari_cellflux.core.trainer.layer_dataset import FieldTag
 
     name = f"{compound} {dose:g}uM"
     image = make_field("SynPlate1", compound=compound, dose_uM=dose, shape=(256, 256), seed=2)
@@ -116,7 +116,7 @@ def test_the_curve_mode_plots_simulated_and_real_curves_from_the_run_cells(viewe
     widget.perturbation_panel.dose.value = float(result.series.doses_uM[2])
     run_to_end(qtbot, widget)
     from napari_cellflux._gui.export_panel import result_from_layers
-    from napari_cellflux.core.readout import measure
+    from napari_cellflux.core.cells.readout import measure
 
     last = result_from_layers(widget.display.stacks, widget.model).panels[0].frames[-1]
     measured = measure(last, widget.model.channels, 0)["mean Tubulin"]

@@ -58,7 +58,7 @@ def test_run_records_novelty_and_exports_everything(viewer_widget, qtbot, tmp_pa
     assert rec["weights"]["file"] == "tiny.safetensors" and len(rec["weights"]["sha256"]) == 64
     assert rec["trust"]["novelty"]["verdict"] == "seen"
     # the exported cells are the cells shown (the mosaic cut back into cells)
-    from napari_cellflux.core.features import morphology_features
+    from napari_cellflux.core.cells.features import morphology_features
 
     first = stack(viewer, "CellFlux forward")[0].data[0]
     crop = widget.model.crop_size

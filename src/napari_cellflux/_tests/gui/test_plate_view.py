@@ -39,7 +39,7 @@ def plate_dock(make_napari_viewer, qtbot, plugin_settings, npe2pm, tiny_weights,
 
 def _centre(widget, well: str, real: bool = False) -> tuple[float, float]:
     """World position of a well's centre, as napari reports a click there."""
-    from napari_cellflux.core.plate_view import split_well
+    from napari_cellflux.core.results.plate_view import split_well
 
     r, c = split_well(well)
     y, x = widget.layers.origin
@@ -143,7 +143,7 @@ def test_the_screenshot_shows_coloured_wells_and_grey_wells_without_a_value(plat
 def test_simulate_this_well_sets_up_the_simulator_with_the_wells_cells(plate_dock, qtbot):
     from napari_cellflux._gui.plate_handoff import CELLS
     from napari_cellflux._gui.widget import CellFluxWidget
-    from napari_cellflux.core.crops_dataset import load_crops
+    from napari_cellflux.core.formats.crops_dataset import load_crops
 
     viewer, widget = plate_dock
     widget.choose("B03")

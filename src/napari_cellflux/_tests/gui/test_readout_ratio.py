@@ -12,8 +12,8 @@ CHANNELS = ("DNA", "Tubulin", "Actin")
 
 
 def test_the_run_plots_the_ratio_of_every_channel_but_dna(viewer_widget, qtbot):
-    from napari_cellflux.core.crops import crop_cells
-    from napari_cellflux.core.readout import nuclear_cytoplasmic_ratio, ratio_key
+    from napari_cellflux.core.cells.crops import crop_cells
+    from napari_cellflux.core.cells.readout import nuclear_cytoplasmic_ratio, ratio_key
 
     viewer, widget = viewer_widget
     run_to_end(qtbot, widget)

@@ -184,7 +184,7 @@ def test_closing_the_window_while_training_asks_first(trainer, qtbot, monkeypatc
 
 def test_a_folder_another_process_writes_is_refused_before_any_work(trainer, qtbot):
     """The trainer asks the folder's lock (held here as a terminal's training.run would)."""
-    from napari_cellflux.core.folder_lock import FolderLock
+    from napari_cellflux.core.formats.folder_lock import FolderLock
 
     _viewer, widget = trainer
     out = Path(widget.recipe_panel.out_path)
@@ -200,7 +200,7 @@ def test_a_folder_another_process_writes_is_refused_before_any_work(trainer, qtb
 
 HOLD_AND_TRAIN = """
 import sys, time
-from napari_cellflux.core.folder_lock import FolderLock
+from napari_cellflux.core.formats.folder_lock import FolderLock
 FolderLock(sys.argv[1], "python -m training.run --out " + sys.argv[1]).acquire()
 print("training", flush=True)
 time.sleep(120)
@@ -214,8 +214,8 @@ def test_closing_the_dock_while_training_asks_to_stop_or_keep(trainer, qtbot, mo
     import sys
 
     import napari_cellflux._gui.trainer as trainer_module
-    from napari_cellflux.core.folder_lock import holder
-    from napari_cellflux.core.train_job import TrainingJob
+    from napari_cellflux.core.formats.folder_lock import holder
+    from napari_cellflux.core.trainer.job import TrainingJob
 
     viewer, widget = trainer
     out = Path(widget.recipe_panel.out_path)

@@ -93,7 +93,7 @@ def test_precision_setting_applies_to_the_run_and_is_recorded(viewer_widget, qtb
 
 
 def test_cancel_keeps_a_valid_partial_stack(viewer_widget, qtbot):
-    from napari_cellflux.core.pipeline import Frame
+    from napari_cellflux.core.simulation.pipeline import Frame
 
     viewer, widget = viewer_widget
     widget.sampler_panel.steps.value = 60
@@ -224,10 +224,10 @@ def test_batch_comparison_side_by_side_on_one_slider(viewer_widget, qtbot):
 def test_gene_model_shows_a_gene_box(viewer_widget, qtbot):
     import torch
 
-    from napari_cellflux.core.config import preset
-    from napari_cellflux.core.model import CellFluxModel
-    from napari_cellflux.core.model_card import ModelCard, VocabularyEntry
-    from napari_cellflux.core.unet import VelocityUNet
+    from napari_cellflux.core.network.config import preset
+    from napari_cellflux.core.network.unet import VelocityUNet
+    from napari_cellflux.core.simulation.model import CellFluxModel
+    from napari_cellflux.core.simulation.model_card import ModelCard, VocabularyEntry
 
     viewer, widget = viewer_widget
     cfg = preset("tiny", cond_dim=8)

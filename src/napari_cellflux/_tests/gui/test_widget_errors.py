@@ -28,7 +28,7 @@ def _same(before, after):
 def test_a_run_that_fails_before_its_first_frame_keeps_the_last_result(
     viewer_widget, qtbot, monkeypatch
 ):
-    from napari_cellflux.core import pipeline
+    from napari_cellflux.core.simulation import pipeline
 
     viewer, widget = viewer_widget
     run_to_end(qtbot, widget)

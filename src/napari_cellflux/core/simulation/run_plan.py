@@ -41,11 +41,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .acceleration import channels_last_pays, compute_dtype, precision_in_use
-from .config import SamplerConfig
-from .images import validate_image
-from .intensity import check_factors, check_magnitude, check_non_negative, intensity_scale
-from .perturbations import Perturbation, condition_vector
+from ..cells.images import validate_image
+from ..cells.intensity import check_factors, check_magnitude, check_non_negative, intensity_scale
+from ..conditions.perturbations import Perturbation, condition_vector
+from ..network.acceleration import channels_last_pays, compute_dtype, precision_in_use
+from ..network.config import SamplerConfig
 
 if TYPE_CHECKING:  # pragma: no cover
     from .model import CellFluxModel
@@ -258,7 +258,7 @@ def make_plan(
     ValueError
         With a message that names the argument, its allowed range and what to do.
     """
-    from .flow import check_max_batch  # imports torch: only once a run is planned
+    from ..network.flow import check_max_batch  # imports torch: only once a run is planned
 
     sampler = SamplerConfig(steps=steps, solver=solver, guidance=guidance, direction=direction)
     pert = model.encode(perturbation)
@@ -316,7 +316,7 @@ def integrate_plan(
     import torch
     import torch.nn.functional as F
 
-    from .flow import GuidedVelocity, integrate, time_grid
+    from ..network.flow import GuidedVelocity, integrate, time_grid
 
     dev, size = model.device, model.crop_size
     plan._below[:] = [0, 0]

@@ -49,7 +49,7 @@ class WeightsError(ValueError):
 
 def demo_weights_path() -> Path:
     """Where the bundled demo weights live inside the installed package."""
-    return Path(__file__).resolve().parent.parent / "weights" / "demo.safetensors"
+    return Path(__file__).resolve().parents[2] / "weights" / "demo.safetensors"
 
 
 def tensor_digest(tensors: dict[str, Any], header: str = "") -> str:

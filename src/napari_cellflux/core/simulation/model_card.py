@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from .config import UNetConfig
+from ..network.config import UNetConfig
 
 __all__ = ["KINDS", "ModelCard", "VocabularyEntry"]
 
@@ -125,7 +125,7 @@ class ModelCard:
             )
         if not len(self.norm_low) == len(self.norm_high) == len(self.channels):
             raise ValueError("the normalisation needs one low and one high value per channel")
-        from .dose_encoding import DOSE_ENCODINGS
+        from ..conditions.dose_encoding import DOSE_ENCODINGS
 
         if self.dose_encoding not in DOSE_ENCODINGS:
             raise ValueError(

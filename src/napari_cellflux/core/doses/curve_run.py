@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from .dose_curve import CurveFit, default_grid, fit_curve
-from .dose_series import DoseProgress, DoseSeries, check_curve_request, iter_dose_series
-from .pipeline import Batch, CellsFound, Failed
+from ..simulation.pipeline import Batch, CellsFound, Failed
+from .curve import CurveFit, default_grid, fit_curve
+from .series import DoseProgress, DoseSeries, check_curve_request, iter_dose_series
 
 __all__ = [
     "MAX_REAL_CELLS",
@@ -163,8 +163,8 @@ def measure_real(
     """The read-out ``key`` of the usable cells of every real image (cut as the simulator
     and the trainer cut them, :func:`.field_cells.cut_cells`), grouped by dose, and notes
     about images left out."""
-    from .field_cells import cut_cells
-    from .readout import measure
+    from ..cells.field_cells import cut_cells
+    from ..cells.readout import measure
 
     groups: dict[float, list[np.ndarray]] = {}
     names: dict[float, list[str]] = {}
@@ -204,8 +204,8 @@ def _start_cells(
     model: Any, batch: Batch, dna: int, seed: int
 ) -> Iterator[CellsFound | np.ndarray]:
     """The crops the simulator's run starts from (CellsFound first when it detects)."""
-    from .crops import crop_cells
-    from .pipeline import detect_cells
+    from ..cells.crops import crop_cells
+    from ..simulation.pipeline import detect_cells
 
     if not batch.is_field:
         yield np.asarray(batch.image)

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..cells.images import shape_text
 from .files import atomic_path
-from .images import shape_text
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -220,7 +220,7 @@ class VirtualPlate:
             When the controls dataset of the request is not found here or is not a crops
             dataset, with what to do.
         """
-        from .crops_dataset import load_crops
+        from ..formats.crops_dataset import load_crops
 
         controls = self.resolve(self.request.get("controls"))
         if controls is None:

@@ -3,7 +3,7 @@ nuclear / cytoplasmic ratio of every channel but DNA.
 
 The widget plots these against t while frames arrive, so they must cost a few milliseconds
 for dozens of crops: the central nucleus is segmented with
-:func:`napari_cellflux.core.features.nucleus_masks` (per-crop Otsu on the DNA channel, the
+:func:`napari_cellflux.core.cells.features.nucleus_masks` (per-crop Otsu on the DNA channel, the
 same segmentation as the full morphology profiles used in evaluation), and channel means are
 taken over the whole crop.
 
@@ -176,7 +176,7 @@ def nuclear_cytoplasmic_ratio(
     gap, width : int
         The ring (see :func:`cytoplasm_rings`).
     masks : tuple, optional
-        ``(nucleus, foreground)`` from :func:`~napari_cellflux.core.features.nucleus_masks`
+        ``(nucleus, foreground)`` from :func:`~napari_cellflux.core.cells.features.nucleus_masks`
         when already computed.
 
     Returns

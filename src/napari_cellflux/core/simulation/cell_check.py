@@ -62,7 +62,7 @@ class CellProfile:
     n_cells: int
 
     def distances(self, features: np.ndarray) -> np.ndarray:
-        from .features import Standardizer, log_columns
+        from ..cells.features import Standardizer, log_columns
 
         std = Standardizer(self.mean, self.scale, log_columns(self.features), _CLIP)
         z = std.transform(np.asarray(features, np.float64))
@@ -73,7 +73,7 @@ class CellProfile:
 
     @classmethod
     def fit(cls, features: np.ndarray, names: Sequence[str]) -> CellProfile:
-        from .features import Standardizer, log_columns
+        from ..cells.features import Standardizer, log_columns
 
         x = np.asarray(features, np.float64)
         if len(x) < 10:
@@ -166,7 +166,7 @@ def check_cells(
     """Distances of the start ``crops`` ((N, H, W, C) or a list of such) to the training
     cells of the model whose card is ``card``; ``factors`` are the intensity factors the
     run applies (the cells are compared on the model's intensity scale)."""
-    from .features import morphology_features
+    from ..cells.features import morphology_features
 
     stored = getattr(card, "cell_profile", None)
     if not stored:
@@ -196,7 +196,7 @@ def training_cell_profile(data: Any, seed: int = 0) -> dict[str, Any] | None:
     """The ``cell_profile`` of a weights file, from training data with ``images``,
     ``channels``, ``treated`` and ``control_pools`` (``training.data.TrainingData``): up to
     :data:`MAX_CELLS` crops drawn from the training rows. None when there are too few."""
-    from .features import feature_names, morphology_features
+    from ..cells.features import feature_names, morphology_features
 
     rows = np.unique(
         np.concatenate([np.asarray(data.treated), *map(np.asarray, data.control_pools)])

@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from .files import ExportError, check_writable, export_error, write_checked
-from .images import shape_text
+from ..cells.images import shape_text
+from ..formats.files import ExportError, check_writable, export_error, write_checked
 
 __all__ = [
     "TABLE_FORMATS",
@@ -173,7 +173,7 @@ def result_from_trajectories(
     trust
         ``novelty`` / ``cells`` records; default: computed here (:func:`.novelty.run_checks`).
     """
-    from .novelty import run_checks
+    from ..simulation.novelty import run_checks
 
     trajs = [trajectories] if not isinstance(trajectories, (list, tuple)) else list(trajectories)
     if not trajs:
@@ -241,7 +241,7 @@ def _trajectory_frames(tr: Any, index: int, channels: list[str]) -> np.ndarray:
 
 def unmosaic(stack: np.ndarray, n: int, gap: int) -> np.ndarray:
     """Inverse of :func:`.crops.mosaic`: (T, Hm, Wm, C) tiles -> (T, n, h, w, C) crops."""
-    from .crops import mosaic_shape
+    from ..cells.crops import mosaic_shape
 
     arr = np.asarray(stack)
     rows, cols = mosaic_shape(n)
@@ -266,7 +266,7 @@ def measurements(result: RunResult, dna_channel: int | None = None) -> Any:
     """
     import pandas as pd
 
-    from .features import morphology_features
+    from ..cells.features import morphology_features
 
     result.check_not_empty()
     if dna_channel is None:
@@ -324,7 +324,7 @@ def export_measurements(
     (``<path>.provenance.json``, see :mod:`.provenance`); returns the table's path.
 
     The suffix, the result and the folder are checked before anything is computed."""
-    from .provenance import write_provenance
+    from ..formats.provenance import write_provenance
 
     sep = table_separator(path)
     result.check_not_empty()

@@ -1,6 +1,6 @@
 """The catalogue of our procedural plates: compounds, their dose-dependent effects, plates.
 
-Kept apart from the renderer (:mod:`.synthetic`) so the ground truth that evaluation compares
+Kept apart from the renderer (:mod:`.generator`) so the ground truth that evaluation compares
 against (:func:`true_effect`) can be read without the drawing code. Compound SMILES are the
 BBBC021 ones, so their fingerprints match the IMPA/CellFlux table.
 """

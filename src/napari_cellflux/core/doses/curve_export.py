@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .files import check_writable, write_checked
+from ..formats.files import check_writable, write_checked
 
 __all__ = [
     "COLUMNS",
@@ -56,7 +56,7 @@ class WouldOverwrite(FileExistsError):
 
 def curve_files(path: str | Path) -> list[Path]:
     """The CSV, the curve JSON and the provenance record an export to ``path`` writes."""
-    from .provenance import provenance_path
+    from ..formats.provenance import provenance_path
 
     csv = Path(path)
     if csv.suffix.lower() != ".csv":
@@ -70,7 +70,7 @@ def curve_files(path: str | Path) -> list[Path]:
 
 
 def curve_table(result: Any) -> Any:
-    """The per-cell values of ``result`` (a :class:`.dose_curve_run.CurveResult`) as a
+    """The per-cell values of ``result`` (a :class:`.curve_run.CurveResult`) as a
     DataFrame with :data:`COLUMNS`."""
     import pandas as pd
 
@@ -142,7 +142,7 @@ def export_dose_curve(
     ExportError
         When the folder cannot be written to (an ``OSError`` saying what to do).
     """
-    from .provenance import record, write_record
+    from ..formats.provenance import record, write_record
 
     csv, curve_json, prov = curve_files(path)
     existing = [p for p in (csv, curve_json, prov) if p.exists()]

@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from .field_cells import cut_cells
-from .perturbations import is_valid_smiles
-from .train_recipe import held_out_by_position
+from ..cells.field_cells import cut_cells
+from ..conditions.perturbations import is_valid_smiles
+from .recipe import held_out_by_position
 
 __all__ = [
     "CONTROL_NAME",
@@ -149,7 +149,7 @@ def build_dataset(
     """
     import pandas as pd
 
-    from .crops_dataset import save_crops
+    from ..formats.crops_dataset import save_crops
 
     check_tags([t for t, _ in fields])
     counts = {int(np.shape(img)[-1]) for _, img in fields}

@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from .dose_curve import check_dose_grid
-from .readout import dna_index, measure, readout_key
+from ..cells.readout import dna_index, measure, readout_key
+from .curve import check_dose_grid
 
 __all__ = [
     "BATCH_CELLS",
@@ -143,7 +143,7 @@ def _pass(
 ) -> Iterator[DoseProgress | np.ndarray]:
     """Integrate the plans of several doses (same cells) as one batch: a
     :class:`DoseProgress` after every step, then the t = 1 frames (k * N, H, W, C)."""
-    from .run_plan import integrate_plan
+    from ..simulation.run_plan import integrate_plan
 
     first = plans[0]
     if len(plans) == 1:
@@ -179,7 +179,7 @@ def _series(
 ) -> Iterator[DoseProgress | DoseSeries]:
     """Progress within each pass, then the series; ``after_pass(doses done, doses in all)``
     returning False stops after a pass (the series then holds the doses done)."""
-    from .run_plan import make_plan
+    from ..simulation.run_plan import make_plan
 
     grid, warning = check_curve_request(model, perturbation, doses_uM)
     channels = list(model.channels)

@@ -38,8 +38,8 @@ from typing import Any
 
 import numpy as np
 
+from ..conditions.perturbations import Perturbation
 from .model_card import VocabularyEntry
-from .perturbations import Perturbation
 
 __all__ = [
     "CLOSE_COSINE",

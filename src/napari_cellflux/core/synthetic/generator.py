@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .synthetic_catalog import (
+from .catalog import (
     CHANNELS,
     COMPOUNDS,
     CONTROL,

@@ -1,6 +1,6 @@
 """A training run in its own process, watched from the viewer: start, progress, cancel.
 
-:class:`TrainingJob` starts ``python -m training.run`` (see :mod:`.train_recipe`) as a child
+:class:`TrainingJob` starts ``python -m training.run`` (see :mod:`.recipe`) as a child
 process whose output goes to ``<out>/trainer.log``, and reads its progress from the run's
 machine-readable log ``<out>/metrics.jsonl`` (one JSON object per logged step, and a last
 ``{"event": "done"}``). Nothing here blocks: the trainer widget polls :meth:`progress` and
@@ -23,7 +23,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .folder_lock import LAUNCHER_ENV, LOCK_NAME, holder
+from ..formats.folder_lock import LAUNCHER_ENV, LOCK_NAME, holder
 
 __all__ = ["Progress", "TrainingJob", "check_output_folder", "free_space_problem"]
 

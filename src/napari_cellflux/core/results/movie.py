@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from ..cells.images import CHANNEL_RGB, channel_color
+from ..formats.files import ExportError, check_writable, write_checked
 from .export import RunResult
-from .files import ExportError, check_writable, write_checked
-from .images import CHANNEL_RGB, channel_color
 
 __all__ = [
     "FORMATS",
@@ -88,7 +88,7 @@ def caption(t: float, result_or_text: Any, dose_uM: float | None = None) -> str:
 
 def render_frames(result: RunResult, gap: int = 2, panel_gap: int = 8) -> np.ndarray:
     """Every panel of ``result`` as one RGB picture per frame: (T, H, W, 3) uint8."""
-    from .crops import mosaic
+    from ..cells.crops import mosaic
 
     result.check_not_empty()
     start = np.concatenate([p.frames[0].reshape(-1, p.frames.shape[-1]) for p in result.panels])
@@ -354,7 +354,7 @@ def export_movie(result: RunResult, path: str | Path, fps: float = 8.0, model: A
 
     The suffix, ``fps``, the result (frames, no NaN) and the folder are checked first, so a
     movie that cannot be written is refused before anything is drawn."""
-    from .provenance import write_provenance
+    from ..formats.provenance import write_provenance
 
     check_fps(fps, check_format(path))
     result.check_not_empty()

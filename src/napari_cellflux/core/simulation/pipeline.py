@@ -107,8 +107,10 @@ class Ready:
     scales: list[np.ndarray]  # per batch (C,) intensity factors applied
     warnings: list[str] = field(default_factory=list)  # e.g. a dose far outside training
     cpu_threads: int | None = None  # torch CPU threads the run computes with (None: GPU)
-    novelty: dict[str, Any] | None = None  # the perturbation vs training (core.novelty)
-    cells: dict[str, Any] | None = None  # how typical the start cells are (core.cell_check)
+    novelty: dict[str, Any] | None = None  # the perturbation vs training (core.simulation.novelty)
+    cells: dict[str, Any] | None = (
+        None  # how typical the start cells are (core.simulation.cell_check)
+    )
     centroids: list[Any] = field(default_factory=list)  # per batch (K, 2) field px, or None
 
 
@@ -161,7 +163,7 @@ def _detect(
     A seeded random sample (not the largest nuclei, which over-represent clumps), preferring
     cells whose crop lies inside the field, and ignoring specks much smaller than a nucleus.
     """
-    from .nuclei import detect_nuclei
+    from ..cells.nuclei import detect_nuclei
 
     result = detect_nuclei(batch.image[..., dna_index])
     if result.count == 0:
@@ -270,9 +272,9 @@ def simulate_batches(
     Yields :class:`CellsFound` (fields whose cells were detected here), one :class:`Ready`,
     then ``n_frames * len(batches)`` :class:`Frame` events, or one :class:`Failed`.
     """
-    from .crops import crop_cells, mosaic, paste_back
-    from .images import channel_limits
-    from .readout import ReadoutSeries
+    from ..cells.crops import crop_cells, mosaic, paste_back
+    from ..cells.images import channel_limits
+    from ..cells.readout import ReadoutSeries
 
     try:
         threads = _use_cpu_threads(model, settings.cpu_threads)

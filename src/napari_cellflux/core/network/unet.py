@@ -86,7 +86,7 @@ class VelocityUNet(nn.Module):
     Parameters
     ----------
     config
-        Architecture (see :class:`~napari_cellflux.core.config.UNetConfig`).
+        Architecture (see :class:`~napari_cellflux.core.network.config.UNetConfig`).
 
     Notes
     -----

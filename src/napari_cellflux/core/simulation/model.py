@@ -17,15 +17,15 @@ from typing import Any
 
 import numpy as np
 
-from .acceleration import channels_last_pays
-from .config import UNetConfig, preset
-from .intensity import intensity_scale
+from ..cells.intensity import intensity_scale
+from ..conditions.perturbations import CompoundEncoder, GeneEncoder, Perturbation, is_valid_smiles
+from ..formats.weights import demo_weights_path, read_weights, resolve_device, save_weights
+from ..network.acceleration import channels_last_pays
+from ..network.config import UNetConfig, preset
+from ..network.network_units import from_network, to_network
 from .model_card import ModelCard, VocabularyEntry
-from .network_units import from_network, to_network
 from .novelty import PerturbationNovelty
-from .perturbations import CompoundEncoder, GeneEncoder, Perturbation, is_valid_smiles
 from .run_plan import CellFluxWarning, SimulationPlan, check_frames_memory, make_plan
-from .weights import demo_weights_path, read_weights, resolve_device, save_weights
 
 __all__ = ["DEFAULT_CHANNELS", "CellFluxModel", "CellFluxWarning", "Trajectory", "load_model"]
 
@@ -384,8 +384,8 @@ def _random_tiny(device: Any) -> CellFluxModel:
     """An untrained ``tiny`` model (says so in its metadata) so everything runs end to end."""
     import torch
 
-    from .perturbations import compound_fingerprint
-    from .unet import VelocityUNet
+    from ..conditions.perturbations import compound_fingerprint
+    from ..network.unet import VelocityUNet
 
     cfg = preset("tiny", cond_dim=1024 + 1)
     torch.manual_seed(0)
@@ -428,7 +428,7 @@ def load_model(path: str | Path | None = None, device: str = "auto") -> CellFlux
         For a missing, foreign, corrupted or edited file, a folder, an empty path, a
         training checkpoint, or an unavailable device; the message says what to load.
     """
-    from .unet import VelocityUNet
+    from ..network.unet import VelocityUNet
 
     dev = resolve_device(device)
     if path is None:

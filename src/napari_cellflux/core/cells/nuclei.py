@@ -2,7 +2,7 @@
 
 The model works on single-cell crops centred on a nucleus (that is how the BBBC021 / IMPA
 training crops were made), so a full field of view goes through :func:`detect_nuclei` ->
-:func:`~napari_cellflux.core.crops.crop_cells` -> model -> mosaic or paste back
+:func:`~napari_cellflux.core.cells.crops.crop_cells` -> model -> mosaic or paste back
 (:mod:`.crops`).
 """
 

@@ -1,0 +1,52 @@
+"""The run list of the Speed section of docs/benchmarks.md and of
+docs/experiments/speed-levers.md: the model alone (``python -m evaluation.speed``) and a
+Run in the real napari viewer (``scripts/bench_widget.py``, under a virtual X server), as
+data. Each command prints one JSON object, which is the published file.
+
+Timings are only comparable on an idle machine: run these alone (``--only NAME``).
+"""
+
+from __future__ import annotations
+
+from benchmarks.run_spec import Evaluation
+
+SPEED = ("-m", "evaluation.speed")
+WIDGET = ("scripts/bench_widget.py",)
+XVFB = ("xvfb-run", "-a", "-s", "-screen 0 1920x1200x24")
+
+
+def _printed(name: str, entry: tuple[str, ...], *args: str, display: bool = False):
+    return Evaluation(
+        name,
+        (),
+        args,
+        entry=entry,
+        out=f"{name}.json",
+        stdout=True,
+        prefix=XVFB if display else (),
+    )
+
+
+EVALUATIONS: dict[str, Evaluation] = {
+    e.name: e
+    for e in (
+        _printed("speed_cpu", SPEED),
+        _printed("compile_cpu", SPEED, "--presets", "fast", "--no-levers", "--compile"),
+        _printed(
+            "widget_cpu_precision",
+            WIDGET,
+            *("--threads", "1", "--precision", "auto", "float32", "--repeats", "3"),
+            display=True,
+        ),
+        # thread counts, float32 (the only precision when these ran), idle and loaded
+        _printed(
+            "widget_cpu_idle", WIDGET, "--threads", "1", "2", "--precision", "float32", display=True
+        ),
+        _printed(
+            "widget_cpu_busy",
+            WIDGET,
+            *("--threads", "1", "2", "--precision", "float32", "--busy", "1"),
+            display=True,
+        ),
+    )
+}

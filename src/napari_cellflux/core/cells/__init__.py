@@ -1,0 +1,1 @@
+"""Cell pixels: image axes and intensities, nuclei, crops, morphology and read-outs."""

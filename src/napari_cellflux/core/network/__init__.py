@@ -1,0 +1,1 @@
+"""The velocity network and flow matching: presets, U-Net, units, ODE steps, device."""

@@ -1,0 +1,1 @@
+"""What a run leaves behind: measurements, movies, a virtual plate read back."""

@@ -1,0 +1,1 @@
+"""A model at work: load weights, check inputs, integrate trajectories, novelty."""

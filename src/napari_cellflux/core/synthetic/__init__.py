@@ -1,0 +1,1 @@
+"""Procedural cells with known effects (demo weights, tests, benchmarks)."""
