@@ -178,8 +178,7 @@ def run_virtual_plate(
     check = check_cells(model.card, images[draw_start_rows(pool, req.cells, req.seed, -1)])
     (out / PARTS).mkdir(parents=True, exist_ok=True)
     settings_file = out / PARTS / "request.json"
-    if rank == 0:
-        _claim(settings_file, req, resume)
+    _claim(settings_file, req, resume, write=rank == 0)  # every rank refuses a foreign folder
     t0 = time.perf_counter()
     done = 0
     for i, job in enumerate(jobs.itertuples(index=False)):
@@ -195,7 +194,7 @@ def run_virtual_plate(
         from napari_cellflux.core.formats.files import atomic_path
 
         # the start rows: napari's plate view shows a well's own cells
-        record = {"key": req.key(), "start_rows": start.tolist(), **values}
+        record = {"key": req.key(), "start_rows": start.tolist(), "rank": rank, **values}
         with atomic_path(part) as tmp:
             tmp.write_text(json.dumps(record), encoding="utf-8")
         done += 1
@@ -243,9 +242,14 @@ def _control_pool(meta: pd.DataFrame, req: PlateRequest) -> np.ndarray:
     return pool
 
 
-def _claim(settings_file: Path, req: PlateRequest, resume: bool) -> None:
-    """Refuse to mix two different requests in one folder unless told to resume it."""
+def _claim(settings_file: Path, req: PlateRequest, resume: bool, *, write: bool = True) -> None:
+    """Refuse to mix two different requests in one folder unless told to resume it.
+
+    Under torchrun every rank checks before it simulates (so no rank overwrites the wells
+    of another request), and rank 0 alone writes the request, whole or not at all."""
     from dataclasses import asdict
+
+    from napari_cellflux.core.formats.files import atomic_path
 
     if settings_file.is_file() and not resume:
         old = json.loads(settings_file.read_text(encoding="utf-8"))
@@ -254,7 +258,9 @@ def _claim(settings_file: Path, req: PlateRequest, resume: bool) -> None:
                 f"{settings_file.parent.parent} holds a virtual plate made with other settings; "
                 "choose another --out, or --resume to keep its finished wells that match"
             )
-    settings_file.write_text(json.dumps(asdict(req), indent=1), encoding="utf-8")
+    if write:
+        with atomic_path(settings_file) as tmp:
+            tmp.write_text(json.dumps(asdict(req), indent=1), encoding="utf-8")
 
 
 def _barrier() -> None:
