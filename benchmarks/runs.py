@@ -330,8 +330,3 @@ EVALUATIONS: dict[str, Evaluation] = {
         ),
     )
 }
-
-
-def models_of(evaluation: Evaluation) -> list[Model]:
-    """The models an evaluation needs, in command order."""
-    return [MODELS[folder] for _, folder, _ in evaluation.models]

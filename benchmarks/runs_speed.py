@@ -40,7 +40,10 @@ EVALUATIONS: dict[str, Evaluation] = {
         ),
         # thread counts, float32 (the only precision when these ran), idle and loaded
         _printed(
-            "widget_cpu_idle", WIDGET, "--threads", "1", "2", "--precision", "float32", display=True
+            "widget_cpu_idle",
+            WIDGET,
+            *("--threads", "1", "2", "--precision", "float32"),
+            display=True,
         ),
         _printed(
             "widget_cpu_busy",

@@ -1,6 +1,6 @@
-"""The generated tables of docs/benchmarks.md.
+"""The generated tables of docs/benchmarks.md and of the pages of docs/experiments/.
 
-The document is written by hand; each generated table sits between two marker comments::
+The pages are written by hand; each generated table sits between two marker comments::
 
     <!-- table:quality metrics_default -->
     ...generated...
@@ -8,9 +8,10 @@ The document is written by hand; each generated table sits between two marker co
 
 ``quality`` is the kind of table (a key of :data:`TABLES`) and ``metrics_default`` the
 file it reads, ``docs/benchmarks/<stem>.json`` (several stems, comma-separated, for tables
-that read several). Only the text between markers is replaced::
+that read several). Only the text between markers is replaced, on every page of
+:func:`pages` (or the ``--doc`` pages given)::
 
-    python -m benchmarks.tables [--doc docs/benchmarks.md] [--check]
+    python -m benchmarks.tables [--doc docs/benchmarks.md ...] [--check]
 """
 
 from __future__ import annotations
@@ -99,12 +100,34 @@ def fill(text: str, folder: Path = METRICS_DIR) -> str:
     )
 
 
+def pages() -> list[Path]:
+    """The pages whose marked tables are generated: docs/benchmarks.md, then every page of
+    docs/experiments/."""
+    docs = REPO / "docs"
+    return [docs / "benchmarks.md", *sorted((docs / "experiments").glob("*.md"))]
+
+
+def fill_pages(paths: list[Path] | None = None, folder: Path = METRICS_DIR) -> list[Path]:
+    """Regenerate the marked tables of every page (default: :func:`pages`); the pages
+    written (those whose text changed)."""
+    written = []
+    for path in paths or pages():
+        old = path.read_text(encoding="utf-8")
+        new = fill(old, folder)
+        if new != old:
+            path.write_text(new, encoding="utf-8")
+            written.append(path)
+    return written
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        description="Regenerate the marked tables of "
-        "docs/benchmarks.md from docs/benchmarks/*.json."
+        description="Regenerate the marked tables of docs/benchmarks.md and "
+        "docs/experiments/*.md from docs/benchmarks/*.json."
     )
-    p.add_argument("--doc", type=Path, default=REPO / "docs" / "benchmarks.md")
+    p.add_argument(
+        "--doc", type=Path, nargs="+", help="pages to fill (default: every page with tables)"
+    )
     p.add_argument(
         "--metrics",
         type=Path,
@@ -115,18 +138,21 @@ def main(argv: list[str] | None = None) -> int:
         "--check", action="store_true", help="change nothing; exit 1 when a table is out of date"
     )
     args = p.parse_args(argv)
-    try:
-        old = args.doc.read_text(encoding="utf-8")
-        new = fill(old, args.metrics)
-    except (OSError, TableError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    if args.check:
-        print(f"{args.doc}: " + ("tables up to date" if new == old else "tables out of date"))
-        return int(new != old)
-    args.doc.write_text(new, encoding="utf-8")
-    print(f"{args.doc}: {len(MARKER.findall(new))} tables written")
-    return 0
+    stale = 0
+    for doc in args.doc or pages():
+        try:
+            old = doc.read_text(encoding="utf-8")
+            new = fill(old, args.metrics)
+        except (OSError, TableError) as err:
+            print(f"error: {doc}: {err}", file=sys.stderr)
+            return 2
+        if args.check:
+            print(f"{doc}: " + ("tables up to date" if new == old else "tables out of date"))
+            stale += new != old
+        else:
+            doc.write_text(new, encoding="utf-8")
+            print(f"{doc}: {len(MARKER.findall(new))} tables written")
+    return int(stale > 0)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ rm -rf "$WORK"
 "$PYTHON" - "$WORK/data" <<'PY'
 import sys
 
-from napari_cellflux.core.cells.images import save_crops
+from napari_cellflux.core.formats.crops_dataset import save_crops
 from napari_cellflux.core.synthetic.generator import make_crops
 
 images, metadata = make_crops(32, size=64, seed=0, n_controls=96)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.runs import MODELS, TRAIN
+from benchmarks.run_spec import TRAIN
+from benchmarks.runs import MODELS
 from training.config import SETTINGS_OLDER_RUNS_USED
 from training.run import parse_args, resolve_config
 

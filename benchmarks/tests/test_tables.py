@@ -1,5 +1,6 @@
 """The benchmark tables come from the committed metrics files, land only between their
-markers, and the run list reproduces the commands that wrote those metrics."""
+markers (on docs/benchmarks.md and the pages of docs/experiments/), and the run list
+reproduces the commands that wrote those metrics."""
 
 from __future__ import annotations
 
@@ -13,9 +14,8 @@ from pathlib import Path
 import pytest
 
 from benchmarks import make, render, tables
-from benchmarks.runs import DATA, EVALUATIONS, METRICS_DIR, REPO
-
-DOC = REPO / "docs" / "benchmarks.md"
+from benchmarks.run_spec import DATA, METRICS_DIR
+from benchmarks.runs import EVALUATIONS
 
 
 def block(text: str, kind: str, files: str) -> str:
@@ -27,13 +27,16 @@ def block(text: str, kind: str, files: str) -> str:
     return m.group(1)
 
 
-def test_committed_doc_matches_its_metrics_files():
-    text = DOC.read_text(encoding="utf-8")
-    assert tables.fill(text) == text, "run `python -m benchmarks.tables` and commit the result"
+def test_committed_pages_match_their_metrics_files():
+    marked = [p.name for p in tables.pages() if tables.MARKER.search(p.read_text("utf-8"))]
+    assert "benchmarks.md" in marked and len(marked) > 1  # tables live on other pages too
+    for page in tables.pages():
+        text = page.read_text(encoding="utf-8")
+        assert tables.fill(text) == text, f"run `python -m benchmarks.tables` ({page.name})"
 
 
 def test_key_figures_come_from_the_metrics():
-    text = tables.fill(DOC.read_text(encoding="utf-8"))
+    text = "\n".join(tables.fill(p.read_text(encoding="utf-8")) for p in tables.pages())
     both = block(text, "targets-both", "metrics_default,metrics_fold2")
     # default recipe, mean of three seeds: FDc 16.6 on Week4_27821 and 18.3 on Week4_27801
     assert (
@@ -135,6 +138,21 @@ def test_check_mode_reports_an_out_of_date_doc(tmp_path, capsys):
     assert "| treated | 15.0 | 5.8 | 9.2 |" in doc.read_text(encoding="utf-8")
 
 
+def test_every_page_is_filled_and_only_changed_pages_are_written(tmp_path):
+    stale, current = tmp_path / "stale.md", tmp_path / "current.md"
+    stale.write_text(
+        "<!-- table:start-plate metrics_default -->\n| old |\n"
+        "<!-- /table:start-plate metrics_default -->\n",
+        encoding="utf-8",
+    )
+    current.write_text("# no tables here\n", encoding="utf-8")
+    assert tables.fill_pages([stale, current]) == [stale]
+    assert "| controls | 5.3 | 2.3 | 3.0 |" in stale.read_text(encoding="utf-8")
+    assert tables.fill_pages([stale, current]) == []
+    assert tables.pages()[0].name == "benchmarks.md"
+    assert all(p.parent.name == "experiments" for p in tables.pages()[1:])
+
+
 def _groups(cmd: str) -> tuple[list[tuple[str, ...]], list[tuple[str, ...]]]:
     """A command as its sorted (flag, values...) groups, and its repeated model flags in
     order (their order is the order of the table rows the evaluation writes)."""
@@ -180,7 +198,7 @@ def test_make_runs_only_what_is_missing_resumes_and_labels(tmp_path, monkeypatch
     work, docs, ran = tmp_path / "work", tmp_path / "docs", []
     docs.mkdir()
 
-    def fake_run(cmd: list[str], log: Path) -> None:  # stands in for training / evaluation
+    def fake_run(cmd: list[str], log: Path, stdout: Path | None = None) -> None:  # a job
         ran.append(cmd)
         out = Path(cmd[cmd.index("--out") + 1])
         if out.suffix == ".json":  # the published metrics, as the evaluation wrote them
