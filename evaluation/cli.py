@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from napari_cellflux.core.simulation.settings import DEFAULT_GUIDANCE
 from training.checkpoint import check_output_path, write_json_or_print
 
 from .evaluate import evaluate
@@ -82,7 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-cells", type=positive_int, default=200, help="start crops per condition")
     p.add_argument("--steps", type=int, default=10, help="integration steps")
     p.add_argument("--solver", default="euler", help="euler, midpoint, heun, rk4")
-    p.add_argument("--guidance", type=float, default=1.2, help="CFG scale (paper: 1.2)")
+    p.add_argument(
+        "--guidance", type=float, default=DEFAULT_GUIDANCE, help="CFG scale (paper: 1.2)"
+    )
     p.add_argument("--n-boot", type=positive_int, default=200, help="bootstrap replicates")
     p.add_argument("--top-k", type=int, default=10, help="features summarised by effect recovery")
     p.add_argument("--seed", type=int, default=0)

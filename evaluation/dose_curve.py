@@ -38,6 +38,8 @@ from typing import Any
 
 import numpy as np
 
+from napari_cellflux.core.simulation.settings import DEFAULT_GUIDANCE
+
 __all__ = ["compare_curves", "default_readout", "dose_curve", "main"]
 
 
@@ -88,7 +90,7 @@ def dose_curve(
     cells: int = 32,
     steps: int = 20,
     solver: str = "midpoint",
-    guidance: float = 1.2,
+    guidance: float = DEFAULT_GUIDANCE,
     n_boot: int = 200,
     seed: int = 0,
     precision: str = "auto",
@@ -280,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--cells", type=_positive_int, default=32, help="start cells (default 32)")
     p.add_argument("--steps", type=_positive_int, default=20)
     p.add_argument("--solver", default="midpoint", help="midpoint (the viewer's), euler, ...")
-    p.add_argument("--guidance", type=float, default=1.2)
+    p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE)
     p.add_argument(
         "--precision", default="auto", choices=["auto", "float32", "bfloat16"],
         help="auto (the viewer's: bfloat16 where the CPU has it), float32",

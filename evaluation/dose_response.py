@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from napari_cellflux.core.simulation.settings import DEFAULT_GUIDANCE, SimulationSettings
+
 __all__ = ["dose_response", "main"]
 
 DEFAULT_GRID = (0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 35.0, 50.0, 100.0)
@@ -50,7 +52,7 @@ def dose_response(
     grid: Sequence[float] = DEFAULT_GRID,
     cells: int = 64,
     steps: int = 10,
-    guidance: float = 1.2,
+    guidance: float = DEFAULT_GUIDANCE,
     solver: str = "euler",
     n_boot: int = 200,
     seed: int = 0,
@@ -60,15 +62,16 @@ def dose_response(
     ``solver`` and ``steps`` default to the evaluation protocol's 10 Euler steps; the viewer
     integrates with the midpoint rule in 20 steps, which gives a larger effect."""
     from napari_cellflux.core.formats.files import file_sha256
-    from napari_cellflux.core.network.config import SOLVERS
 
     from .baselines import simulate_final
     from .data import read_evaluation_data
     from .evaluate import Profiles, check_channels, load_cpu_model
     from .metrics import bootstrap
 
-    if solver not in SOLVERS:
-        raise ValueError(f"solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
+    # ValueError for a bad setting, before any work; float32 as in every evaluation
+    request = SimulationSettings(
+        steps=steps, guidance=guidance, solver=solver, seed=seed, precision="float32"
+    )
     images, meta = read_evaluation_data(data)
     meta = meta.reset_index(drop=True)
     on = meta["plate"].astype(str).to_numpy() == plate
@@ -131,16 +134,7 @@ def dose_response(
             "recovery": {},
         }
         for d in doses:
-            pred = simulate_final(
-                model,
-                start,
-                perturbation,
-                d,
-                steps=steps,
-                guidance=guidance,
-                solver=solver,
-                seed=seed,
-            )
+            pred = simulate_final(model, start, perturbation, request.replace(dose_uM=d))
             z_pred = prof.of(pred)[1]
             entry["size"][f"{d:g}"] = _projection(z_pred.mean(0) - z_start.mean(0), top)
             if d in real_doses:
@@ -211,7 +205,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="euler",
         help="euler (the protocol's, default), midpoint (the viewer's), heun, rk4, dopri5",
     )
-    p.add_argument("--guidance", type=float, default=1.2, help="CFG scale (paper: 1.2)")
+    p.add_argument(
+        "--guidance",
+        type=float,
+        default=DEFAULT_GUIDANCE,
+        help=f"CFG scale (paper: {DEFAULT_GUIDANCE:g})",
+    )
     p.add_argument("--n-boot", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="dose_response.json")

@@ -53,6 +53,7 @@ import numpy as np
 
 from napari_cellflux.core.formats.files import file_sha256
 from napari_cellflux.core.network.acceleration import precision_in_use
+from napari_cellflux.core.simulation.settings import DEFAULT_GUIDANCE, SimulationSettings
 
 from . import baselines as B
 from .methods import BASELINES, Predictor, method_list
@@ -91,7 +92,7 @@ class Profiles:
 
 def load_cpu_model(path: str | Path) -> Any:
     """A model on the CPU (evaluations run on the CPU, with the precision they are given)."""
-    from napari_cellflux.core.simulation.model import load_model
+    from napari_cellflux.core.simulation.load import load_model
 
     return load_model(path, device="cpu")
 
@@ -133,7 +134,7 @@ def evaluate(
     max_cells: int = 200,
     steps: int = 10,
     solver: str = "euler",
-    guidance: float = 1.2,
+    guidance: float = DEFAULT_GUIDANCE,
     n_boot: int = 200,
     seed: int = 0,
     top_k: int = 10,
@@ -157,7 +158,11 @@ def evaluate(
     if unknown:
         raise ValueError(f"unknown baseline(s) {unknown}; choose from {BASELINES}")
     t_start = time.perf_counter()
-    precision_in_use(precision, "cpu")  # ValueError for a bad value, before any work
+    # ValueError for a bad setting, before any work
+    request = SimulationSettings(
+        steps=steps, solver=solver, guidance=guidance, seed=seed, precision=precision
+    )
+    precision_in_use(precision, "cpu")
     model = load_cpu_model(model_path)
     images, meta = read_evaluation_data(data)
     check_channels(model, model_path, images.shape, data)
@@ -192,11 +197,7 @@ def evaluate(
             images=images,
             meta=meta,
             train_rows=model_training_rows(meta, held),
-            guidance=guidance,
-            steps=steps,
-            solver=solver,
-            seed=seed,
-            precision=precision,
+            settings=request,
         ),
         max_cells=max_cells,
         n_boot=n_boot,

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from napari_cellflux.core.simulation.settings import SimulationSettings
+
 from . import baselines as B
 
 __all__ = ["BASELINES", "method_list", "Predictor"]
@@ -49,34 +51,23 @@ class Predictor:
     train_rows: np.ndarray
     perturbation: str
     dose_uM: float
-    guidance: float
-    steps: int
-    solver: str
-    seed: int
-    precision: str = "float32"
+    settings: SimulationSettings  # guidance, steps, solver, seed, precision of every model
     mean_shift_info: dict[str, Any] = field(default_factory=dict)
     _delta: np.ndarray | None = None
 
-    def _simulate(self, model: Any, x: np.ndarray, guidance: float) -> np.ndarray:
-        dose = self.dose_uM if model.use_dose else None
-        return B.simulate_final(
-            model,
-            x,
-            self.perturbation,
-            dose,
-            guidance=guidance,
-            steps=self.steps,
-            solver=self.solver,
-            seed=self.seed,
-            precision=self.precision,
-        )
+    def _request(self, model: Any, **overrides: Any) -> SimulationSettings:
+        return self.settings.replace(dose_uM=self.dose_uM if model.use_dose else None, **overrides)
+
+    def _simulate(self, model: Any, x: np.ndarray, **overrides: Any) -> np.ndarray:
+        request = self._request(model, **overrides)
+        return B.simulate_final(model, x, self.perturbation, request)
 
     def predict(self, name: str, x: np.ndarray) -> np.ndarray:
         """Method ``name``'s predictions from control crops ``x`` (raw intensities)."""
         if name in ("cellflux", "other_plate"):
-            return self._simulate(self.model, x, self.guidance)
+            return self._simulate(self.model, x)
         if name == "no_guidance":
-            return self._simulate(self.model, x, 1.0)
+            return self._simulate(self.model, x, guidance=1.0)
         if name == "identity":
             return B.identity(x)
         if name == "mean_shift":
@@ -86,20 +77,9 @@ class Predictor:
                 )
                 self.mean_shift_info.update(info)
             return B.mean_shift(x, self._delta)
-        return self._simulate(self.extra_models[name], x, self.guidance)
+        return self._simulate(self.extra_models[name], x)
 
     def from_noise(self, name: str, n: int, out_size: tuple[int, int]) -> np.ndarray:
         """``n`` crops sampled from noise by the noise-start model ``name``."""
         m = self.extra_models[name]
-        return B.sample_from_noise(
-            m,
-            n,
-            self.perturbation,
-            self.dose_uM if m.use_dose else None,
-            guidance=self.guidance,
-            out_size=out_size,
-            steps=self.steps,
-            solver=self.solver,
-            seed=self.seed,
-            precision=self.precision,
-        )
+        return B.sample_from_noise(m, n, self.perturbation, self._request(m), out_size=out_size)

@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from napari_cellflux.core.simulation.settings import DEFAULT_GUIDANCE
+
 __all__ = ["roundtrip", "main"]
 
 
@@ -41,7 +43,7 @@ def roundtrip(
     dose_uM: float | None,
     steps: int = 20,
     solver: str = "midpoint",
-    guidance: float = 1.2,
+    guidance: float = DEFAULT_GUIDANCE,
     value_range: np.ndarray | None = None,
     n_boot: int = 200,
     seed: int = 0,
@@ -101,7 +103,7 @@ def run(
     cells: int = 64,
     steps: int = 20,
     solver: str = "midpoint",
-    guidance: float = 1.2,
+    guidance: float = DEFAULT_GUIDANCE,
     n_boot: int = 200,
     seed: int = 0,
     log: Callable[[str], None] = print,
@@ -202,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cells", type=int, default=64)
     p.add_argument("--steps", type=int, default=20, help="integration steps each way")
     p.add_argument("--solver", default="midpoint")
-    p.add_argument("--guidance", type=float, default=1.2)
+    p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE)
     p.add_argument("--n-boot", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="JSON file to write (default: print it)")

@@ -28,6 +28,8 @@ import tempfile
 import time
 from typing import Any
 
+from napari_cellflux.core.simulation.settings import DEFAULT_GUIDANCE
+
 N_CELLS, SIZE, FRAMES = 16, 96, 20
 
 
@@ -45,7 +47,8 @@ def _model(preset_name: str):
     from napari_cellflux import load_model
     from napari_cellflux.core.network.config import preset
     from napari_cellflux.core.network.unet import VelocityUNet
-    from napari_cellflux.core.simulation.model import CellFluxModel, _random_tiny
+    from napari_cellflux.core.simulation.load import _random_tiny
+    from napari_cellflux.core.simulation.model import CellFluxModel
 
     demo = load_model(device="cpu")
     if demo.card.preset == preset_name:
@@ -99,7 +102,7 @@ def _trajectory(
             cells,
             model.perturbations[0],
             steps=steps,
-            guidance=1.2,
+            guidance=DEFAULT_GUIDANCE,
             solver=solver,
             precision=precision,
         )
@@ -186,7 +189,7 @@ def _levers(threads: int) -> dict[str, Any]:
 
     out: dict[str, Any] = {"native_bf16": cpu_has_native_bf16()}
     with torch.inference_mode():
-        guided = GuidedVelocity(net, cond, 1.2)
+        guided = GuidedVelocity(net, cond, DEFAULT_GUIDANCE)
         out["guided_eval_batched_s"] = _timed(lambda: guided(x, t))
         c16 = cond.expand(N_CELLS, -1)
         on, off = torch.ones(N_CELLS, dtype=torch.bool), torch.zeros(N_CELLS, dtype=torch.bool)
@@ -198,13 +201,13 @@ def _levers(threads: int) -> dict[str, Any]:
     out["guided_eval_autograd_s"] = _timed(lambda: guided(x, t).sum())
     with torch.inference_mode():
         out["guided_eval_channels_last_s"] = _timed(
-            lambda: GuidedVelocity(shipped, cond, 1.2)(xcl, t)
+            lambda: GuidedVelocity(shipped, cond, DEFAULT_GUIDANCE)(xcl, t)
         )
-        low = GuidedVelocity(net, cond, 1.2, compute_dtype=torch.bfloat16)
+        low = GuidedVelocity(net, cond, DEFAULT_GUIDANCE, compute_dtype=torch.bfloat16)
         out["guided_eval_bf16_s"] = _timed(lambda: low(x, t))
-        both = GuidedVelocity(shipped, cond, 1.2, compute_dtype=torch.bfloat16)
+        both = GuidedVelocity(shipped, cond, DEFAULT_GUIDANCE, compute_dtype=torch.bfloat16)
         out["guided_eval_channels_last_bf16_s"] = _timed(lambda: both(xcl, t))
-        ref = GuidedVelocity(shipped, cond, 1.2)(xcl, t)
+        ref = GuidedVelocity(shipped, cond, DEFAULT_GUIDANCE)(xcl, t)
         out["bf16_velocity_relative_error"] = round(
             float((both(xcl, t) - ref).norm() / ref.norm()), 5
         )
@@ -267,8 +270,8 @@ def _compile_lever(threads: int) -> dict[str, Any]:
         try:
             with torch.inference_mode():
                 for label, dtype in (("float32", None), ("bfloat16", torch.bfloat16)):
-                    eager = GuidedVelocity(net, cond, 1.2, compute_dtype=dtype)
-                    fast = GuidedVelocity(compiled, cond, 1.2, compute_dtype=dtype)
+                    eager = GuidedVelocity(net, cond, DEFAULT_GUIDANCE, compute_dtype=dtype)
+                    fast = GuidedVelocity(compiled, cond, DEFAULT_GUIDANCE, compute_dtype=dtype)
                     start = time.perf_counter()
                     fast(x, t)
                     out[f"first_call_s_{label}"] = round(time.perf_counter() - start, 1)
@@ -321,7 +324,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "cells": N_CELLS,
             "size": f"{SIZE}x{SIZE}x3",
             "frames": FRAMES,
-            "guidance": 1.2,
+            "guidance": DEFAULT_GUIDANCE,
         },
         "presets": results,
     }

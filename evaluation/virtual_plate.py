@@ -41,6 +41,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from napari_cellflux.core.simulation.settings import DEFAULT_GUIDANCE
+
 __all__ = ["PlateRequest", "build_parser", "main", "run_virtual_plate", "well_jobs"]
 
 
@@ -56,7 +58,7 @@ class PlateRequest:
     cells: int = 32
     steps: int = 20
     solver: str = "midpoint"
-    guidance: float = 1.2
+    guidance: float = DEFAULT_GUIDANCE
     seed: int = 0
     control_plate: str | None = None
     control_wells: tuple[str, ...] = ()
@@ -299,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cells", type=_positive_int, default=32, help="cells per well (32)")
     p.add_argument("--steps", type=_positive_int, default=20)
     p.add_argument("--solver", default="midpoint")
-    p.add_argument("--guidance", type=float, default=1.2)
+    p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--resume", action="store_true", help="keep the finished wells in --out")

@@ -61,10 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(threads)
     load_before = os.getloadavg()
     model = load_model(args.weights or None, device="cpu")
-    defaults = dict(model.card.defaults)
-    steps = args.steps or int(defaults.get("steps", 20))
-    solver = args.solver or str(defaults.get("solver", "midpoint"))
-    guidance = float(defaults.get("guidance", 1.2))
+    defaults = model.settings()  # the model card's (what the widget starts with)
+    steps = args.steps or defaults.steps
+    solver = args.solver or defaults.solver
+    guidance = defaults.guidance
     field = make_field("SynPlate1", compound=None, dose_uM=0.0, shape=(384, 384), seed=0)
     cells = cut_cells(field, dna_index(model.channels), model.crop_size).crops[: args.cells]
     name = model.encode(args.perturbation).name

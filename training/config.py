@@ -54,7 +54,15 @@ RESUMABLE_CHANGES = frozenset(
 
 #: Settings added after checkpoints were first written, with the value every run used before
 #: they existed: a checkpoint that lacks one resumes as it started, not with today's default.
-SETTINGS_OLDER_RUNS_USED = {"dose_encoding": "log1p", "dose_balance": False, "control_anchor": 0.0}
+SETTINGS_OLDER_RUNS_USED = {
+    "dose_encoding": "log1p",
+    "dose_balance": False,
+    "control_anchor": 0.0,
+    "objective": "flow",
+}
+#: ``flow``: flow matching (CellFlux); ``jump``: also jumps and guidance as an input
+#: (:mod:`napari_cellflux.core.network.jump`), for one-evaluation frames.
+OBJECTIVES = ("flow", "jump")
 
 _TUPLE_FIELDS = (
     "holdout_plates",
@@ -131,6 +139,10 @@ class TrainConfig:
         perturbation at dose 0, which anchors the dose axis at "no effect". Measured on a
         plate held out of training, the default recipe follows dose where ``log1p`` without
         anchors predicts the same effect at every dose (docs/benchmarks.md, Dose response).
+    objective
+        ``flow`` (default: CellFlux's flow-matching loss) or ``jump`` (the network also learns
+        the average velocity over a jump and takes the guidance scale as an input, so every
+        frame costs one network evaluation: :mod:`napari_cellflux.core.network.jump`).
     source
         Where each flow starts: ``controls`` (CellFlux: a control crop of the treated crop's
         plate) or ``noise`` (x0 ~ N(0, I), no control images: the MorphoDiff-style
@@ -179,6 +191,7 @@ class TrainConfig:
     dose_encoding: str = "log10"
     dose_balance: bool = False
     control_anchor: float = 0.1
+    objective: str = "flow"
     progress: bool = True
     name: str = ""
     description: str = ""
@@ -220,6 +233,8 @@ class TrainConfig:
             problems.append(f"dose_encoding must be one of {', '.join(DOSE_ENCODINGS)}")
         if not 0.0 <= self.control_anchor < 1.0:
             problems.append(f"control_anchor must be in [0, 1), got {self.control_anchor}")
+        if self.objective not in OBJECTIVES:
+            problems.append(f"objective must be one of {', '.join(OBJECTIVES)}")
         if self.precision not in _PRECISIONS:
             problems.append(f"precision must be one of {', '.join(_PRECISIONS)}")
         for key in ("log_every", "ckpt_every"):

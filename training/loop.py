@@ -60,6 +60,8 @@ def build_network(cfg: TrainConfig, data: TrainingData) -> torch.nn.Module:
     if cfg.crop_size:
         overrides["crop_size"] = int(cfg.crop_size)
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+    if cfg.objective == "jump":
+        overrides["jump"] = True
     return VelocityUNet(preset(cfg.preset, **overrides))
 
 
@@ -155,6 +157,7 @@ def train(
     from tqdm import tqdm
 
     from napari_cellflux.core.network.flow import flow_matching_loss
+    from napari_cellflux.core.network.jump import jump_loss
 
     device = torch.device(env.device)
     net = build_network(cfg, data).to(device)
@@ -282,16 +285,22 @@ def train(
                 step_seed(cfg.seed, env.rank, step, stream=2)
             )
             with _autocast(cfg, device):
-                loss = flow_matching_loss(
-                    model,
-                    x0,
-                    x1,
-                    cond,
-                    noise_prob=noise_prob,
-                    noise_scale=cfg.noise_scale,
-                    cond_drop=cfg.cond_drop,
-                    generator=gen,
-                )
+                if cfg.objective == "jump":  # targets from the unwrapped net, no gradient
+                    loss = jump_loss(
+                        model, x0, x1, cond, target_network=net, noise_prob=noise_prob,
+                        noise_scale=cfg.noise_scale, cond_drop=cfg.cond_drop, generator=gen,
+                    )  # fmt: skip
+                else:
+                    loss = flow_matching_loss(
+                        model,
+                        x0,
+                        x1,
+                        cond,
+                        noise_prob=noise_prob,
+                        noise_scale=cfg.noise_scale,
+                        cond_drop=cfg.cond_drop,
+                        generator=gen,
+                    )
             last_loss = all_reduce_mean(loss.detach().item(), env)
             if not math.isfinite(last_loss):
                 raise NonFiniteLossError(_nonfinite_message(last_loss, step, cfg, out))
@@ -365,6 +374,7 @@ def train(
                 "augment": cfg.augment,
                 "coupling": cfg.coupling,
                 "source": cfg.source,
+                "objective": cfg.objective,
                 "rank_weight_hashes": hashes,
                 "ranks_in_sync": in_sync,
                 "wall_s_last_session": round(wall, 1),

@@ -192,6 +192,11 @@ def build_parser() -> argparse.ArgumentParser:
         "proportion to its crops, so rare doses are rarely seen)",
     )
     g.add_argument(
+        "--objective",
+        choices=["flow", "jump"],
+        help="flow (default) or jump (+ one-evaluation jumps, guidance as an input: solver jump)",
+    )
+    g.add_argument(
         "--control-anchor",
         type=float,
         metavar="FRACTION",

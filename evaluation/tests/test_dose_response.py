@@ -64,7 +64,7 @@ def test_the_solver_is_used_and_recorded_and_a_wrong_one_is_refused(
     real_simulate = baselines.simulate_final
 
     def spy(*args, **kwargs):
-        used.append(kwargs["solver"])
+        used.append(args[3].solver)  # the SimulationSettings
         return real_simulate(*args, **kwargs)
 
     monkeypatch.setattr(baselines, "simulate_final", spy)
@@ -76,5 +76,5 @@ def test_the_solver_is_used_and_recorded_and_a_wrong_one_is_refused(
     used.clear()
     euler = dose_response({"tiny": str(tiny_model)}, syn_dir, "SynPlate1", "taxol", **kw)
     assert euler["settings"]["solver"] == "euler" and set(used) == {"euler"}
-    with pytest.raises(ValueError, match="solver must be one of"):
+    with pytest.raises(ValueError, match="unknown solver 'ode45'; choose one of"):
         dose_response({"tiny": str(tiny_model)}, syn_dir, "SynPlate1", "taxol", solver="ode45")

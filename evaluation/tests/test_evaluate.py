@@ -18,6 +18,7 @@ from evaluation.metrics import (
     kid,
 )
 from evaluation.scoring import Condition
+from napari_cellflux.core.simulation.settings import SimulationSettings
 from training.tests.helpers import run_cli
 
 
@@ -229,10 +230,7 @@ def test_sample_from_noise_shapes(random_tiny_model_eval):
         random_tiny_model_eval,
         3,
         "cyclohexamide",
-        1.0,
-        steps=2,
-        guidance=1.2,
-        solver="euler",
+        SimulationSettings(dose_uM=1.0, steps=2, solver="euler"),
         out_size=(40, 40),
     )
     assert out.shape == (3, 40, 40, 3) and np.isfinite(out).all()
@@ -242,7 +240,7 @@ def test_sample_from_noise_shapes(random_tiny_model_eval):
 def random_tiny_model_eval():
     import torch
 
-    from napari_cellflux.core.simulation.model import _random_tiny
+    from napari_cellflux.core.simulation.load import _random_tiny
 
     return _random_tiny(torch.device("cpu"))
 

@@ -18,7 +18,7 @@ def smooth_model():
     """The tiny untrained model with a random (non-zero) output layer: a smooth field."""
     import torch
 
-    from napari_cellflux.core.simulation.model import _random_tiny
+    from napari_cellflux.core.simulation.load import _random_tiny
 
     model = _random_tiny(torch.device("cpu"))
     gen = torch.Generator().manual_seed(3)

@@ -3,9 +3,10 @@
 The public API is small and imported lazily, so ``import napari_cellflux`` stays light
 (torch, rdkit and scikit-image load on first use)::
 
-    from napari_cellflux import load_model
+    from napari_cellflux import SimulationSettings, load_model
     model = load_model()                       # bundled demo weights
-    traj = model.simulate(images, "cyclohexamide", steps=20)
+    traj = model.simulate(images, "cyclohexamide", steps=20)   # settings as keywords, or
+    traj = model.simulate(images, "cyclohexamide", SimulationSettings(steps=20))
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ __version__ = "0.1.0"
 __all__ = [
     "CellFluxModel",
     "CellFluxWarning",
+    "SimulationSettings",
     "Trajectory",
     "__version__",
     "compound_fingerprint",
@@ -24,14 +26,17 @@ __all__ = [
 
 if TYPE_CHECKING:  # pragma: no cover
     from .core.conditions.perturbations import compound_fingerprint
-    from .core.simulation.model import CellFluxModel, Trajectory, load_model
+    from .core.simulation.load import load_model
+    from .core.simulation.model import CellFluxModel, Trajectory
     from .core.simulation.run_plan import CellFluxWarning
+    from .core.simulation.settings import SimulationSettings
 
 _LAZY = {
-    "load_model": "napari_cellflux.core.simulation.model",
+    "load_model": "napari_cellflux.core.simulation.load",
     "CellFluxModel": "napari_cellflux.core.simulation.model",
     "Trajectory": "napari_cellflux.core.simulation.model",
     "CellFluxWarning": "napari_cellflux.core.simulation.run_plan",
+    "SimulationSettings": "napari_cellflux.core.simulation.settings",
     "compound_fingerprint": "napari_cellflux.core.conditions.perturbations",
 }
 

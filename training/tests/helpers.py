@@ -135,7 +135,7 @@ def tiny_model(tmp_path_factory) -> Path:
     """A random 3-channel (DNA, Tubulin, Actin) model file."""
     import torch
 
-    from napari_cellflux.core.simulation.model import _random_tiny
+    from napari_cellflux.core.simulation.load import _random_tiny
 
     return _random_tiny(torch.device("cpu")).save(
         tmp_path_factory.mktemp("model") / "tiny.safetensors"

@@ -102,7 +102,7 @@ def test_control_anchors_are_same_plate_control_pairs_at_dose_zero(rare_low_dose
 
 
 def test_the_recipe_trains_exports_and_simulates(rare_low_dose, tmp_path):
-    from napari_cellflux.core.simulation.model import load_model
+    from napari_cellflux.core.simulation.load import load_model
 
     out = tmp_path / "run"
     run_cli(

@@ -8,6 +8,7 @@ computes: SMILES checks call the core encoder, which is fast.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from magicgui.widgets import (
@@ -24,6 +25,8 @@ from magicgui.widgets import (
 )
 
 from ..core.network.acceleration import PRECISIONS
+from ..core.simulation import settings as limits
+from ..core.simulation.settings import SimulationSettings
 from .settings import DEVICES, load_settings, usable_cores
 from .sources import RGB_AXIS, Source, axis_choices, channel_labels, default_order
 
@@ -360,11 +363,16 @@ class PerturbationPanel(Container):
 
 
 class SamplerPanel(Container):
-    """Direction, where a reverse run starts, steps, guidance, solver, seed."""
+    """Direction, where a reverse run starts, steps, guidance, solver, seed.
 
-    def __init__(self, solvers: tuple[str, ...]) -> None:
+    The boxes' ranges are the API's (:mod:`..core.simulation.settings`), so the widget
+    offers no value a run would refuse; :meth:`settings` reads them as one
+    :class:`SimulationSettings`."""
+
+    def __init__(self, solvers: tuple[str, ...] = limits.SOLVERS) -> None:
+        base = SimulationSettings()
         self.direction = ComboBox(
-            label="Direction", choices=["forward", "reverse", "both"], value="forward"
+            label="Direction", choices=list(limits.DIRECTIONS), value=base.direction
         )
         self.start = ComboBox(
             label="Reverse from",
@@ -372,30 +380,38 @@ class SamplerPanel(Container):
             value="input image",
             visible=False,
         )
-        self.steps = SpinBox(label="Steps", min=1, max=200, value=20)
-        self.guidance = FloatSpinBox(label="Guidance", min=0.0, max=10.0, step=0.1, value=1.2)
-        self.solver = ComboBox(label="Solver", choices=list(solvers), value="midpoint")
-        self.seed = SpinBox(label="Seed", min=0, max=2**31 - 1, value=0)
-        super().__init__(
-            widgets=[
-                self.direction,
-                self.start,
-                self.steps,
-                self.guidance,
-                self.solver,
-                self.seed,
-            ],
-            label="Sampler",
+        self.steps = SpinBox(
+            label="Steps", min=limits.MIN_STEPS, max=limits.MAX_STEPS, value=base.steps
         )
+        self.guidance = FloatSpinBox(
+            label="Guidance", min=0.0, max=limits.MAX_GUIDANCE, step=0.1, value=base.guidance
+        )
+        self.solver = ComboBox(label="Solver", choices=list(solvers), value=base.solver)
+        self.seed = SpinBox(label="Seed", min=0, max=limits.MAX_DRAWN_SEED, value=base.seed)
+        boxes = [self.direction, self.start, self.steps, self.guidance, self.solver, self.seed]
+        super().__init__(widgets=boxes, label="Sampler")
         self.direction.changed.connect(lambda v: setattr(self.start, "visible", v == "reverse"))
 
-    def set_defaults(self, defaults: dict[str, Any]) -> None:
-        if "guidance" in defaults:
-            self.guidance.value = float(defaults["guidance"])
-        if "steps" in defaults:
-            self.steps.value = int(defaults["steps"])
-        if defaults.get("solver") in self.solver.choices:
-            self.solver.value = defaults["solver"]
+    def set_defaults(self, defaults: SimulationSettings | Mapping[str, Any]) -> None:
+        """Show a model's defaults (``model.settings()``, or its card's ``defaults``):
+        steps, guidance and solver."""
+        if not isinstance(defaults, SimulationSettings):
+            defaults = SimulationSettings.from_record(defaults)
+        self.steps.value = defaults.steps
+        self.guidance.value = defaults.guidance
+        if defaults.solver in self.solver.choices:
+            self.solver.value = defaults.solver
+
+    def settings(self, **others: Any) -> SimulationSettings:
+        """The run these boxes ask for, with ``others`` (dose, precision ...) besides."""
+        return SimulationSettings(
+            direction=str(self.direction.value),
+            steps=int(self.steps.value),
+            guidance=float(self.guidance.value),
+            solver=str(self.solver.value),
+            seed=int(self.seed.value),
+            **others,
+        )
 
 
 class ComparePanel(Container):

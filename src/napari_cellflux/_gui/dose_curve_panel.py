@@ -13,13 +13,14 @@ a dose, or control. The file writing is :mod:`napari_cellflux.core.doses.curve_e
 
 from __future__ import annotations
 
-from collections import deque
 from pathlib import Path
 from typing import Any
 
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, LineEdit, PushButton, SpinBox
 
 from .controls import wrap
+from .jobs import ProgressJob
+from .theme import follow_theme, theme_colors
 
 __all__ = ["MAX_CURVE_DOSES", "N_BOOT", "DoseCurvePanel", "readout_choices"]
 
@@ -27,7 +28,6 @@ __all__ = ["MAX_CURVE_DOSES", "N_BOOT", "DoseCurvePanel", "readout_choices"]
 MAX_CURVE_DOSES = 48
 #: Bootstrap resamples of the cells for the intervals of the fit.
 N_BOOT = 200
-_FINISHED = object()
 
 
 def readout_choices(channels: list[str]) -> list[str]:
@@ -71,19 +71,15 @@ class DoseCurvePanel(Container):
         self.readout.changed.connect(lambda v: setattr(self, "_spec", str(v or "")))
         self.run_button.changed.connect(self._clicked)
         self.export_button.changed.connect(self._export_clicked)
-        self.worker: Any = None
+        self.job: Any = None  # a ProgressJob in the widget's workers, made at the first run
         self.result: Any = None  # the last finished curve (a CurveResult)
         self.plot: Any = None
         self._panel: Any = None
-        self._progress: Any = None
         self._done = 0
         self._steps = 1
         self._batches: list[Any] = []
         self._notes: list[str] = []
         self._failed: str | None = None
-        self._queue: deque[Any] = deque()
-        self._handling = False
-        self._hooked = False
 
     # --- model and perturbation -----------------------------------------------------
     def _choices(self, *_: Any) -> list[str]:
@@ -140,6 +136,11 @@ class DoseCurvePanel(Container):
 
     # --- run ------------------------------------------------------------------------
     @property
+    def worker(self) -> Any:
+        """The curve's worker, while it runs."""
+        return self.job.worker if self.job is not None else None
+
+    @property
     def running(self) -> bool:
         return self.worker is not None
 
@@ -153,7 +154,7 @@ class DoseCurvePanel(Container):
         """Stop at the next integration step (a curve needs every dose: nothing is plotted)."""
         if self.worker is not None:
             self._owner.status.value = "Cancelling the dose curve ..."
-            self.worker.quit()
+            self.job.cancel()
 
     def _say_error(self, message: str) -> None:
         from napari.utils.notifications import show_error
@@ -164,8 +165,6 @@ class DoseCurvePanel(Container):
     def run(self) -> Any:
         """Simulate the chosen cells to every dose of the grid; returns the worker (or None,
         with the reason in the widget's status)."""
-        from napari.qt.threading import create_worker
-        from napari.utils import progress
         from napari.utils.notifications import show_warning
 
         from ..core.cells.readout import dna_index, readout_key
@@ -199,8 +198,8 @@ class DoseCurvePanel(Container):
             source = w.input_panel.source
             if source is None:
                 raise ValueError("Dose curve: choose an input image first (Input image).")
-            w._view_layers, w._notes = [], []
-            batch = w._batch(source)  # the cells a normal run uses (selected points or none)
+            w.inputs.begin()
+            batch = w.inputs.batch(source, model)  # a normal run's cells (selected points)
             precision = precision_in_use(str(w.model_panel.precision.value), model.device)
             real = real_fields(
                 w.viewer, model, {name.lower(), query.strip().lower()}, source,
@@ -228,40 +227,21 @@ class DoseCurvePanel(Container):
         )
         self._batches, self._failed, self._done = [batch], None, 0
         self._steps = request.steps
-        self._progress = progress(
-            total=len(grid) * request.steps, desc=f"CellFlux dose curve: {name[:30]}"
-        )
-        worker = create_worker(
+        if self.job is None:
+            self.job = ProgressJob(w.workers, self._handle, self._on_finished)
+        worker = self.job.start(
             run_dose_curve, model, batch, request, real, dna_index(model.channels),
-            _start_thread=False,
+            total=len(grid) * request.steps, desc=f"CellFlux dose curve: {name[:30]}",
         )  # fmt: skip
-        self.worker = worker
-        w.worker = worker  # the widget is busy: its Run cancels this; loads and runs wait
+        w.state.begin("dose curve")  # the widget is busy: its Run cancels this; loads wait
         w.run_button.text = self.run_button.text = "Cancel"
         w.status.value = " ".join(
             [f"Dose curve: simulating {name} at {len(grid)} doses ...", *self._notes]
         )
         self.note.value = " ".join(self._notes)
-        if not self._hooked:
-            self._hooked = True
-            w.workers.on_close(self._close)
-        w.workers.start(worker, yielded=self._on_event, finished=lambda: self._on_event(_FINISHED))
         return worker
 
-    # --- events from the worker (main thread) ---------------------------------------
-    def _on_event(self, event: Any) -> None:
-        # napari's progress bar processes Qt events when it updates, which can deliver the
-        # next event inside a handler: a queue drained by the outermost call keeps order.
-        self._queue.append(event)
-        if self._handling:
-            return
-        self._handling = True
-        try:
-            while self._queue and not self._owner.workers.closed:
-                self._handle(self._queue.popleft())
-        finally:
-            self._handling = False
-
+    # --- events from the worker (main thread, in order) -------------------------------
     def _handle(self, event: Any) -> None:
         from napari.utils.notifications import show_error
 
@@ -269,15 +249,13 @@ class DoseCurvePanel(Container):
         from ..core.doses.series import DoseProgress
         from ..core.simulation.pipeline import CellsFound, Failed
 
-        if event is _FINISHED:
-            self._on_finished()
-        elif isinstance(event, DoseProgress):
+        if isinstance(event, DoseProgress):
             done = int(round(event.done * self._steps))
-            if self._progress is not None and done > self._done:
-                self._progress.update(done - self._done)
+            self.job.advance(done - self._done)
             self._done = max(self._done, done)
         elif isinstance(event, CellsFound):
-            self._owner._on_cells(event, self._batches)  # the cells as points, as a run does
+            w = self._owner  # the cells as points, as a run does
+            w.inputs.show_cells(event, self._batches, w.model.crop_size)
         elif isinstance(event, CurveResult):
             self.result = event
             self._draw()
@@ -286,15 +264,14 @@ class DoseCurvePanel(Container):
             self._owner.status.value = self.note.value = event.message
             show_error(event.message)
 
-    def _on_finished(self) -> None:
+    def _on_finished(self, cancelled: bool) -> None:
         from napari.utils.notifications import show_info
 
-        w, worker = self._owner, self.worker
-        self._close()
-        cancelled = bool(worker is not None and worker.abort_requested)
-        self.worker = None
-        if w.worker is worker:
-            w.worker = None
+        from .dose_curve_plot import curve_summary
+
+        w = self._owner
+        if w.state.busy == "dose curve":
+            w.state.end()
         w.run_button.text = "Run"
         self.run_button.text = "Run dose curve"
         if self._failed:
@@ -305,57 +282,19 @@ class DoseCurvePanel(Container):
             )
             show_info(w.status.value)
             return
-        w.status.value = self.note.value = " ".join([self.summary(), *self._notes])
-
-    def _close(self) -> None:
-        if self._progress is not None:
-            self._progress.close()
-            self._progress = None
-
-    def summary(self) -> str:
-        """The last curve in words: the EC50s (or why there is none), cells and doses."""
-        from .dose_curve_plot import ec50_text
-
-        r = self.result
-        if r is None:
-            return ""
-        s = r.series
-        text = (
-            f"Dose curve of {s.perturbation} ({s.readout}), {len(s.control)} cells x "
-            f"{len(s.doses_uM)} doses: {ec50_text(r.fit)}."
-        )
-        if r.real is not None:
-            n = sum(len(names) for names in r.real.images.values())
-            real = ec50_text(r.real.fit) if r.real.fit is not None else "one dose only"
-            text += f" Real cells of {n} tagged image(s): {real}."
-        return " ".join([text, *r.notes])
-
-    def _theme(self) -> tuple[Any, Any]:
-        """The viewer theme's background and text colours (matplotlib's where unknown)."""
-        try:
-            from napari.utils.theme import get_theme
-
-            theme = get_theme(self._owner.viewer.theme)
-            return theme.text.as_hex(), theme.background.as_hex()
-        except Exception:  # noqa: BLE001 (a custom theme without these colours)
-            return "k", "white"
+        w.status.value = self.note.value = " ".join([curve_summary(self.result), *self._notes])
 
     def _draw(self) -> None:
         from .dose_curve_plot import DoseCurvePlot
 
+        w = self._owner
         if self.plot is None:
             self.plot = DoseCurvePlot()
             self.plot_box.native.layout().addWidget(self.plot.native)
-            viewer = self._owner.viewer
-            viewer.events.theme.connect(self._retheme)
-            self._owner.workers.on_close(lambda: viewer.events.theme.disconnect(self._retheme))
+            follow_theme(w.viewer, w.workers, lambda bg, fg: self.plot.redraw(fg, bg))
         self.plot_box.visible = True
-        fg, bg = self._theme()
+        bg, fg = theme_colors(w.viewer) or ("white", "k")
         self.plot.draw(self.result, fg, bg)
-
-    def _retheme(self, *_: Any) -> None:
-        if self.plot is not None and not self._owner.workers.closed:
-            self.plot.redraw(*self._theme())
 
     # --- export ---------------------------------------------------------------------
     def ask_overwrite(self, exc: Exception) -> bool:

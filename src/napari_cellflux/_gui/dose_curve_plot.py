@@ -3,7 +3,7 @@ band and the EC50 with its interval written on the plot (or why there is no curv
 real cells of tagged images as medians with quartile bars and, with enough doses, their own
 fitted curve (dashed). Dose 0 (the start cells, the tagged controls) cannot sit on a log
 axis: it is a dotted line across the plot; the EC50 is a dash-dotted vertical line.
-Matplotlib, in the viewer's theme.
+Matplotlib, in the viewer's theme. :func:`curve_summary` says the same in words.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DoseCurvePlot", "ec50_text"]
+__all__ = ["DoseCurvePlot", "curve_summary", "ec50_text"]
 
 SIM_COLOR = "#3b8ee8"
 REAL_COLOR = "#f08a24"
@@ -42,6 +42,23 @@ def ec50_text(fit: Any, who: str = "") -> str:
     if not curve.ec50_in_range:
         text += " (outside the doses)"
     return text
+
+
+def curve_summary(result: Any) -> str:
+    """A :class:`~napari_cellflux.core.doses.curve_run.CurveResult` in words: the EC50s (or
+    why there is none), cells and doses ("" for None)."""
+    if result is None:
+        return ""
+    s = result.series
+    text = (
+        f"Dose curve of {s.perturbation} ({s.readout}), {len(s.control)} cells x "
+        f"{len(s.doses_uM)} doses: {ec50_text(result.fit)}."
+    )
+    if result.real is not None:
+        n = sum(len(names) for names in result.real.images.values())
+        real = ec50_text(result.real.fit) if result.real.fit is not None else "one dose only"
+        text += f" Real cells of {n} tagged image(s): {real}."
+    return " ".join([text, *result.notes])
 
 
 class DoseCurvePlot:

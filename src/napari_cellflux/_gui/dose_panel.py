@@ -181,8 +181,12 @@ class DosePanel(Container):
             ]
         return out
 
-    def show_response(self, readout: Any, batches: Sequence[Batch]) -> None:
-        """Plot the read-outs at the last frame against dose, one curve per batch."""
+    def show_response(self, run: Any, readout: Any) -> None:
+        """Plot the read-outs of ``run`` (the state's result shown) at its last frame against
+        dose, one curve per batch, in the colours of the ``readout`` plot."""
+        from ..core.cells.readout import relative_change
+
+        batches = run.batches if run is not None else []
         with_dose = [(i, b) for i, b in enumerate(batches) if b.dose_uM is not None]
         if len(with_dose) < 2:
             self.plot_box.visible = False
@@ -193,7 +197,8 @@ class DosePanel(Container):
         self.plot_box.visible = True
         curves: dict[str, list[tuple[float, dict[str, float]]]] = {}
         for i, b in with_dose:
-            final = {k: float(v[-1]) for k, v in readout.relative(i).items() if len(v)}
+            series = run.readout(i).items()
+            final = {k: float(relative_change(v)[-1]) for k, v in series if len(v)}
             curves.setdefault(b.source or b.name, []).append((float(b.dose_uM), final))
         # the read-out plot's colours and theme (napari's dark theme by default)
         figure = getattr(readout, "figure", None)

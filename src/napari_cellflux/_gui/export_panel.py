@@ -2,10 +2,11 @@
 
 The movie is what the canvas shows (every grid panel: batches, doses), one screenshot per t
 step with t and the perturbation burned in below it; the measurements and the TIFF come
-from the result's layers (the mosaic of each panel is cut back into its cells). Every file
-gets its provenance record beside it (:mod:`napari_cellflux.core.formats.provenance`). The numerics
-and the file writing live in the core (:mod:`~napari_cellflux.core.results.export`,
-:mod:`~napari_cellflux.core.results.movie`); this module only collects what the viewer shows.
+from the simulator's state (:class:`~napari_cellflux.core.results.session.SimulatorState`:
+the cells as the model computed them), the TIFF with the colours and contrast the layers
+show. Every file gets its provenance record beside it
+(:mod:`napari_cellflux.core.formats.provenance`). The numerics and the file writing live in the
+core (:mod:`~napari_cellflux.core.results.export`, :mod:`~napari_cellflux.core.results.movie`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from typing import Any
 import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton
 
-__all__ = ["KINDS", "ExportPanel", "result_from_layers"]
+from .layers import group_names, layer_name
+
+__all__ = ["KINDS", "ExportPanel"]
 
 KINDS = {
     "movie (MP4)": ".mp4",
@@ -26,54 +29,14 @@ KINDS = {
 }
 
 
-def result_from_layers(stacks: list[Any], model: Any = None) -> Any:
-    """A :class:`~napari_cellflux.core.results.export.RunResult` of the trajectory stacks shown."""
-    from ..core.results.export import Panel, RunResult, unmosaic
-    from ..core.simulation.pipeline import MOSAIC_GAP
-
-    stacks = [st for st in stacks if st.layers and st.filled > 0]
-    if not stacks:
-        raise ValueError("There is nothing to export: run a simulation first.")
-    panels, meta = [], {}
-    for b, st in enumerate(stacks):
-        meta = dict(st.layers[0].metadata.get("cellflux", {}))
-        n = int((meta.get("n_cells") or [0])[min(b, len(meta.get("n_cells", [0])) - 1)])
-        filled = min(st.filled, *(ly.data.shape[0] for ly in st.layers))
-        mosaic = np.stack([np.asarray(ly.data[:filled]) for ly in st.layers], axis=-1)
-        cen = meta.get("centroids")
-        panels.append(
-            Panel(
-                name=str(meta.get("source", st.group)),
-                frames=unmosaic(mosaic, n, MOSAIC_GAP),
-                centroids=None if cen is None else np.asarray(cen, np.float64),
-                dose_uM=meta.get("dose_uM"),
-                seed=meta.get("seed"),
-            )
-        )
-    t_count = min(p.frames.shape[0] for p in panels)
-    for p in panels:
-        p.frames = p.frames[:t_count]
-    keys = ("direction", "steps", "guidance", "solver", "seed", "dose_uM", "precision")
-    settings = {k: meta.get(k) for k in keys}
-    settings.update(intensity_factors=meta.get("intensity_factors"), warnings=meta.get("warnings"))
-    return RunResult(
-        times=np.asarray(meta.get("times", []))[:t_count],
-        panels=panels,
-        channels=tuple(model.channels if model is not None else meta.get("channels", ())),
-        perturbation=str(meta.get("perturbation", "")),
-        settings=settings,
-        trust={"novelty": meta.get("novelty"), "cells": meta.get("cells")},
-        weights="" if model is None else str(model.path or ""),
-    )
-
-
 class ExportPanel(Container):
-    """Export section of the simulator widget (it adds itself to ``widget.body``)."""
+    """Export section of the simulator widget: exports the result ``state`` shows, the
+    movie from the canvas of ``viewer`` (``display`` says where its t axis is)."""
 
-    def __init__(self, widget: Any) -> None:
+    def __init__(self, state: Any, display: Any, viewer: Any) -> None:
         from .controls import wrap
 
-        self._owner = widget
+        self.state, self.display, self.viewer = state, display, viewer
         self.kind = ComboBox(label="Export", choices=list(KINDS), value="movie (MP4)")
         self.fps = FloatSpinBox(label="Frames/s", min=1, max=60, step=1, value=8)
         self.path = FileEdit(label="File", mode="w", filter="*.mp4 *.gif *.csv *.tif")
@@ -84,7 +47,6 @@ class ExportPanel(Container):
         )
         self.kind.changed.connect(self._kind_changed)
         self.button.changed.connect(self._clicked)
-        widget.body.append(self)
 
     def _kind_changed(self, *_: Any) -> None:
         self.fps.visible = self.kind.value.startswith("movie")
@@ -117,34 +79,34 @@ class ExportPanel(Container):
         from ..core.results.export import export_measurements
         from ..core.results.movie import check_format, check_fps
 
-        w = self._owner
-        if w.running:
+        if self.state.running:
             raise ValueError(
                 "A simulation is still running: wait until it ends (or Cancel it), then export."
             )
         if kind not in KINDS:
             raise ValueError(f"unknown export {kind!r}; choose one of {', '.join(KINDS)}")
-        result = result_from_layers(w.display.stacks, w.model)
+        result = self.state.result()
         result.check_not_empty()
+        model = self.state.shown.model  # the model that made it (not one loaded since)
         target = _with_suffix(Path(path), KINDS[kind])
         if kind.startswith("movie"):
             check_fps(fps, check_format(target))
         check_writable(target)
         if kind.startswith("movie"):
             target = self._movie(result, target, fps)
-            write_provenance(target, result, w.model, kind=kind)
+            write_provenance(target, result, model, kind=kind)
         elif kind.startswith("measurements"):
-            target = export_measurements(result, target, w.model)
+            target = export_measurements(result, target, model)
         else:
-            target = self._tiff(result, target)
-            write_provenance(target, result, w.model, kind=kind)
+            target = self._tiff(result, target, model)
+            write_provenance(target, result, model, kind=kind)
         return [target, provenance_path(target)]
 
     def _movie(self, result: Any, target: Path, fps: float) -> Path:
         """One screenshot of the canvas per t step (all grid panels), t burned in."""
         from ..core.results.movie import caption, write_movie
 
-        viewer, display = self._owner.viewer, self._owner.display
+        viewer, display = self.viewer, self.display
         axis = display.time_axis
         if axis is None or axis >= viewer.dims.ndim:
             raise ValueError("There is nothing to export: the result has no t axis.")
@@ -164,7 +126,7 @@ class ExportPanel(Container):
         captions = [caption(float(t), result) for t in result.times]
         return write_movie(np.stack(shots), target, fps, captions)
 
-    def _tiff(self, result: Any, target: Path) -> Path:
+    def _tiff(self, result: Any, target: Path, model: Any) -> Path:
         """The trajectory TIFF (the npe2 writer's format) of each panel; with several
         panels one file each, ``<name>.<panel>.cellflux.tif``. Returns the first."""
         import re
@@ -173,23 +135,48 @@ class ExportPanel(Container):
         from ..core.formats.provenance import write_provenance
         from .writer import write_trajectory
 
-        stacks = self._owner.display.stacks
+        run = self.state.shown
+        groups = group_names(run.direction, [b.name for b in run.batches])
+        panels = [b for b, n in enumerate(run.filled) if n > 0]
         stem = _with_suffix(target, "").name
         files = []
-        for st in stacks:
-            layer_data = [
-                (ly.data, {"metadata": ly.metadata, "name": ly.name,
-                           "colormap": ly.colormap.name,
-                           "contrast_limits": list(ly.contrast_limits)}, "image")
-                for ly in st.layers
-            ]  # fmt: skip
-            slug = re.sub(r"[^A-Za-z0-9]+", "_", st.group).strip("_")
-            name = f"{stem}.{slug}.cellflux.tif" if len(stacks) > 1 else target.name
+        for b in panels:
+            layer_data = _trajectory_layers(run, b, groups[b], self.display.look(b))
+            slug = re.sub(r"[^A-Za-z0-9]+", "_", groups[b]).strip("_")
+            name = f"{stem}.{slug}.cellflux.tif" if len(run.batches) > 1 else target.name
             path = target.with_name(name)
             files.append(write_checked(path, lambda tmp, d=layer_data: write_trajectory(tmp, d)))
         for path in files[1:]:
-            write_provenance(path, result, self._owner.model, kind="trajectory (TIFF)")
+            write_provenance(path, result, model, kind="trajectory (TIFF)")
         return files[0]
+
+
+def _trajectory_layers(run: Any, b: int, group: str, look: Any) -> list[tuple]:
+    """Panel ``b`` of ``run`` as the layer data the npe2 writer takes: one (T, Y, X) mosaic
+    per channel, the metadata its layers carry, their colours and contrast (``look``, or
+    the run's own where the layers are gone)."""
+    from ..core.cells.images import channel_color
+
+    mosaics, channels = run.mosaics(b), list(run.model.channels)
+    times = run.grid[: max(run.filled[b], 1)].tolist()
+    if look is None:
+        look = [(channel_color(ch, c), run.ready.limits[c]) for c, ch in enumerate(channels)]
+    meta = dict(run.panel_metadata(b), kind="trajectory", group=group)
+    return [
+        (
+            mosaics[..., c],
+            {
+                "metadata": {
+                    "cellflux": dict(meta, channel=ch, times=times, complete=run.complete)
+                },
+                "name": layer_name(group, ch),
+                "colormap": look[c][0],
+                "contrast_limits": [float(v) for v in look[c][1]],
+            },
+            "image",
+        )
+        for c, ch in enumerate(channels)
+    ]
 
 
 def _with_suffix(path: Path, suffix: str) -> Path:

@@ -4,17 +4,20 @@ finds the real cells of a dose curve where the user already tagged them.
 
 The tag format is :mod:`napari_cellflux.core.trainer.layer_dataset`'s (:data:`TAG_KEY`,
 :meth:`FieldTag.as_metadata`, :func:`tag_from_metadata`); this module reads and writes it on
-layers and pulls tagged images into the model's channel order.
+layers, pulls tagged images into the model's channel order (the dose curve's real cells) and
+the images ticked in the trainer into their own (what Prepare cuts).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from ..core.trainer.layer_dataset import TAG_KEY, FieldTag, tag_from_metadata
 from .sources import Source
 
-__all__ = ["real_fields", "source_tag", "store_tag"]
+__all__ = ["real_fields", "source_tag", "store_tag", "training_fields"]
 
 
 def source_tag(source: Source) -> FieldTag | None:
@@ -78,3 +81,39 @@ def real_fields(
             continue
         out.append(RealField(src.name, image, dose))
     return out
+
+
+def training_fields(
+    data_panel: Any, crop_size: int
+) -> tuple[list[tuple[Any, np.ndarray]], list[str]]:
+    """(tag, (H, W, C) pixels) of every image ticked in the trainer's ``data_panel`` (a
+    :class:`~.trainer_panels.DataPanel`), and the channel names; ValueError saying what to
+    change (nothing ticked, a crop or small image, images with other channels)."""
+    from .sources import axis_choices, channel_labels, extract
+
+    rows = [r for r in data_panel.rows if r.use.value]
+    if not rows:
+        raise ValueError(
+            "No image to train on: open a control and a treated image (or choose a "
+            "prepared dataset) and tick 'train on'."
+        )
+    fields, counts = [], {}
+    for row in rows:
+        src = row.source
+        axis = axis_choices(src, 0)[0][1]
+        labels = channel_labels(src, axis)
+        counts[src.name] = tuple(labels) if src.is_group else len(labels)
+        prepared = extract(src, axis, list(range(len(labels))), labels, crop_size)
+        if not prepared.is_field:
+            raise ValueError(
+                f"'{src.name}' (shape {prepared.image.shape}) is not a field of view of at "
+                f"least {2 * crop_size} px a side; the trainer cuts cells out of fields."
+            )
+        fields.append((row.tag(), prepared.image))
+    if len(set(counts.values())) > 1:
+        said = "; ".join(f"{k}: {v}" for k, v in counts.items())
+        raise ValueError(
+            f"The images do not have the same channels ({said}). Train on images with "
+            "the same stains in the same order."
+        )
+    return fields, data_panel.channel_names(int(fields[0][1].shape[-1]))

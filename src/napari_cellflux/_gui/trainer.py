@@ -15,7 +15,6 @@ import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from magicgui.widgets import Container, Label, PushButton
 from napari.utils.notifications import show_error, show_info
 
@@ -28,6 +27,7 @@ from ..core.trainer.job import (
 )
 from ..core.trainer.layer_dataset import build_dataset, check_tags
 from ..core.trainer.recipe import training_command
+from .cell_points import show_training_cells
 from .controls import scroll_area, wrap
 from .lifetime import (
     WorkerGroup,
@@ -36,7 +36,9 @@ from .lifetime import (
     install_close_guard,
     on_undock,
 )
-from .sources import axis_choices, channel_labels, extract, find_sources
+from .sources import axis_choices, channel_labels, find_sources
+from .tagged_images import training_fields
+from .theme import follow_theme
 from .trainer_panels import DataPanel, LossPlot, RecipePanel
 
 if TYPE_CHECKING:
@@ -112,8 +114,7 @@ class CellFluxTrainer(Container):
                 QTimer.singleShot(0, widget._on_undocked)
 
         on_undock(self.native, undocked)
-        self._apply_theme()
-        viewer.events.theme.connect(self._apply_theme)
+        follow_theme(viewer, self.workers, self.loss.apply_theme)
         self.refresh_sources()
 
     # --- state ----------------------------------------------------------------------
@@ -135,36 +136,6 @@ class CellFluxTrainer(Container):
         self.data_panel.set_sources(sources, [] if labels[:1] == ["channel 0"] else labels)
 
     # --- prepare --------------------------------------------------------------------
-    def _fields(self) -> tuple[list[tuple[Any, np.ndarray]], list[str]]:
-        """(tag, (H, W, C) pixels) of every image in use, and the channel names."""
-        rows = [r for r in self.data_panel.rows if r.use.value]
-        if not rows:
-            raise ValueError(
-                "No image to train on: open a control and a treated image (or choose a "
-                "prepared dataset) and tick 'train on'."
-            )
-        fields, counts = [], {}
-        size = _crop_size(str(self.recipe_panel.preset.value))
-        for row in rows:
-            src = row.source
-            axis = axis_choices(src, 0)[0][1]
-            labels = channel_labels(src, axis)
-            counts[src.name] = tuple(labels) if src.is_group else len(labels)
-            prepared = extract(src, axis, list(range(len(labels))), labels, size)
-            if not prepared.is_field:
-                raise ValueError(
-                    f"'{src.name}' (shape {prepared.image.shape}) is not a field of view of at "
-                    f"least {2 * size} px a side; the trainer cuts cells out of fields."
-                )
-            fields.append((row.tag(), prepared.image))
-        if len(set(counts.values())) > 1:
-            said = "; ".join(f"{k}: {v}" for k, v in counts.items())
-            raise ValueError(
-                f"The images do not have the same channels ({said}). Train on images with "
-                "the same stains in the same order."
-            )
-        return fields, self.data_panel.channel_names(int(fields[0][1].shape[-1]))
-
     def prepare(self, then_train: bool = False) -> Any:
         """Cut the tagged images into the run's dataset, off the GUI thread; show the cells."""
         from napari.qt.threading import create_worker
@@ -175,7 +146,8 @@ class CellFluxTrainer(Container):
         if chosen:
             return self._use_dataset(Path(chosen).expanduser(), then_train)
         try:
-            fields, channels = self._fields()
+            size = _crop_size(str(self.recipe_panel.preset.value))
+            fields, channels = training_fields(self.data_panel, size)
             check_tags([tag for tag, _ in fields])  # before any work, with what to change
             nuclear = self.data_panel.nuclear_index(channels)
             out = self._out()
@@ -236,24 +208,9 @@ class CellFluxTrainer(Container):
                 f"{c.name}: {c.kept} cells ({int(c.held_out.sum())} held out; "
                 f"{c.rejected_area} left out for size, {c.rejected_edge} at the edge)"
             )
-            self._show_cells(c)
+            show_training_cells(self.viewer, c)
         self.data_panel.summary.value = "\n".join(lines)
         self.status.value = f"Prepared {sum(c.kept for c in cells)} cells in {folder}."
-
-    def _show_cells(self, cells: Any) -> None:
-        name = f"CellFlux training cells of {cells.name}"
-        colors = np.where(cells.held_out[:, None], [[1.0, 0.6, 0.0, 1.0]], [[0.2, 0.9, 1.0, 1.0]])
-        if name in self.viewer.layers:
-            self.viewer.layers.remove(name)
-        layer = self.viewer.add_points(
-            cells.centres,
-            name=name,
-            size=12,
-            face_color="transparent",
-            border_color=colors,
-            metadata={"cellflux": {"training_cells": True}},
-        )
-        layer.editable = False
 
     def _on_prepare_failed(self, exc: Exception) -> None:
         self._then_train = False
@@ -391,15 +348,6 @@ class CellFluxTrainer(Container):
     def scroll_to_plot(self) -> None:
         self._scroll.ensureWidgetVisible(self._plot_box.native)
 
-    def _apply_theme(self, *_: Any) -> None:
-        from napari.utils.theme import get_theme
-
-        try:
-            theme = get_theme(self.viewer.theme)
-            self.loss.apply_theme(theme.background.as_hex(), theme.text.as_hex())
-        except Exception:  # noqa: BLE001 (a custom theme without these colours: keep the default)
-            pass
-
     def _say_error(self, message: str) -> None:
         self.status.value = message
         show_error(message)
@@ -429,7 +377,6 @@ class CellFluxTrainer(Container):
         self._timer.stop()
         for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
             event.disconnect(self.refresh_sources)
-        self.viewer.events.theme.disconnect(self._apply_theme)
         if self.job is not None and self.job.running:
             self.job.cancel()
 

@@ -26,7 +26,7 @@ def random_tiny_model():
     velocity field is smooth but not zero (what the analytic tests need)."""
     import torch
 
-    from napari_cellflux.core.simulation.model import _random_tiny
+    from napari_cellflux.core.simulation.load import _random_tiny
 
     model = _random_tiny(torch.device("cpu"))
     gen = torch.Generator().manual_seed(1)

@@ -10,7 +10,7 @@ import warnings
 import numpy as np
 import pytest
 
-from napari_cellflux import CellFluxWarning, load_model
+from napari_cellflux import CellFluxWarning, SimulationSettings, load_model
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,7 @@ def test_widget_pipeline_gives_the_api_frames(demo, uint8_crops):
     )
 
     settings = RunSettings(
-        perturbation="cyclohexamide", steps=3, dose_uM=10.0, precision="float32"
+        "cyclohexamide", SimulationSettings(steps=3, dose_uM=10.0, precision="float32")
     )
     events = list(
         simulate_batches(
@@ -89,7 +89,7 @@ def test_reverse_with_the_forward_factors_returns_an_8bit_crop(random_tiny_model
 
 @pytest.mark.parametrize("factors", [(1.0, 1.0), (1.0, 0.0, 1.0), (1.0, np.nan, 1.0), "x"])
 def test_bad_intensity_factors(random_tiny_model, cells, factors):
-    with pytest.raises(ValueError, match="intensity_factors must be 3 finite numbers > 0"):
+    with pytest.raises(ValueError, match="intensity_factors must be .*finite numbers > 0"):
         random_tiny_model.simulate(cells, "taxol", steps=1, intensity_factors=factors)
 
 
@@ -118,7 +118,7 @@ def test_dose_warning_reaches_the_widget_run(demo, cells):
         simulate_batches,
     )
 
-    settings = RunSettings(perturbation="taxol", steps=1, dose_uM=1000.0, direction="both")
+    settings = RunSettings("taxol", SimulationSettings(steps=1, dose_uM=1000.0, direction="both"))
     with warnings.catch_warnings():
         # in Ready only: napari would relay a Python warning as a second notification
         warnings.simplefilter("error")
@@ -152,7 +152,7 @@ def test_dose_warning_reaches_the_widget_run(demo, cells):
         ({"max_batch": 0}, "max_batch must be None .* or a whole number of cells >= 1"),
         ({"max_batch": -3}, "max_batch must be None"),
         ({"max_batch": 2.5}, "max_batch must be None"),
-        ({"direction": "sideways"}, "direction must be 'forward' or 'reverse'"),
+        ({"direction": "sideways"}, "direction must be 'forward', 'reverse' or 'both'"),
         ({"solver": 5}, "unknown solver"),
     ],
 )

@@ -36,7 +36,7 @@ def dose_model(doses=TRAINED, use_dose=True):
     """The untrained tiny model with a random (non-zero) head, taxol trained at ``doses``."""
     import torch
 
-    from napari_cellflux.core.simulation.model import _random_tiny
+    from napari_cellflux.core.simulation.load import _random_tiny
 
     model = _random_tiny(torch.device("cpu"))
     gen = torch.Generator().manual_seed(1)

@@ -12,11 +12,7 @@ import pandas as pd
 import pytest
 
 from napari_cellflux.core.cells.features import feature_names
-from napari_cellflux.core.formats.provenance import (
-    check_weights,
-    read_provenance,
-    simulate_kwargs,
-)
+from napari_cellflux.core.formats.provenance import check_weights, read_provenance
 from napari_cellflux.core.results.export import (
     ID_COLUMNS,
     ExportError,
@@ -27,6 +23,7 @@ from napari_cellflux.core.results.export import (
     unmosaic,
 )
 from napari_cellflux.core.results.movie import export_movie, write_movie
+from napari_cellflux.core.simulation.repeat import simulate_kwargs
 
 
 @pytest.fixture(scope="module")

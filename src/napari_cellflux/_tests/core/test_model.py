@@ -118,7 +118,7 @@ def test_demo_model_returns_real_cells(shared_data):
 
 
 def test_untrained_fallback_says_so(monkeypatch, tmp_path):
-    from napari_cellflux.core.simulation import model as model_mod
+    from napari_cellflux.core.simulation import load as model_mod
 
     monkeypatch.setattr(model_mod, "demo_weights_path", lambda: tmp_path / "none.safetensors")
     m = model_mod.load_model()

@@ -22,7 +22,7 @@ def write_tiny_weights(path: Path) -> Path:
     """
     import torch
 
-    from napari_cellflux.core.simulation.model import _random_tiny
+    from napari_cellflux.core.simulation.load import _random_tiny
 
     model = _random_tiny(torch.device("cpu"))
     gen = torch.Generator().manual_seed(1)

@@ -115,10 +115,9 @@ def test_the_curve_mode_plots_simulated_and_real_curves_from_the_run_cells(viewe
     assert "CellFlux cells | control SynPlate1" in viewer.layers
     widget.perturbation_panel.dose.value = float(result.series.doses_uM[2])
     run_to_end(qtbot, widget)
-    from napari_cellflux._gui.export_panel import result_from_layers
     from napari_cellflux.core.cells.readout import measure
 
-    last = result_from_layers(widget.display.stacks, widget.model).panels[0].frames[-1]
+    last = widget.state.result().panels[0].frames[-1]
     measured = measure(last, widget.model.channels, 0)["mean Tubulin"]
     np.testing.assert_allclose(np.sort(measured), np.sort(result.series.values[2]), rtol=1e-5)
 

@@ -28,8 +28,6 @@ def _same(before, after):
 def test_a_run_that_fails_before_its_first_frame_keeps_the_last_result(
     viewer_widget, qtbot, monkeypatch
 ):
-    from napari_cellflux.core.simulation import pipeline
-
     viewer, widget = viewer_widget
     run_to_end(qtbot, widget)
     before = _snapshot(viewer)
@@ -41,7 +39,7 @@ def test_a_run_that_fails_before_its_first_frame_keeps_the_last_result(
         yield
 
     with monkeypatch.context() as patch:
-        patch.setattr(pipeline, "_trajectory", failing)
+        patch.setattr(type(widget.model), "run", failing)  # the integration of each input
         run_to_end(qtbot, widget)
     assert errors()[-1] == "The model cannot simulate these cells."
     _same(before, _snapshot(viewer))

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..simulation.pipeline import Batch, CellsFound, Failed
+from ..simulation.settings import DEFAULT_GUIDANCE, DEFAULT_SOLVER, DEFAULT_STEPS
 from .curve import CurveFit, default_grid, fit_curve
 from .series import DoseProgress, DoseSeries, check_curve_request, iter_dose_series
 
@@ -52,9 +53,9 @@ class CurveRequest:
     perturbation: str
     doses_uM: tuple[float, ...]
     readout: str
-    steps: int = 20
-    solver: str = "midpoint"
-    guidance: float = 1.2
+    steps: int = DEFAULT_STEPS
+    solver: str = DEFAULT_SOLVER
+    guidance: float = DEFAULT_GUIDANCE
     seed: int = 0
     precision: str = "auto"
     cpu_threads: int = 0  # torch CPU threads for this run; 0: leave as they are

@@ -11,7 +11,7 @@ few to keep the network busy (up to ``batch_cells`` cells a pass): 8 cells at 4 
 one pass of 32 cells instead of four small ones. Each cell is still integrated on its
 own, with its dose's condition: a dose's cells end exactly where a run of that dose alone
 ends (the same plan, checked and resolved by :func:`.run_plan.make_plan`, and the same
-integration, :func:`.run_plan.integrate_plan`; tested bit for bit).
+integration, :func:`.integrator.integrate_plan`; tested bit for bit).
 """
 
 from __future__ import annotations
@@ -24,6 +24,12 @@ from typing import Any
 import numpy as np
 
 from ..cells.readout import dna_index, measure, readout_key
+from ..simulation.settings import (
+    DEFAULT_GUIDANCE,
+    DEFAULT_SOLVER,
+    DEFAULT_STEPS,
+    SimulationSettings,
+)
 from .curve import check_dose_grid
 
 __all__ = [
@@ -125,41 +131,33 @@ class _RowNetwork:
         return self.network(x, t, self.rows.repeat(reps, 1), null)
 
 
-class _BatchedModel:
-    """``model`` as :func:`.run_plan.integrate_plan` sees it, with :class:`_RowNetwork`."""
-
-    def __init__(self, model: Any, rows: np.ndarray) -> None:
-        import torch
-
-        self._model = model
-        self.network = _RowNetwork(model.network, torch.from_numpy(rows).to(model.device))
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._model, name)
-
-
 def _pass(
     model: Any, plans: Sequence[Any], done: int, total: int
 ) -> Iterator[DoseProgress | np.ndarray]:
     """Integrate the plans of several doses (same cells) as one batch: a
     :class:`DoseProgress` after every step, then the t = 1 frames (k * N, H, W, C)."""
-    from ..simulation.run_plan import integrate_plan
+    import torch
 
-    first = plans[0]
+    from ..simulation.integrator import integrate_plan
+
+    first, served = plans[0], model.served
     if len(plans) == 1:
-        runner, plan = model, first
+        plan = first
     else:
         n = len(first.images)
         rows = np.concatenate([np.repeat(p.condition[None], n, axis=0) for p in plans])
-        runner = _BatchedModel(model, np.ascontiguousarray(rows, dtype=np.float32))
+        rows = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32)).to(served.device)
+        served = served.with_network(_RowNetwork(served.network, rows))
         images = np.ascontiguousarray(np.concatenate([first.images] * len(plans)))
         # whole rows, in order, for _RowNetwork (a pass is small: see BATCH_CELLS)
-        plan = dataclasses.replace(first, images=images, max_batch=None)
+        plan = dataclasses.replace(
+            first, images=images, settings=first.settings.replace(max_batch=None)
+        )
     last = None
-    for i, (_, frame) in enumerate(integrate_plan(runner, plan)):
+    for i, (_, frame) in enumerate(integrate_plan(served, plan)):
         last = frame
         if i:
-            yield DoseProgress(done + len(plans) * i / plan.steps, total)
+            yield DoseProgress(done + len(plans) * i / plan.settings.steps, total)
     yield np.asarray(last, np.float32)
 
 
@@ -181,18 +179,16 @@ def _series(
     returning False stops after a pass (the series then holds the doses done)."""
     from ..simulation.run_plan import make_plan
 
+    request = SimulationSettings(
+        steps=steps, solver=solver, guidance=guidance, seed=seed, precision=precision
+    )
     grid, warning = check_curve_request(model, perturbation, doses_uM)
     channels = list(model.channels)
     key = readout_key(readout, channels)
     dna = dna_index(channels)
     arr = np.asarray(cells)
-    plans = [
-        make_plan(
-            model, arr, perturbation, steps=steps, solver=solver, guidance=guidance,
-            seed=seed, dose_uM=float(d), precision=precision,
-        )
-        for d in grid
-    ]  # fmt: skip
+    pert = model.encode(perturbation)
+    plans = [make_plan(model.served, arr, pert, request.replace(dose_uM=float(d))) for d in grid]
     control = measure(plans[0].images, channels, dna)[key]
     per_pass = max(1, int(batch_cells or len(grid) * len(arr)) // max(1, len(arr)))
     values: list[np.ndarray] = []
@@ -206,14 +202,15 @@ def _series(
         if after_pass is not None and after_pass(len(values), len(grid)) is False:
             grid = grid[: len(values)]
             break
+    used = plans[0].settings
     settings = {
-        "steps": int(steps),
-        "solver": solver,
-        "guidance": float(guidance),
-        "seed": int(seed),
-        "precision": plans[0].precision,
+        "steps": used.steps,
+        "solver": used.solver,
+        "guidance": used.guidance,
+        "seed": used.seed,
+        "precision": used.precision,
         "cells": int(len(arr)),
-        "intensity_factors": [float(f) for f in plans[0].intensity_factors],
+        "intensity_factors": list(used.intensity_factors),
     }
     yield DoseSeries(
         model.encode(perturbation).name,
@@ -233,9 +230,9 @@ def iter_dose_series(
     doses_uM: Sequence[float],
     readout: str,
     *,
-    steps: int = 20,
-    solver: str = "midpoint",
-    guidance: float = 1.2,
+    steps: int = DEFAULT_STEPS,
+    solver: str = DEFAULT_SOLVER,
+    guidance: float = DEFAULT_GUIDANCE,
     seed: int = 0,
     precision: str = "auto",
     batch_cells: int | None = BATCH_CELLS,
@@ -256,9 +253,9 @@ def simulate_dose_series(
     doses_uM: Sequence[float],
     readout: str,
     *,
-    steps: int = 20,
-    solver: str = "midpoint",
-    guidance: float = 1.2,
+    steps: int = DEFAULT_STEPS,
+    solver: str = DEFAULT_SOLVER,
+    guidance: float = DEFAULT_GUIDANCE,
     seed: int = 0,
     precision: str = "auto",
     progress: Callable[[int, int], bool | None] | None = None,

@@ -6,9 +6,10 @@ every run setting (perturbation, direction, steps, guidance, solver, seed, dose,
 noise, precision, intensity factors), the panels (cells, doses, seeds, start positions), the
 novelty verdicts (:mod:`.novelty`, :mod:`.cell_check`) and the versions of the packages that
 computed them (:func:`record` holds what every record shares: a dose curve's export writes
-one too). :func:`simulate_kwargs` turns a record back into the arguments of
-``model.simulate``: with the same weights (:func:`check_weights`) and the same start cells,
-the run repeats exactly.
+one too). The run settings are the fields of ``SimulationSettings`` by name (written from
+its ``as_record``); :func:`napari_cellflux.core.simulation.repeat.simulate_kwargs` turns a
+record, this version's or an older one, back into the arguments of ``model.simulate``: with
+the same weights (:func:`check_weights`) and the same start cells, the run repeats exactly.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ __all__ = [
     "provenance_path",
     "read_provenance",
     "record",
-    "simulate_kwargs",
     "write_provenance",
     "write_record",
 ]
@@ -48,7 +48,6 @@ _PACKAGES = (
     "imageio-ffmpeg",
     "tifffile",
 )
-_RUN_KEYS = ("direction", "steps", "guidance", "seed", "dose_uM", "solver", "noise", "precision")
 
 
 def _versions() -> dict[str, str]:
@@ -202,29 +201,3 @@ def check_weights(record: dict[str, Any], weights_path: str | Path) -> None:
             f"{Path(weights_path).name} is not the weights file of this record "
             f"({record['weights'].get('file')}, SHA-256 {want[:12]}..., this one {got[:12]}...)"
         )
-
-
-def simulate_kwargs(record: dict[str, Any], panel: int = 0) -> dict[str, Any]:
-    """The ``model.simulate`` arguments that repeat panel ``panel`` of a recorded run.
-
-    A run recorded with direction ``both`` (the widget's forward then back) is repeated
-    forward; its reverse leg starts from the forward run's last frame. A panel's own
-    perturbation, direction, dose and seed (one result may hold several) win over the run's.
-    """
-    run = dict(record["run"])
-    args = {k: run[k] for k in _RUN_KEYS if k in run and run[k] is not None}
-    args["perturbation"] = run["perturbation"]
-    if args.get("direction") == "both":
-        args["direction"] = "forward"
-    if run.get("intensity_factors") is not None:
-        args["intensity_factors"] = list(run["intensity_factors"])
-    info = record.get("panels", [])[panel] if record.get("panels") else {}
-    if info.get("perturbation"):
-        args["perturbation"] = info["perturbation"]
-    if info.get("direction"):
-        args["direction"] = "forward" if info["direction"] == "both" else info["direction"]
-    if info.get("dose_uM") is not None:
-        args["dose_uM"] = info["dose_uM"]
-    if info.get("seed") is not None:
-        args["seed"] = info["seed"]
-    return args

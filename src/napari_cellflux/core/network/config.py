@@ -1,36 +1,48 @@
-"""Frozen configuration dataclasses: network presets and sampler settings.
+"""Frozen configuration of the network (presets), the ODE solvers and the batch bound.
 
 Configs travel inside every weights file as JSON (never pickled), so a checkpoint always
-knows the architecture it was trained with.
+knows the architecture it was trained with. A simulation's settings (steps, guidance ...)
+are :class:`..simulation.settings.SimulationSettings`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import operator
 from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
-    "MAX_GUIDANCE",
-    "MAX_STEPS",
     "PRESETS",
     "SOLVERS",
-    "SamplerConfig",
     "UNetConfig",
+    "check_max_batch",
     "preset",
 ]
 
+#: The ODE solvers of :func:`.flow.integrate` (``dopri5``: adaptive, torchdiffeq).
 SOLVERS: tuple[str, ...] = ("euler", "midpoint", "heun", "rk4", "dopri5")
-#: Most integration intervals one run may take. 20 already gives smooth trajectories and a
-#: round trip within 0.1 % (RK4); 500 frames of 16 cells are about 1 GB and minutes of CPU.
-MAX_STEPS = 500
-#: Largest classifier-free guidance scale. The paper uses 1.2; beyond ~10 the guided
-#: velocity is dominated by the amplified difference of two noisy predictions and frames
-#: leave the intensity range of real cells (guidance 1e6 gave values of 1e7).
-MAX_GUIDANCE = 10.0
+
+
+def check_max_batch(max_batch: int | None) -> int | None:
+    """``max_batch`` (cells per network call) as None or an int >= 1, or a ValueError that
+    says what it is for."""
+    if max_batch is None:
+        return None
+    try:
+        if isinstance(max_batch, bool):
+            raise TypeError
+        value = operator.index(max_batch)
+    except TypeError:
+        value = 0
+    if value < 1:
+        raise ValueError(
+            f"max_batch must be None (all cells in one network call) or a whole number of "
+            f"cells >= 1, got {max_batch!r}. Lower it (e.g. 16) if the computer runs out of "
+            "memory; it does not change the result."
+        )
+    return value
 
 
 @dataclass(frozen=True)
@@ -57,6 +69,10 @@ class UNetConfig:
         Dropout inside residual blocks (training only).
     crop_size
         Side length the network works at; inputs of other sizes are resized.
+    jump
+        The network also takes a jump size ``h`` and a guidance scale ``w`` (trained with
+        the jump objective of :mod:`.jump`): one evaluation gives the guided average velocity
+        from t to t + h. False for weights trained before it (they load unchanged).
     """
 
     in_channels: int = 3
@@ -68,6 +84,7 @@ class UNetConfig:
     time_features: int = 64
     dropout: float = 0.0
     crop_size: int = 96
+    jump: bool = False
 
     def __post_init__(self) -> None:
         if self.in_channels < 1:
@@ -148,64 +165,3 @@ def preset(name: str, **overrides: Any) -> UNetConfig:
     except KeyError:
         raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None
     return base.replace(**overrides) if overrides else base
-
-
-@dataclass(frozen=True)
-class SamplerConfig:
-    """How a trajectory is integrated.
-
-    Parameters
-    ----------
-    steps
-        Number of integration intervals, 1 to :data:`MAX_STEPS`; the trajectory has
-        ``steps + 1`` frames.
-    solver
-        One of :data:`SOLVERS`. ``dopri5`` is adaptive (torchdiffeq) between frames.
-    guidance
-        Classifier-free guidance scale, 0 to :data:`MAX_GUIDANCE` (1.2 in the paper;
-        1 = purely conditional).
-    direction
-        ``"forward"`` (control -> perturbed, t 0 -> 1) or ``"reverse"`` (t 1 -> 0).
-
-    Raises
-    ------
-    ValueError
-        For a value outside these ranges, with the range in the message.
-    """
-
-    steps: int = 20
-    solver: str = "midpoint"
-    guidance: float = 1.2
-    direction: str = "forward"
-
-    def __post_init__(self) -> None:
-        steps = self.steps
-        try:
-            if isinstance(steps, bool):
-                raise TypeError
-            steps = operator.index(steps)  # int and NumPy integers, never 2.5
-        except TypeError:
-            raise ValueError(
-                f"steps must be a whole number of integration steps (1 to {MAX_STEPS}), "
-                f"got {self.steps!r}"
-            ) from None
-        if not 1 <= steps <= MAX_STEPS:
-            raise ValueError(
-                f"steps must be between 1 and {MAX_STEPS}, got {steps}. 20 steps already "
-                "give a smooth trajectory; for a more accurate one choose the rk4 solver."
-            )
-        object.__setattr__(self, "steps", steps)
-        if self.solver not in SOLVERS:
-            raise ValueError(f"unknown solver {self.solver!r}; choose one of {', '.join(SOLVERS)}")
-        if self.direction not in ("forward", "reverse"):
-            raise ValueError(f"direction must be 'forward' or 'reverse', got {self.direction!r}")
-        try:
-            g = float(self.guidance)
-        except (TypeError, ValueError):
-            g = math.nan
-        if not math.isfinite(g) or not 0 <= g <= MAX_GUIDANCE:
-            raise ValueError(
-                f"guidance must be a number from 0 to {MAX_GUIDANCE:g}, got {self.guidance!r}. "
-                "1 follows the perturbation as trained, 1.2 (the paper's value) a little "
-                "more strongly; 0 ignores it."
-            )

@@ -7,10 +7,11 @@ forward direction (control -> perturbed), a descending grid the reverse, with th
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Callable, Iterator, Sequence
 
 import torch
+
+from .config import check_max_batch
 
 __all__ = [
     "STEPPERS",
@@ -160,25 +161,6 @@ class GuidedVelocity:
         )
         cond_v, null_v = self._forward(torch.cat([x, x]), t, null).chunk(2)
         return null_v + self.guidance * (cond_v - null_v)
-
-
-def check_max_batch(max_batch: int | None) -> int | None:
-    """``max_batch`` as None or an int >= 1, or a ValueError that says what it is for."""
-    if max_batch is None:
-        return None
-    try:
-        if isinstance(max_batch, bool):
-            raise TypeError
-        value = operator.index(max_batch)
-    except TypeError:
-        value = 0
-    if value < 1:
-        raise ValueError(
-            f"max_batch must be None (all cells in one network call) or a whole number of "
-            f"cells >= 1, got {max_batch!r}. Lower it (e.g. 16) if the computer runs out of "
-            "memory; it does not change the result."
-        )
-    return value
 
 
 def time_grid(steps: int, direction: str = "forward") -> torch.Tensor:

@@ -3,7 +3,9 @@
 Four resolution stages (configurable), Fourier features for t, the condition embedded by a
 small MLP and added to the time embedding, and that joint embedding injected into every
 residual block as a scale and shift (FiLM). Dropped conditions (classifier-free guidance)
-use a learned null embedding instead of the condition MLP output.
+use a learned null embedding instead of the condition MLP output. A network built with
+``config.jump`` also embeds a jump size h (the average velocity from t to t + h; h = 0 is the
+instantaneous velocity) and a guidance scale w, added to the same joint embedding.
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ from torch import nn
 
 from .config import UNetConfig
 
-__all__ = ["VelocityUNet", "FourierTimeEmbedding"]
+__all__ = ["GUIDANCE_SCALE", "VelocityUNet", "FourierTimeEmbedding"]
+
+#: Guidance scales are embedded as w / GUIDANCE_SCALE (the trained range is 0..GUIDANCE_SCALE).
+GUIDANCE_SCALE = 4.0
 
 
 def _groups(channels: int) -> int:
@@ -39,6 +44,16 @@ class FourierTimeEmbedding(nn.Module):
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         angles = t[:, None].float() * self.freqs[None, :]
         return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+
+def _scalar_embedding(features: int, width: int) -> nn.Sequential:
+    """Fourier features of a scalar, then a two-layer MLP to the embedding width."""
+    return nn.Sequential(
+        FourierTimeEmbedding(features),
+        nn.Linear(2 * max(features // 2, 1), width),
+        nn.SiLU(),
+        nn.Linear(width, width),
+    )
 
 
 class ResBlock(nn.Module):
@@ -92,7 +107,9 @@ class VelocityUNet(nn.Module):
     -----
     ``forward(x, t, c, null_mask)`` takes images ``x`` (B, C, H, W) in normalised units, times
     ``t`` (B,) in [0, 1], condition vectors ``c`` (B, cond_dim) and an optional boolean
-    ``null_mask`` (B,) marking samples whose condition is replaced by the null token.
+    ``null_mask`` (B,) marking samples whose condition is replaced by the null token; a jump
+    network (``config.jump``) also takes ``h`` (B,) jump sizes in [-1, 1] and ``w`` (B,)
+    guidance scales and returns the guided average velocity over [t, t + h].
     H and W must be divisible by ``2 ** (stages - 1)``.
     """
 
@@ -101,12 +118,10 @@ class VelocityUNet(nn.Module):
         self.config = config
         e = config.embed_dim
         widths = [config.base_width * m for m in config.channel_mults]
-        self.time_embed = nn.Sequential(
-            FourierTimeEmbedding(config.time_features),
-            nn.Linear(2 * max(config.time_features // 2, 1), e),
-            nn.SiLU(),
-            nn.Linear(e, e),
-        )
+        self.time_embed = _scalar_embedding(config.time_features, e)
+        if config.jump:  # built only for jump weights: older files keep their exact keys
+            self.jump_embed = _scalar_embedding(config.time_features, e)
+            self.guidance_embed = _scalar_embedding(config.time_features, e)
         self.cond_embed = nn.Sequential(
             nn.Linear(config.cond_dim, e),
             nn.SiLU(),
@@ -158,13 +173,26 @@ class VelocityUNet(nn.Module):
         nn.init.zeros_(self.head[-1].bias)
 
     def embed(
-        self, t: torch.Tensor, c: torch.Tensor, null_mask: torch.Tensor | None
+        self,
+        t: torch.Tensor,
+        c: torch.Tensor,
+        null_mask: torch.Tensor | None,
+        h: torch.Tensor | None = None,
+        w: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Joint time + condition embedding, with the null token where ``null_mask``."""
+        """Joint time + condition embedding, with the null token where ``null_mask``; for a
+        jump network also the jump size ``h`` (default 0) and guidance ``w`` (default 1)."""
         cond = self.cond_embed(c)
         if null_mask is not None:
             cond = torch.where(null_mask[:, None], self.null_embedding.to(cond.dtype), cond)
-        return self.time_embed(t) + cond
+        emb = self.time_embed(t) + cond
+        if not self.config.jump:
+            if h is not None or w is not None:
+                raise ValueError("these weights were not trained to take a jump size or guidance")
+            return emb
+        h = torch.zeros_like(t) if h is None else h.expand(t.shape[0])
+        w = torch.ones_like(t) if w is None else w.expand(t.shape[0])
+        return emb + self.jump_embed(h) + self.guidance_embed(w / GUIDANCE_SCALE)
 
     def forward(
         self,
@@ -172,10 +200,12 @@ class VelocityUNet(nn.Module):
         t: torch.Tensor,
         c: torch.Tensor,
         null_mask: torch.Tensor | None = None,
+        h: torch.Tensor | None = None,
+        w: torch.Tensor | None = None,
     ) -> torch.Tensor:
         if t.ndim == 0:
             t = t.expand(x.shape[0])
-        emb = self.embed(t, c, null_mask)
+        emb = self.embed(t, c, null_mask, h, w)
         h = self.stem(x)
         hs = [h]
         for stage in self.down:

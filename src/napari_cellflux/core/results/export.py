@@ -29,8 +29,11 @@ import numpy as np
 
 from ..cells.images import shape_text
 from ..formats.files import ExportError, check_writable, export_error, write_checked
+from ..simulation.settings import DEFAULT_GUIDANCE, SimulationSettings
 
 __all__ = [
+    "ID_COLUMNS",
+    "SETTING_COLUMNS",
     "TABLE_FORMATS",
     "ExportError",
     "Panel",
@@ -43,6 +46,12 @@ __all__ = [
     "unmosaic",
 ]
 
+#: The run settings written in every row, named as the fields of :class:`SimulationSettings`
+#: (in their order): all but ``max_batch``, which never changes a result, and the per-channel
+#: ``intensity_factors`` (both are in the provenance record).
+SETTING_COLUMNS = tuple(
+    name for name in SimulationSettings.names() if name not in ("max_batch", "intensity_factors")
+)
 #: Columns that come before the morphology features in the measurements CSV.
 ID_COLUMNS = (
     "panel",
@@ -51,9 +60,7 @@ ID_COLUMNS = (
     "frame",
     "t",
     "perturbation",
-    "dose_uM",
-    "seed",
-    "direction",
+    *SETTING_COLUMNS,
     "start_row",
     "start_col",
 )
@@ -146,8 +153,8 @@ class RunResult:
                     f"Panel {p.name!r} has NaN or infinite values in {len(bad)} of its "
                     f"{len(finite)} frames (from frame {int(bad[0])}; {share:.3g} % of its "
                     "values): such frames come from a failed run and cannot be drawn or "
-                    "measured. Run the simulation again (a guidance near 1.2, a dose near the "
-                    "training doses); nothing was written."
+                    f"measured. Run the simulation again (a guidance near {DEFAULT_GUIDANCE:g}, a "
+                    "dose near the training doses); nothing was written."
                 )
 
 
@@ -260,8 +267,10 @@ def unmosaic(stack: np.ndarray, n: int, gap: int) -> np.ndarray:
 def measurements(result: RunResult, dna_channel: int | None = None) -> Any:
     """One row per cell per frame per panel: ids (:data:`ID_COLUMNS`) + morphology profile.
 
-    ``start_row`` / ``start_col`` are where the cell's centre was in its field at the start
-    (pixels; empty for crops given as crops). Features as in
+    The settings columns (:data:`SETTING_COLUMNS`) are the panel's own perturbation, dose,
+    seed and direction where it has them, else the run's. ``start_row`` / ``start_col`` are
+    where the cell's centre was in its field at the start (pixels; empty for crops given as
+    crops). Features as in
     :func:`.features.morphology_features` (raw intensity units of the input).
     """
     import pandas as pd
@@ -282,6 +291,11 @@ def measurements(result: RunResult, dna_channel: int | None = None) -> Any:
         flat = panel.frames.reshape(t_count * n, *panel.frames.shape[2:])
         feats = morphology_features(flat, result.channels, dna_channel)
         cen = panel.centroids if panel.centroids is not None else np.full((n, 2), math.nan)
+        own = {
+            "dose_uM": dose,
+            "seed": panel.seed if panel.seed is not None else s.get("seed"),
+            "direction": direction,
+        }
         ids = pd.DataFrame(
             {
                 "panel": panel.name,
@@ -290,9 +304,7 @@ def measurements(result: RunResult, dna_channel: int | None = None) -> Any:
                 "frame": np.repeat(np.arange(t_count), n),
                 "t": np.repeat(result.panel_times(panel), n),
                 "perturbation": perturbation,
-                "dose_uM": dose,
-                "seed": panel.seed if panel.seed is not None else s.get("seed"),
-                "direction": direction,
+                **{k: own[k] if k in own else s.get(k) for k in SETTING_COLUMNS},
                 "start_row": np.tile(cen[:, 0], t_count),
                 "start_col": np.tile(cen[:, 1], t_count),
             }

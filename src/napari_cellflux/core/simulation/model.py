@@ -1,7 +1,9 @@
-"""The user-facing model: load weights, encode perturbations, simulate trajectories.
+"""The user-facing model: encode perturbations, simulate trajectories.
 
-``load_model`` returns a :class:`CellFluxModel`. Its ``iter_simulate`` is the streaming form
-the napari widget runs in a thread worker; ``simulate`` runs it to the end. Images go in and
+``load_model`` (:mod:`.load`) returns a :class:`CellFluxModel`. Its ``iter_simulate`` is
+the streaming form the napari widget runs in a thread worker; ``simulate`` runs it to the
+end; both take one :class:`.settings.SimulationSettings` (None: the defaults of the weights'
+model card) and single settings as keywords on top. Images go in and
 frames come out in the caller's raw intensity units, at the caller's crop size: the network
 works at its own crop size and normalisation, and only the change it predicts is resized
 back and added to the input, so frame 0 is exactly the input.
@@ -10,7 +12,7 @@ back and added to the input, so frame 0 is exactly the input.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,30 +21,22 @@ import numpy as np
 
 from ..cells.intensity import intensity_scale
 from ..conditions.perturbations import CompoundEncoder, GeneEncoder, Perturbation, is_valid_smiles
-from ..formats.weights import demo_weights_path, read_weights, resolve_device, save_weights
-from ..network.acceleration import channels_last_pays
-from ..network.config import UNetConfig, preset
-from ..network.network_units import from_network, to_network
-from .model_card import ModelCard, VocabularyEntry
+from ..formats.weights import save_weights
+from ..network.config import UNetConfig
+from .integrator import integrate_plan
+from .model_card import ModelCard
 from .novelty import PerturbationNovelty
 from .run_plan import CellFluxWarning, SimulationPlan, check_frames_memory, make_plan
+from .served import ServedNetwork
+from .settings import SimulationSettings
 
-__all__ = ["DEFAULT_CHANNELS", "CellFluxModel", "CellFluxWarning", "Trajectory", "load_model"]
-
-DEFAULT_CHANNELS = ("DNA", "Tubulin", "Actin")
-# Structures of three BBBC021 compounds (public chemistry), used only by the untrained fallback.
-_FALLBACK_VOCAB = {
-    "cyclohexamide": "CC1CC(C)C(=O)C(C1)C(O)CC2CC(=O)NC(=O)C2",
-    "nocodazole": "COC(=O)Nc1nc2cc(ccc2[nH]1)C(=O)c3cccs3",
-    "taxol": "CC(=O)O[C@H]1C(=O)[C@]2(C)[C@@H](O)C[C@H]3OC[C@@]3(OC(=O)C)[C@H]2[C@H]"
-    "(OC(=O)c4ccccc4)[C@]5(O)C[C@H](OC(=O)[C@H](O)[C@@H](NC(=O)c6ccccc6)c7ccccc7)"
-    "C(=C1C5(C)C)C",
-}
+__all__ = ["CellFluxModel", "CellFluxWarning", "SimulationSettings", "Trajectory"]
 
 
 @dataclass
 class Trajectory:
-    """A simulated trajectory: ``frames[i]`` is the state of every cell at ``times[i]``."""
+    """A simulated trajectory: ``frames[i]`` is the state of every cell at ``times[i]``;
+    ``settings`` is what the run used (:meth:`.run_plan.SimulationPlan.record`)."""
 
     times: np.ndarray  # (T,)
     frames: np.ndarray  # (T, N, H, W, C) float32, input intensity units
@@ -65,17 +59,11 @@ class CellFluxModel:
         device: Any,
         path: Path | None = None,
     ) -> None:
-        import torch
-
-        self.network = network.to(device).eval()
-        if channels_last_pays(device):
-            self.network = self.network.to(memory_format=torch.channels_last)
+        self.served = ServedNetwork.serve(network, card, device)
         self.card = card
         self.device = device
         self.path = path
         self.config: UNetConfig = network.config
-        self._low = torch.tensor(card.norm_low, dtype=torch.float32, device=device)
-        self._high = torch.tensor(card.norm_high, dtype=torch.float32, device=device)
         entries = card.vocabulary
         self._vectors = {e.name: vocabulary_vectors[i] for i, e in enumerate(entries)}
         self.kind: str = card.kind
@@ -86,6 +74,11 @@ class CellFluxModel:
             self.encoder = GeneEncoder(self._vectors)
 
     # --- what the model knows -------------------------------------------------------
+    @property
+    def network(self) -> Any:
+        """The velocity network (torch module, eval mode, on :attr:`device`)."""
+        return self.served.network
+
     @property
     def name(self) -> str:
         return self.card.name
@@ -168,49 +161,42 @@ class CellFluxModel:
 
     def normalize(self, x: Any, size: int | None = None) -> Any:
         """Raw intensities (B, C, H, W) tensor -> network units (about [-1, 1]), resized to
-        ``size`` when given (:func:`.network_units.to_network`, as in training)."""
-        return to_network(x, self._low, self._high, size)
+        ``size`` when given (:meth:`.ServedNetwork.normalize`)."""
+        return self.served.normalize(x, size)
 
     def denormalize(self, x: Any) -> Any:
         """Network units (B, C, H, W) tensor -> raw intensities."""
-        return from_network(x, self._low, self._high)
+        return self.served.denormalize(x)
 
     # --- simulation -----------------------------------------------------------------
+    def settings(
+        self, settings: SimulationSettings | None = None, **overrides: Any
+    ) -> SimulationSettings:
+        """The request of a run: ``settings`` (None: this model's defaults, from its card)
+        with ``overrides`` on top. TypeError for a name that is not a setting (the message
+        lists them), ValueError for a value out of range (see :class:`.SimulationSettings`)."""
+        if settings is None:
+            return SimulationSettings.from_card(self.card, **overrides)
+        if not isinstance(settings, SimulationSettings):
+            raise TypeError(
+                f"settings must be a SimulationSettings (or None for the model's defaults), "
+                f"got {type(settings).__name__}; pass single settings as keywords instead"
+            )
+        return settings.replace(**overrides)
+
     def plan(
         self,
         images: Any,
         perturbation: str | Perturbation,
-        *,
-        direction: str = "forward",
-        steps: int = 20,
-        guidance: float = 1.2,
-        seed: int | None = 0,
-        dose_uM: float | None = None,
-        solver: str = "midpoint",
-        noise: float = 0.0,
-        max_batch: int | None = 64,
-        intensity_factors: Sequence[float] | None = None,
-        precision: str = "auto",
+        settings: SimulationSettings | None = None,
+        **overrides: Any,
     ) -> SimulationPlan:
-        """Check the arguments of :meth:`iter_simulate` and resolve their defaults (the seed
-        drawn for None, the dose, the intensity factors) into the plan :meth:`run`
-        integrates. Raises ValueError for an argument out of its range (see
+        """Check a run of :meth:`iter_simulate` and resolve what its settings leave open
+        (the seed drawn for None, the dose, the intensity factors, the precision) into the
+        plan :meth:`run` integrates. Raises ValueError for a setting out of its range (see
         :mod:`.run_plan`); warns (:class:`CellFluxWarning`) e.g. for a far-off dose."""
-        plan = make_plan(
-            self,
-            images,
-            perturbation,
-            direction=direction,
-            steps=steps,
-            guidance=guidance,
-            seed=seed,
-            dose_uM=dose_uM,
-            solver=solver,
-            noise=noise,
-            max_batch=max_batch,
-            intensity_factors=intensity_factors,
-            precision=precision,
-        )
+        request = self.settings(settings, **overrides)
+        plan = make_plan(self.served, images, self.encode(perturbation), request)
         for message in plan.warnings:
             warnings.warn(message, CellFluxWarning, stacklevel=2)
         return plan
@@ -218,33 +204,22 @@ class CellFluxModel:
     def run(self, plan: SimulationPlan) -> Iterator[tuple[float, np.ndarray]]:
         """Integrate a :meth:`plan`, yielding ``(t, frame)``, frame (N, H, W, C) float32 in
         the input's units; a frame with NaN or infinite values raises ValueError instead
-        (see :func:`~.run_plan.integrate_plan`)."""
-        from .run_plan import integrate_plan
-
-        return integrate_plan(self, plan)
+        (see :func:`.integrator.integrate_plan`)."""
+        return integrate_plan(self.served, plan)
 
     def iter_simulate(
         self,
         images: Any,
         perturbation: str | Perturbation,
-        *,
-        direction: str = "forward",
-        steps: int = 20,
-        guidance: float = 1.2,
-        seed: int | None = 0,
-        dose_uM: float | None = None,
-        solver: str = "midpoint",
-        noise: float = 0.0,
-        max_batch: int | None = 64,
-        intensity_factors: Sequence[float] | None = None,
-        precision: str = "auto",
+        settings: SimulationSettings | None = None,
+        **overrides: Any,
     ) -> Iterator[tuple[float, np.ndarray]]:
         """Stream a trajectory: yields ``(t, frame)``, frame (N, H, W, C) float32 in the
         input's units. Values below 0 are the model overshooting a dark background, not
         intensities; they are kept so a reverse run can return (see :mod:`.run_plan`).
 
-        Arguments are checked when this is called (before the first frame), so a bad
-        argument raises here, not at the first ``next()``.
+        Settings are checked when this is called (before the first frame), so a bad one
+        raises here, not at the first ``next()``.
 
         Parameters
         ----------
@@ -254,73 +229,24 @@ class CellFluxModel:
             channels in the order of :attr:`channels`.
         perturbation
             A name from :attr:`perturbations`, a SMILES (compound models) or a gene symbol.
-        direction
-            ``"forward"``: control -> perturbed (t 0 -> 1); ``"reverse"``: perturbed ->
-            control (t 1 -> 0).
-        steps
-            Integration intervals, 1 to 500; ``steps + 1`` frames including the start.
-        guidance
-            Classifier-free guidance scale, 0 to 10 (0: unconditional, 1: conditional,
-            1.2: the paper's default).
-        seed
-            Seeds the start noise. It matters only with ``noise > 0``: with no noise the
-            trajectory is fully determined by the images. None draws a fresh seed; the seed
-            used is in :meth:`plan` (and ``Trajectory.settings``) to repeat a run.
-        dose_uM
-            Concentration (> 0) for dose-aware models (default: the median training dose).
-            More than 10x outside the training doses warns (:class:`CellFluxWarning`).
-        solver
-            ``euler``, ``midpoint``, ``heun``, ``rk4`` or ``dopri5`` (adaptive).
-        noise
-            Std of Gaussian noise (network units, 0 to 1) added to the start, for diverse
-            samples.
-        max_batch
-            Cells per network call (>= 1, or None for all), to bound memory.
-        intensity_factors
-            Per-channel factors that bring the images onto the model's intensity scale;
-            None computes them from ``images`` (:meth:`intensity_factors`). Pass the
-            factors of a forward run to its reverse run so both use the same.
-        precision
-            Arithmetic of the network: ``auto`` (bfloat16 autocast on CPUs with native
-            bfloat16 instructions, about 1.7x faster there with velocities within about
-            0.5 %; float32 elsewhere; see :mod:`.acceleration`), ``float32`` or
-            ``bfloat16``. The trajectory itself is integrated in float32 either way; the
-            precision used is in ``Trajectory.settings``. Evaluations pin ``float32``.
+        settings
+            A :class:`.SimulationSettings` (direction, steps, solver, guidance, seed,
+            dose_uM, noise, max_batch, precision, intensity_factors; see there); None: this
+            model's defaults (:meth:`settings`, from its card).
+        **overrides
+            Single settings by name, on top of ``settings``: ``steps=20, dose_uM=10``. A
+            name that is not a setting raises TypeError listing the settings.
 
         Closing the generator early (e.g. Cancel in the viewer) stops at the next frame.
         """
-        return self.run(
-            self.plan(
-                images,
-                perturbation,
-                direction=direction,
-                steps=steps,
-                guidance=guidance,
-                seed=seed,
-                dose_uM=dose_uM,
-                solver=solver,
-                noise=noise,
-                max_batch=max_batch,
-                intensity_factors=intensity_factors,
-                precision=precision,
-            )
-        )
+        return self.run(self.plan(images, perturbation, settings, **overrides))
 
     def simulate(
         self,
         images: Any,
         perturbation: str | Perturbation,
-        *,
-        direction: str = "forward",
-        steps: int = 20,
-        guidance: float = 1.2,
-        seed: int | None = 0,
-        dose_uM: float | None = None,
-        solver: str = "midpoint",
-        noise: float = 0.0,
-        max_batch: int | None = 64,
-        intensity_factors: Sequence[float] | None = None,
-        precision: str = "auto",
+        settings: SimulationSettings | None = None,
+        **overrides: Any,
     ) -> Trajectory:
         """Run :meth:`iter_simulate` to the end; see there for the parameters.
 
@@ -331,24 +257,11 @@ class CellFluxModel:
         -------
         Trajectory
             ``times`` (T,) and ``frames`` (T, N, H, W, C) float32 (``(T, H, W, C)`` when a
-            single (H, W, C) cell was given); ``settings`` records what the run used (seed,
-            dose, intensity factors, warnings, weights, precision) to repeat it, and
+            single (H, W, C) cell was given); ``settings`` records what the run used (every
+            setting, the seed and dose resolved, warnings, weights) to repeat it, and
             ``below_zero``: the fraction of frame values below 0 (None: the input has some).
         """
-        plan = self.plan(
-            images,
-            perturbation,
-            direction=direction,
-            steps=steps,
-            guidance=guidance,
-            seed=seed,
-            dose_uM=dose_uM,
-            solver=solver,
-            noise=noise,
-            max_batch=max_batch,
-            intensity_factors=intensity_factors,
-            precision=precision,
-        )
+        plan = self.plan(images, perturbation, settings, **overrides)
         check_frames_memory(plan.n_frames, plan.images.shape)
         streamed = list(self.run(plan))  # [(t, frame), ...]
         name = perturbation.name if isinstance(perturbation, Perturbation) else str(perturbation)
@@ -356,8 +269,8 @@ class CellFluxModel:
             times=np.asarray([t for t, _ in streamed], dtype=np.float64),
             frames=np.stack([frame for _, frame in streamed]),
             perturbation=name,
-            direction=plan.direction,
-            settings={**plan.settings(), "weights": str(self.path or "")},
+            direction=plan.settings.direction,
+            settings={**plan.record(), "weights": str(self.path or "")},
         )
 
     def save(self, path: str | Path, storage_dtype: str = "float32") -> Path:
@@ -378,73 +291,3 @@ class CellFluxModel:
             vectors,
             storage_dtype=storage_dtype,
         )
-
-
-def _random_tiny(device: Any) -> CellFluxModel:
-    """An untrained ``tiny`` model (says so in its metadata) so everything runs end to end."""
-    import torch
-
-    from ..conditions.perturbations import compound_fingerprint
-    from ..network.unet import VelocityUNet
-
-    cfg = preset("tiny", cond_dim=1024 + 1)
-    torch.manual_seed(0)
-    net = VelocityUNet(cfg)
-    vocab = tuple(
-        VocabularyEntry(name=k, smiles=v, doses_uM=(1.0,)) for k, v in _FALLBACK_VOCAB.items()
-    )
-    vectors = np.stack([compound_fingerprint(v) for v in _FALLBACK_VOCAB.values()])
-    card = ModelCard(
-        config=cfg,
-        preset="tiny",
-        channels=DEFAULT_CHANNELS,
-        norm_low=(0, 0, 0),
-        norm_high=(4000, 4000, 4000),
-        kind="compound",
-        vocabulary=vocab,
-        use_dose=True,
-        name="untrained-tiny",
-        description="Randomly initialised; predicts no real effect.",
-        untrained=True,
-    )
-    return CellFluxModel(net, card, vectors, device)
-
-
-def load_model(path: str | Path | None = None, device: str = "auto") -> CellFluxModel:
-    """Load a model from a ``.safetensors`` weights file (None: the bundled demo weights).
-
-    Parameters
-    ----------
-    path
-        A ``model.safetensors`` written by ``python -m training.run`` (not the training
-        ``checkpoint.safetensors`` beside it); None loads the demo weights shipped in the
-        package (or, if absent, an untrained ``tiny`` model marked as such).
-    device
-        ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"`` or ``"mps"``.
-
-    Raises
-    ------
-    ValueError
-        For a missing, foreign, corrupted or edited file, a folder, an empty path, a
-        training checkpoint, or an unavailable device; the message says what to load.
-    """
-    from ..network.unet import VelocityUNet
-
-    dev = resolve_device(device)
-    if path is None:
-        demo = demo_weights_path()
-        if not demo.is_file():
-            return _random_tiny(dev)
-        path = demo
-    state, meta, vectors = read_weights(path)  # says what to choose for a bad path
-    path = Path(path)
-    try:
-        card = ModelCard.from_dict(meta)
-        net = VelocityUNet(card.config)
-        net.load_state_dict(state, strict=True)
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        raise ValueError(
-            f"{path.name} does not match the napari-cellflux network ({exc}); it may come "
-            "from another version. Retrain with `python -m training.run`."
-        ) from None
-    return CellFluxModel(net, card, vectors, dev, path=path)

@@ -14,13 +14,17 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+import numpy as np
+
 from ..network.config import UNetConfig
+from .settings import DEFAULT_GUIDANCE, DEFAULT_SOLVER, DEFAULT_STEPS, SimulationSettings
 
 __all__ = ["KINDS", "ModelCard", "VocabularyEntry"]
 
 KINDS = ("compound", "gene")
+#: What a card without ``defaults`` of its own gives (:class:`.settings.SimulationSettings`).
 SAMPLER_DEFAULTS: Mapping[str, Any] = MappingProxyType(
-    {"guidance": 1.2, "steps": 20, "solver": "midpoint"}
+    {"guidance": DEFAULT_GUIDANCE, "steps": DEFAULT_STEPS, "solver": DEFAULT_SOLVER}
 )
 
 
@@ -134,6 +138,7 @@ class ModelCard:
             )
         if self.kind not in KINDS:
             raise ValueError(f"perturbation kind must be 'compound' or 'gene', got {self.kind!r}")
+        SimulationSettings.from_record(self.defaults)  # ValueError for a default out of range
 
     @property
     def crop_size(self) -> int:
@@ -157,6 +162,15 @@ class ModelCard:
     def all_doses(self) -> list[float]:
         """Every dose seen in training, over all perturbations."""
         return [d for e in self.vocabulary for d in e.doses_uM]
+
+    def default_dose(self, name: str) -> float | None:
+        """The dose a run of ``name`` conditions on when none is given: None for a model
+        without dose; else the median dose ``name`` was trained at, for a perturbation the
+        model never saw the median of all training doses, and 1 uM if it saw none."""
+        if not self.use_dose:
+            return None
+        seen = self.doses(name) or self.all_doses()
+        return float(np.median(seen)) if seen else 1.0
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON layout stored in a weights file (format version 1)."""

@@ -9,13 +9,14 @@ shows a traceback for a wrong SMILES or a bad image.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from .settings import SimulationSettings
 
 __all__ = [
     "Batch",
@@ -51,43 +52,34 @@ class Batch:
 
 @dataclass(frozen=True)
 class RunSettings:
-    """Everything the sampler needs; also written into layer metadata and TIFFs."""
+    """One run of the widget: the perturbation, the :class:`.SimulationSettings` of every
+    input (a :class:`Batch` may have its own dose, seed and noise), and what only the widget
+    has. :meth:`as_metadata` is what layers and TIFFs keep."""
 
     perturbation: str
-    direction: str = "forward"  # forward | reverse | both (forward then back)
-    steps: int = 20
-    guidance: float = 1.2
-    solver: str = "midpoint"
-    seed: int = 0
-    dose_uM: float | None = None
+    simulation: SimulationSettings = field(default_factory=SimulationSettings)
     paste_back: bool = False
     weights: str = ""
-    precision: str = "auto"  # the network's arithmetic (see CellFluxModel.plan)
     cpu_threads: int = 0  # torch CPU threads for this run; 0: leave as they are
 
     @property
+    def direction(self) -> str:
+        return self.simulation.direction
+
+    @property
     def n_frames(self) -> int:
-        return 2 * self.steps + 1 if self.direction == "both" else self.steps + 1
+        return self.simulation.n_frames
 
     def times(self) -> np.ndarray:
-        up = np.linspace(0.0, 1.0, self.steps + 1)
-        if self.direction == "forward":
-            return up
-        if self.direction == "reverse":
-            return up[::-1].copy()
-        return np.concatenate([up, up[::-1][1:]])
+        return self.simulation.times()
 
     def as_metadata(self) -> dict[str, Any]:
+        """The perturbation, every setting (:meth:`.SimulationSettings.as_record`) and the
+        weights file."""
         return {
             "perturbation": self.perturbation,
-            "direction": self.direction,
-            "steps": self.steps,
-            "guidance": self.guidance,
-            "solver": self.solver,
-            "seed": self.seed,
-            "dose_uM": self.dose_uM,
+            **self.simulation.as_record(),
             "weights": self.weights,
-            "precision": self.precision,
         }
 
 
@@ -144,7 +136,7 @@ def load_model_safely(path: str | None, device: str) -> Any:
     aborts).
     """
     try:
-        from .model import load_model
+        from .load import load_model
 
         return load_model(path or None, device=device)
     except Exception as exc:  # a worker must not raise: napari would show a traceback
@@ -210,7 +202,7 @@ def _message(exc: Exception) -> str:
 
 
 def _plan(model: Any, crops: np.ndarray, s: RunSettings, factors: np.ndarray, b: Batch) -> Any:
-    """The model's checked plan of the first leg of a run (raises ValueError with a hint).
+    """The model's checked plan of one input (raises ValueError with a hint).
 
     ``make_plan`` rather than ``model.plan``: its warnings travel in :class:`Ready` (shown
     once by the widget, kept in layer metadata), not also as Python warnings, which
@@ -218,37 +210,14 @@ def _plan(model: Any, crops: np.ndarray, s: RunSettings, factors: np.ndarray, b:
     """
     from .run_plan import make_plan
 
-    first = "reverse" if s.direction == "reverse" else "forward"
-    return make_plan(
-        model,
-        crops,
-        s.perturbation,
-        direction=first,
-        steps=s.steps,
-        guidance=s.guidance,
-        seed=s.seed if b.seed is None else b.seed,
+    run = s.simulation
+    settings = run.replace(
+        seed=run.seed if b.seed is None else b.seed,
         noise=b.noise,
-        dose_uM=s.dose_uM if b.dose_uM is None else b.dose_uM,
-        solver=s.solver,
+        dose_uM=run.dose_uM if b.dose_uM is None else b.dose_uM,
         intensity_factors=factors,
-        precision=s.precision,
     )
-
-
-def _trajectory(model: Any, plan: Any, s: RunSettings) -> Iterator[tuple[float, Any]]:
-    last = None
-    for t, frame in model.run(plan):
-        last = frame
-        yield t, frame
-    if s.direction == "both" and last is not None:
-        # Back from where the forward leg ended, with the same factors, seed and dose.
-        back = model.run(
-            dataclasses.replace(
-                plan, images=np.ascontiguousarray(last, dtype=np.float32), direction="reverse"
-            )
-        )
-        next(back)  # its first frame is the end of the forward run, already shown
-        yield from back
+    return make_plan(model.served, crops, model.encode(s.perturbation), settings)
 
 
 def _use_cpu_threads(model: Any, threads: int) -> int | None:
@@ -291,7 +260,7 @@ def simulate_batches(
                         dna_index if dna_index is not None else 0,
                         batch.n_cells,
                         model.crop_size,
-                        settings.seed,
+                        settings.simulation.seed or 0,
                     )
                     found[id(batch.image)] = cen
                     yield CellsFound(b, cen)
@@ -328,7 +297,7 @@ def simulate_batches(
 
         channels = model.channels
         series = [ReadoutSeries(channels, dna_index) for _ in batches]
-        gens = [_trajectory(model, plan, settings) for plan in plans]
+        gens = [model.run(plan) for plan in plans]
         for index in range(settings.n_frames):
             for b, gen in enumerate(gens):
                 t, frame = next(gen)
