@@ -1,17 +1,19 @@
 #!/usr/bin/env python
 """The figures of docs/model-card.md for a weights file (default: the bundled demo weights).
 
-    python scripts/check_demo_weights.py [--weights FILE] [--json out.json]
+    python scripts/check_demo_weights.py [--weights FILE] [--solver NAME] [--json out.json]
 
 1. What the model does to fresh procedural DMSO crops (``make_crops(16, seed=1)``, not the
-   training crops) simulated to 10 uM (10 midpoint steps, guidance 1.2): relative change of
+   training crops) simulated to 10 uM (10 steps, guidance 1.2): relative change of
    the mean crop intensity above the plate background per stain, next to the same measure on
    fresh real-procedural treated crops and the effect put in (``synthetic.true_effect``).
-2. Reversibility: forward then reverse (20 midpoint steps each way, the viewer's defaults) of
+2. Reversibility: forward then reverse (20 steps each way, the viewer's defaults) of
    procedural DMSO crops and, where ``../shared/data`` is beside the repository, of real
    BBBC021 DMSO crops (``evaluation.reversibility``; read at run time, nothing is copied).
 
-Prints Markdown tables; ``--json`` also writes the numbers.
+The solver is ``--solver`` (default: midpoint, the figures published before jump weights;
+``jump`` for weights trained with ``--objective jump``). Prints Markdown tables; ``--json``
+also writes the numbers.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ PLATES = ("SynPlate1", "SynPlate3")
 STAINS = ("DNA", "Tubulin", "Actin")
 
 
-def effect_table(model, out: dict) -> str:
+def effect_table(model, out: dict, solver: str = "midpoint") -> str:
     from napari_cellflux.core.synthetic import catalog
     from napari_cellflux.core.synthetic import generator as S
 
@@ -52,9 +54,9 @@ def effect_table(model, out: dict) -> str:
             on = meta["plate"].to_numpy() == plate
             ctrl = images[on & ctrl_mask].astype(np.float64)
             real = images[on & (meta["compound"].to_numpy() == comp)].astype(np.float64)
-            gen = model.simulate(ctrl, comp, dose_uM=10.0, steps=10, precision="float32").frames[
-                -1
-            ]
+            gen = model.simulate(
+                ctrl, comp, dose_uM=10.0, steps=10, solver=solver, precision="float32"
+            ).frames[-1]
             off = np.array(catalog.PLATES[plate].offset, float)
             base = ctrl.reshape(-1, 3).mean(0) - off
             rel_real = (real.reshape(-1, 3).mean(0) - off) / base - 1
@@ -77,7 +79,7 @@ def effect_table(model, out: dict) -> str:
     return "\n".join(lines)
 
 
-def roundtrip_table(model, out: dict) -> str:
+def roundtrip_table(model, out: dict, solver: str = "midpoint") -> str:
     from evaluation.reversibility import roundtrip
     from napari_cellflux.core.formats.crops_dataset import load_crops
     from napari_cellflux.core.synthetic import generator as S
@@ -115,7 +117,7 @@ def roundtrip_table(model, out: dict) -> str:
         "|---|---|---|---|",
     ]
     for name, cells, pert, dose in sets:
-        r = roundtrip(model, cells, pert, dose_uM=dose, steps=20, solver="midpoint", n_boot=200)
+        r = roundtrip(model, cells, pert, dose_uM=dose, steps=20, solver=solver, n_boot=200)
         out.setdefault("roundtrip", {})[name] = r
         a, b = r["roundtrip_pct_range"], r["roundtrip_of_change"]
         lines.append(
@@ -129,14 +131,16 @@ def roundtrip_table(model, out: dict) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--weights", help="weights file (default: the bundled demo weights)")
+    p.add_argument("--solver", default="midpoint", help="midpoint (default) or jump")
     p.add_argument("--json", type=Path, help="also write the numbers here")
     args = p.parse_args(argv)
     from napari_cellflux import load_model
 
     model = load_model(args.weights, device="cpu")  # every run below pins float32
     out: dict = {"weights": str(model.path), "training": model.card.to_dict()["training"]}
-    print(effect_table(model, out), "\n")
-    print(roundtrip_table(model, out))
+    out["solver"] = args.solver
+    print(effect_table(model, out, args.solver), "\n")
+    print(roundtrip_table(model, out, args.solver))
     if args.json:
         args.json.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
     return 0

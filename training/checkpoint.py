@@ -320,5 +320,7 @@ def export_model(
         dose_encoding=data.dose_encoding,
         training=_jsonable(training),
         cell_profile=training_cell_profile(data),  # for the start-cell check of every run
+        # jump weights: one evaluation per frame by default (docs/model-card.md, fidelity)
+        defaults={"solver": "jump"} if getattr(config, "jump", False) else {},
     )
     return save_weights(path, state_dict, card.to_dict(), data.vocabulary_vectors)

@@ -24,6 +24,7 @@ def test_jump_training_under_ddp_keeps_ranks_identical_and_marks_the_weights(syn
     model = load_model(out / "model.safetensors")
     assert model.card.config.jump is True
     assert model.card.training["objective"] == "jump"
+    assert model.settings().solver == "jump"  # what the viewer and simulate() default to
 
 
 def test_the_default_objective_builds_the_network_older_weights_have(syn_dir, tmp_path):
@@ -32,4 +33,37 @@ def test_the_default_objective_builds_the_network_older_weights_have(syn_dir, tm
 
     model = load_model(tmp_path / "flow" / "model.safetensors")
     assert model.card.config.jump is False
+    assert model.settings().solver == "midpoint"
     assert not any(k.startswith("jump_embed") for k in model.network.state_dict())
+
+
+def test_jump_weights_give_a_frame_per_network_evaluation_and_a_one_jump_preview(
+    syn_dir, tiny_model, tmp_path
+):
+    import numpy as np
+    import pytest
+
+    from napari_cellflux import load_model
+    from napari_cellflux.core.simulation.integrator import preview_frame
+
+    run_cli(*tiny_args(syn_dir, tmp_path / "j", 4, "--objective", "jump"))
+    model = load_model(tmp_path / "j" / "model.safetensors")
+    calls = []
+    model.network.register_forward_hook(lambda *_: calls.append(1))
+    cells = np.random.default_rng(0).uniform(200, 3000, (3, 24, 24, 3)).astype(np.float32)
+    traj = model.simulate(cells, "taxol", solver="jump", steps=10, precision="float32")
+    assert traj.frames.shape == (11, 3, 24, 24, 3) and len(calls) == 10  # guidance included
+    np.testing.assert_array_equal(traj.frames[0], cells)
+    calls.clear()
+    model.simulate(cells, "taxol", solver="midpoint", steps=10, precision="float32")
+    assert len(calls) == 20  # two per midpoint step: the guidance scale is an input, no 2nd pass
+    calls.clear()
+    plan = model.plan(cells, "taxol", solver="jump", steps=10, precision="float32")
+    t, frame = preview_frame(model.served, plan)
+    assert t == 1.0 and frame.shape == cells.shape and len(calls) == 1
+    both = model.simulate(cells, "taxol", solver="jump", direction="both", steps=5)
+    assert both.frames.shape[0] == 11
+
+    older = load_model(tiny_model)  # flow-matching weights: no jumps
+    with pytest.raises(ValueError, match="--objective jump"):
+        older.simulate(cells[..., :3], "taxol", solver="jump")

@@ -34,6 +34,19 @@ def test_iter_simulate_streams_and_can_stop_early(random_tiny_model, cells):
     assert first[0][1].shape == (4, 32, 32, 3)
 
 
+def test_streaming_frames_leaves_autograd_on_between_frames(random_tiny_model, cells):
+    """The model computes under inference mode, but a caller's own code between two frames
+    (or after a run abandoned half-way, as a cancelled run in the viewer) keeps autograd."""
+    import torch
+
+    frames = random_tiny_model.iter_simulate(cells, "taxol", steps=3)
+    next(frames), next(frames)
+    assert torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
+    w = torch.ones(2, requires_grad=True)
+    (w * 3).sum().backward()
+    assert w.grad.tolist() == [3.0, 3.0]
+
+
 def test_forward_then_reverse_returns_to_the_start(random_tiny_model, cells):
     # float32: the solver's own accuracy, without bfloat16. The cells as they are (factors
     # 1): this checks the solver, not intensity matching (which would scale channel 0 of

@@ -21,8 +21,9 @@ __all__ = [
     "preset",
 ]
 
-#: The ODE solvers of :func:`.flow.integrate` (``dopri5``: adaptive, torchdiffeq).
-SOLVERS: tuple[str, ...] = ("euler", "midpoint", "heun", "rk4", "dopri5")
+#: The ODE solvers of :func:`.flow.integrate` (``dopri5``: adaptive, torchdiffeq), and
+#: ``jump``: one network evaluation per frame (:func:`.jump.jump_frames`; jump weights only).
+SOLVERS: tuple[str, ...] = ("euler", "midpoint", "heun", "rk4", "dopri5", "jump")
 
 
 def check_max_batch(max_batch: int | None) -> int | None:

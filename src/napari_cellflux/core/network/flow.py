@@ -104,7 +104,8 @@ class GuidedVelocity:
     ``max_batch`` (None or a whole number >= 1) splits very large cell batches into chunks
     to bound memory; it never changes the result. ``compute_dtype`` (e.g. ``torch.bfloat16``)
     runs the network under autocast; the velocity is returned in float32 either way, so the
-    integrated state stays float32.
+    integrated state stays float32. A jump network (``config.jump``) takes the scale as an
+    input: one conditional pass gives the guided velocity (:mod:`.jump`).
     """
 
     def __init__(
@@ -121,27 +122,38 @@ class GuidedVelocity:
         self.max_batch = check_max_batch(max_batch)
         self.compute_dtype = compute_dtype
         self.evaluations = 0
+        self.guidance_input = bool(getattr(getattr(network, "config", None), "jump", False))
 
-    def _forward(self, x: torch.Tensor, t: torch.Tensor, null: torch.Tensor) -> torch.Tensor:
+    def _forward(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        null: torch.Tensor,
+        w: float | None = None,
+        h: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         # The null half reuses the same condition rows: they are replaced by the null token.
         reps = x.shape[0] // self.cond.shape[0] if self.cond.shape[0] > 1 else 1
         cond = self.cond.repeat(reps, 1).expand(x.shape[0], -1)
         tt = t.reshape(()).expand(x.shape[0]).to(x.dtype)
+        extra = {} if w is None else {"w": torch.full_like(tt, w)}
+        if h is not None:  # a jump network's jump size (.jump.JumpVelocity)
+            extra["h"] = h.reshape(()).expand(x.shape[0]).to(x.dtype)
         with torch.autocast(
             x.device.type,
             dtype=self.compute_dtype or torch.bfloat16,
             enabled=self.compute_dtype is not None,
         ):
-            if self.max_batch is None or x.shape[0] <= self.max_batch:
-                return self.network(x, tt, cond, null).to(x.dtype)
+            step = self.max_batch or x.shape[0]
             outs = [
                 self.network(
-                    x[i : i + self.max_batch],
-                    tt[i : i + self.max_batch],
-                    cond[i : i + self.max_batch],
-                    null[i : i + self.max_batch],
+                    x[i : i + step],
+                    tt[i : i + step],
+                    cond[i : i + step],
+                    null[i : i + step],
+                    **{k: v[i : i + step] for k, v in extra.items()},
                 )
-                for i in range(0, x.shape[0], self.max_batch)
+                for i in range(0, x.shape[0], step)
             ]
         return torch.cat(outs).to(x.dtype)
 
@@ -149,6 +161,8 @@ class GuidedVelocity:
         self.evaluations += 1
         b = x.shape[0]
         dev = x.device
+        if self.guidance_input and self.guidance != 0.0:
+            return self._forward(x, t, torch.zeros(b, dtype=torch.bool, device=dev), self.guidance)
         if self.guidance == 1.0:
             return self._forward(x, t, torch.zeros(b, dtype=torch.bool, device=dev))
         if self.guidance == 0.0:

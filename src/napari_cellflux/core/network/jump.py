@@ -26,7 +26,13 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
-from .flow import augment_source, condition_dropout_mask, interpolate, target_velocity
+from .flow import (
+    GuidedVelocity,
+    augment_source,
+    condition_dropout_mask,
+    interpolate,
+    target_velocity,
+)
 
 __all__ = ["JumpVelocity", "jump_frames", "jump_loss", "SMALLEST_JUMP"]
 
@@ -102,10 +108,10 @@ def jump_loss(
     return torch.mean((pred.float() - target) ** 2)
 
 
-class JumpVelocity:
-    """The guided average velocity of a jump network for one fixed condition: one evaluation
-    per call, whatever the guidance (no second pass). ``max_batch`` and ``compute_dtype`` as
-    in :class:`~.flow.GuidedVelocity`."""
+class JumpVelocity(GuidedVelocity):
+    """The guided average velocity of a jump network for one fixed condition, called as
+    ``velocity(x, t, h)``: one evaluation per call, whatever the guidance (no second pass).
+    ``max_batch`` and ``compute_dtype`` as in :class:`~.flow.GuidedVelocity`."""
 
     def __init__(
         self,
@@ -115,44 +121,17 @@ class JumpVelocity:
         max_batch: int | None = None,
         compute_dtype: torch.dtype | None = None,
     ) -> None:
-        if not getattr(getattr(network, "config", None), "jump", False):
+        super().__init__(network, cond, guidance, max_batch, compute_dtype)
+        if not self.guidance_input:
             raise ValueError(
                 "solver 'jump' needs weights trained with the jump objective "
                 "(python -m training.run --objective jump); choose midpoint for these weights"
             )
-        self.network = network
-        self.cond = cond
-        self.guidance = float(guidance)
-        self.max_batch = max_batch
-        self.compute_dtype = compute_dtype
-        self.evaluations = 0
 
-    def __call__(self, x: torch.Tensor, t: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, t: torch.Tensor, h: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         self.evaluations += 1
-        n = x.shape[0]
-        cond = self.cond.expand(n, -1) if self.cond.shape[0] == 1 else self.cond
-        tt = t.reshape(()).expand(n).to(x.dtype)
-        hh = h.reshape(()).expand(n).to(x.dtype)
-        ww = torch.full((n,), self.guidance, dtype=x.dtype, device=x.device)
-        null = torch.zeros(n, dtype=torch.bool, device=x.device)
-        step = self.max_batch or n
-        with torch.autocast(
-            x.device.type,
-            dtype=self.compute_dtype or torch.bfloat16,
-            enabled=self.compute_dtype is not None,
-        ):
-            outs = [
-                self.network(
-                    x[i : i + step],
-                    tt[i : i + step],
-                    cond[i : i + step],
-                    null[i : i + step],
-                    h=hh[i : i + step],
-                    w=ww[i : i + step],
-                )  # fmt: skip
-                for i in range(0, n, step)
-            ]
-        return torch.cat(outs).to(x.dtype)
+        null = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+        return self._forward(x, t, null, self.guidance, h)
 
 
 def jump_frames(

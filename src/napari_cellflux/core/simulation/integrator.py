@@ -8,6 +8,7 @@ Both work on a :class:`~.served.ServedNetwork`, never on the user-facing model.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,7 +19,7 @@ from .run_plan import SimulationPlan
 from .served import ServedNetwork
 from .settings import DEFAULT_GUIDANCE, SimulationSettings
 
-__all__ = ["integrate_plan", "network_trajectory"]
+__all__ = ["integrate_plan", "network_trajectory", "preview_frame"]
 
 
 def network_trajectory(
@@ -36,10 +37,21 @@ def network_trajectory(
     import torch
 
     from ..network.flow import GuidedVelocity, integrate, time_grid
+    from ..network.jump import JumpVelocity, jump_frames
 
     dev = served.device
     if channels_last_pays(dev):
         x = x.contiguous(memory_format=torch.channels_last)
+    if settings.solver == "jump":
+        jumps = JumpVelocity(
+            served.network,
+            torch.from_numpy(condition).to(dev)[None],
+            settings.guidance,
+            max_batch=settings.max_batch,
+            compute_dtype=compute_dtype(settings.precision, dev),
+        )
+        yield from jump_frames(jumps, x, time_grid(settings.steps, direction))
+        return
     velocity = GuidedVelocity(
         served.network,
         torch.from_numpy(condition).to(dev)[None],
@@ -50,45 +62,71 @@ def network_trajectory(
     yield from integrate(velocity, x, time_grid(settings.steps, direction), settings.solver)
 
 
+def _no_grad_steps(frames: Iterator[Any]) -> Iterator[Any]:
+    """Advance ``frames`` under ``torch.inference_mode()`` but hand each item over outside
+    it: a generator that held the mode across its yields would switch autograd off in the
+    caller's own code between two frames (a user iterating ``iter_simulate`` while training
+    something else, or a cancelled run in the viewer's process)."""
+    import torch
+
+    while True:
+        with torch.inference_mode():
+            try:
+                item = next(frames)
+            except StopIteration:
+                return
+        yield item
+
+
 def _leg(
     served: ServedNetwork, plan: SimulationPlan, images: np.ndarray, direction: str
 ) -> Iterator[tuple[float, np.ndarray]]:
-    """One leg of ``plan`` from ``images`` (N, H, W, C): yields ``(t, frame)``."""
+    """One leg of ``plan`` from ``images`` (N, H, W, C): yields ``(t, frame)``. Advance it
+    with :func:`_no_grad_steps` (it computes under inference mode, which it does not set)."""
     import torch
     import torch.nn.functional as F
 
     dev, size, s = served.device, served.crop_size, plan.settings
-    with torch.inference_mode():
-        x_raw = torch.from_numpy(images).to(dev).permute(0, 3, 1, 2)
-        factors = torch.as_tensor(s.intensity_factors, dtype=torch.float32, device=dev)[
-            None, :, None, None
-        ]
-        in_hw = tuple(x_raw.shape[-2:])
-        resized = in_hw != (size, size)
-        x = served.normalize(x_raw * factors, size)
-        if s.noise > 0:
-            gen = torch.Generator(device="cpu").manual_seed(s.seed)
-            x = x + s.noise * torch.randn(x.shape, generator=gen).to(dev)
-        start = served.denormalize(x)
-        for index, (t, xt) in enumerate(
-            network_trajectory(served, x, plan.condition, s, direction)
-        ):
-            delta = (served.denormalize(xt) - start) / factors
-            if resized:
-                delta = F.interpolate(delta, size=in_hw, mode="bilinear", align_corners=False)
-            frame = x_raw + delta
-            if not bool(torch.isfinite(frame).all()):
-                raise ValueError(
-                    f"The simulation produced NaN or infinite values at t = {t:.2f} "
-                    f"(frame {index} of {s.steps + 1}, {direction}): the model was pushed far "
-                    f"outside what it was trained on. Lower the guidance ({DEFAULT_GUIDANCE:g} "
-                    "is typical), use a dose near the training doses, and check the image "
-                    "intensities."
-                )
-            if plan.input_non_negative:
-                plan._below[0] += int(torch.count_nonzero(frame < 0))
-                plan._below[1] += frame.numel()
-            yield t, frame.permute(0, 2, 3, 1).float().cpu().numpy()
+    x_raw = torch.from_numpy(images).to(dev).permute(0, 3, 1, 2)
+    factors = torch.as_tensor(s.intensity_factors, dtype=torch.float32, device=dev)[
+        None, :, None, None
+    ]
+    in_hw = tuple(x_raw.shape[-2:])
+    resized = in_hw != (size, size)
+    x = served.normalize(x_raw * factors, size)
+    if s.noise > 0:
+        gen = torch.Generator(device="cpu").manual_seed(s.seed)
+        x = x + s.noise * torch.randn(x.shape, generator=gen).to(dev)
+    start = served.denormalize(x)
+    for index, (t, xt) in enumerate(network_trajectory(served, x, plan.condition, s, direction)):
+        delta = (served.denormalize(xt) - start) / factors
+        if resized:
+            delta = F.interpolate(delta, size=in_hw, mode="bilinear", align_corners=False)
+        frame = x_raw + delta
+        if not bool(torch.isfinite(frame).all()):
+            raise ValueError(
+                f"The simulation produced NaN or infinite values at t = {t:.2f} "
+                f"(frame {index} of {s.steps + 1}, {direction}): the model was pushed far "
+                f"outside what it was trained on. Lower the guidance ({DEFAULT_GUIDANCE:g} "
+                "is typical), use a dose near the training doses, and check the image "
+                "intensities."
+            )
+        if plan.input_non_negative:
+            plan._below[0] += int(torch.count_nonzero(frame < 0))
+            plan._below[1] += frame.numel()
+        yield t, frame.permute(0, 2, 3, 1).float().cpu().numpy()
+
+
+def preview_frame(served: ServedNetwork, plan: SimulationPlan) -> tuple[float, np.ndarray]:
+    """The last frame of ``plan``'s first leg in one jump (solver ``jump`` only): what the
+    viewer shows of a whole field before the trajectory fills in. Returns ``(t, frame)``
+    like :func:`integrate_plan`'s frames; it is not one of them (the trajectory's own frame
+    at that t comes from ``steps`` shorter jumps)."""
+    if plan.settings.solver != "jump":
+        raise ValueError("a one-jump preview needs solver 'jump'")
+    one = dataclasses.replace(plan, settings=plan.settings.replace(steps=1))
+    *_, (t, frame) = _no_grad_steps(_leg(served, one, plan.images, plan.settings.legs[0]))
+    return t, (frame[0] if plan.single else frame)
 
 
 def integrate_plan(
@@ -114,7 +152,7 @@ def integrate_plan(
     images = plan.images
     for number, direction in enumerate(plan.settings.legs):
         last = None
-        for index, (t, frame) in enumerate(_leg(served, plan, images, direction)):
+        for index, (t, frame) in enumerate(_no_grad_steps(_leg(served, plan, images, direction))):
             last = frame
             if number and not index:
                 continue  # the end of the previous leg, already yielded

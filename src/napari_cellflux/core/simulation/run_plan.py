@@ -191,6 +191,11 @@ def make_plan(
         With a message that names the argument, its allowed range and what to do.
     """
     card = served.card
+    if settings.solver == "jump" and not card.config.jump:
+        raise ValueError(
+            f"solver 'jump' needs weights trained with the jump objective; {card.name!r} was "
+            "not (python -m training.run --objective jump). Choose midpoint for these weights."
+        )
     condition, dose, dose_warning = resolve_condition(card, perturbation, settings.dose_uM)
     seed = resolve_seed(settings.seed)
     precision = precision_in_use(settings.precision, served.device)  # bfloat16 on MPS

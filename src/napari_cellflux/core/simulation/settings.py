@@ -184,8 +184,9 @@ class SimulationSettings:
         Integration intervals, :data:`MIN_STEPS` to :data:`MAX_STEPS`; ``steps + 1`` frames
         including the start (``2 * steps + 1`` for ``both``).
     solver
-        One of :data:`SOLVERS`: ``euler``, ``midpoint``, ``heun``, ``rk4`` or ``dopri5``
-        (adaptive).
+        One of :data:`SOLVERS`: ``euler``, ``midpoint``, ``heun``, ``rk4``, ``dopri5``
+        (adaptive) or ``jump`` (one network evaluation per frame, guidance included; only
+        for weights trained with ``--objective jump``, :mod:`..network.jump`).
     guidance
         Classifier-free guidance scale, 0 to :data:`MAX_GUIDANCE` (0: unconditional, 1:
         conditional, :data:`DEFAULT_GUIDANCE`: the paper's default).
