@@ -64,6 +64,15 @@ def test_jump_weights_give_a_frame_per_network_evaluation_and_a_one_jump_preview
     both = model.simulate(cells, "taxol", solver="jump", direction="both", steps=5)
     assert both.frames.shape[0] == 11
 
+    # a dose curve with jump weights: their own default (jump), doses batched in one pass
+    # end exactly where each dose alone ends
+    from napari_cellflux.core.doses.series import simulate_dose_series
+
+    batched = simulate_dose_series(model, cells, "taxol", [0.5, 5.0], "area", steps=4)
+    alone = simulate_dose_series(model, cells, "taxol", [0.5, 5.0], "area", steps=4, batch_cells=1)
+    assert batched.settings["solver"] == "jump"
+    np.testing.assert_array_equal(batched.values, alone.values)
+
     older = load_model(tiny_model)  # flow-matching weights: no jumps
     with pytest.raises(ValueError, match="--objective jump"):
         older.simulate(cells[..., :3], "taxol", solver="jump")

@@ -24,12 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..cells.readout import dna_index, measure, readout_key
-from ..simulation.settings import (
-    DEFAULT_GUIDANCE,
-    DEFAULT_SOLVER,
-    DEFAULT_STEPS,
-    SimulationSettings,
-)
+from ..simulation.settings import SimulationSettings
 from .curve import check_dose_grid
 
 __all__ = [
@@ -117,18 +112,19 @@ class _RowNetwork:
     :class:`~.flow.GuidedVelocity` hands the network the cells twice (conditional, then
     null) with the plan's single condition; here each cell's row gets its own dose's
     condition instead. The batched plan has ``max_batch`` None, so the rows always arrive
-    whole, in order.
+    whole, in order. A jump network's guidance and jump size pass through unchanged.
     """
 
     def __init__(self, network: Any, rows: Any) -> None:
         self.network = network
+        self.config = network.config  # what the samplers read (e.g. ``jump``)
         self.rows = rows  # (R, D) tensor, one condition per cell
 
-    def __call__(self, x: Any, t: Any, cond: Any, null: Any) -> Any:
+    def __call__(self, x: Any, t: Any, cond: Any, null: Any, **inputs: Any) -> Any:
         reps, rest = divmod(x.shape[0], self.rows.shape[0])
         if rest or reps not in (1, 2):
             raise RuntimeError(f"{x.shape[0]} rows for {self.rows.shape[0]} conditions")
-        return self.network(x, t, self.rows.repeat(reps, 1), null)
+        return self.network(x, t, self.rows.repeat(reps, 1), null, **inputs)
 
 
 def _pass(
@@ -161,17 +157,23 @@ def _pass(
     yield np.asarray(last, np.float32)
 
 
+def _request(model: Any, settings: SimulationSettings | None, overrides: Any) -> Any:
+    """The forward request of every dose: the weights' defaults (``model.settings``), then
+    ``settings``, then keyword overrides, as ``simulate`` reads them; seed 0 unless given,
+    so that every dose starts from the same draw."""
+    request = model.settings(settings, **overrides)
+    if settings is None and "seed" not in overrides:
+        request = request.replace(seed=0)
+    return request.replace(direction="forward")
+
+
 def _series(
     model: Any,
     cells: np.ndarray,
     perturbation: str,
     doses_uM: Sequence[float],
     readout: str,
-    steps: int,
-    solver: str,
-    guidance: float,
-    seed: int,
-    precision: str,
+    request: SimulationSettings,
     batch_cells: int | None,
     after_pass: Callable[[int, int], bool | None] | None = None,
 ) -> Iterator[DoseProgress | DoseSeries]:
@@ -179,9 +181,6 @@ def _series(
     returning False stops after a pass (the series then holds the doses done)."""
     from ..simulation.run_plan import make_plan
 
-    request = SimulationSettings(
-        steps=steps, solver=solver, guidance=guidance, seed=seed, precision=precision
-    )
     grid, warning = check_curve_request(model, perturbation, doses_uM)
     channels = list(model.channels)
     key = readout_key(readout, channels)
@@ -229,21 +228,16 @@ def iter_dose_series(
     perturbation: str,
     doses_uM: Sequence[float],
     readout: str,
+    settings: SimulationSettings | None = None,
     *,
-    steps: int = DEFAULT_STEPS,
-    solver: str = DEFAULT_SOLVER,
-    guidance: float = DEFAULT_GUIDANCE,
-    seed: int = 0,
-    precision: str = "auto",
     batch_cells: int | None = BATCH_CELLS,
+    **overrides: Any,
 ) -> Iterator[DoseProgress | DoseSeries]:
     """:func:`simulate_dose_series` as a stream: a :class:`DoseProgress` after every
     integration step, then the :class:`DoseSeries`. Closing it early (Cancel) stops at the
     next step. The request is checked when the first item is asked for."""
-    yield from _series(
-        model, cells, perturbation, doses_uM, readout, steps, solver, guidance, seed,
-        precision, batch_cells,
-    )  # fmt: skip
+    request = _request(model, settings, overrides)
+    yield from _series(model, cells, perturbation, doses_uM, readout, request, batch_cells)
 
 
 def simulate_dose_series(
@@ -252,14 +246,11 @@ def simulate_dose_series(
     perturbation: str,
     doses_uM: Sequence[float],
     readout: str,
+    settings: SimulationSettings | None = None,
     *,
-    steps: int = DEFAULT_STEPS,
-    solver: str = DEFAULT_SOLVER,
-    guidance: float = DEFAULT_GUIDANCE,
-    seed: int = 0,
-    precision: str = "auto",
     progress: Callable[[int, int], bool | None] | None = None,
     batch_cells: int | None = BATCH_CELLS,
+    **overrides: Any,
 ) -> DoseSeries:
     """Simulate ``cells`` to every dose and measure ``readout`` on the t = 1 frames.
 
@@ -269,6 +260,10 @@ def simulate_dose_series(
         (N, H, W, C) control crops in the model's channel order, raw intensities.
     readout : str
         A read-out :func:`.readout.readout_key` understands (``nuc_cyt_ratio:FKHR-GFP``).
+    settings, overrides
+        The simulation of every dose, read as :meth:`.model.CellFluxModel.simulate` reads
+        them (the weights' defaults, then ``settings``, then keywords such as ``steps=20``);
+        always forward, seed 0 unless given, ``dose_uM`` set per dose.
     progress : callable, optional
         Called with (doses done, doses in all) after each pass (see ``batch_cells``);
         returning False stops (the doses done so far are returned).
@@ -276,10 +271,10 @@ def simulate_dose_series(
         Cells integrated together, over all doses of a pass (None: every dose in one pass;
         1: one dose per pass). Results do not depend on it; speed and memory do.
     """
+    request = _request(model, settings, overrides)
     for item in _series(
-        model, cells, perturbation, doses_uM, readout, steps, solver, guidance, seed,
-        precision, batch_cells, progress,
-    ):  # fmt: skip
+        model, cells, perturbation, doses_uM, readout, request, batch_cells, progress
+    ):
         if isinstance(item, DoseSeries):
             return item
     raise AssertionError("a dose series ends with its DoseSeries")  # pragma: no cover

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 
@@ -113,15 +114,8 @@ class JumpVelocity(GuidedVelocity):
     ``velocity(x, t, h)``: one evaluation per call, whatever the guidance (no second pass).
     ``max_batch`` and ``compute_dtype`` as in :class:`~.flow.GuidedVelocity`."""
 
-    def __init__(
-        self,
-        network: torch.nn.Module,
-        cond: torch.Tensor,
-        guidance: float,
-        max_batch: int | None = None,
-        compute_dtype: torch.dtype | None = None,
-    ) -> None:
-        super().__init__(network, cond, guidance, max_batch, compute_dtype)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         if not self.guidance_input:
             raise ValueError(
                 "solver 'jump' needs weights trained with the jump objective "

@@ -42,24 +42,19 @@ def network_trajectory(
     dev = served.device
     if channels_last_pays(dev):
         x = x.contiguous(memory_format=torch.channels_last)
-    if settings.solver == "jump":
-        jumps = JumpVelocity(
-            served.network,
-            torch.from_numpy(condition).to(dev)[None],
-            settings.guidance,
-            max_batch=settings.max_batch,
-            compute_dtype=compute_dtype(settings.precision, dev),
-        )
-        yield from jump_frames(jumps, x, time_grid(settings.steps, direction))
-        return
-    velocity = GuidedVelocity(
+    jump = settings.solver == "jump"
+    velocity = (JumpVelocity if jump else GuidedVelocity)(
         served.network,
         torch.from_numpy(condition).to(dev)[None],
         settings.guidance,
         max_batch=settings.max_batch,
         compute_dtype=compute_dtype(settings.precision, dev),
     )
-    yield from integrate(velocity, x, time_grid(settings.steps, direction), settings.solver)
+    grid = time_grid(settings.steps, direction)
+    if jump:
+        yield from jump_frames(velocity, x, grid)
+        return
+    yield from integrate(velocity, x, grid, settings.solver)
 
 
 def _no_grad_steps(frames: Iterator[Any]) -> Iterator[Any]:
