@@ -31,7 +31,9 @@ EVALUATIONS: dict[str, Evaluation] = {
     e.name: e
     for e in (
         _printed("speed_cpu", SPEED),
-        _printed("compile_cpu", SPEED, "--presets", "fast", "--no-levers", "--compile"),
+        _printed(
+            "compile_cpu", SPEED, "--presets", "fast", "--no-levers", "--no-field", "--compile"
+        ),
         _printed(
             "widget_cpu_precision",
             WIDGET,

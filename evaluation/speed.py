@@ -12,6 +12,11 @@ evaluations per frame) at both precisions; with ``--compile`` also ``torch.compi
 
 Weights do not change speed, so ``paper`` uses random weights of its architecture and
 ``fast`` the bundled demo weights when they are ``fast`` (random otherwise).
+
+``field`` (:mod:`.speed_field`): a whole field of view in the viewer's own pipeline, every
+cell, 20 frames pasted back, with the weights' own sampler against midpoint (``--field``,
+``--field-model``; on by default when the HT29 field lies beside the repository;
+``--field-only`` skips everything else, ``--no-field`` the field).
 """
 
 from __future__ import annotations
@@ -298,6 +303,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--no-levers", action="store_true", help="skip the per-lever table")
     parser.add_argument(
+        "--field",
+        default=None,
+        help="field of view (file, or folder of one file per channel) of the whole-field "
+        "workload (default: ../shared/data/fields/ht29_examplehuman when present)",
+    )
+    parser.add_argument(
+        "--field-model", default=None, help="weights of the field workload (default: bundled)"
+    )
+    parser.add_argument("--field-only", action="store_true", help="only the field workload")
+    parser.add_argument("--no-field", action="store_true", help="skip the field workload")
+    parser.add_argument(
         "--compile",
         action="store_true",
         help="also time torch.compile of the fast network (slow, needs a C++ compiler)",
@@ -306,15 +322,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     import torch
 
-    results = {
-        p: _in_child(p, args.solver, args.threads, args.precision) for p in args.presets.split(",")
-    }
+    from .speed_field import default_field, measure_field
+
+    field = None if args.no_field else (args.field or default_field())
+    if args.field_only and field is None:
+        parser.error("--field-only needs a field: pass --field (the default one is absent)")
+    presets = [] if args.field_only else args.presets.split(",")
+    results = {p: _in_child(p, args.solver, args.threads, args.precision) for p in presets}
     report: dict[str, Any] = {
         "machine": {
             "platform": platform.platform(),
             "processor": platform.processor(),
             "cpu_count": os.cpu_count(),
             "python": sys.version.split()[0],
+            "load_average_1m": round(os.getloadavg()[0], 2),
         },
         "torch": torch.__version__,
         "threads": args.threads,
@@ -334,9 +355,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "forward": round(p["s_per_image_forward"] / f["s_per_image_forward"], 1),
             "trajectory": round(p["trajectory"]["total_s"] / f["trajectory"]["total_s"], 1),
         }
-    if not args.no_levers:
+    if field is not None:
+        report["field"] = measure_field(field, args.field_model, args.threads)
+    if args.field_only:
+        for key in ("solver", "precision_setting", "workload", "presets"):
+            report.pop(key)
+    if not (args.no_levers or args.field_only):
         report["levers_fast"] = _levers(args.threads)
-    if args.compile:
+    if args.compile and not args.field_only:
         report["torch_compile_fast"] = _compile_lever(args.threads)
     print(json.dumps(report, indent=2))
     return report

@@ -26,6 +26,7 @@ from magicgui.widgets import (
 
 from ..core.network.acceleration import PRECISIONS
 from ..core.simulation import settings as limits
+from ..core.simulation.pipeline import MAX_CELLS
 from ..core.simulation.settings import SimulationSettings
 from .settings import DEVICES, load_settings, usable_cores
 from .sources import RGB_AXIS, Source, axis_choices, channel_labels, default_order
@@ -169,7 +170,7 @@ class InputPanel(Container):
         self.n_cells = SpinBox(
             label="Cells",
             min=1,
-            max=400,
+            max=MAX_CELLS,
             value=16,
             tooltip="How many cells to detect and simulate in a field",
         )

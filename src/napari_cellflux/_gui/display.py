@@ -3,11 +3,14 @@
 :class:`RunDisplay` is a view of the simulator's state
 (:class:`~napari_cellflux.core.results.session.SimulatorState`): the widget hands it each
 frame after the state has kept it, and it turns that into layer updates. It allocates the
-(T, ...) stacks when the run's first frame arrives (the state then shows the new run),
-copies every frame into place, refreshes a few times a second, follows the newest frame on
-the slider (until the user moves it), and writes the current t in the canvas. Nothing of the
-last result is touched before the new run's first frame, so a run that fails or is
-cancelled before it leaves the last trajectory (layers, metadata, read-out) as it was.
+(T, ...) stacks when the run's first frame (or preview) arrives (the state then shows the
+new run), copies every frame into place, refreshes a few times a second, follows the newest
+frame on the slider (until the user moves it), and writes the current t in the canvas.
+Nothing of the last result is touched before the new run's first frame or preview, so a run
+that fails or is cancelled before it leaves the last trajectory (layers, metadata,
+read-out) as it was. A one-jump preview (solver ``jump``) goes into the slot of its t and
+the slider stays there while the frames fill in behind it, until the trajectory's own frame
+replaces it.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..core.cells.images import channel_color
-from ..core.simulation.pipeline import Frame
+from ..core.simulation.pipeline import Frame, Preview
 from .canvas import Comparison, TimeOverlay
 from .layers import TrajectoryStack, fit_view, follow_frame, group_names, label_time_axis
 
@@ -48,6 +51,7 @@ class RunDisplay:
         self._placement: dict[str, tuple] = {}
         self._view_layers: list[Any] = []
         self._drawn = False  # the current run has replaced the last result
+        self._hold: int | None = None  # slot of a preview shown: the slider stays there
         viewer.dims.events.current_step.connect(self.show_time)
 
     def close(self) -> None:
@@ -58,6 +62,7 @@ class RunDisplay:
         """A new run begins: where its images lie (the last result stays shown)."""
         self._placement, self._view_layers = dict(placement), list(view_layers)
         self._drawn, self._followed, self._last_refresh = False, None, 0.0
+        self._hold = None
 
     @staticmethod
     def _readout_colors(channels: Sequence[str]) -> dict[str, str]:
@@ -130,17 +135,32 @@ class RunDisplay:
             self._refresh(ev.index)
             self._last_refresh = now
 
+    def preview(self, ev: Preview, first: bool) -> None:
+        """Show a one-jump preview (``first``: it replaces the last result) in the slot of
+        its t, and hold the slider there until the trajectory's own frame replaces it."""
+        if first:
+            self._allocate()
+        self.stacks[ev.batch].show_preview(ev.index, ev.mosaic, ev.t)
+        if ev.field is not None and ev.batch in self.field_stacks:
+            self.field_stacks[ev.batch].show_preview(ev.index, ev.field, ev.t)
+        if ev.batch == len(self.stacks) - 1:
+            self._refresh(ev.index)
+            self._hold = ev.index
+
     def _refresh(self, index: int) -> None:
         for st in [*self.stacks, *self.field_stacks.values()]:
             st.refresh()
         self.readout.redraw()
         # Follow the newest frame unless the user has moved the slider meanwhile.
         axis = self.time_axis
-        if axis is not None and axis < self.viewer.dims.ndim:
+        if self._hold is not None and index >= self._hold:
+            self._hold = None  # the preview's slot holds the frame itself now
+        if axis is not None and axis < self.viewer.dims.ndim and self._hold is None:
             current = self.viewer.dims.current_step[axis]
             if self._followed is None or current == self._followed:
                 follow_frame(self.viewer, axis, index)
                 self._followed = index
+        self.show_time()  # the caption says whether the slot shown is a preview
 
     def finish(self) -> None:
         """The run ended (done, cancelled or failed): its layers keep the frames computed."""
@@ -153,6 +173,7 @@ class RunDisplay:
         done = run.n_filled
         if self.time_axis is not None and self._followed is not None and done:
             follow_frame(self.viewer, self.time_axis, done - 1)
+        self.show_time()
 
     def look(self, b: int) -> list[tuple[str, tuple[float, float]]] | None:
         """Colormap and contrast limits of panel ``b``'s layers as shown (None: gone)."""
@@ -175,7 +196,8 @@ class RunDisplay:
         times = meta.get("times", [])
         index = self.viewer.dims.current_step[axis]
         if 0 <= index < len(times):
+            preview = meta.get("preview", {}).get("index") == index
             self.time_overlay.show(
                 f"t = {times[index]:.2f}   {meta.get('perturbation', '')}"
-                f" ({meta.get('direction', '')})"
+                f" ({meta.get('direction', '')})" + ("   one-jump preview" if preview else "")
             )

@@ -4,7 +4,9 @@ A trajectory is one additive image layer per model channel, each holding a preal
 (T, H, W) float32 stack whose leading axis is napari's time slider (labelled ``t``). Frames
 are written into that array in place and the layers refreshed every few frames; the arrays
 are never grown. Re-running with the same names reuses the same layers. Every layer made
-here carries ``metadata['cellflux']`` (what the writer stores, and how inputs exclude it).
+here carries ``metadata['cellflux']`` (what the writer stores, and how inputs exclude it);
+its ``preview`` key marks a slot that holds a one-jump preview, not a frame, until the
+trajectory's own frame replaces it (the writer refuses such a layer).
 The detected cells are :mod:`.cell_points`; the batch grid and the t caption :mod:`.canvas`.
 """
 
@@ -155,21 +157,38 @@ class TrajectoryStack:
         """Copy one (H, W, C) frame into slot ``index`` of every channel's stack."""
         for c, layer in enumerate(self.layers):
             layer.data[index] = image_hwc[..., c]
+            if _meta(layer).get("preview", {}).get("index") == index:
+                del _meta(layer)["preview"]  # the frame itself replaced the preview
         self.filled = max(self.filled, index + 1)
+
+    def show_preview(self, index: int, image_hwc: np.ndarray, t: float) -> None:
+        """Show a one-jump preview (H, W, C) in slot ``index`` (the frame of its ``t``);
+        not a frame: ``filled`` does not count it, the layers' metadata say so."""
+        for c, layer in enumerate(self.layers):
+            layer.data[index] = image_hwc[..., c]
+            _meta(layer)["preview"] = {"index": int(index), "t": float(t)}
 
     def refresh(self) -> None:
         for layer in self.layers:
             layer.refresh()
 
     def finish(self, complete: bool) -> None:
-        """Record how far the run got; a cancelled run keeps only the computed frames."""
+        """Record how far the run got; a cancelled run keeps only the computed frames (or,
+        stopped before its first, the preview alone, still marked as one)."""
         n = max(self.filled, 1)
         for layer in self.layers:
             meta = _meta(layer)
             meta["complete"] = bool(complete)
-            if n < layer.data.shape[0]:
-                layer.data = layer.data[:n]  # one assignment at the end, not a growing stack
-                meta["times"] = self.times[:n].tolist()
+            preview = meta.get("preview")
+            keep = slice(0, n)
+            if preview is not None and not self.filled:
+                keep = slice(preview["index"], preview["index"] + 1)
+                meta["preview"] = dict(preview, index=0)
+            elif preview is not None and preview["index"] >= n:
+                del meta["preview"]  # cut off with the frames never computed
+            if keep.stop - keep.start < layer.data.shape[0]:
+                layer.data = layer.data[keep]  # one assignment at the end, not a growing stack
+                meta["times"] = self.times[keep].tolist()
             layer.refresh()
 
 

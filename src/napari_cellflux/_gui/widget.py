@@ -19,7 +19,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from ..core.cells.readout import dna_index
 from ..core.network.acceleration import precision_in_use
 from ..core.results.session import SimulatorState
-from ..core.simulation.pipeline import CellsFound, Failed, Frame, Ready, RunSettings
+from ..core.simulation.pipeline import CellsFound, Failed, Frame, Preview, Ready, RunSettings
 from .controls import ComparePanel, InputPanel, ModelPanel, PerturbationPanel, SamplerPanel
 from .display import RunDisplay
 from .dose_panel import DosePanel
@@ -261,6 +261,10 @@ class CellFluxWidget(Container):
             self.display.frame(event, self.state.append(event))
             self.frames_shown += 1
             self.job.advance()
+        elif isinstance(event, Preview):  # solver jump: the answer at once, in one jump
+            first = self.state.preview(event)
+            self.status.value = self.state.preview_line(event)
+            self.display.preview(event, first)
         elif isinstance(event, CellsFound):
             self.inputs.show_cells(event, self.state.batches, self.model.crop_size)
         elif isinstance(event, Ready):

@@ -65,6 +65,8 @@ def write_trajectory(path: str, layer_data: list[tuple[Any, dict, str]]) -> list
 
     Raises
     ------
+    ValueError
+        A layer holds a one-jump preview (``preview`` in its metadata): not a simulated frame.
     OSError
         The file could not be written (a folder you cannot write to, a folder where the file
         should go, a full disk): same error class, with a message that says what to do.
@@ -75,6 +77,11 @@ def write_trajectory(path: str, layer_data: list[tuple[Any, dict, str]]) -> list
     groups: dict[str, list[tuple[np.ndarray, dict[str, Any]]]] = {}
     for data, meta, _ in layer_data:
         info = (meta.get("metadata") or {}).get("cellflux", {})
+        if "preview" in info:
+            raise ValueError(
+                f"{meta.get('name', 'This layer')} shows a one-jump preview, not a simulated "
+                "frame: wait until the run ends (or run it again to the end), then save."
+            )
         # layers of one trajectory share a group; other layers are saved as one stack
         groups.setdefault(str(info.get("group", "image")), []).append((np.asarray(data), meta))
     base = Path(path)

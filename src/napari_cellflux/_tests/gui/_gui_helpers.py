@@ -13,8 +13,9 @@ STEPS = 4
 N_CELLS = 4
 
 
-def write_tiny_weights(path: Path) -> Path:
-    """The untrained tiny model with a randomised output layer, saved as a weights file.
+def write_tiny_weights(path: Path, jump: bool = False) -> Path:
+    """The untrained tiny model with a randomised output layer, saved as a weights file
+    (``jump``: a jump network, whose card defaults to solver ``jump``).
 
     The zero-initialised head of a fresh network leaves cells unchanged; randomising it gives
     a smooth non-zero velocity field, so trajectories really move (and load as a file, the
@@ -24,7 +25,7 @@ def write_tiny_weights(path: Path) -> Path:
 
     from napari_cellflux.core.simulation.load import _random_tiny
 
-    model = _random_tiny(torch.device("cpu"))
+    model = _random_tiny(torch.device("cpu"), jump=jump)
     gen = torch.Generator().manual_seed(1)
     with torch.no_grad():
         head = model.network.head[-1]

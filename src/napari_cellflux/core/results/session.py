@@ -5,14 +5,16 @@ result as the frames stream in.
 way: the layers, the read-out plot, the dose response and the exports are views of it. A
 run's bookkeeping follows the worker's events (:mod:`..simulation.pipeline`): :meth:`start`
 with the inputs (:class:`~..simulation.pipeline.Batch`: start cells, their source, dose and
-seed) and the run settings, :meth:`ready` when the start cells are cut, :meth:`append` for
-every frame of every panel, :meth:`finish` when the worker ends (done, cancelled or failed).
+seed) and the run settings, :meth:`ready` when the start cells are cut, :meth:`preview`
+for a one-jump preview (solver ``jump``), :meth:`append` for every frame of every panel,
+:meth:`finish` when the worker ends (done, cancelled or failed).
 
 A :class:`RunRecord` keeps the frames as cells, (T, N, h, w, C) per panel, exactly as the
 model computed them, so an export reads them directly (:meth:`RunRecord.result`) instead of
 cutting the mosaics the layers show back into cells. The last result stays until the new
-run's first frame: a run that fails or is cancelled before it changes nothing; one
-cancelled later keeps the frames computed so far.
+run's first frame (or its preview): a run that fails or is cancelled before it changes
+nothing; one cancelled later keeps the frames computed so far. A preview replaces the last
+result on screen but is never one of the frames: exports never see it.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ..simulation.pipeline import MOSAIC_GAP, Batch, Frame, Ready
+from ..simulation.pipeline import MOSAIC_GAP, Batch, Frame, Preview, Ready
 from ..simulation.settings import SimulationSettings
 from .export import Panel, RunResult
 
@@ -43,6 +45,7 @@ class RunRecord:
     batches: list[Batch]
     settings: Any
     ready: Ready | None = None  # the start cells, cut (None until the worker says so)
+    preview_t: float | None = None  # the t of a one-jump preview shown (its pixels: not kept)
     frames: list[np.ndarray | None] = field(init=False)  # per panel (T, N, h, w, C) float32
     filled: list[int] = field(init=False)  # per panel, frames computed
     readouts: list[dict[str, list[float]]] = field(init=False)  # per panel, measure -> values
@@ -133,6 +136,11 @@ class RunRecord:
         when no frame was computed.
         """
         shown = [b for b, n in enumerate(self.filled) if n > 0]
+        if not shown and self.preview_t is not None:
+            raise ValueError(
+                "There is nothing to export: the run stopped after its one-jump preview, "
+                "which is not a simulated frame. Run it to the end, then export."
+            )
         if not shown:
             raise ValueError("There is nothing to export: run a simulation first.")
         t_count = min(self.filled[b] for b in shown)
@@ -246,8 +254,27 @@ class SimulatorState:
                 "range (results in the image's units)."
             )
 
+    def preview(self, event: Preview) -> bool:
+        """A one-jump preview is shown (its pixels are not kept: it is not a frame); True
+        for the run's first preview, which replaces the result shown."""
+        run = self._run()
+        if run.ready is None:
+            raise RuntimeError("a preview arrived before the start cells were ready")
+        run.preview_t = float(event.t)
+        first, self.shown = self.shown is not run, run
+        return first
+
+    @staticmethod
+    def preview_line(event: Preview) -> str:
+        """The status line while a preview is shown."""
+        return (
+            f"Preview: every cell at t = {event.t:.2f} in one jump (one network evaluation). "
+            "The trajectory is being computed; its frames replace the preview as they arrive."
+        )
+
     def append(self, frame: Frame) -> bool:
-        """Keep one frame; True for the run's first, which replaces the result shown."""
+        """Keep one frame; True for the run's first (or its preview's), which replaces the
+        result shown."""
         run = self._run()
         run.append(frame)
         first, self.shown = self.shown is not run, run
@@ -271,6 +298,13 @@ class SimulatorState:
         if self.shown is not run:  # nothing of this run reached the result
             kept = " The previous result is unchanged." if self.shown is not None else ""
             line = f"{failed}{kept}" if failed else f"Cancelled before the first frame.{kept}"
+        elif not any(run.filled):  # only the preview reached the screen
+            why = failed or "Cancelled"
+            line = (
+                f"{why}: stopped after the one-jump preview (t = {run.preview_t:.2f}), before "
+                "the first frame. The preview stays on screen but is not a result; run again "
+                "to simulate and export."
+            )
         elif run.complete:
             line = (
                 f"Done: {run.n_frames} frames x {len(run.batches)} batch(es). "

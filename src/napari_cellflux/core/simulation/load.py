@@ -28,14 +28,16 @@ _FALLBACK_VOCAB = {
 }
 
 
-def _random_tiny(device: Any) -> CellFluxModel:
-    """An untrained ``tiny`` model (says so in its metadata) so everything runs end to end."""
+def _random_tiny(device: Any, jump: bool = False) -> CellFluxModel:
+    """An untrained ``tiny`` model (says so in its metadata) so everything runs end to end;
+    ``jump``: a jump network (``UNetConfig.jump``) whose card defaults to solver ``jump``,
+    as ``training.run --objective jump`` writes it (tests and speed figures)."""
     import torch
 
     from ..conditions.perturbations import compound_fingerprint
     from ..network.unet import VelocityUNet
 
-    cfg = preset("tiny", cond_dim=1024 + 1)
+    cfg = preset("tiny", cond_dim=1024 + 1, jump=jump)
     torch.manual_seed(0)
     net = VelocityUNet(cfg)
     vocab = tuple(
@@ -54,6 +56,7 @@ def _random_tiny(device: Any) -> CellFluxModel:
         name="untrained-tiny",
         description="Randomly initialised; predicts no real effect.",
         untrained=True,
+        defaults={"solver": "jump"} if jump else {},
     )
     return CellFluxModel(net, card, vectors, device)
 

@@ -23,7 +23,7 @@ from ..cells.intensity import intensity_scale
 from ..conditions.perturbations import CompoundEncoder, GeneEncoder, Perturbation, is_valid_smiles
 from ..formats.weights import save_weights
 from ..network.config import UNetConfig
-from .integrator import integrate_plan
+from .integrator import integrate_plan, preview_frame
 from .model_card import ModelCard
 from .novelty import PerturbationNovelty
 from .run_plan import CellFluxWarning, SimulationPlan, check_frames_memory, make_plan
@@ -272,6 +272,45 @@ class CellFluxModel:
             direction=plan.settings.direction,
             settings={**plan.record(), "weights": str(self.path or "")},
         )
+
+    def preview(
+        self,
+        images: Any,
+        perturbation: str | Perturbation,
+        settings: SimulationSettings | None = None,
+        **overrides: Any,
+    ) -> np.ndarray:
+        """The end of the first leg (t = 1 forward, 0 reverse) in ONE network evaluation:
+        a quick look at many cells with jump weights (solver ``jump``, their default).
+        Parameters as :meth:`iter_simulate`; ``steps`` does not change it.
+
+        Not a frame of the trajectory: :meth:`simulate` reaches the same t in ``steps``
+        shorter jumps, which follow the learnt path more closely (the viewer shows the
+        preview first and replaces it with that frame).
+
+        Returns
+        -------
+        numpy.ndarray
+            (N, H, W, C) float32 in the input's units ((H, W, C) for one cell).
+
+        Raises
+        ------
+        ValueError
+            For weights without jumps, another solver, or what :meth:`plan` refuses.
+        """
+        if not self.card.config.jump:
+            raise ValueError(
+                f"a preview is one jump: it needs weights trained with the jump objective "
+                f"(python -m training.run --objective jump); {self.name!r} was not. Use "
+                "simulate() with these weights."
+            )
+        request = self.settings(settings, **overrides)
+        if request.solver != "jump":
+            raise ValueError(
+                f"a preview is one jump: it needs solver 'jump', not {request.solver!r} "
+                "(the default of jump weights)"
+            )
+        return preview_frame(self.served, self.plan(images, perturbation, request))[1]
 
     def save(self, path: str | Path, storage_dtype: str = "float32") -> Path:
         """Write this model (weights + metadata) to a ``.safetensors`` file.

@@ -5,6 +5,11 @@ napari ``thread_worker``; the main thread only copies each frame into preallocat
 data. Cancel (``worker.quit()``) stops it at the next yield. Errors never escape: they are
 yielded as :class:`Failed` with a message for a napari notification, so the viewer never
 shows a traceback for a wrong SMILES or a bad image.
+
+With solver ``jump`` every batch first gets a :class:`Preview`: the end of the run's first
+leg in ONE network evaluation (:func:`.integrator.preview_frame`), so a whole field shows
+its answer in seconds; the trajectory's frames then fill in, and its own frame at that t
+replaces the preview. A preview is never a frame: not kept, measured or exported.
 """
 
 from __future__ import annotations
@@ -24,15 +29,20 @@ __all__ = [
     "CellsFound",
     "Ready",
     "Frame",
+    "Preview",
     "Failed",
     "detect_cells",
     "simulate_batches",
     "load_model_safely",
     "MOSAIC_GAP",
+    "MAX_CELLS",
 ]
 
 _log = logging.getLogger(__name__)
 MOSAIC_GAP = 2  # dark pixels between cells in the mosaic
+#: Most cells a run takes from one field (the widget's Cells box): a whole field of a
+#: typical 10-20x objective (a few hundred nuclei) fits.
+MAX_CELLS = 400
 
 
 @dataclass
@@ -115,6 +125,20 @@ class Frame:
     crops: np.ndarray  # (N, h, w, C)
     summary: dict[str, float]
     field: np.ndarray | None = None  # (H, W, C) cells pasted back into the field
+
+
+@dataclass
+class Preview:
+    """The end of the first leg (``index``: its frame slot, ``t``: 1 forward, 0 reverse)
+    straight from the start cells in one jump (solver ``jump``): shown at once, replaced by
+    the trajectory's own frame at ``index``; never kept, measured or exported as a frame."""
+
+    batch: int
+    index: int
+    t: float
+    mosaic: np.ndarray  # (Hm, Wm, C)
+    crops: np.ndarray  # (N, h, w, C)
+    field: np.ndarray | None = None  # (H, W, C) cells pasted back (with paste-back on)
 
 
 @dataclass
@@ -239,7 +263,9 @@ def simulate_batches(
     """Simulate the same perturbation on every batch, frame by frame, round robin.
 
     Yields :class:`CellsFound` (fields whose cells were detected here), one :class:`Ready`,
-    then ``n_frames * len(batches)`` :class:`Frame` events, or one :class:`Failed`.
+    with solver ``jump`` one :class:`Preview` per batch (one network evaluation each), then
+    ``n_frames * len(batches)`` :class:`Frame` events; or one :class:`Failed` instead of
+    whatever is left.
     """
     from ..cells.crops import crop_cells, mosaic, paste_back
     from ..cells.images import channel_limits
@@ -295,6 +321,24 @@ def simulate_batches(
             centroids=state.centroids,
         )
 
+        def pasted(b: int, frame: np.ndarray) -> np.ndarray | None:
+            if settings.paste_back and batches[b].is_field:
+                return paste_back(batches[b].image, frame, state.centroids[b])
+            return None
+
+        if settings.simulation.solver == "jump":
+            from .integrator import preview_frame
+
+            for b, plan in enumerate(plans):
+                t, frame = preview_frame(model.served, plan)
+                yield Preview(
+                    b,
+                    settings.simulation.steps,  # the first leg's last frame
+                    float(t),
+                    mosaic(frame, gap=MOSAIC_GAP),
+                    frame,
+                    pasted(b, frame),
+                )
         channels = model.channels
         series = [ReadoutSeries(channels, dna_index) for _ in batches]
         gens = [model.run(plan) for plan in plans]
@@ -302,11 +346,14 @@ def simulate_batches(
             for b, gen in enumerate(gens):
                 t, frame = next(gen)
                 summary = series[b].add(t, frame)
-                pasted = None
-                if settings.paste_back and batches[b].is_field:
-                    pasted = paste_back(batches[b].image, frame, state.centroids[b])
                 yield Frame(
-                    b, index, float(t), mosaic(frame, gap=MOSAIC_GAP), frame, summary, pasted
+                    b,
+                    index,
+                    float(t),
+                    mosaic(frame, gap=MOSAIC_GAP),
+                    frame,
+                    summary,
+                    pasted(b, frame),
                 )
     except Exception as exc:
         yield Failed(_message(exc))
