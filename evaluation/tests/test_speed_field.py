@@ -75,3 +75,21 @@ def test_field_only_needs_a_field(monkeypatch):
     monkeypatch.setattr(speed_field, "default_field", lambda: None)
     with pytest.raises(SystemExit):
         speed.main(["--field-only"])
+
+
+def test_the_baseline_is_todays_sampler_on_the_same_network_without_jump_inputs(jump_weights):
+    """Two passes per guided evaluation (null and conditional), as flow weights need."""
+    from evaluation.speed_field import flow_twin
+    from napari_cellflux import load_model
+
+    model = load_model(jump_weights, device="cpu")
+    twin = flow_twin(model)
+    assert twin.card.config.jump is False and twin.settings().solver == "midpoint"
+    shared = {k: v for k, v in model.network.state_dict().items() if "jump" not in k}
+    shared = {k: v for k, v in shared.items() if not k.startswith("guidance_embed")}
+    assert set(shared) == set(twin.network.state_dict())
+    calls = []
+    twin.network.register_forward_hook(lambda _m, args, _o: calls.append(args[0].shape[0]))
+    cells = np.random.default_rng(0).uniform(200, 3000, (2, 32, 32, 3)).astype(np.float32)
+    twin.simulate(cells, twin.perturbations[0], steps=2, precision="float32")
+    assert calls == [4, 4, 4, 4]  # 2 midpoint evaluations x 2 steps, each cond + null
