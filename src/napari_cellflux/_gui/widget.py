@@ -20,7 +20,7 @@ from ..core.cells.readout import dna_index
 from ..core.network.acceleration import precision_in_use
 from ..core.results.session import SimulatorState
 from ..core.simulation.pipeline import CellsFound, Failed, Frame, Preview, Ready, RunSettings
-from .controls import ComparePanel, InputPanel, ModelPanel, PerturbationPanel, SamplerPanel
+from .controls import ComparePanel, InputPanel, ModelPanel
 from .display import RunDisplay
 from .dose_panel import DosePanel
 from .export_panel import ExportPanel
@@ -28,6 +28,7 @@ from .inputs import RunInputs
 from .jobs import ProgressJob
 from .lifetime import WorkerGroup
 from .loading import WeightsLoader
+from .run_controls import PerturbationPanel, SamplerPanel
 from .settings import cpu_threads_for, save_settings
 from .sources import Source, find_sources
 from .theme import follow_theme

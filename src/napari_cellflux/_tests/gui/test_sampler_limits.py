@@ -11,7 +11,7 @@ from napari_cellflux.core.simulation.settings import SimulationSettings
 
 
 def test_widget_limits_are_the_api_limits(qapp):
-    from napari_cellflux._gui.controls import SamplerPanel
+    from napari_cellflux._gui.run_controls import SamplerPanel
 
     panel = SamplerPanel()
     steps, guidance, seed = panel.steps.native, panel.guidance.native, panel.seed.native
@@ -31,7 +31,7 @@ def test_widget_limits_are_the_api_limits(qapp):
 
 
 def test_the_boxes_start_at_the_defaults_and_show_a_cards(qapp):
-    from napari_cellflux._gui.controls import SamplerPanel
+    from napari_cellflux._gui.run_controls import SamplerPanel
 
     panel = SamplerPanel()
     assert panel.settings() == SimulationSettings()
