@@ -89,13 +89,14 @@ def dose_curve(
     grid: Sequence[float] | None = None,
     cells: int = 32,
     steps: int = 20,
-    solver: str = "midpoint",
+    solver: str | None = None,
     guidance: float = DEFAULT_GUIDANCE,
     n_boot: int = 200,
     seed: int = 0,
     precision: str = "auto",
 ) -> dict[str, Any]:
-    """Simulated and real dose-response curves of every perturbation (module docstring)."""
+    """Simulated and real dose-response curves of every perturbation (module docstring);
+    ``solver`` None: the weights' own default (``jump`` for jump weights, else midpoint)."""
     from scipy.stats import ks_2samp, spearmanr
 
     from napari_cellflux.core.cells.readout import dna_index, measure, readout_key
@@ -109,6 +110,7 @@ def dose_curve(
     if cells < 2:
         raise ValueError(f"--cells must be at least 2, got {cells}")
     model = load_cpu_model(model_path)
+    solver = solver or model.settings().solver
     key = readout_key(readout, list(model.channels))
     images, meta = read_evaluation_data(data)
     check_channels(model, model_path, images.shape, data)
@@ -281,7 +283,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--grid", help="doses in uM, comma separated (default: 12 log-spaced)")
     p.add_argument("--cells", type=_positive_int, default=32, help="start cells (default 32)")
     p.add_argument("--steps", type=_positive_int, default=20)
-    p.add_argument("--solver", default="midpoint", help="midpoint (the viewer's), euler, ...")
+    p.add_argument(
+        "--solver", help="default: the weights' own (jump weights: jump, else midpoint)"
+    )
     p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE)
     p.add_argument(
         "--precision", default="auto", choices=["auto", "float32", "bfloat16"],

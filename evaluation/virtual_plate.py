@@ -28,6 +28,7 @@ trained doses are simulated and flagged.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import os
@@ -57,7 +58,7 @@ class PlateRequest:
     readout: str
     cells: int = 32
     steps: int = 20
-    solver: str = "midpoint"
+    solver: str = ""  # "": the weights' own default (jump for jump weights, else midpoint)
     guidance: float = DEFAULT_GUIDANCE
     seed: int = 0
     control_plate: str | None = None
@@ -169,6 +170,8 @@ def run_virtual_plate(
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     out = Path(out)
     model = load_cpu_model(req.model)
+    if not req.solver:  # the weights' own sampler, written into the request it keeps
+        req = dataclasses.replace(req, solver=model.settings().solver)
     key = readout_key(req.readout, list(model.channels))
     plate_map = _read_map(req)
     jobs = well_jobs(model, plate_map)
@@ -300,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--real", help="the real plate, prepared: its medians beside the virtual")
     p.add_argument("--cells", type=_positive_int, default=32, help="cells per well (32)")
     p.add_argument("--steps", type=_positive_int, default=20)
-    p.add_argument("--solver", default="midpoint")
+    p.add_argument("--solver", default="", help="default: the weights' own (jump or midpoint)")
     p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output folder")
