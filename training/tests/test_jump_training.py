@@ -24,7 +24,8 @@ def test_jump_training_under_ddp_keeps_ranks_identical_and_marks_the_weights(syn
     model = load_model(out / "model.safetensors")
     assert model.card.config.jump is True
     assert model.card.training["objective"] == "jump"
-    assert model.settings().solver == "jump"  # what the viewer and simulate() default to
+    # the faithful solver stays the default (docs/jump-sampler.md); jump is a choice
+    assert model.settings().solver == "midpoint"
 
 
 def test_the_default_objective_builds_the_network_older_weights_have(syn_dir, tmp_path):
@@ -64,12 +65,13 @@ def test_jump_weights_give_a_frame_per_network_evaluation_and_a_one_jump_preview
     both = model.simulate(cells, "taxol", solver="jump", direction="both", steps=5)
     assert both.frames.shape[0] == 11
 
-    # a dose curve with jump weights: their own default (jump), doses batched in one pass
-    # end exactly where each dose alone ends
+    # a dose curve with the jump solver: doses batched in one pass end exactly where each
+    # dose alone ends
     from napari_cellflux.core.doses.series import simulate_dose_series
 
-    batched = simulate_dose_series(model, cells, "taxol", [0.5, 5.0], "area", steps=4)
-    alone = simulate_dose_series(model, cells, "taxol", [0.5, 5.0], "area", steps=4, batch_cells=1)
+    kw = dict(steps=4, solver="jump")
+    batched = simulate_dose_series(model, cells, "taxol", [0.5, 5.0], "area", **kw)
+    alone = simulate_dose_series(model, cells, "taxol", [0.5, 5.0], "area", batch_cells=1, **kw)
     assert batched.settings["solver"] == "jump"
     np.testing.assert_array_equal(batched.values, alone.values)
 

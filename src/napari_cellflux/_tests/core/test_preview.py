@@ -1,10 +1,11 @@
-"""The one-jump preview (solver ``jump``): the pipeline yields one per input before the
+"""The one-jump preview (jump weights, any solver): the pipeline yields one per input before the
 frames, at the slot of the first leg's end, in one network evaluation, with the field pasted
 back as the frames are; the Python API gives the same pixels; the simulator's state shows
 it but never keeps or exports it as a frame; weights without jumps get no preview."""
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 
 import numpy as np
@@ -95,6 +96,24 @@ def test_a_jump_run_previews_every_input_in_one_evaluation_before_its_frames(jum
     np.testing.assert_allclose(api, previews[0].crops, rtol=1e-5, atol=1e-3)
 
 
+def test_a_midpoint_run_of_jump_weights_previews_too_and_guides_in_one_pass(jump_model, field):
+    """The faithful solver with the quick look first: one jump for the preview, then two
+    evaluations per midpoint step (the guidance scale is an input: no null pass)."""
+    calls = []
+    hook = jump_model.network.register_forward_hook(lambda *_: calls.append(1))
+    settings = _settings(jump_model)
+    settings = dataclasses.replace(
+        settings, simulation=settings.simulation.replace(solver="midpoint")
+    )
+    try:
+        events = _events(jump_model, [Batch("field", field, True, None, 3)], settings)
+    finally:
+        hook.remove()
+    kinds = [type(e).__name__ for e in events]
+    assert kinds[kinds.index("Ready") + 1] == "Preview"
+    assert len(calls) == 1 + 2 * STEPS
+
+
 @pytest.mark.parametrize(("direction", "t"), [("reverse", 0.0), ("both", 1.0)])
 def test_the_preview_is_the_end_of_the_first_leg(jump_model, field, direction, t):
     settings = _settings(jump_model, direction, paste_back=False)
@@ -115,13 +134,14 @@ def test_weights_without_jumps_get_no_preview_and_the_api_says_why(field):
         flow.preview(cells, "taxol")
 
 
-def test_the_api_preview_needs_the_jump_solver_and_leaves_simulate_as_it_was(jump_model, field):
+def test_the_api_preview_is_one_jump_whatever_the_solver(jump_model, field):
     from napari_cellflux.core.simulation.model import CellFluxModel
 
     cells = field[:24, :24]
-    assert jump_model.preview(cells, "taxol").shape == (24, 24, 3)  # one cell in, one out
-    with pytest.raises(ValueError, match="needs solver 'jump'"):
-        jump_model.preview(cells, "taxol", solver="midpoint")
+    quick = jump_model.preview(cells, "taxol")
+    assert quick.shape == (24, 24, 3)  # one cell in, one out
+    # the trajectory's solver does not change the one jump
+    np.testing.assert_array_equal(jump_model.preview(cells, "taxol", solver="midpoint"), quick)
     assert list(inspect.signature(CellFluxModel.simulate).parameters) == [
         "self",
         "images",

@@ -113,13 +113,13 @@ def _leg(
 
 
 def preview_frame(served: ServedNetwork, plan: SimulationPlan) -> tuple[float, np.ndarray]:
-    """The last frame of ``plan``'s first leg in one jump (solver ``jump`` only): what the
-    viewer shows of a whole field before the trajectory fills in. Returns ``(t, frame)``
-    like :func:`integrate_plan`'s frames; it is not one of them (the trajectory's own frame
-    at that t comes from ``steps`` shorter jumps)."""
-    if plan.settings.solver != "jump":
-        raise ValueError("a one-jump preview needs solver 'jump'")
-    one = dataclasses.replace(plan, settings=plan.settings.replace(steps=1))
+    """The last frame of ``plan``'s first leg in one jump (jump weights, whatever the plan's
+    solver): what the viewer shows of a whole field before the trajectory fills in. Returns
+    ``(t, frame)`` like :func:`integrate_plan`'s frames; it is not one of them (the
+    trajectory's own frame at that t comes from ``steps`` steps of the plan's solver)."""
+    if not served.card.config.jump:
+        raise ValueError("a one-jump preview needs weights trained with the jump objective")
+    one = dataclasses.replace(plan, settings=plan.settings.replace(steps=1, solver="jump"))
     *_, (t, frame) = _no_grad_steps(_leg(served, one, plan.images, plan.settings.legs[0]))
     return t, (frame[0] if plan.single else frame)
 

@@ -281,7 +281,7 @@ class CellFluxModel:
         **overrides: Any,
     ) -> np.ndarray:
         """The end of the first leg (t = 1 forward, 0 reverse) in ONE network evaluation:
-        a quick look at many cells with jump weights (solver ``jump``, their default).
+        a quick look at many cells with jump weights (whatever the solver).
         Parameters as :meth:`iter_simulate`; ``steps`` does not change it.
 
         Not a frame of the trajectory: :meth:`simulate` reaches the same t in ``steps``
@@ -296,7 +296,7 @@ class CellFluxModel:
         Raises
         ------
         ValueError
-            For weights without jumps, another solver, or what :meth:`plan` refuses.
+            For weights without jumps, or what :meth:`plan` refuses.
         """
         if not self.card.config.jump:
             raise ValueError(
@@ -305,11 +305,6 @@ class CellFluxModel:
                 "simulate() with these weights."
             )
         request = self.settings(settings, **overrides)
-        if request.solver != "jump":
-            raise ValueError(
-                f"a preview is one jump: it needs solver 'jump', not {request.solver!r} "
-                "(the default of jump weights)"
-            )
         return preview_frame(self.served, self.plan(images, perturbation, request))[1]
 
     def save(self, path: str | Path, storage_dtype: str = "float32") -> Path:

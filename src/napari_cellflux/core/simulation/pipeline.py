@@ -6,7 +6,7 @@ data. Cancel (``worker.quit()``) stops it at the next yield. Errors never escape
 yielded as :class:`Failed` with a message for a napari notification, so the viewer never
 shows a traceback for a wrong SMILES or a bad image.
 
-With solver ``jump`` every batch first gets a :class:`Preview`: the end of the run's first
+With jump weights every batch first gets a :class:`Preview`: the end of the run's first
 leg in ONE network evaluation (:func:`.integrator.preview_frame`), so a whole field shows
 its answer in seconds; the trajectory's frames then fill in, and its own frame at that t
 replaces the preview. A preview is never a frame: not kept, measured or exported.
@@ -130,7 +130,7 @@ class Frame:
 @dataclass
 class Preview:
     """The end of the first leg (``index``: its frame slot, ``t``: 1 forward, 0 reverse)
-    straight from the start cells in one jump (solver ``jump``): shown at once, replaced by
+    straight from the start cells in one jump (jump weights): shown at once, replaced by
     the trajectory's own frame at ``index``; never kept, measured or exported as a frame."""
 
     batch: int
@@ -263,7 +263,7 @@ def simulate_batches(
     """Simulate the same perturbation on every batch, frame by frame, round robin.
 
     Yields :class:`CellsFound` (fields whose cells were detected here), one :class:`Ready`,
-    with solver ``jump`` one :class:`Preview` per batch (one network evaluation each), then
+    with jump weights one :class:`Preview` per batch (one network evaluation each), then
     ``n_frames * len(batches)`` :class:`Frame` events; or one :class:`Failed` instead of
     whatever is left.
     """
@@ -326,7 +326,7 @@ def simulate_batches(
                 return paste_back(batches[b].image, frame, state.centroids[b])
             return None
 
-        if settings.simulation.solver == "jump":
+        if model.card.config.jump:
             from .integrator import preview_frame
 
             for b, plan in enumerate(plans):
