@@ -5,9 +5,10 @@
 #
 # Data: procedural crops from napari_cellflux.core.synthetic.generator (our own ground truth, no real
 # data): 4 plates x (DMSO + 4 compounds x 4 doses) x 32 crops (96 DMSO) of 64 px = 2432 crops.
-# Model: the `fast` preset, 1.1 M parameters, 600 steps of 32 pairs on one CPU, with the dose
-# recipe the shipped file was trained with (log1p, no control anchors: the default before the
-# dose-response work of docs/benchmarks.md), so this command reproduces it.
+# Model: the `fast` preset with jump inputs (--objective jump: a one-jump preview and guidance
+# in one pass; docs/jump-sampler.md), 1.15 M parameters, 800 steps of 32 pairs on one CPU,
+# with the dose recipe of the earlier demo weights (log1p, no control anchors: the default
+# before the dose-response work of docs/dose-curves.md), so this command reproduces it.
 # See docs/model-card.md for what the weights can and cannot do.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,10 +29,10 @@ print(f"procedural crops: {images.shape} -> {sys.argv[1]}")
 PY
 
 "$PYTHON" -m training.run --data "$WORK/data" --out "$WORK/run" \
-    --preset fast --steps 600 --batch-size 32 --lr 1e-3 --seed 0 \
+    --preset fast --steps 800 --batch-size 32 --lr 1e-3 --seed 0 \
     --ckpt-every 100 --log-every 25 --dose-encoding log1p --control-anchor 0 \
-    --name "demo-synthetic-fast" \
-    --description "Demo weights: fast preset trained on procedural cells with known effects (napari_cellflux.core.synthetic.generator). For trying the plugin; not a model of real biology." \
+    --objective jump --name "demo-synthetic-fast-jump" \
+    --description "Demo weights: fast preset trained on procedural cells with known effects (napari_cellflux.core.synthetic.generator), jump objective: one network evaluation per frame. For trying the plugin; not a model of real biology." \
     --data-description "$DESCRIPTION" "$@"
 
 mkdir -p src/napari_cellflux/weights
