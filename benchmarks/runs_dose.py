@@ -90,6 +90,8 @@ def _models() -> list[Model]:
         _model("dose_old_heldout5", None, OLD),
         _model("dose_new_heldout5", None, NEW),
         _model("dose_log10_27801", ONE_DOSE_ONLY, LOG10),
+        # the jump objective (docs/jump-sampler.md), otherwise the same flags
+        _model("dose_log10_jump_27801", ONE_DOSE_ONLY, LOG10, {"--objective": "jump"}),
     ]
 
 
@@ -269,6 +271,15 @@ EVALUATIONS: dict[str, Evaluation] = {
         ),
         _protocol(
             "dose_1500_27801_log10_midpoint20", ONE_DOSE_ONLY, "dose_log10_27801", args=_MID20
+        ),
+        _protocol(
+            "jump_1500_27801_midpoint20", ONE_DOSE_ONLY, "dose_log10_jump_27801", args=_MID20
+        ),
+        _protocol(
+            "jump_1500_27801_jump20",
+            ONE_DOSE_ONLY,
+            "dose_log10_jump_27801",
+            args=("--steps", "20", "--solver", "jump"),
         ),
         _protocol(
             "dose_1500_27821",

@@ -31,6 +31,8 @@ EVALUATIONS: dict[str, Evaluation] = {
     e.name: e
     for e in (
         _printed("speed_cpu", SPEED),
+        # a whole field (docs/jump-sampler.md); the viewer's one thread on a 2-core CPU
+        _printed("speed_field_cpu", SPEED, "--field-only", "--threads", "1"),
         _printed(
             "compile_cpu", SPEED, "--presets", "fast", "--no-levers", "--no-field", "--compile"
         ),
