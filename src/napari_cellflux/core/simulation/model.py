@@ -65,6 +65,7 @@ class CellFluxModel:
         self.path = path
         self.config: UNetConfig = network.config
         entries = card.vocabulary
+        self._matrix = np.asarray(vocabulary_vectors, np.float32)  # one row per entry
         self._vectors = {e.name: vocabulary_vectors[i] for i, e in enumerate(entries)}
         self.kind: str = card.kind
         if self.kind == "compound":
@@ -158,15 +159,6 @@ class CellFluxModel:
         recorded like the training data, about 20 for an 8-bit export shown to a 16-bit
         model (see :mod:`.intensity`). The default ``intensity_factors`` of a simulation."""
         return intensity_scale(np.asarray(images), self.card.norm_high)
-
-    def normalize(self, x: Any, size: int | None = None) -> Any:
-        """Raw intensities (B, C, H, W) tensor -> network units (about [-1, 1]), resized to
-        ``size`` when given (:meth:`.ServedNetwork.normalize`)."""
-        return self.served.normalize(x, size)
-
-    def denormalize(self, x: Any) -> Any:
-        """Network units (B, C, H, W) tensor -> raw intensities."""
-        return self.served.denormalize(x)
 
     # --- simulation -----------------------------------------------------------------
     def settings(
@@ -280,30 +272,12 @@ class CellFluxModel:
         settings: SimulationSettings | None = None,
         **overrides: Any,
     ) -> np.ndarray:
-        """The end of the first leg (t = 1 forward, 0 reverse) in ONE network evaluation:
-        a quick look at many cells with jump weights (whatever the solver).
-        Parameters as :meth:`iter_simulate`; ``steps`` does not change it.
-
-        Not a frame of the trajectory: :meth:`simulate` reaches the same t in ``steps``
-        shorter jumps, which follow the learnt path more closely (the viewer shows the
-        preview first and replaces it with that frame).
-
-        Returns
-        -------
-        numpy.ndarray
-            (N, H, W, C) float32 in the input's units ((H, W, C) for one cell).
-
-        Raises
-        ------
-        ValueError
-            For weights without jumps, or what :meth:`plan` refuses.
-        """
-        if not self.card.config.jump:
-            raise ValueError(
-                f"a preview is one jump: it needs weights trained with the jump objective "
-                f"(python -m training.run --objective jump); {self.name!r} was not. Use "
-                "simulate() with these weights."
-            )
+        """The end of the first leg (t = 1 forward, 0 reverse) in ONE network evaluation, a
+        quick look at many cells with jump weights (whatever the solver): (N, H, W, C)
+        float32 in the input's units ((H, W, C) for one cell). Parameters as
+        :meth:`iter_simulate`. Not a frame of the trajectory, which :meth:`simulate` reaches
+        in ``steps`` steps of its solver (the viewer shows the preview first, then replaces
+        it). ValueError for weights without jumps, or what :meth:`plan` refuses."""
         request = self.settings(settings, **overrides)
         return preview_frame(self.served, self.plan(images, perturbation, request))[1]
 
@@ -312,16 +286,5 @@ class CellFluxModel:
 
         ``storage_dtype="float16"`` halves the file; the model still computes in float32.
         """
-        entries = self.card.vocabulary
-        vectors = (
-            np.stack([self._vectors[e.name] for e in entries])
-            if entries
-            else np.zeros((0, self.encoder.dim), np.float32)
-        )
-        return save_weights(
-            path,
-            self.network.state_dict(),
-            self.card.to_dict(),
-            vectors,
-            storage_dtype=storage_dtype,
-        )
+        state, meta = self.network.state_dict(), self.card.to_dict()
+        return save_weights(path, state, meta, self._matrix, storage_dtype=storage_dtype)
