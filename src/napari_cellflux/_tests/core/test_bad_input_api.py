@@ -36,8 +36,9 @@ def test_uint8_crop_is_matched_to_the_model_and_stays_in_its_range(demo, uint8_c
     traj = demo.simulate(uint8_crops, "cyclohexamide", steps=10, dose_uM=10.0, precision="float32")
     np.testing.assert_array_equal(traj.frames[0], uint8_crops.astype(np.float32))
     lo, hi = np.percentile(traj.frames[-1], [0.1, 99.9])
-    # Without matching the 8-bit crops ran to -134 and 655 (1st/999th permille).
-    assert lo > -0.1 * 255 and hi < 1.6 * 255
+    # Without matching the 8-bit crops ran to -134 and 655 (1st/999th permille); matched,
+    # the jump demo weights end at 18 and 426 (cyclohexamide brightens actin and DNA).
+    assert lo > -0.1 * 255 and hi < 1.8 * 255
     factors = traj.settings["intensity_factors"]
     assert len(factors) == 3 and min(factors) > 5  # 0..254 brought up to ~2600-5700
     assert np.abs(traj.frames[-1] - uint8_crops).mean() > 5  # the cells still change
@@ -254,10 +255,10 @@ def test_a_float_image_with_negative_values_records_nothing(random_tiny_model, c
 
 
 def test_real_uint16_crops_below_zero_are_recorded_and_the_round_trip_holds(demo, shared_data):
-    """Three BBBC021 control crops whose dark background the demo weights push down to
-    -570 at 50 uM cyclohexamide (0.05 to 9 % of their pixels below 0): the share is recorded
-    in the settings, and forward then reverse still returns them (0.05 % of the range;
-    0.30 % had the frames been clipped at 0)."""
+    """Three BBBC021 control crops at 50 uM cyclohexamide: the share of values below 0 is
+    recorded in the settings (the earlier flow demo weights pushed their dark background to
+    -570, 0.05 to 9 % of the pixels; the jump demo weights keep them above 0, share 0), and
+    forward then reverse returns them (0.05 % of the range) while they changed by 6 %."""
     from napari_cellflux.core.formats.crops_dataset import load_crops
 
     images, meta = load_crops(shared_data / "bbbc021_cyclohexamide")
@@ -268,7 +269,6 @@ def test_real_uint16_crops_below_zero_are_recorded_and_the_round_trip_holds(demo
     fwd = demo.simulate(crops, "cyclohexamide", **kw)
     np.testing.assert_array_equal(fwd.frames[0], crops)
     assert fwd.settings["below_zero"] == pytest.approx(float((fwd.frames < 0).mean()))
-    assert fwd.settings["below_zero"] > 0.001
     back = demo.simulate(
         fwd.frames[-1],
         "cyclohexamide",
