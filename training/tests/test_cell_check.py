@@ -78,10 +78,10 @@ def test_real_bbbc021_cells_are_flagged_by_a_procedural_model(trained):
 
 
 def test_weights_without_a_summary_say_so():
+    import dataclasses
+
     from napari_cellflux import load_model
     from napari_cellflux.core.simulation.cell_check import check_cells
-
-    import dataclasses
 
     # weights written before the check existed carry no summary of their training cells
     older = dataclasses.replace(load_model(device="cpu").card, cell_profile=None)
