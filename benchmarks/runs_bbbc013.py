@@ -62,6 +62,9 @@ MODELS: dict[str, Model] = {
     for m in (
         Model("bbbc013_rows", {}, data="bbbc013", recipe=BBBC013_RECIPE),
         Model("bbbc013_rows_seed1", {"--seed": "1"}, data="bbbc013", recipe=BBBC013_RECIPE),
+        Model(  # the jump objective (docs/jump-sampler.md), otherwise the rows recipe
+            "bbbc013_rows_jump", {"--objective": "jump"}, data="bbbc013", recipe=BBBC013_RECIPE
+        ),
         Model(
             "bbbc013_altdose",
             {"--holdout-doses": ALTERNATE_DOSES},
@@ -79,7 +82,7 @@ GRIDS = {
 _SHORT = {"wortmannin": "wortmannin", "LY294002": "ly"}
 
 
-def _curve(model: str, tag: str, compound: str) -> Evaluation:
+def _curve(model: str, tag: str, compound: str, *extra: str) -> Evaluation:
     row, grid = GRIDS[compound]
     name = f"{tag}_{_SHORT[compound]}_{row}"
     return Evaluation(
@@ -90,6 +93,7 @@ def _curve(model: str, tag: str, compound: str) -> Evaluation:
             *("--perturbation", compound, "--wells", row),
             *("--cells", "64", "--n-boot", "200", "--grid", grid),
             *("--figure", f"{{work}}/{name}.png"),
+            *extra,
         ),
         entry=("-m", "evaluation.dose_curve"),
         out=f"{name}.json",
@@ -111,6 +115,8 @@ EVALUATIONS: dict[str, Evaluation] = {
             )
             for compound in GRIDS
         ),
+        # jump weights with their faithful solver (docs/jump-sampler.md)
+        *(_curve("bbbc013_rows_jump", "rows_jump_s0", c, "--solver", "midpoint") for c in GRIDS),
         Evaluation(
             _VIRTUAL_PLATE,
             (("--model", "bbbc013_rows", None),),
@@ -123,6 +129,22 @@ EVALUATIONS: dict[str, Evaluation] = {
             out=_VIRTUAL_PLATE,
             publish=tuple(
                 Publish(f"virtual_plate/bbbc013_{f}", f)
+                for f in ("virtual_plate.json", "wells.csv", "compounds.csv")
+            ),
+        ),
+        Evaluation(
+            _VIRTUAL_PLATE + "_jump",
+            (("--model", "bbbc013_rows_jump", None),),
+            (
+                *("--platemap", str(FKHR / "platemap.csv")),
+                *("--controls", f"{{work}}/{WORK_DATA['bbbc013']}", "--control-wells", "C", "G"),
+                *("--real", f"{{work}}/{WORK_DATA['bbbc013']}", "--cells", "32"),
+                *("--solver", "jump"),
+            ),
+            entry=("-m", "evaluation.virtual_plate"),
+            out=_VIRTUAL_PLATE + "_jump",
+            publish=tuple(
+                Publish(f"virtual_plate/bbbc013_jump_{f}", f)
                 for f in ("virtual_plate.json", "wells.csv", "compounds.csv")
             ),
         ),
