@@ -33,6 +33,7 @@ EVALUATIONS: dict[str, Evaluation] = {
         _printed("speed_cpu", SPEED),
         # a whole field (docs/jump-sampler.md); the viewer's one thread on a 2-core CPU
         _printed("speed_field_cpu", SPEED, "--field-only", "--threads", "1"),
+        _printed("speed_field_cpu_idle", SPEED, "--field-only", "--threads", "2"),  # run alone
         _printed(
             "compile_cpu", SPEED, "--presets", "fast", "--no-levers", "--no-field", "--compile"
         ),
