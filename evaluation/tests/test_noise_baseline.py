@@ -11,21 +11,10 @@ from napari_cellflux.core.simulation.settings import SimulationSettings
 
 @pytest.fixture()
 def smooth_model():
-    """The tiny untrained model with a random output layer and null token (as the core
-    tests' ``random_tiny_model``): a smooth, non-zero field."""
-    import torch
+    """The core tests' ``random_tiny_model``: a smooth, non-zero field."""
+    from napari_cellflux._tests.smooth_model import smooth_tiny_model
 
-    from napari_cellflux.core.simulation.load import _random_tiny
-
-    model = _random_tiny(torch.device("cpu"))
-    gen = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        head = model.network.head[-1]
-        head.weight.copy_(0.02 * torch.randn(head.weight.shape, generator=gen))
-        model.network.null_embedding.copy_(
-            torch.randn(model.network.null_embedding.shape, generator=gen)
-        )
-    return model
+    return smooth_tiny_model()
 
 
 def test_noise_start_gives_the_numbers_of_its_former_own_loop(smooth_model):

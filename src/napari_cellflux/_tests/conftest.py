@@ -24,19 +24,9 @@ def shared_data() -> Path:
 def random_tiny_model():
     """The untrained tiny model with its zero-initialised output layer randomised, so the
     velocity field is smooth but not zero (what the analytic tests need)."""
-    import torch
+    from napari_cellflux._tests.smooth_model import smooth_tiny_model
 
-    from napari_cellflux.core.simulation.load import _random_tiny
-
-    model = _random_tiny(torch.device("cpu"))
-    gen = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        head = model.network.head[-1]
-        head.weight.copy_(0.02 * torch.randn(head.weight.shape, generator=gen))
-        model.network.null_embedding.copy_(
-            torch.randn(model.network.null_embedding.shape, generator=gen)
-        )
-    return model
+    return smooth_tiny_model()
 
 
 @pytest.fixture()
