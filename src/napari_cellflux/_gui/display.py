@@ -147,6 +147,15 @@ class RunDisplay:
             self._refresh(ev.index)
             self._hold = ev.index
 
+    def note(self, **fields: Any) -> None:
+        """Add ``fields`` to the metadata of the run's layers (the start-cell check, which
+        arrives after the previews allocated them); nothing before the run has layers (the
+        last result's layers keep their own record; :meth:`_allocate` copies the run's)."""
+        if not self._drawn:
+            return
+        for st in [*self.stacks, *self.field_stacks.values()]:
+            st.note(**fields)
+
     def _refresh(self, index: int) -> None:
         for st in [*self.stacks, *self.field_stacks.values()]:
             st.refresh()

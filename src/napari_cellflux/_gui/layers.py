@@ -172,6 +172,11 @@ class TrajectoryStack:
         for layer in self.layers:
             layer.refresh()
 
+    def note(self, **fields: Any) -> None:
+        """Record ``fields`` in every layer's ``metadata['cellflux']``."""
+        for layer in self.layers:
+            _meta(layer).update(fields)
+
     def finish(self, complete: bool) -> None:
         """Record how far the run got; a cancelled run keeps only the computed frames (or,
         stopped before its first, the preview alone, still marked as one)."""

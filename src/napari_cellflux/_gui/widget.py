@@ -19,7 +19,15 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from ..core.cells.readout import dna_index
 from ..core.network.acceleration import precision_in_use
 from ..core.results.session import SimulatorState
-from ..core.simulation.pipeline import CellsFound, Failed, Frame, Preview, Ready, RunSettings
+from ..core.simulation.pipeline import (
+    CellsChecked,
+    CellsFound,
+    Failed,
+    Frame,
+    Preview,
+    Ready,
+    RunSettings,
+)
 from .controls import ComparePanel, InputPanel, ModelPanel
 from .display import RunDisplay
 from .dose_panel import DosePanel
@@ -272,6 +280,9 @@ class CellFluxWidget(Container):
             self.state.ready(event)
             for note in event.warnings:  # e.g. a dose far outside training: said once
                 show_warning(note)
+        elif isinstance(event, CellsChecked):  # after the previews: the layers record it
+            self.state.cells_checked(event)
+            self.display.note(cells=event.cells)
         elif isinstance(event, Failed):
             self._failed = event.message
             self.status.value = event.message

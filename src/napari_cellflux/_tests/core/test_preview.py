@@ -14,6 +14,7 @@ import pytest
 from napari_cellflux.core.results.session import SimulatorState
 from napari_cellflux.core.simulation.pipeline import (
     Batch,
+    CellsChecked,
     Frame,
     Preview,
     Ready,
@@ -77,7 +78,9 @@ def test_a_jump_run_previews_every_input_in_one_evaluation_before_its_frames(jum
     assert "Failed" not in kinds, events[-1]
     ready = kinds.index("Ready")
     assert kinds[ready + 1 : ready + 3] == ["Preview", "Preview"]
-    assert kinds[ready + 3 :] == ["Frame"] * 2 * (STEPS + 1)
+    # the start-cell check waits for the previews and comes before the first frame
+    assert kinds[ready + 3] == "CellsChecked"
+    assert kinds[ready + 4 :] == ["Frame"] * 2 * (STEPS + 1)
     # one evaluation per preview, one per frame after the start (STEPS jumps) per input
     assert len(calls) == 2 + 2 * STEPS
     previews = [e for e in events if isinstance(e, Preview)]
@@ -159,6 +162,8 @@ def _run_state(model, events, until: int) -> SimulatorState:
     for event in events[:until]:
         if isinstance(event, Ready):
             state.ready(event)
+        elif isinstance(event, CellsChecked):
+            state.cells_checked(event)
         elif isinstance(event, Preview):
             assert state.preview(event) is True  # the preview replaces the last result
         elif isinstance(event, Frame):
@@ -195,3 +200,17 @@ def test_the_state_shows_a_preview_but_never_exports_it_as_a_frame(jump_model, f
     assert len(result.times) == STEPS + 1
     np.testing.assert_array_equal(result.panels[0].frames[-1], frames[-1].crops)
     assert not np.array_equal(result.panels[0].frames[-1], preview.crops)
+
+
+def test_the_start_cell_check_follows_the_preview_and_reaches_the_export(jump_model, field):
+    from napari_cellflux.core.simulation.novelty import run_checks
+
+    events = _events(jump_model, [Batch("field", field, True, None, 3)], _settings(jump_model))
+    ready = next(e for e in events if isinstance(e, Ready))
+    checked = next(e for e in events if isinstance(e, CellsChecked))
+    assert ready.cells is None  # not yet: it would delay the preview
+    expected = run_checks(jump_model, "taxol", ready.crops, ready.scales[0])["cells"]
+    assert checked.cells == expected and checked.cells["message"]
+    state = _run_state(jump_model, events, len(events))
+    assert state.finish().endswith(checked.cells["message"])
+    assert state.result().trust["cells"] == expected

@@ -23,6 +23,7 @@ from napari_cellflux.core.results.session import SimulatorState
 from napari_cellflux.core.simulation.pipeline import (
     MOSAIC_GAP,
     Batch,
+    CellsChecked,
     CellsFound,
     Failed,
     Frame,
@@ -94,6 +95,8 @@ def feed(state, batches, run_settings, found, stop=None) -> str:
             state.batches[ev.batch].centroids = ev.centroids
         elif isinstance(ev, Ready):
             state.ready(ev)
+        elif isinstance(ev, CellsChecked):
+            state.cells_checked(ev)
         elif isinstance(ev, Frame):
             if stop is not None and frames == stop:
                 break
@@ -115,7 +118,7 @@ def old_layers(model, batches, run_settings, found):
         warnings=list(ready.warnings),
         cpu_threads=ready.cpu_threads,
         novelty=ready.novelty,
-        cells=ready.cells,
+        cells=next(e for e in found if isinstance(e, CellsChecked)).cells,
     )
     layers = []
     for b, batch in enumerate(batches):

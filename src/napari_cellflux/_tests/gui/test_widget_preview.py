@@ -58,6 +58,10 @@ def test_the_preview_shows_first_and_the_trajectory_replaces_it(jump_widget, qtb
     # at the end: the trajectory's own frame, never the preview; nothing marks a preview
     layers = [*stack(viewer, "CellFlux forward"), viewer.layers["CellFlux forward field [DNA]"]]
     assert all("preview" not in ly.metadata["cellflux"] for ly in layers)
+    # the start-cell check came after the preview had made the layers: they record it too
+    check = widget.state.shown.ready.cells
+    assert check is not None and check["message"] in widget.status.value
+    assert all(ly.metadata["cellflux"]["cells"] == check for ly in layers)
     end = widget.state.shown.mosaics(0)[-1]
     np.testing.assert_allclose(layers[0].data[-1], end[..., 0])
     assert not np.allclose(layers[0].data[-1], mosaic_dna)

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .mask_stack import erode, fill_holes, label_minimum
+
 __all__ = [
     "SHAPE_FEATURES",
     "feature_names",
@@ -64,8 +66,6 @@ _PERIM_WEIGHTS[[5, 7, 15, 17, 25, 27]] = 1.0
 _PERIM_WEIGHTS[[21, 33]] = np.sqrt(2)
 _PERIM_WEIGHTS[[13, 23]] = (1 + np.sqrt(2)) / 2
 # 3-D structuring elements that connect pixels only within a crop (axis 0 = crops).
-_CROSS = np.zeros((3, 3, 3), bool)
-_CROSS[1] = [[0, 1, 0], [1, 1, 1], [0, 1, 0]]
 _SQUARE = np.zeros((3, 3, 3), bool)
 _SQUARE[1] = True
 
@@ -153,8 +153,7 @@ def nucleus_masks(
         return nucleus, fg
     yy, xx = np.mgrid[:h, :w]
     dist = np.broadcast_to(np.hypot(yy - h // 2, xx - w // 2).astype(np.float32), fg.shape)
-    index = np.arange(1, k + 1)
-    mind = np.asarray(ndi.minimum(dist, labels, index), np.float64)
+    mind = label_minimum(dist, labels, k)
     area = np.bincount(labels.ravel(), minlength=k + 1)[1:]
     mind = mind + np.where(area < min_area, 1e6, 0.0)  # specks only as a last resort
     crop = np.array([s[0].start for s in ndi.find_objects(labels)])
@@ -164,9 +163,7 @@ def nucleus_masks(
     chosen[crop[first]] = first + 1
     nucleus = labels == chosen[:, None, None]
     nucleus &= chosen[:, None, None] > 0
-    # Pad with empty slices so that the first and last crop are not "border" along axis 0.
-    padded = np.pad(nucleus, ((1, 1), (0, 0), (0, 0)))
-    nucleus = ndi.binary_fill_holes(padded, structure=_CROSS)[1:-1]
+    nucleus = fill_holes(nucleus)
     return nucleus, fg | nucleus
 
 
@@ -178,7 +175,7 @@ def _shape_features(mask: np.ndarray) -> np.ndarray:
     n, h, w = mask.shape
     area = mask.sum((1, 2)).astype(np.float64)
     # Perimeter exactly as skimage.measure.perimeter(neighborhood=4), on the whole stack.
-    eroded = ndi.binary_erosion(mask, _CROSS, border_value=0)
+    eroded = erode(mask)
     border = (mask & ~eroded).astype(np.uint8)
     code = ndi.convolve(border, _PERIM_KERNEL.astype(np.uint8), mode="constant", cval=0)
     perim = _PERIM_WEIGHTS[np.minimum(code, 49)].reshape(n, -1).sum(1)

@@ -50,11 +50,6 @@ RATIO_PREFIX = "nuc/cyto "
 RING_GAP = 1
 RING_WIDTH = 4
 
-_CROSS = np.zeros((1, 3, 3), bool)
-_CROSS[0] = [[0, 1, 0], [1, 1, 1], [0, 1, 0]]
-_SQUARE = np.ones((1, 3, 3), bool)
-
-
 def ratio_key(channel: str) -> str:
     """The read-out name of a channel's nuclear / cytoplasmic ratio."""
     return f"{RATIO_PREFIX}{channel}"
@@ -113,10 +108,10 @@ def _grow(mask: np.ndarray, px: int) -> np.ndarray:
     """Dilate every (H, W) slice of an (N, H, W) stack by ``px`` pixels (an octagon: cross
     and square steps alternate, close to a disk and much cheaper than a disk-shaped
     structuring element)."""
-    from scipy import ndimage as ndi
+    from .mask_stack import dilate
 
     for i in range(int(px)):
-        mask = ndi.binary_dilation(mask, _SQUARE if i % 2 else _CROSS)
+        mask = dilate(mask, square=bool(i % 2))
     return mask
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ..simulation.pipeline import MOSAIC_GAP, Batch, Frame, Preview, Ready
+from ..simulation.pipeline import MOSAIC_GAP, Batch, CellsChecked, Frame, Preview, Ready
 from ..simulation.settings import SimulationSettings
 from .export import Panel, RunResult
 
@@ -202,7 +202,8 @@ class SimulatorState:
         self.last_forward: dict[str, Any] | None = None
         self.busy = ""
         self.notes: list[str] = []
-        self._note = ""  # about the start cells (cell check, intensity factors)
+        self._cells_note = ""  # the start-cell check, said at the end of a run
+        self._factors_note = ""  # the intensity factors applied
 
     # --- busy -------------------------------------------------------------------------
     @property
@@ -234,7 +235,8 @@ class SimulatorState:
             raise RuntimeError("no model to run")
         self.begin("run")
         self.current = RunRecord(self.model, list(batches), settings)
-        self.notes, self._note = list(notes), ""
+        self.notes = list(notes)
+        self._cells_note = self._factors_note = ""
         return self.current
 
     def _run(self) -> RunRecord:
@@ -246,13 +248,28 @@ class SimulatorState:
         """The start cells are cut (kept until the first frame: the run may still fail)."""
         self._run().ready = event
         self.notes += list(event.warnings)  # e.g. a dose far outside training
-        self._note = f" {event.cells['message']}" if event.cells else ""
+        self._cells_note = f" {event.cells['message']}" if event.cells else ""
         factors = np.asarray(event.scales[0])
+        self._factors_note = ""
         if np.any(factors != 1.0):
-            self._note += (
+            self._factors_note = (
                 f" Intensities x{np.round(factors, 2).tolist()} into the model's "
                 "range (results in the image's units)."
             )
+
+    def cells_checked(self, event: CellsChecked) -> None:
+        """The start-cell check arrived (after the previews): the run records it and the
+        status line at the end says it."""
+        run = self._run()
+        if run.ready is None:
+            raise RuntimeError("the start-cell check arrived before the start cells")
+        run.ready.cells = event.cells
+        self._cells_note = f" {event.cells['message']}" if event.cells else ""
+
+    @property
+    def _note(self) -> str:
+        """What the status line adds about the start cells (check, intensity factors)."""
+        return self._cells_note + self._factors_note
 
     def preview(self, event: Preview) -> bool:
         """A one-jump preview is shown (its pixels are not kept: it is not a frame); True

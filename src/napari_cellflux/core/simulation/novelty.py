@@ -48,7 +48,10 @@ __all__ = [
     "Neighbour",
     "PerturbationNovelty",
     "check_k",
+    "check_start_cells",
     "cosine",
+    "novelty_record",
+    "run_checks",
     "similar",
     "tanimoto",
 ]
@@ -217,17 +220,31 @@ def similar(
     )
 
 
+def novelty_record(model: Any, perturbation: str) -> dict[str, Any] | None:
+    """:func:`similar` of ``perturbation`` as a JSON-ready dict; None when it cannot be
+    made (an unknown name: the run itself says why)."""
+    try:
+        return model.similar(perturbation).as_dict()
+    except ValueError:
+        return None
+
+
+def check_start_cells(
+    model: Any, crops: Sequence[np.ndarray], factors: Any = None
+) -> dict[str, Any]:
+    """:func:`.cell_check.check_cells` of the start cells as a JSON-ready dict."""
+    from .cell_check import check_cells
+
+    return check_cells(model.card, list(crops), factors).as_dict()
+
+
 def run_checks(
     model: Any, perturbation: str, crops: Sequence[np.ndarray], factors: Any = None
 ) -> dict[str, Any]:
     """What a run records about trust, as JSON-ready dicts: ``novelty`` (the perturbation,
-    :func:`similar`) and ``cells`` (the start cells, :func:`.cell_check.check_cells`).
-    Never raises: a check that cannot be made is None (the run itself says why)."""
-    try:
-        novelty = model.similar(perturbation).as_dict()
-    except ValueError:
-        novelty = None
-    from .cell_check import check_cells
-
-    cells = check_cells(model.card, list(crops), factors).as_dict()
-    return {"novelty": novelty, "cells": cells}
+    :func:`novelty_record`) and ``cells`` (the start cells, :func:`check_start_cells`).
+    Never raises for an unknown perturbation (its novelty is None)."""
+    return {
+        "novelty": novelty_record(model, perturbation),
+        "cells": check_start_cells(model, crops, factors),
+    }

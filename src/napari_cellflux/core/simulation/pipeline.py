@@ -10,6 +10,10 @@ With jump weights every batch first gets a :class:`Preview`: the end of the run'
 leg in ONE network evaluation (:func:`.integrator.preview_frame`), so a whole field shows
 its answer in seconds; the trajectory's frames then fill in, and its own frame at that t
 replaces the preview. A preview is never a frame: not kept, measured or exported.
+
+The start-cell check (:func:`.cell_check.check_cells`, a morphology profile of every cell:
+about a second for a whole field) comes after the previews as :class:`CellsChecked`, so it
+does not delay the first look at the answer; it always arrives before the first frame.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ __all__ = [
     "Ready",
     "Frame",
     "Preview",
+    "CellsChecked",
     "Failed",
     "detect_cells",
     "simulate_batches",
@@ -110,9 +115,9 @@ class Ready:
     warnings: list[str] = field(default_factory=list)  # e.g. a dose far outside training
     cpu_threads: int | None = None  # torch CPU threads the run computes with (None: GPU)
     novelty: dict[str, Any] | None = None  # the perturbation vs training (core.simulation.novelty)
-    cells: dict[str, Any] | None = (
-        None  # how typical the start cells are (core.simulation.cell_check)
-    )
+    #: How typical the start cells are (core.simulation.cell_check): None here; the
+    #: :class:`CellsChecked` that follows the previews carries it (the state fills it in).
+    cells: dict[str, Any] | None = None
     centroids: list[Any] = field(default_factory=list)  # per batch (K, 2) field px, or None
 
 
@@ -139,6 +144,14 @@ class Preview:
     mosaic: np.ndarray  # (Hm, Wm, C)
     crops: np.ndarray  # (N, h, w, C)
     field: np.ndarray | None = None  # (H, W, C) cells pasted back (with paste-back on)
+
+
+@dataclass
+class CellsChecked:
+    """The start-cell check of the run (``cells``: :meth:`.cell_check.CellCheck.as_dict`,
+    None when it could not be made); after the previews, before the first frame."""
+
+    cells: dict[str, Any] | None
 
 
 @dataclass
@@ -263,9 +276,9 @@ def simulate_batches(
     """Simulate the same perturbation on every batch, frame by frame, round robin.
 
     Yields :class:`CellsFound` (fields whose cells were detected here), one :class:`Ready`,
-    with jump weights one :class:`Preview` per batch (one network evaluation each), then
-    ``n_frames * len(batches)`` :class:`Frame` events; or one :class:`Failed` instead of
-    whatever is left.
+    with jump weights one :class:`Preview` per batch (one network evaluation each), one
+    :class:`CellsChecked`, then ``n_frames * len(batches)`` :class:`Frame` events; or one
+    :class:`Failed` instead of whatever is left.
     """
     from ..cells.crops import crop_cells, mosaic, paste_back
     from ..cells.images import channel_limits
@@ -307,9 +320,8 @@ def simulate_batches(
         limits = channel_limits(pixels[None])  # (1, P, C): a 2-D array is one channel
         mosaics = [mosaic(c[:, :, :, :1], gap=MOSAIC_GAP).shape[:2] for c in state.crops]
         notes = list(dict.fromkeys(w for plan in plans for w in plan.warnings))
-        from .novelty import run_checks
+        from .novelty import check_start_cells, novelty_record
 
-        checks = run_checks(model, settings.perturbation, state.crops, scale)
         yield Ready(
             state.crops,
             mosaics,
@@ -317,7 +329,7 @@ def simulate_batches(
             scales,
             notes,
             threads,
-            **checks,
+            novelty=novelty_record(model, settings.perturbation),
             centroids=state.centroids,
         )
 
@@ -339,6 +351,7 @@ def simulate_batches(
                     frame,
                     pasted(b, frame),
                 )
+        yield CellsChecked(check_start_cells(model, state.crops, scale))
         channels = model.channels
         series = [ReadoutSeries(channels, dna_index) for _ in batches]
         gens = [model.run(plan) for plan in plans]
