@@ -50,6 +50,7 @@ RATIO_PREFIX = "nuc/cyto "
 RING_GAP = 1
 RING_WIDTH = 4
 
+
 def ratio_key(channel: str) -> str:
     """The read-out name of a channel's nuclear / cytoplasmic ratio."""
     return f"{RATIO_PREFIX}{channel}"
