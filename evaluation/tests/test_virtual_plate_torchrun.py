@@ -42,3 +42,61 @@ def test_no_rank_overwrites_the_wells_of_another_request(dose_model, plate, tmp_
     proc = _torchrun(*_args(dose_model, plate, out), "--cells", "4", check=False)
     assert proc.returncode != 0 and "other settings" in proc.stderr
     assert {p.name: p.read_bytes() for p in (out / "parts").glob("*.json")} == before
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_two_nodes_share_the_wells_and_write_the_table_of_one(dose_model, plate, tmp_path):
+    """Two torchrun launchers, one per "node" (here both on this machine, rendezvous over
+    c10d on localhost, one process each, one shared output folder as a cluster's shared
+    file system gives): the table is the one a single process writes."""
+    import subprocess
+    import sys
+
+    from training.tests.helpers import REPO, cli_env
+
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert main(_args(dose_model, plate, one)) == 0
+    endpoint = f"127.0.0.1:{_free_port()}"
+    launchers = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--nnodes",
+                "2",
+                "--node-rank",
+                str(node),
+                "--nproc-per-node",
+                "1",
+                "--rdzv-backend",
+                "c10d",
+                "--rdzv-endpoint",
+                endpoint,
+                "--rdzv-id",
+                "vp-two-nodes",
+                "-m",
+                "evaluation.virtual_plate",
+                *_args(dose_model, plate, two),
+            ],
+            cwd=REPO,
+            env=cli_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for node in (0, 1)
+    ]
+    results = [p.communicate(timeout=240) for p in launchers]
+    for p, (_, err) in zip(launchers, results, strict=True):
+        assert p.returncode == 0, err[-4000:]
+    pd.testing.assert_frame_equal(pd.read_csv(two / "wells.csv"), pd.read_csv(one / "wells.csv"))
+    ranks = [json.loads(p.read_text())["rank"] for p in (two / "parts").glob("plate_*.json")]
+    assert set(ranks) == {0, 1}  # a process on each node simulated wells
