@@ -93,8 +93,11 @@ def cut_dataset(fields: Path, work: Path, crop_size: int) -> Path:
     return data
 
 
-def train(work: Path, data: Path, threads: int) -> tuple[Path, dict[str, Any]]:
-    """Step 2: the trainer widget's default recipe, as a subprocess (skipped when done)."""
+def train(
+    work: Path, data: Path, threads: int, objective: str = "flow"
+) -> tuple[Path, dict[str, Any]]:
+    """Step 2: the trainer widget's default recipe (with ``objective``), as a subprocess
+    (skipped when done)."""
     from napari_cellflux.core.trainer.recipe import TrainRecipe, training_command
 
     out = work / "model"
@@ -102,7 +105,7 @@ def train(work: Path, data: Path, threads: int) -> tuple[Path, dict[str, Any]]:
     info_file = work / "training.json"
     if model.is_file() and info_file.is_file():
         return model, json.loads(info_file.read_text(encoding="utf-8"))
-    recipe = TrainRecipe(threads=threads)
+    recipe = TrainRecipe(threads=threads, objective=objective)
     resume = (out / "checkpoint.safetensors").is_file()  # an interrupted earlier run
     cmd = training_command(
         recipe, data, out, channels=CHANNELS, resume=resume, allow_missing_smiles=True
@@ -123,6 +126,7 @@ def train(work: Path, data: Path, threads: int) -> tuple[Path, dict[str, Any]]:
             "batch_size": recipe.batch_size,
             "lr": recipe.lr,
             "threads": threads,
+            "objective": recipe.objective,
         },
         "wall_s": round(time.perf_counter() - start, 1),
         "result": json.loads(proc.stdout.strip().splitlines()[-1]),
@@ -146,14 +150,17 @@ def held_out_cells(data: Path) -> dict[str, np.ndarray]:
     return out
 
 
-def evaluate(model: Any, cells: dict[str, np.ndarray], steps: int) -> dict[str, Any]:
-    """Steps 3 and 4: both directions simulated, every group measured and compared."""
+def evaluate(
+    model: Any, cells: dict[str, np.ndarray], steps: int, solver: str = "midpoint"
+) -> dict[str, Any]:
+    """Steps 3 and 4: both directions simulated with ``solver``, every group measured and
+    compared."""
     from napari_cellflux.core.cells.readout import AREA, measure
 
     control, stimulated = cells["A12 test"], cells["A01 test"]
     start = time.perf_counter()
-    forward, simulated, kept_f = trajectory(model, control, STIMULUS, "forward", steps)
-    reverse, reversed_, kept_r = trajectory(model, stimulated, STIMULUS, "reverse", steps)
+    forward, simulated, kept_f = trajectory(model, control, STIMULUS, "forward", steps, solver)
+    reverse, reversed_, kept_r = trajectory(model, stimulated, STIMULUS, "reverse", steps, solver)
     sim_s = time.perf_counter() - start
     crops_of = {
         "real control (A12)": control,
@@ -165,7 +172,13 @@ def evaluate(model: Any, cells: dict[str, np.ndarray], steps: int) -> dict[str, 
     real_c, sim, real_s, rev = groups.values()
     areas = {k: measure(v, list(CHANNELS), DNA)[AREA] for k, v in crops_of.items()}
     return {
-        "simulation": {"steps": steps, "guidance": 1.2, "seed": 0, "wall_s": round(sim_s, 1)},
+        "simulation": {
+            "steps": steps,
+            "solver": solver,
+            "guidance": 1.2,
+            "seed": 0,
+            "wall_s": round(sim_s, 1),
+        },
         "summary": {k: summary(v) for k, v in groups.items()},
         "nuclear_area_px": {k: summary(v[v > 0]) for k, v in areas.items()},
         "distances": {
@@ -193,6 +206,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1, help="CPU threads (1)")
     p.add_argument("--train-only", action="store_true", help="stop after training")
     p.add_argument("--steps", type=int, default=20, help="sampler steps (widget default 20)")
+    p.add_argument(
+        "--objective",
+        choices=("flow", "jump"),
+        default="flow",
+        help="training objective (flow: the trainer's default; jump: jump weights)",
+    )
+    p.add_argument("--solver", default="", help="sampler (default: the weights' own)")
     p.add_argument("--figure", type=Path, help="figure path (default WORK/nfkb_ratio.png)")
     args = p.parse_args(argv)
     args.work = args.work.resolve()
@@ -208,7 +228,9 @@ def main(argv: list[str] | None = None) -> int:
     from napari_cellflux.core.network.config import preset
 
     data = cut_dataset(args.fields, work, int(preset("fast", cond_dim=1).crop_size))
-    weights, info = train(work, data, args.threads)
+    weights, info = train(work, data, args.threads, args.objective)
+    if info.get("recipe", {}).get("objective", "flow") != args.objective:
+        raise SystemExit(f"{work} holds a model of another objective: use another --work")
     print(json.dumps(info["result"]))
     if args.train_only:
         return 0
@@ -220,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     model = load_model(weights, device="cpu")
     print(model.describe())
     cells = held_out_cells(data)
-    measured = evaluate(model, cells, args.steps)
+    measured = evaluate(model, cells, args.steps, args.solver or model.settings().solver)
     groups = measured.pop("ratios")
     measured["simulation"]["threads"] = args.threads
     results = {

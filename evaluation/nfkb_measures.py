@@ -78,12 +78,19 @@ def identity(start: np.ndarray, end: np.ndarray) -> dict[str, float]:
 
 
 def trajectory(
-    model: Any, crops: np.ndarray, stimulus: str, direction: str, steps: int
+    model: Any,
+    crops: np.ndarray,
+    stimulus: str,
+    direction: str,
+    steps: int,
+    solver: str | None = None,
 ) -> tuple[list[dict[str, float]], np.ndarray, dict[str, float]]:
-    """One simulated trajectory: the median and quartiles of the ratio at every t, the last
-    frame (frames are streamed, not kept) and how much of each cell stays itself."""
+    """One simulated trajectory (``solver``: None for the weights' own): the median and
+    quartiles of the ratio at every t, the last frame (frames are streamed, not kept) and
+    how much of each cell stays itself."""
     along, first, last = [], None, None
-    for t, frame in model.iter_simulate(crops, stimulus, direction=direction, steps=steps):
+    run = {"direction": direction, "steps": steps, **({"solver": solver} if solver else {})}
+    for t, frame in model.iter_simulate(crops, stimulus, **run):
         r = ratios(frame)
         q1, med, q3 = np.percentile(r, [25, 50, 75])
         along.append(

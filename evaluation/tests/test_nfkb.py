@@ -64,9 +64,11 @@ class _Model:
 
     def __init__(self, target: float) -> None:
         self.target = target
+        self.solvers: list[str | None] = []
 
-    def iter_simulate(self, crops, stimulus, direction, steps):
+    def iter_simulate(self, crops, stimulus, direction, steps, solver=None):
         assert stimulus == nfkb.STIMULUS
+        self.solvers.append(solver)
         start = crops.astype(np.float32)
         nucleus = start[..., 1] > 100
         for k in range(steps + 1):
@@ -78,7 +80,9 @@ class _Model:
 
 def test_a_simulated_run_is_measured_in_both_directions(fields, tmp_path):
     cells = nfkb.held_out_cells(nfkb.cut_dataset(fields, tmp_path / "work", 32))
-    measured = nfkb.evaluate(_Model(target=150.0), cells, steps=4)
+    model = _Model(target=150.0)
+    measured = nfkb.evaluate(model, cells, steps=4, solver="jump")
+    assert model.solvers == ["jump", "jump"] and measured["simulation"]["solver"] == "jump"
     assert [r["t"] for r in measured["along_t"]["forward"]] == [0, 0.25, 0.5, 0.75, 1]
     s = measured["summary"]
     sim, real = s["simulated: control -> TNF-alpha"], s["real TNF-alpha (A01)"]
@@ -127,3 +131,7 @@ def test_train_only_reuses_a_finished_model(fields, tmp_path, capsys, monkeypatc
     argv = ["--fields", str(fields), "--work", str(work), "--train-only"]
     assert nfkb.main(argv) == 0
     assert json.loads(capsys.readouterr().out.splitlines()[-1]) == {"steps": 600}
+    # jump weights asked for, flow weights there: said, nothing overwritten
+    with pytest.raises(SystemExit, match="another objective"):
+        nfkb.main([*argv, "--objective", "jump"])
+    assert (work / "model" / "model.safetensors").read_bytes() == b""

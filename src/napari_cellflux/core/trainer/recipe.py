@@ -28,7 +28,8 @@ class TrainRecipe:
     ``threads`` 0 leaves torch's CPU thread count to training; ``device`` is ``auto``, ``cpu``
     or ``cuda``; ``holdout`` is the fraction of each field's cells, on its right-hand side,
     kept out of training for checking (by position, so that held-out cells are not the
-    neighbours of training crops).
+    neighbours of training crops); ``objective`` is ``flow`` (flow matching) or ``jump``
+    (jump weights: a one-jump preview and the ``jump`` solver, see docs/jump-sampler.md).
     """
 
     preset: str = "fast"
@@ -39,8 +40,11 @@ class TrainRecipe:
     threads: int = 0
     device: str = "auto"
     holdout: float = 0.2
+    objective: str = "flow"
 
     def __post_init__(self) -> None:
+        if self.objective not in ("flow", "jump"):
+            raise ValueError(f"objective must be flow or jump, got {self.objective!r}")
         if self.preset not in ("tiny", "fast", "paper"):
             raise ValueError(f"preset must be tiny, fast or paper, got {self.preset!r}")
         for name in ("steps", "batch_size"):
@@ -89,6 +93,8 @@ def training_command(
     cmd += ["--data", str(data), "--preset", recipe.preset]
     cmd += ["--batch-size", str(int(recipe.batch_size)), "--lr", repr(float(recipe.lr))]
     cmd += ["--seed", str(int(recipe.seed))]
+    if recipe.objective != "flow":
+        cmd += ["--objective", recipe.objective]
     if channels:
         cmd += ["--channels", ",".join(channels)]
     if allow_missing_smiles:
