@@ -173,11 +173,20 @@ class DataPanel(Container):
 
 
 class RecipePanel(Container):
-    """Preset, length, batch, learning rate, seed, held-out cells, device, output folder."""
+    """Preset, objective, length, batch, learning rate, seed, held-out cells, device, output
+    folder."""
 
     def __init__(self) -> None:
         d = TrainRecipe()
         self.preset = ComboBox(label="Preset", choices=["fast", "tiny", "paper"], value=d.preset)
+        self.objective = ComboBox(
+            label="Objective",
+            choices=["flow", "jump"],
+            value=d.objective,
+            tooltip="flow: flow matching. jump: weights that also show a one-jump preview of "
+            "every cell at once and run the fast 'jump' solver (one network pass per frame); "
+            "see docs/jump-sampler.md",
+        )
         self.steps = SpinBox(label="Steps", min=1, max=1_000_000, value=d.steps)
         self.batch_size = SpinBox(label="Batch size", min=1, max=4096, value=d.batch_size)
         self.lr = FloatSpinBox(label="Learning rate", min=1e-6, max=0.1, step=1e-4, value=d.lr)
@@ -200,6 +209,7 @@ class RecipePanel(Container):
         super().__init__(
             widgets=[
                 self.preset,
+                self.objective,
                 self.steps,
                 self.batch_size,
                 self.lr,
@@ -226,6 +236,7 @@ class RecipePanel(Container):
             threads=int(self.threads.value),
             device=str(self.device.value),
             holdout=float(self.holdout.value),
+            objective=str(self.objective.value),
         )
 
 

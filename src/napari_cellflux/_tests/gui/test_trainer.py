@@ -86,6 +86,19 @@ def test_train_from_two_open_images_and_use_the_model(trainer, qtbot):
     assert simulator.model.perturbations == ["taxol"]
 
 
+def test_jump_weights_from_the_trainer_give_the_simulator_its_preview(trainer, qtbot):
+    viewer, widget = trainer
+    widget.recipe_panel.objective.value = "jump"
+    widget.prepare()
+    qtbot.waitUntil(lambda: not widget._preparing, timeout=60_000)
+    widget.train_button.changed.emit(True)
+    _wait_done(qtbot, widget)
+    assert not _errors(), _errors()
+    simulator = widget.use_in_simulator()
+    qtbot.waitUntil(lambda: not simulator.loading, timeout=60_000)
+    assert simulator.model.card.config.jump  # jump weights: the preview and the jump solver
+
+
 def test_cancel_keeps_the_checkpoint_and_resume_finishes(trainer, qtbot):
     _viewer, widget = trainer
     widget.recipe_panel.steps.value = 100_000
