@@ -284,7 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--cells", type=_positive_int, default=32, help="start cells (default 32)")
     p.add_argument("--steps", type=_positive_int, default=20)
     p.add_argument(
-        "--solver", help="default: the weights' own (jump weights: jump, else midpoint)"
+        "--solver", help="default: the weights' own (midpoint; jump for speed)"
     )
     p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE)
     p.add_argument(
