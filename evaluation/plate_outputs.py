@@ -152,6 +152,30 @@ def plate_heatmaps(wells: pd.DataFrame, key: str, path: Path) -> Path:
     return path
 
 
+def replicate_ceiling(wells: pd.DataFrame, column: str) -> dict[str, Any] | None:
+    """How well the real plate predicts itself: every well's ``column`` against the mean of
+    its replicates (the other wells of the same perturbation and dose), Pearson and Spearman
+    over the wells that have replicates. No model that knows only compound and dose can
+    rank the wells better than this; None with fewer than three such wells."""
+    from scipy.stats import pearsonr, spearmanr
+
+    dose = wells["dose_uM"].astype(float).round(12)
+    group = wells.groupby([wells["perturbation"], dose])[column]
+    total, count = group.transform("sum"), group.transform("count")
+    others = (total - wells[column]) / (count - 1)
+    has = (count > 1).to_numpy()
+    if has.sum() < 3:
+        return None
+    x, y = others.to_numpy(float)[has], wells[column].to_numpy(float)[has]
+    return {
+        "wells": int(has.sum()),
+        "pearson": float(pearsonr(x, y).statistic),
+        "spearman": float(spearmanr(x, y).statistic),
+        "what": "each real well against the mean of its replicates (same perturbation and "
+        "dose): the best ranking a model that knows only compound and dose can reach",
+    }
+
+
 def merge_and_write(
     out: Path,
     jobs: pd.DataFrame,
@@ -225,6 +249,9 @@ def merge_and_write(
                 "pearson": float(pearsonr(x, y).statistic),
                 "spearman": float(spearmanr(x, y).statistic),
             }
+            ceiling = replicate_ceiling(both, f"{REAL}{key}")
+            if ceiling is not None:
+                summary["real"]["replicates"] = ceiling
     compounds = _compounds(wells, parts, key, control_values[key])
     with atomic_path(out / WELLS_FILE) as tmp:
         wells.to_csv(tmp, index=False)

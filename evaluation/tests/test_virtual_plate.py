@@ -144,3 +144,26 @@ def test_the_plate_view_reads_a_virtual_plate_and_finds_each_wells_start_cells(
         del saved["start_rows"]  # a plate written before the rows were recorded
         part.write_text(json.dumps(saved))
         np.testing.assert_array_equal(view.start_rows(well, meta), rows)
+
+
+def test_the_replicate_ceiling_is_each_real_well_against_its_replicates():
+    import pandas as pd
+
+    from evaluation.plate_outputs import replicate_ceiling
+
+    wells = pd.DataFrame(
+        {
+            "perturbation": ["a"] * 6 + ["b"] * 2 + ["c"],
+            "dose_uM": [1, 1, 10, 10, 100, 100, 1, 1, 5],
+            "real x": [1.0, 1.2, 2.0, 2.4, 5.0, 4.0, 0.9, 1.1, 7.0],
+        }
+    )
+    out = replicate_ceiling(wells, "real x")
+    # 'c' has no replicate; the other eight wells are predicted by their partner
+    assert out["wells"] == 8
+    partner = [1.2, 1.0, 2.4, 2.0, 4.0, 5.0, 1.1, 0.9]
+    from scipy.stats import spearmanr
+
+    expected = spearmanr(partner, [1.0, 1.2, 2.0, 2.4, 5.0, 4.0, 0.9, 1.1]).statistic
+    assert out["spearman"] == pytest.approx(expected)
+    assert replicate_ceiling(wells.iloc[[0, 1, 8]], "real x") is None  # too few to rank
