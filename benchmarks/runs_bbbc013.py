@@ -62,8 +62,15 @@ MODELS: dict[str, Model] = {
     for m in (
         Model("bbbc013_rows", {}, data="bbbc013", recipe=BBBC013_RECIPE),
         Model("bbbc013_rows_seed1", {"--seed": "1"}, data="bbbc013", recipe=BBBC013_RECIPE),
+        Model("bbbc013_rows_seed2", {"--seed": "2"}, data="bbbc013", recipe=BBBC013_RECIPE),
         Model(  # the jump objective (docs/jump-sampler.md), otherwise the rows recipe
             "bbbc013_rows_jump", {"--objective": "jump"}, data="bbbc013", recipe=BBBC013_RECIPE
+        ),
+        Model(  # twice as long (trained as bbbc013_rows_jump continued with --resume)
+            "bbbc013_rows_jump3000",
+            {"--objective": "jump", "--steps": "3000"},
+            data="bbbc013",
+            recipe=BBBC013_RECIPE,
         ),
         Model(
             "bbbc013_altdose",
@@ -103,6 +110,31 @@ def _curve(model: str, tag: str, compound: str, *extra: str) -> Evaluation:
 
 _VIRTUAL_PLATE = "virtual_plate_bbbc013"
 
+
+def _one_jump_plate(seed: int) -> Evaluation:
+    """The 3000-step jump weights, every well in ONE jump (``--steps 1``, the preview's
+    cost); seed 0 publishes the tables, the other seeds the summary."""
+    name = f"{_VIRTUAL_PLATE}_onejump_seed{seed}"
+    files = (
+        ("virtual_plate.json", "wells.csv", "compounds.csv")
+        if seed == 0
+        else ("virtual_plate.json",)
+    )
+    return Evaluation(
+        name,
+        (("--model", "bbbc013_rows_jump3000", None),),
+        (
+            *("--platemap", str(FKHR / "platemap.csv")),
+            *("--controls", f"{{work}}/{WORK_DATA['bbbc013']}", "--control-wells", "C", "G"),
+            *("--real", f"{{work}}/{WORK_DATA['bbbc013']}", "--cells", "32"),
+            *("--solver", "jump", "--steps", "1", "--seed", str(seed)),
+        ),
+        entry=("-m", "evaluation.virtual_plate"),
+        out=name,
+        publish=tuple(Publish(f"virtual_plate/bbbc013_onejump_seed{seed}_{f}", f) for f in files),
+    )
+
+
 EVALUATIONS: dict[str, Evaluation] = {
     e.name: e
     for e in (
@@ -111,12 +143,18 @@ EVALUATIONS: dict[str, Evaluation] = {
             for model, tag in (
                 ("bbbc013_rows", "rows_log10_s0"),
                 ("bbbc013_rows_seed1", "rows_log10_s1"),
+                ("bbbc013_rows_seed2", "rows_log10_s2"),
                 ("bbbc013_altdose", "altdose_log10_s0"),
             )
             for compound in GRIDS
         ),
         # jump weights with their faithful solver (docs/jump-sampler.md)
         *(_curve("bbbc013_rows_jump", "rows_jump_s0", c, "--solver", "midpoint") for c in GRIDS),
+        *(
+            _curve("bbbc013_rows_jump3000", f"rows_jump3000_{solver}_s0", c, "--solver", solver)
+            for solver in ("midpoint", "jump")
+            for c in GRIDS
+        ),
         Evaluation(
             _VIRTUAL_PLATE,
             (("--model", "bbbc013_rows", None),),
@@ -148,5 +186,23 @@ EVALUATIONS: dict[str, Evaluation] = {
                 for f in ("virtual_plate.json", "wells.csv", "compounds.csv")
             ),
         ),
+        Evaluation(
+            _VIRTUAL_PLATE + "_jump3000",
+            (("--model", "bbbc013_rows_jump3000", None),),
+            (
+                *("--platemap", str(FKHR / "platemap.csv")),
+                *("--controls", f"{{work}}/{WORK_DATA['bbbc013']}", "--control-wells", "C", "G"),
+                *("--real", f"{{work}}/{WORK_DATA['bbbc013']}", "--cells", "32"),
+                *("--solver", "jump"),
+            ),
+            entry=("-m", "evaluation.virtual_plate"),
+            out=_VIRTUAL_PLATE + "_jump3000",
+            publish=tuple(
+                Publish(f"virtual_plate/bbbc013_jump3000_{f}", f)
+                for f in ("virtual_plate.json", "wells.csv", "compounds.csv")
+            ),
+        ),
+        # one jump per well (the preview's cost), three sampling seeds
+        *(_one_jump_plate(seed) for seed in (0, 1, 2)),
     )
 }

@@ -92,6 +92,14 @@ def _models() -> list[Model]:
         _model("dose_log10_27801", ONE_DOSE_ONLY, LOG10),
         # the jump objective (docs/jump-sampler.md), otherwise the same flags
         _model("dose_log10_jump_27801", ONE_DOSE_ONLY, LOG10, {"--objective": "jump"}),
+        # twice as long (trained as the 1500-step run continued with --resume --steps 3000:
+        # the learning rate is constant and batches follow the step, so the two are one run)
+        _model(
+            "dose_log10_jump3000_27801",
+            ONE_DOSE_ONLY,
+            LOG10,
+            {"--objective": "jump", "--steps": "3000"},
+        ),
     ]
 
 
@@ -279,6 +287,15 @@ EVALUATIONS: dict[str, Evaluation] = {
             "jump_1500_27801_jump20",
             ONE_DOSE_ONLY,
             "dose_log10_jump_27801",
+            args=("--steps", "20", "--solver", "jump"),
+        ),
+        _protocol(
+            "jump_3000_27801_midpoint20", ONE_DOSE_ONLY, "dose_log10_jump3000_27801", args=_MID20
+        ),
+        _protocol(
+            "jump_3000_27801_jump20",
+            ONE_DOSE_ONLY,
+            "dose_log10_jump3000_27801",
             args=("--steps", "20", "--solver", "jump"),
         ),
         _protocol(

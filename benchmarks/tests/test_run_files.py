@@ -133,6 +133,8 @@ _CURVES = [n for n in runs_bbbc013.EVALUATIONS if n.startswith("dose_curve_")]
 _TAGS = {"bbbc013_rows": "rows_log10_s0", "bbbc013_rows_seed1": "rows_log10_s1"}
 _TAGS["bbbc013_altdose"] = "altdose_log10_s0"
 _TAGS["bbbc013_rows_jump"] = "b13_rows_jump_s0"  # the folder it was trained into
+_TAGS["bbbc013_rows_seed2"] = "rows_log10_s2"
+_TAGS["bbbc013_rows_jump3000"] = "b13_jump_3000"
 
 
 @pytest.mark.parametrize("name", _CURVES)
