@@ -32,7 +32,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from benchmarks import figures, runs, runs_bbbc013, runs_dose, runs_speed, tables
+from benchmarks import figures, runs, runs_bbbc013, runs_dose, runs_nfkb, runs_speed, tables
 from benchmarks.run_spec import (
     BBBC,
     DATA,
@@ -49,6 +49,7 @@ RUNS: dict[str, Evaluation] = {
     **runs.EVALUATIONS,
     **runs_dose.EVALUATIONS,
     **runs_bbbc013.EVALUATIONS,
+    **runs_nfkb.EVALUATIONS,
     **runs_speed.EVALUATIONS,
 }
 MODELS: dict[str, Model] = {**runs.MODELS, **runs_dose.MODELS, **runs_bbbc013.MODELS}

@@ -298,6 +298,12 @@ EVALUATIONS: dict[str, Evaluation] = {
             "dose_log10_jump3000_27801",
             args=("--steps", "20", "--solver", "jump"),
         ),
+        _protocol(  # one jump: what the viewer's preview shows
+            "jump_3000_27801_onejump",
+            ONE_DOSE_ONLY,
+            "dose_log10_jump3000_27801",
+            args=("--steps", "1", "--solver", "jump"),
+        ),
         _protocol(
             "dose_1500_27821",
             OTHER_PLATE,

@@ -12,6 +12,7 @@ from benchmarks.run_spec import Evaluation
 
 SPEED = ("-m", "evaluation.speed")
 WIDGET = ("scripts/bench_widget.py",)
+DOSE_CURVE = ("scripts/bench_dose_curve.py",)
 XVFB = ("xvfb-run", "-a", "-s", "-screen 0 1920x1200x24")
 
 
@@ -56,5 +57,15 @@ EVALUATIONS: dict[str, Evaluation] = {
             *("--threads", "1", "2", "--precision", "float32", "--busy", "1"),
             display=True,
         ),
+        # the shipped jump weights: their default (midpoint) and the jump solver, 16 cells
+        _printed(
+            "widget_cpu_jump",
+            WIDGET,
+            *("--threads", "1", "2", "--solver", "midpoint", "jump", "--repeats", "2"),
+            display=True,
+        ),
+        # the dose-curve mode: 32 cells x 12 doses at the shipped defaults, and with jumps
+        _printed("dose_curve_cpu", DOSE_CURVE),
+        _printed("dose_curve_cpu_jump", DOSE_CURVE, "--solver", "jump"),
     )
 }

@@ -214,6 +214,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--solver", default="", help="sampler (default: the weights' own)")
     p.add_argument("--figure", type=Path, help="figure path (default WORK/nfkb_ratio.png)")
+    p.add_argument("--out", type=Path, help="also write the results JSON here")
     args = p.parse_args(argv)
     args.work = args.work.resolve()
     if args.work == REPO or REPO in args.work.parents:
@@ -256,7 +257,10 @@ def main(argv: list[str] | None = None) -> int:
         **measured,
     }
     results = json.loads(json.dumps(results, default=float))
-    (work / "nfkb_results.json").write_text(json.dumps(results, indent=2) + "\n")
+    text = json.dumps(results, indent=2) + "\n"
+    (work / "nfkb_results.json").write_text(text)
+    if args.out is not None:
+        args.out.write_text(text)
     path = args.figure or work / "nfkb_ratio.png"
     figure(groups, results["along_t"], path)
     print(json.dumps({"summary": results["summary"], "distances": results["distances"]}, indent=1))

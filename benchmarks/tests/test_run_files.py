@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import make, runs_bbbc013, runs_dose, runs_speed
+from benchmarks import make, runs_bbbc013, runs_dose, runs_nfkb, runs_speed
 from benchmarks.run_spec import EVALUATE, METRICS_DIR, REPO, TRAIN
 from training.run import parse_args, resolve_config
 
@@ -34,7 +34,7 @@ def test_every_file_under_docs_benchmarks_is_written_by_a_named_run():
 
 
 def test_run_and_model_names_are_unique_across_the_run_lists():
-    lists = (make.runs, runs_dose, runs_bbbc013, runs_speed)
+    lists = (make.runs, runs_dose, runs_bbbc013, runs_nfkb, runs_speed)
     assert len(make.RUNS) == sum(len(m.EVALUATIONS) for m in lists)
     assert len(make.MODELS) == sum(len(getattr(m, "MODELS", {})) for m in lists)
     used = {folder for ev in make.RUNS.values() for _, folder, _ in ev.models}
