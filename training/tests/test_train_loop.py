@@ -122,6 +122,22 @@ def test_cli_trains_exports_and_simulates(reference_run, syn_dir):
     assert np.isfinite(traj.frames).all()
 
 
+def test_a_finished_run_trained_longer_equals_the_longer_run(reference_run, syn_dir, tmp_path):
+    """--resume --steps N on a finished run continues it: 20 steps, then 20 more, give the
+    weights of the uninterrupted 40-step run (constant learning rate, batches by step)."""
+    from napari_cellflux.core.formats.weights import read_weights
+
+    out = tmp_path / "run"
+    extra = ("--ckpt-every", "5", "--log-every", "5", "--holdout-compounds", "taxol")
+    run_cli(*tiny_args(syn_dir, out, 20, *extra, "--channels", "Hoechst,Tub,Act"))
+    assert read_weights(out / "model.safetensors")[1]["training"]["steps"] == 20
+    run_cli("--out", out, "--resume", "--steps", "40", "--no-progress", "--threads", "1")
+    state, meta, _ = read_weights(out / "model.safetensors")
+    ref_state, _, _ = read_weights(reference_run[0] / "model.safetensors")
+    assert meta["training"]["steps"] == 40
+    assert state_hash(state) == state_hash(ref_state)
+
+
 def test_killed_run_resumes_to_the_same_weights(reference_run, syn_dir, tmp_path, capsys):
     from napari_cellflux.core.formats.weights import read_weights
     from training.checkpoint import load_checkpoint
