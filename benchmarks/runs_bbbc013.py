@@ -89,9 +89,9 @@ GRIDS = {
 _SHORT = {"wortmannin": "wortmannin", "LY294002": "ly"}
 
 
-def _curve(model: str, tag: str, compound: str, *extra: str) -> Evaluation:
+def _curve(model: str, tag: str, compound: str, *extra: str, suffix: str = "") -> Evaluation:
     row, grid = GRIDS[compound]
-    name = f"{tag}_{_SHORT[compound]}_{row}"
+    name = f"{tag}_{_SHORT[compound]}_{row}{suffix}"
     return Evaluation(
         f"dose_curve_{name}",
         (("--model", model, None),),
@@ -154,6 +154,18 @@ EVALUATIONS: dict[str, Evaluation] = {
             _curve("bbbc013_rows_jump3000", f"rows_jump3000_{solver}_s0", c, "--solver", solver)
             for solver in ("midpoint", "jump")
             for c in GRIDS
+        ),
+        # both compounds from the same controls: each from the other compound's row
+        *(
+            _curve(
+                "bbbc013_rows_jump3000",
+                "rows_jump3000_midpoint_s0",
+                c,
+                "--start-wells",
+                other,
+                suffix=f"_from_{other}",
+            )
+            for c, other in (("wortmannin", "G"), ("LY294002", "C"))
         ),
         Evaluation(
             _VIRTUAL_PLATE,

@@ -145,7 +145,8 @@ def test_dose_curve_runs_match_what_their_files_record(name):
     model = ev.models[0][1]
     assert f"/{_TAGS[model]}/model.safetensors" in data["model"]["file"]
     assert list(data["perturbations"]) == [args["--perturbation"]]
-    assert data["wells"] == data["start_wells"] == [args["--wells"]]
+    assert data["wells"] == [args["--wells"]]
+    assert data["start_wells"] == [args.get("--start-wells", args["--wells"])]
     assert (data["settings"]["cells"], data["settings"]["n_boot"]) == (64, 200)
     grid = {float(d) for d in args["--grid"].split(",")}
     entry = data["perturbations"][args["--perturbation"]]
