@@ -111,27 +111,37 @@ def _curve(model: str, tag: str, compound: str, *extra: str, suffix: str = "") -
 _VIRTUAL_PLATE = "virtual_plate_bbbc013"
 
 
-def _one_jump_plate(seed: int) -> Evaluation:
-    """The 3000-step jump weights, every well in ONE jump (``--steps 1``, the preview's
-    cost); seed 0 publishes the tables, the other seeds the summary."""
-    name = f"{_VIRTUAL_PLATE}_onejump_seed{seed}"
-    files = (
-        ("virtual_plate.json", "wells.csv", "compounds.csv")
-        if seed == 0
-        else ("virtual_plate.json",)
-    )
+_PLATE_FILES = ("virtual_plate.json", "wells.csv", "compounds.csv")
+
+
+def _plate(suffix: str, model: str, *extra: str, files: tuple[str, ...] = _PLATE_FILES):
+    """The whole BBBC013 map from the held-out rows' controls against the real plate, 32
+    cells a well, with ``model`` and ``extra`` flags; run ``virtual_plate_bbbc013<suffix>``,
+    published as ``virtual_plate/bbbc013<suffix>_<file>``."""
+    name = _VIRTUAL_PLATE + suffix
     return Evaluation(
         name,
-        (("--model", "bbbc013_rows_jump3000", None),),
+        (("--model", model, None),),
         (
             *("--platemap", str(FKHR / "platemap.csv")),
             *("--controls", f"{{work}}/{WORK_DATA['bbbc013']}", "--control-wells", "C", "G"),
             *("--real", f"{{work}}/{WORK_DATA['bbbc013']}", "--cells", "32"),
-            *("--solver", "jump", "--steps", "1", "--seed", str(seed)),
+            *extra,
         ),
         entry=("-m", "evaluation.virtual_plate"),
         out=name,
-        publish=tuple(Publish(f"virtual_plate/bbbc013_onejump_seed{seed}_{f}", f) for f in files),
+        publish=tuple(Publish(f"virtual_plate/bbbc013{suffix}_{f}", f) for f in files),
+    )
+
+
+def _one_jump_plate(seed: int) -> Evaluation:
+    """The 3000-step jump weights, every well in ONE jump (``--steps 1``, the preview's
+    cost); seed 0 publishes the tables, the other seeds the summary."""
+    return _plate(
+        f"_onejump_seed{seed}",
+        "bbbc013_rows_jump3000",
+        *("--solver", "jump", "--steps", "1", "--seed", str(seed)),
+        files=_PLATE_FILES if seed == 0 else ("virtual_plate.json",),
     )
 
 
@@ -167,53 +177,9 @@ EVALUATIONS: dict[str, Evaluation] = {
             )
             for c, other in (("wortmannin", "G"), ("LY294002", "C"))
         ),
-        Evaluation(
-            _VIRTUAL_PLATE,
-            (("--model", "bbbc013_rows", None),),
-            (
-                *("--platemap", str(FKHR / "platemap.csv")),
-                *("--controls", f"{{work}}/{WORK_DATA['bbbc013']}", "--control-wells", "C", "G"),
-                *("--real", f"{{work}}/{WORK_DATA['bbbc013']}", "--cells", "32"),
-            ),
-            entry=("-m", "evaluation.virtual_plate"),
-            out=_VIRTUAL_PLATE,
-            publish=tuple(
-                Publish(f"virtual_plate/bbbc013_{f}", f)
-                for f in ("virtual_plate.json", "wells.csv", "compounds.csv")
-            ),
-        ),
-        Evaluation(
-            _VIRTUAL_PLATE + "_jump",
-            (("--model", "bbbc013_rows_jump", None),),
-            (
-                *("--platemap", str(FKHR / "platemap.csv")),
-                *("--controls", f"{{work}}/{WORK_DATA['bbbc013']}", "--control-wells", "C", "G"),
-                *("--real", f"{{work}}/{WORK_DATA['bbbc013']}", "--cells", "32"),
-                *("--solver", "jump"),
-            ),
-            entry=("-m", "evaluation.virtual_plate"),
-            out=_VIRTUAL_PLATE + "_jump",
-            publish=tuple(
-                Publish(f"virtual_plate/bbbc013_jump_{f}", f)
-                for f in ("virtual_plate.json", "wells.csv", "compounds.csv")
-            ),
-        ),
-        Evaluation(
-            _VIRTUAL_PLATE + "_jump3000",
-            (("--model", "bbbc013_rows_jump3000", None),),
-            (
-                *("--platemap", str(FKHR / "platemap.csv")),
-                *("--controls", f"{{work}}/{WORK_DATA['bbbc013']}", "--control-wells", "C", "G"),
-                *("--real", f"{{work}}/{WORK_DATA['bbbc013']}", "--cells", "32"),
-                *("--solver", "jump"),
-            ),
-            entry=("-m", "evaluation.virtual_plate"),
-            out=_VIRTUAL_PLATE + "_jump3000",
-            publish=tuple(
-                Publish(f"virtual_plate/bbbc013_jump3000_{f}", f)
-                for f in ("virtual_plate.json", "wells.csv", "compounds.csv")
-            ),
-        ),
+        _plate("", "bbbc013_rows"),
+        _plate("_jump", "bbbc013_rows_jump", "--solver", "jump"),
+        _plate("_jump3000", "bbbc013_rows_jump3000", "--solver", "jump"),
         # one jump per well (the preview's cost), three sampling seeds
         *(_one_jump_plate(seed) for seed in (0, 1, 2)),
     )

@@ -280,23 +280,17 @@ EVALUATIONS: dict[str, Evaluation] = {
         _protocol(
             "dose_1500_27801_log10_midpoint20", ONE_DOSE_ONLY, "dose_log10_27801", args=_MID20
         ),
-        _protocol(
-            "jump_1500_27801_midpoint20", ONE_DOSE_ONLY, "dose_log10_jump_27801", args=_MID20
-        ),
-        _protocol(
-            "jump_1500_27801_jump20",
-            ONE_DOSE_ONLY,
-            "dose_log10_jump_27801",
-            args=("--steps", "20", "--solver", "jump"),
-        ),
-        _protocol(
-            "jump_3000_27801_midpoint20", ONE_DOSE_ONLY, "dose_log10_jump3000_27801", args=_MID20
-        ),
-        _protocol(
-            "jump_3000_27801_jump20",
-            ONE_DOSE_ONLY,
-            "dose_log10_jump3000_27801",
-            args=("--steps", "20", "--solver", "jump"),
+        # jump weights, 1500 and 3000 steps, with midpoint and with the jump solver
+        *(
+            _protocol(f"jump_{steps}_27801_{solver}20", ONE_DOSE_ONLY, model, args=args)
+            for steps, model in (
+                ("1500", "dose_log10_jump_27801"),
+                ("3000", "dose_log10_jump3000_27801"),
+            )
+            for solver, args in (
+                ("midpoint", _MID20),
+                ("jump", ("--steps", "20", "--solver", "jump")),
+            )
         ),
         _protocol(  # one jump: what the viewer's preview shows
             "jump_3000_27801_onejump",

@@ -30,16 +30,10 @@ def _randomised(jump: bool):
     """The untrained tiny model (jump or flow network) with a random, non-zero head."""
     import torch
 
-    from napari_cellflux.core.simulation.load import _random_tiny
+    from napari_cellflux._tests.smooth_model import random_head_tiny_model
 
     torch.set_num_threads(1)
-    model = _random_tiny(torch.device("cpu"), jump=jump)
-    gen = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        head = model.network.head[-1]
-        head.weight.copy_(0.05 * torch.randn(head.weight.shape, generator=gen))
-        head.bias.copy_(0.05 * torch.randn(head.bias.shape, generator=gen))
-    return model
+    return random_head_tiny_model(jump=jump, scale=0.05)
 
 
 @pytest.fixture(scope="module")

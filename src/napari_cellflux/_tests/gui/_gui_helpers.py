@@ -21,16 +21,9 @@ def write_tiny_weights(path: Path, jump: bool = False) -> Path:
     a smooth non-zero velocity field, so trajectories really move (and load as a file, the
     way a user's weights do).
     """
-    import torch
+    from napari_cellflux._tests.smooth_model import random_head_tiny_model
 
-    from napari_cellflux.core.simulation.load import _random_tiny
-
-    model = _random_tiny(torch.device("cpu"), jump=jump)
-    gen = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        head = model.network.head[-1]
-        head.weight.copy_(0.02 * torch.randn(head.weight.shape, generator=gen))
-        head.bias.copy_(0.02 * torch.randn(head.bias.shape, generator=gen))
+    model = random_head_tiny_model(jump=jump, scale=0.02)
     model.card = dataclasses.replace(model.card, name="test-tiny")
     return model.save(path)
 
