@@ -248,9 +248,7 @@ class SimulatorState:
         """The start cells are cut (kept until the first frame: the run may still fail)."""
         self._run().ready = event
         self.notes += list(event.warnings)  # e.g. a dose far outside training
-        self._cells_note = f" {event.cells['message']}" if event.cells else ""
         factors = np.asarray(event.scales[0])
-        self._factors_note = ""
         if np.any(factors != 1.0):
             self._factors_note = (
                 f" Intensities x{np.round(factors, 2).tolist()} into the model's "
