@@ -283,7 +283,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--grid", help="doses in uM, comma separated (default: 12 log-spaced)")
     p.add_argument("--cells", type=_positive_int, default=32, help="start cells (default 32)")
     p.add_argument("--steps", type=_positive_int, default=20)
-    p.add_argument("--solver", help="default: the weights' own (midpoint; jump for speed)")
+    p.add_argument(
+        "--solver",
+        help="default: the weights' own (jump weights: midpoint-pairs; flow: midpoint)",
+    )
     p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE)
     p.add_argument(
         "--precision", default="auto", choices=["auto", "float32", "bfloat16"],

@@ -303,7 +303,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--real", help="the real plate, prepared: its medians beside the virtual")
     p.add_argument("--cells", type=_positive_int, default=32, help="cells per well (32)")
     p.add_argument("--steps", type=_positive_int, default=20)
-    p.add_argument("--solver", default="", help="default: the weights' own (midpoint)")
+    p.add_argument(
+        "--solver",
+        default="",
+        help="default: the weights' own (midpoint, or midpoint-pairs for jump weights)",
+    )
     p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output folder")

@@ -24,8 +24,9 @@ def test_jump_training_under_ddp_keeps_ranks_identical_and_marks_the_weights(syn
     model = load_model(out / "model.safetensors")
     assert model.card.config.jump is True
     assert model.card.training["objective"] == "jump"
-    # the faithful solver stays the default (docs/jump-sampler.md); jump is a choice
-    assert model.settings().solver == "midpoint"
+    # a faithful solver is the default (docs/jump-sampler.md): midpoint over pairs of frames,
+    # one pass per frame; jump is a choice
+    assert model.settings().solver == "midpoint-pairs"
 
 
 def test_the_default_objective_builds_the_network_older_weights_have(syn_dir, tmp_path):
@@ -58,6 +59,11 @@ def test_jump_weights_give_a_frame_per_network_evaluation_and_a_one_jump_preview
     calls.clear()
     model.simulate(cells, "taxol", solver="midpoint", steps=10, precision="float32")
     assert len(calls) == 20  # two per midpoint step: the guidance scale is an input, no 2nd pass
+    calls.clear()
+    paired = model.simulate(cells, "taxol", steps=10, precision="float32")  # the default
+    assert paired.settings["solver"] == "midpoint-pairs" and len(calls) == 10  # one per frame
+    coarse = model.simulate(cells, "taxol", solver="midpoint", steps=5, precision="float32")
+    np.testing.assert_allclose(paired.frames[::2], coarse.frames, rtol=0, atol=1e-3)
     calls.clear()
     plan = model.plan(cells, "taxol", solver="jump", steps=10, precision="float32")
     t, frame = preview_frame(model.served, plan)

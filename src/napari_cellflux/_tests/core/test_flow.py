@@ -12,7 +12,9 @@ from napari_cellflux.core.network.config import preset
 from napari_cellflux.core.network.unet import VelocityUNet
 
 
-@pytest.mark.parametrize("solver", ["euler", "midpoint", "heun", "rk4", "dopri5"])
+@pytest.mark.parametrize(
+    "solver", ["euler", "midpoint", "midpoint-pairs", "heun", "rk4", "dopri5"]
+)
 def test_constant_velocity_integrates_exactly(solver):
     x0 = torch.randn(3, 2, 5, 5, dtype=torch.float64)
     u = torch.randn_like(x0)
@@ -50,6 +52,49 @@ def test_reverse_grid_undoes_forward_on_smooth_field():
     assert t_back == 0.0
     assert float((x1 - x0).abs().max()) > 0.1  # it really moved
     assert float((x_back - x0).abs().max()) < 1e-7
+
+
+class _Counted:
+    """dx/dt = sin(x)(1 + t) - 0.3 x, counting its evaluations."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, x, t):
+        self.calls += 1
+        return torch.sin(x) * (1 + t) - 0.3 * x
+
+
+@pytest.mark.parametrize("direction", ["forward", "reverse"])
+def test_paired_midpoint_ends_where_midpoint_at_half_the_steps_ends(direction):
+    # 20 frames at one evaluation each: every second frame is a midpoint step of 2h, the
+    # frames between are its half steps; 20 midpoint frames cost 40 evaluations.
+    x0 = torch.randn(2, 3, 4, 4, dtype=torch.float64)
+    paired, ten = _Counted(), _Counted()
+    frames = list(flow.integrate(paired, x0, flow.time_grid(20, direction), "midpoint-pairs"))
+    coarse = list(flow.integrate(ten, x0, flow.time_grid(10, direction), "midpoint"))
+    assert paired.calls == 20 and ten.calls == 20
+    assert [t for t, _ in frames] == [float(t) for t in flow.time_grid(20, direction)]
+    for (t, x), (t_c, x_c) in zip(frames[::2], coarse, strict=True):
+        assert t == pytest.approx(t_c)
+        torch.testing.assert_close(x, x_c, rtol=0, atol=1e-12)
+    # the frame between two midpoint steps is the midpoint's own half step (an Euler step)
+    (t0, xa), (t1, xb) = frames[0], frames[1]
+    torch.testing.assert_close(xb, xa + (t1 - t0) * _Counted()(xa, torch.tensor(t0)))
+    # and close to the accurate trajectory at that time
+    *_, (_, x_fine) = flow.integrate(_Counted(), x0, flow.time_grid(40, direction)[:3], "rk4")
+    assert float((frames[1][1] - x_fine).abs().max()) < 0.01
+
+
+def test_paired_midpoint_odd_steps_and_uneven_grids():
+    x0 = torch.randn(1, 1, 3, 3, dtype=torch.float64)
+    v = _Counted()
+    frames = list(flow.integrate(v, x0, flow.time_grid(5), "midpoint-pairs"))
+    assert len(frames) == 6 and v.calls == 6  # two pairs, then one ordinary midpoint step
+    *_, (_, x_mid) = flow.integrate(_Counted(), frames[4][1], [0.8, 1.0], "midpoint")
+    torch.testing.assert_close(frames[-1][1], x_mid, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="evenly spaced"):
+        list(flow.integrate(v, x0, [0.0, 0.1, 0.5, 1.0], "midpoint-pairs"))
 
 
 def test_grid_must_be_monotonic():

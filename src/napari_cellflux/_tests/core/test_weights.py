@@ -36,6 +36,13 @@ def test_metadata_travels_with_the_weights(random_tiny_model, tmp_path):
     assert vectors.shape == (3, 1024)
 
 
+def test_a_weights_file_is_as_readable_as_any_file_its_user_makes(random_tiny_model, tmp_path):
+    # a lab shares weights on a server: not readable by their owner only (safetensors' own)
+    path = random_tiny_model.save(tmp_path / "m.safetensors")
+    (tmp_path / "plain.txt").touch()
+    assert path.stat().st_mode & 0o777 == (tmp_path / "plain.txt").stat().st_mode & 0o777
+
+
 def _flip_byte(path, offset_from_end=100):
     data = bytearray(path.read_bytes())
     data[-offset_from_end] ^= 0xFF

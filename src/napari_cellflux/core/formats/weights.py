@@ -101,7 +101,12 @@ def save_weights(
     meta_json = json.dumps(meta, sort_keys=True)
     header = {_META_KEY: meta_json, "checksum": tensor_digest(tensors, meta_json)}
     with atomic_path(path) as tmp:
+        # the user's usual permissions (umask), as a file created here gets them: safetensors
+        # makes its file readable by its owner only, which hides weights on a shared server
+        tmp.touch()
+        usual = tmp.stat().st_mode & 0o777
         save_file(tensors, str(tmp), metadata=header)
+        os.chmod(tmp, usual)
     return path
 
 

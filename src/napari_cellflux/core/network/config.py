@@ -21,9 +21,18 @@ __all__ = [
     "preset",
 ]
 
-#: The ODE solvers of :func:`.flow.integrate` (``dopri5``: adaptive, torchdiffeq), and
+#: The ODE solvers of :func:`.flow.integrate` (``dopri5``: adaptive, torchdiffeq;
+#: ``midpoint-pairs``: a midpoint step per two frames, one evaluation per frame), and
 #: ``jump``: one network evaluation per frame (:func:`.jump.jump_frames`; jump weights only).
-SOLVERS: tuple[str, ...] = ("euler", "midpoint", "heun", "rk4", "dopri5", "jump")
+SOLVERS: tuple[str, ...] = (
+    "euler",
+    "midpoint",
+    "midpoint-pairs",
+    "heun",
+    "rk4",
+    "dopri5",
+    "jump",
+)
 
 
 def check_max_batch(max_batch: int | None) -> int | None:
