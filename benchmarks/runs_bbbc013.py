@@ -162,7 +162,7 @@ EVALUATIONS: dict[str, Evaluation] = {
         *(_curve("bbbc013_rows_jump", "rows_jump_s0", c, "--solver", "midpoint") for c in GRIDS),
         *(
             _curve("bbbc013_rows_jump3000", f"rows_jump3000_{solver}_s0", c, "--solver", solver)
-            for solver in ("midpoint", "jump")
+            for solver in ("midpoint", "jump", "midpoint-pairs")
             for c in GRIDS
         ),
         # both compounds from the same controls: each from the other compound's row

@@ -292,6 +292,12 @@ EVALUATIONS: dict[str, Evaluation] = {
                 ("jump", ("--steps", "20", "--solver", "jump")),
             )
         ),
+        _protocol(  # the default of jump weights: a midpoint step per two frames
+            "jump_3000_27801_midpoint-pairs20",
+            ONE_DOSE_ONLY,
+            "dose_log10_jump3000_27801",
+            args=("--steps", "20", "--solver", "midpoint-pairs"),
+        ),
         _protocol(  # one jump: what the viewer's preview shows
             "jump_3000_27801_onejump",
             ONE_DOSE_ONLY,

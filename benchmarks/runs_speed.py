@@ -57,15 +57,23 @@ EVALUATIONS: dict[str, Evaluation] = {
             *("--threads", "1", "2", "--precision", "float32", "--busy", "1"),
             display=True,
         ),
-        # the shipped jump weights: their default (midpoint) and the jump solver, 16 cells
+        # the shipped jump weights: their default then (midpoint) and the jump solver, 16 cells
         _printed(
             "widget_cpu_jump",
             WIDGET,
             *("--threads", "1", "2", "--solver", "midpoint", "jump", "--repeats", "2"),
             display=True,
         ),
-        # the dose-curve mode: 32 cells x 12 doses at the shipped defaults, and with jumps
-        _printed("dose_curve_cpu", DOSE_CURVE),
+        # their default since: a midpoint step per two frames (one pass per frame)
+        _printed(
+            "widget_cpu_pairs",
+            WIDGET,
+            *("--threads", "1", "2", "--solver", "midpoint-pairs", "--repeats", "2"),
+            display=True,
+        ),
+        # the dose-curve mode: 32 cells x 12 doses with the shipped weights' solvers
+        _printed("dose_curve_cpu", DOSE_CURVE, "--solver", "midpoint"),
         _printed("dose_curve_cpu_jump", DOSE_CURVE, "--solver", "jump"),
+        _printed("dose_curve_cpu_pairs", DOSE_CURVE, "--solver", "midpoint-pairs"),
     )
 }

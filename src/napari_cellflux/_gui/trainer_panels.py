@@ -181,11 +181,12 @@ class RecipePanel(Container):
         self.preset = ComboBox(label="Preset", choices=["fast", "tiny", "paper"], value=d.preset)
         self.objective = ComboBox(
             label="Objective",
-            choices=["flow", "jump"],
+            choices=["jump", "flow"],
             value=d.objective,
-            tooltip="flow: flow matching. jump: weights that also show a one-jump preview of "
-            "every cell at once and run the fast 'jump' solver (one network pass per frame); "
-            "see docs/jump-sampler.md",
+            tooltip="jump (default): weights that show a one-jump preview of every cell at "
+            "once and simulate at one network pass per frame (as faithful as flow on real "
+            "cells). flow: flow matching alone (four passes per frame); see "
+            "docs/jump-sampler.md",
         )
         self.steps = SpinBox(label="Steps", min=1, max=1_000_000, value=d.steps)
         self.batch_size = SpinBox(label="Batch size", min=1, max=4096, value=d.batch_size)

@@ -54,8 +54,9 @@ def test_widget_pipeline_gives_the_api_frames(demo, uint8_crops):
         simulate_batches,
     )
 
+    # the widget's boxes start at the model's own defaults (its solver included)
     settings = RunSettings(
-        "cyclohexamide", SimulationSettings(steps=3, dose_uM=10.0, precision="float32")
+        "cyclohexamide", demo.settings(steps=3, dose_uM=10.0, precision="float32")
     )
     events = list(
         simulate_batches(

@@ -83,9 +83,10 @@ def test_the_training_command_starts_and_resumes_a_run(tmp_path):
     assert "--channels DNA,NF-kB" in joined and "--allow-missing-smiles" in joined
     again = training_command(recipe, None, tmp_path / "o", resume=True)
     assert again[-1] == "--resume" and "--data" not in again and "--preset" not in again
-    assert "--objective" not in joined  # flow matching: training's own default
-    jump = training_command(TrainRecipe(objective="jump"), tmp_path / "d", tmp_path / "o")
-    assert jump[jump.index("--objective") + 1] == "jump"
+    # the widget's default is jump weights; flow matching is training.run's own default
+    assert cmd[cmd.index("--objective") + 1] == "jump"
+    flow = training_command(TrainRecipe(objective="flow"), tmp_path / "d", tmp_path / "o")
+    assert "--objective" not in " ".join(flow)
     with pytest.raises(ValueError, match="learning rate"):
         TrainRecipe(lr=5.0)
     with pytest.raises(ValueError, match="objective must be flow or jump"):

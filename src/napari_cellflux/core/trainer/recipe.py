@@ -28,8 +28,10 @@ class TrainRecipe:
     ``threads`` 0 leaves torch's CPU thread count to training; ``device`` is ``auto``, ``cpu``
     or ``cuda``; ``holdout`` is the fraction of each field's cells, on its right-hand side,
     kept out of training for checking (by position, so that held-out cells are not the
-    neighbours of training crops); ``objective`` is ``flow`` (flow matching) or ``jump``
-    (jump weights: a one-jump preview and the ``jump`` solver, see docs/jump-sampler.md).
+    neighbours of training crops); ``objective`` is ``jump`` (the default: jump weights, a
+    one-jump preview, one network pass per frame with their default solver, as faithful as
+    flow weights on the real checks of docs/jump-sampler.md) or ``flow`` (flow matching
+    alone, the objective of every file trained before, ``training.run``'s own default).
     """
 
     preset: str = "fast"
@@ -40,7 +42,7 @@ class TrainRecipe:
     threads: int = 0
     device: str = "auto"
     holdout: float = 0.2
-    objective: str = "flow"
+    objective: str = "jump"
 
     def __post_init__(self) -> None:
         if self.objective not in ("flow", "jump"):
