@@ -72,6 +72,18 @@ MODELS: dict[str, Model] = {
             data="bbbc013",
             recipe=BBBC013_RECIPE,
         ),
+        Model(  # a second seed of it, trained straight to 3000 steps (two threads)
+            "bbbc013_rows_jump3000_seed1",
+            {"--objective": "jump", "--steps": "3000", "--seed": "1"},
+            data="bbbc013",
+            recipe=BBBC013_RECIPE,
+        ),
+        Model(  # the trainer widget's defaults: jump weights, 600 steps, learning rate 1e-3
+            "bbbc013_rows_widget",
+            {"--objective": "jump", "--steps": "600", "--lr": "1e-3"},
+            data="bbbc013",
+            recipe=BBBC013_RECIPE,
+        ),
         Model(
             "bbbc013_altdose",
             {"--holdout-doses": ALTERNATE_DOSES},
@@ -163,6 +175,15 @@ EVALUATIONS: dict[str, Evaluation] = {
         *(
             _curve("bbbc013_rows_jump3000", f"rows_jump3000_{solver}_s0", c, "--solver", solver)
             for solver in ("midpoint", "jump", "midpoint-pairs")
+            for c in GRIDS
+        ),
+        # the default of jump weights (midpoint-pairs) on more seeds and the widget's recipe
+        *(
+            _curve(model, tag, c, "--solver", "midpoint-pairs")
+            for model, tag in (
+                ("bbbc013_rows_jump3000_seed1", "rows_jump3000_midpoint-pairs_s1"),
+                ("bbbc013_rows_widget", "rows_widget_midpoint-pairs_s0"),
+            )
             for c in GRIDS
         ),
         # both compounds from the same controls: each from the other compound's row

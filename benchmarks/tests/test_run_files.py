@@ -135,6 +135,8 @@ _TAGS["bbbc013_altdose"] = "altdose_log10_s0"
 _TAGS["bbbc013_rows_jump"] = "b13_rows_jump_s0"  # the folder it was trained into
 _TAGS["bbbc013_rows_seed2"] = "rows_log10_s2"
 _TAGS["bbbc013_rows_jump3000"] = "b13_jump_3000"
+_TAGS["bbbc013_rows_jump3000_seed1"] = "b13_jump3000_s1"
+_TAGS["bbbc013_rows_widget"] = "b13_widget600"
 
 
 @pytest.mark.parametrize("name", _CURVES)

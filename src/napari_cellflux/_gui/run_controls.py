@@ -141,7 +141,15 @@ class SamplerPanel(Container):
         self.guidance = FloatSpinBox(
             label="Guidance", min=0.0, max=limits.MAX_GUIDANCE, step=0.1, value=base.guidance
         )
-        self.solver = ComboBox(label="Solver", choices=list(solvers), value=base.solver)
+        self.solver = ComboBox(
+            label="Solver",
+            choices=list(solvers),
+            value=base.solver,
+            tooltip="midpoint: two network passes per frame. midpoint-pairs (jump weights' "
+            "default): a midpoint step per two frames, one pass per frame, as faithful on "
+            "real cells. jump: one pass per frame, less faithful (jump weights only). rk4: "
+            "most accurate, four passes. See docs/jump-sampler.md",
+        )
         self.seed = SpinBox(label="Seed", min=0, max=limits.MAX_DRAWN_SEED, value=base.seed)
         boxes = [self.direction, self.start, self.steps, self.guidance, self.solver, self.seed]
         super().__init__(widgets=boxes, label="Sampler")
