@@ -37,7 +37,7 @@ def test_demo_taxol_raises_tubulin_not_actin(demo):
         6, size=64, plates=["SynPlate2"], compounds=["taxol"], doses=[10.0], seed=5
     )
     ctrl = images[meta["is_control"].to_numpy() == 1]
-    out = demo.simulate(ctrl, "taxol", dose_uM=10.0, steps=4).frames[-1]
+    out = demo.simulate(ctrl, "taxol", dose_uM=10.0).frames[-1]  # the viewer's defaults
     off = np.array(PLATES["SynPlate2"].offset, float)
     rel = (out.reshape(-1, 3).mean(0) - off) / (ctrl.reshape(-1, 3).mean(0) - off) - 1
     true = true_effect("taxol", 10.0)
