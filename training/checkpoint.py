@@ -302,7 +302,6 @@ def export_model(
 ) -> Path:
     """Write the user-facing weights file (EMA weights + metadata) via the core format."""
     from napari_cellflux.core.formats.weights import save_weights
-    from napari_cellflux.core.network.flow import PAIRED_MIDPOINT
     from napari_cellflux.core.simulation.cell_check import training_cell_profile
     from napari_cellflux.core.simulation.model_card import ModelCard
 
@@ -321,9 +320,5 @@ def export_model(
         dose_encoding=data.dose_encoding,
         training=_jsonable(training),
         cell_profile=training_cell_profile(data),  # for the start-cell check of every run
-        # jump weights default to midpoint-pairs (a midpoint step per two frames, one pass
-        # per frame: as faithful as midpoint on BBBC021, BBBC014 and BBBC013, half the
-        # passes); the jump solver was less faithful (docs/jump-sampler.md)
-        defaults={"solver": PAIRED_MIDPOINT} if config.jump else {},
-    )
+    )  # the sampler defaults: the card's (jump weights: midpoint-pairs, docs/jump-sampler.md)
     return save_weights(path, state_dict, card.to_dict(), data.vocabulary_vectors)

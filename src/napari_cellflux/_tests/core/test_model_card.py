@@ -38,6 +38,13 @@ def test_a_card_survives_the_weights_file_json_unchanged():
     assert dict(again.defaults) == {"guidance": 1.2, "steps": 20, "solver": "midpoint"}
 
 
+def test_jump_weights_default_to_midpoint_pairs_and_a_file_keeps_its_solver():
+    jump = _card(config=preset("tiny", cond_dim=8).replace(jump=True))
+    assert jump.defaults["solver"] == "midpoint-pairs"  # one pass per frame, as faithful
+    older = dict(jump.to_dict(), defaults={"guidance": 1.2, "steps": 20, "solver": "midpoint"})
+    assert ModelCard.from_dict(older).defaults["solver"] == "midpoint"  # as it was written
+
+
 def test_the_bundled_demo_weights_read_into_a_card():
     from napari_cellflux import load_model
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "PAIRED_MIDPOINT",
     "PRESETS",
     "SOLVERS",
     "UNetConfig",
@@ -24,10 +25,12 @@ __all__ = [
 #: The ODE solvers of :func:`.flow.integrate` (``dopri5``: adaptive, torchdiffeq;
 #: ``midpoint-pairs``: a midpoint step per two frames, one evaluation per frame), and
 #: ``jump``: one network evaluation per frame (:func:`.jump.jump_frames`; jump weights only).
+#: Midpoint steps over two frames at a time: the half step is the frame between them.
+PAIRED_MIDPOINT = "midpoint-pairs"
 SOLVERS: tuple[str, ...] = (
     "euler",
     "midpoint",
-    "midpoint-pairs",
+    PAIRED_MIDPOINT,
     "heun",
     "rk4",
     "dopri5",

@@ -11,10 +11,9 @@ from collections.abc import Callable, Iterator, Sequence
 
 import torch
 
-from .config import check_max_batch
+from .config import PAIRED_MIDPOINT, check_max_batch
 
 __all__ = [
-    "PAIRED_MIDPOINT",
     "STEPPERS",
     "GuidedVelocity",
     "Velocity",
@@ -223,20 +222,15 @@ STEPPERS: dict[
 }
 
 
-#: Midpoint steps over two frames at a time: the half step is the frame between them.
-PAIRED_MIDPOINT = "midpoint-pairs"
-
-
 def _paired_midpoint(
-    v: Velocity, x: torch.Tensor, grid: torch.Tensor
+    v: Velocity, x: torch.Tensor, grid: torch.Tensor, diffs: torch.Tensor
 ) -> Iterator[tuple[float, torch.Tensor]]:
     """Frames on a uniform ``grid`` at one velocity evaluation each: one midpoint step of
     ``2 h`` per pair of frames, whose half step (``x + h v(x, t)``, the midpoint's own
     predictor) is the frame in between. The last frame of every pair is exactly a midpoint
     step of ``2 h`` (the trajectory's end is ``steps / 2`` midpoint steps); the frame in
     between is an Euler step of ``h``. An odd number of intervals ends with one ordinary
-    midpoint step (two evaluations)."""
-    diffs = grid[1:] - grid[:-1]
+    midpoint step (two evaluations). ``diffs``: the grid's spacings."""
     if not torch.allclose(diffs, diffs[0].expand_as(diffs), rtol=1e-6, atol=1e-12):
         raise ValueError(f"solver {PAIRED_MIDPOINT!r} needs evenly spaced frames")
     yield float(grid[0]), x
@@ -292,7 +286,7 @@ def integrate(
     if not (torch.all(diffs > 0) or torch.all(diffs < 0)):
         raise ValueError("the time grid must be strictly ascending or strictly descending")
     if solver == PAIRED_MIDPOINT:
-        yield from _paired_midpoint(velocity, x, grid)
+        yield from _paired_midpoint(velocity, x, grid, diffs)
         return
     stepper = STEPPERS.get(solver)
     yield float(grid[0]), x

@@ -17,12 +17,20 @@ from typing import Any
 import numpy as np
 
 from ..network.config import UNetConfig
-from .settings import DEFAULT_GUIDANCE, DEFAULT_SOLVER, DEFAULT_STEPS, SimulationSettings
+from .settings import (
+    DEFAULT_GUIDANCE,
+    DEFAULT_JUMP_SOLVER,
+    DEFAULT_SOLVER,
+    DEFAULT_STEPS,
+    SimulationSettings,
+)
 
 __all__ = ["KINDS", "ModelCard", "VocabularyEntry"]
 
 KINDS = ("compound", "gene")
-#: What a card without ``defaults`` of its own gives (:class:`.settings.SimulationSettings`).
+#: What a card without ``defaults`` of its own gives (:class:`.settings.SimulationSettings`);
+#: jump weights default to :data:`.settings.DEFAULT_JUMP_SOLVER` instead (a card read from a
+#: file keeps the solver it was written with).
 SAMPLER_DEFAULTS: Mapping[str, Any] = MappingProxyType(
     {"guidance": DEFAULT_GUIDANCE, "steps": DEFAULT_STEPS, "solver": DEFAULT_SOLVER}
 )
@@ -101,7 +109,7 @@ class ModelCard:
     training_data: Mapping[str, Any] = field(default_factory=dict)
     training: Mapping[str, Any] = field(default_factory=dict)
     untrained: bool = False
-    defaults: Mapping[str, Any] = field(default_factory=lambda: dict(SAMPLER_DEFAULTS))
+    defaults: Mapping[str, Any] = field(default_factory=dict)
     storage_dtype: str = "float32"
     dose_encoding: str = "log1p"
     cell_profile: Mapping[str, Any] | None = None  # training cells' summary (.cell_check)
@@ -121,7 +129,10 @@ class ModelCard:
         )
         set_(self, "training_data", _frozen(self.training_data))
         set_(self, "training", _frozen(self.training))
-        set_(self, "defaults", _frozen({**SAMPLER_DEFAULTS, **dict(self.defaults)}))
+        base = dict(SAMPLER_DEFAULTS)
+        if self.config.jump:
+            base["solver"] = DEFAULT_JUMP_SOLVER
+        set_(self, "defaults", _frozen({**base, **dict(self.defaults)}))
         if len(self.channels) != self.config.in_channels:
             raise ValueError(
                 f"{len(self.channels)} channel names for a "

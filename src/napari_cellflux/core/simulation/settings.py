@@ -27,10 +27,11 @@ from typing import Any
 import numpy as np
 
 from ..network.acceleration import PRECISIONS
-from ..network.config import SOLVERS, check_max_batch
+from ..network.config import PAIRED_MIDPOINT, SOLVERS, check_max_batch
 
 __all__ = [
     "DEFAULT_GUIDANCE",
+    "DEFAULT_JUMP_SOLVER",
     "DEFAULT_MAX_BATCH",
     "DEFAULT_SOLVER",
     "DEFAULT_STEPS",
@@ -53,6 +54,9 @@ DIRECTIONS: tuple[str, ...] = ("forward", "reverse", "both")
 #: within 0.1 % (RK4); 500 frames of 16 cells are about 1 GB and minutes of CPU.
 MIN_STEPS, MAX_STEPS, DEFAULT_STEPS = 1, 500, 20
 DEFAULT_SOLVER = "midpoint"
+#: Jump weights' default: one network pass per frame, as faithful as midpoint on the real
+#: checks of docs/jump-sampler.md (the ``jump`` solver, as fast, is not).
+DEFAULT_JUMP_SOLVER = PAIRED_MIDPOINT
 #: Classifier-free guidance scale. The paper uses 1.2; beyond ~10 the guided velocity is
 #: dominated by the amplified difference of two noisy predictions and frames leave the
 #: intensity range of real cells (guidance 1e6 gave values of 1e7).
