@@ -38,6 +38,12 @@ EVALUATIONS: dict[str, Evaluation] = {
         _printed(
             "compile_cpu", SPEED, "--presets", "fast", "--no-levers", "--no-field", "--compile"
         ),
+        # the residual blocks' fold of GroupNorm's affine and FiLM (run alone)
+        _printed(
+            "block_fold_cpu",
+            SPEED,
+            *("--presets", "fast", "--no-levers", "--no-field", "--block", "--threads", "2"),
+        ),
         _printed(
             "widget_cpu_precision",
             WIDGET,

@@ -8,7 +8,8 @@ has it natively). Each preset runs in its own child process so that peak memory 
 preset's alone. Then the levers, one at a time, on the ``fast`` preset, from a plain float32
 network in the default memory layout: batched vs separate guidance passes, inference mode
 vs autograd, channels-last, bfloat16 autocast, thread count, and the solver (network
-evaluations per frame) at both precisions; with ``--compile`` also ``torch.compile``.
+evaluations per frame) at both precisions; with ``--compile`` also ``torch.compile``, with
+``--block`` the residual blocks as shipped and as first written (:mod:`.speed_block`).
 
 Weights do not change speed, so ``paper`` uses random weights of its architecture and
 ``fast`` the bundled demo weights when they are ``fast`` (random otherwise).
@@ -318,6 +319,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         action="store_true",
         help="also time torch.compile of the fast network (slow, needs a C++ compiler)",
     )
+    parser.add_argument(
+        "--block",
+        action="store_true",
+        help="also time the fast network's residual blocks as shipped and as first written",
+    )
     args = parser.parse_args(argv)
 
     import torch
@@ -364,6 +370,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         report["levers_fast"] = _levers(args.threads)
     if args.compile and not args.field_only:
         report["torch_compile_fast"] = _compile_lever(args.threads)
+    if args.block and not args.field_only:
+        from .speed_block import measure_block_fold
+
+        report["block_fold_fast"] = measure_block_fold(_model("fast")[0], args.threads)
     print(json.dumps(report, indent=2))
     return report
 

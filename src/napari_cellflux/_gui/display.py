@@ -31,6 +31,11 @@ __all__ = ["RunDisplay"]
 # viewer on a 2-core CPU (scripts/bench_widget.py, 16 cells, 20 frames), refreshing every
 # 0.25 s (every frame) took 8.9-9.5 s per Run, every 0.5 s 6.6-7.2 s (docs/benchmarks.md).
 _REFRESH_S = 0.5
+# The read-out plot (a full matplotlib redraw, about 0.1 s of the main thread) at most this
+# often while frames stream in, and once when the run ends: redrawing it with the layers
+# (every 0.5 s) took 2.6-2.9 s per Run of 16 cells, every 1 s 2.1-2.4 s (same machine, same
+# session; scripts/bench_widget.py).
+_PLOT_S = 1.0
 _MOSAIC_GAP_PX = 16  # between a field and the mosaic of its cells
 
 
@@ -48,6 +53,7 @@ class RunDisplay:
         self.time_axis: int | None = None
         self._followed: int | None = None
         self._last_refresh = 0.0
+        self._last_plot = 0.0
         self._placement: dict[str, tuple] = {}
         self._view_layers: list[Any] = []
         self._drawn = False  # the current run has replaced the last result
@@ -62,6 +68,7 @@ class RunDisplay:
         """A new run begins: where its images lie (the last result stays shown)."""
         self._placement, self._view_layers = dict(placement), list(view_layers)
         self._drawn, self._followed, self._last_refresh = False, None, 0.0
+        self._last_plot = 0.0
         self._hold = None
 
     @staticmethod
@@ -159,7 +166,10 @@ class RunDisplay:
     def _refresh(self, index: int) -> None:
         for st in [*self.stacks, *self.field_stacks.values()]:
             st.refresh()
-        self.readout.redraw()
+        now = time.monotonic()
+        if now - self._last_plot > _PLOT_S:
+            self.readout.redraw()
+            self._last_plot = now
         # Follow the newest frame unless the user has moved the slider meanwhile.
         axis = self.time_axis
         if self._hold is not None and index >= self._hold:

@@ -95,6 +95,21 @@ def test_a_crop_without_a_nucleus_gives_nan():
         nuclear_cytoplasmic_ratio(blank, 2)
 
 
+def test_pixels_that_are_not_numbers_are_measured_as_nan_to_num_would_and_left_alone():
+    crops = np.stack([cell(2.0, seed=0), cell(2.0, seed=1)])
+    broken = crops.copy()
+    broken[0, :3, :3, 0] = np.nan  # a corner of the stain, far from the nucleus and ring
+    broken[1, :2, :2, 0] = np.inf
+    kept = broken.copy()
+    got = measure(broken, ["NF-kB", "DNA"], dna_index=1)
+    want = measure(np.nan_to_num(broken), ["NF-kB", "DNA"], dna_index=1)
+    for key, values in want.items():
+        np.testing.assert_array_equal(got[key], values)
+    assert np.isfinite(got[ratio_key("NF-kB")]).all()
+    assert got[ratio_key("NF-kB")] == pytest.approx([2.0, 2.0], rel=0.03)
+    np.testing.assert_array_equal(broken, kept)  # the caller's frame is not modified
+
+
 def test_measure_and_series_report_the_ratio_of_every_channel_but_dna():
     crops = np.stack([cell(1.0, seed=0), cell(2.0, seed=1), cell(3.0, seed=2)])
     out = measure(crops, ["NF-kB", "DNA"], dna_index=1)

@@ -53,3 +53,37 @@ def test_config_json_round_trip_and_validation():
         preset("huge")
     with pytest.raises(ValueError, match="unknown UNetConfig"):
         UNetConfig.from_dict({"widht": 3})
+
+
+def _reference_block(block, x, emb):
+    """The residual block as first written: GroupNorm with its affine, then FiLM."""
+    import torch.nn.functional as F
+
+    h = block.conv1(F.silu(block.norm1(x)))
+    scale, shift = block.film(F.silu(emb))[:, :, None, None].chunk(2, dim=1)
+    h = block.norm2(h) * (1 + scale) + shift
+    return block.conv2(F.silu(h)) + block.skip(x)
+
+
+@pytest.mark.parametrize("grad", [True, False])
+def test_residual_block_folds_norm_and_film_without_changing_the_result(grad):
+    from napari_cellflux.core.network.unet import ResBlock
+
+    torch.manual_seed(0)
+    block = ResBlock(8, 16, 12, dropout=0.0)
+    for p in (block.norm2.weight, block.norm2.bias):  # not the identity affine of a new net
+        torch.nn.init.normal_(p)
+    x, emb = torch.randn(3, 8, 16, 16), torch.randn(3, 12)
+    kept = x.clone()
+    with torch.set_grad_enabled(grad):
+        out = block(x, emb)
+        ref = _reference_block(block, x, emb)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    assert torch.equal(x, kept)  # in-place activations never touch the block's input
+    if grad:  # the same gradients reach GroupNorm's affine and the FiLM layer
+        out.square().sum().backward()
+        got = [p.grad.clone() for p in (block.norm2.weight, block.film.weight)]
+        block.zero_grad()
+        _reference_block(block, x, emb).square().sum().backward()
+        for g, p in zip(got, (block.norm2.weight, block.film.weight), strict=True):
+            torch.testing.assert_close(g, p.grad, rtol=1e-4, atol=1e-5)

