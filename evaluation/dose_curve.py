@@ -13,7 +13,9 @@ compound, the real curve is fitted the same way and the JSON reports, per compou
   (the target: inside 0.5-2);
 - ``top_error`` and ``bottom_error``: (simulated - real) / real;
 - ``ks``: the two-sample Kolmogorov-Smirnov statistic between simulated and real cells at
-  every real dose, marked ``trained`` or held out (a dose the model never saw);
+  every real dose, marked ``trained`` or held out (a dose the model never saw), with the
+  simulated and real medians and 10/25/50/75/90 % quantiles (a median can be right while
+  the spread of the cells is not);
 - ``spearman``: of the simulated medians against dose over the grid.
 
 Example (rows C and G held out of training, scored on them)::
@@ -192,12 +194,26 @@ def dose_curve(
                     "n_real": int(len(r)),
                     "sim_median": float(np.median(s)) if len(s) else None,
                     "real_median": float(np.median(r)) if len(r) else None,
+                    # the spread too: a median can be right while the cells are not
+                    "sim_quantiles": _quantiles(s),
+                    "real_quantiles": _quantiles(r),
                 }
             entry["_plot"] = {"real_values": real_vals, "real_doses": [0.0, *real_doses]}
         entry["wall_s"] = round(time.perf_counter() - t0, 1)
         entry["_fits"] = (sim, entry.get("_plot"))
         out["perturbations"][name] = entry
     return out
+
+
+#: The per-dose quantiles of the read-out recorded for simulated and real cells.
+SPREAD_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
+
+
+def _quantiles(values: np.ndarray) -> list[float] | None:
+    """:data:`SPREAD_QUANTILES` of ``values`` (finite), None when there are none."""
+    if not len(values):
+        return None
+    return [round(float(v), 4) for v in np.quantile(values, SPREAD_QUANTILES)]
 
 
 def figure(result: dict[str, Any], path: str | Path) -> Path:

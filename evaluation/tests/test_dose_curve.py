@@ -44,6 +44,11 @@ def test_curves_of_the_held_out_row_with_real_doses_ks_and_a_figure(
     assert len(sim["doses_uM"]) == 1 + 12 + 3 and sim["doses_uM"][0] == 0.0
     assert set(entry["ks"]) == {"1", "3", "10"} and all(v["trained"] for v in entry["ks"].values())
     assert all(0.0 <= v["ks"] <= 1.0 and v["n_real"] == 6 for v in entry["ks"].values())
+    for v in entry["ks"].values():  # the spread: ordered quantiles around the median
+        for side in ("sim", "real"):
+            q = v[f"{side}_quantiles"]
+            assert len(q) == 5 and q == sorted(q)
+            assert q[2] == pytest.approx(v[f"{side}_median"], rel=1e-3)
     assert -1.0 <= entry["spearman"] <= 1.0
     assert entry["real"]["n_cells"][1:] == [6, 6, 6]
     png = figure(out, tmp_path / "curve.png")
