@@ -84,6 +84,15 @@ MODELS: dict[str, Model] = {
             data="bbbc013",
             recipe=BBBC013_RECIPE,
         ),
+        *(  # more seeds of the trainer widget's defaults
+            Model(
+                f"bbbc013_rows_widget_seed{seed}",
+                {"--objective": "jump", "--steps": "600", "--lr": "1e-3", "--seed": str(seed)},
+                data="bbbc013",
+                recipe=BBBC013_RECIPE,
+            )
+            for seed in (1, 2)
+        ),
         Model(
             "bbbc013_altdose",
             {"--holdout-doses": ALTERNATE_DOSES},
@@ -183,6 +192,8 @@ EVALUATIONS: dict[str, Evaluation] = {
             for model, tag in (
                 ("bbbc013_rows_jump3000_seed1", "rows_jump3000_midpoint-pairs_s1"),
                 ("bbbc013_rows_widget", "rows_widget_midpoint-pairs_s0"),
+                ("bbbc013_rows_widget_seed1", "rows_widget_midpoint-pairs_s1"),
+                ("bbbc013_rows_widget_seed2", "rows_widget_midpoint-pairs_s2"),
             )
             for c in GRIDS
         ),

@@ -137,6 +137,8 @@ _TAGS["bbbc013_rows_seed2"] = "rows_log10_s2"
 _TAGS["bbbc013_rows_jump3000"] = "b13_jump_3000"
 _TAGS["bbbc013_rows_jump3000_seed1"] = "b13_jump3000_s1"
 _TAGS["bbbc013_rows_widget"] = "b13_widget600"
+_TAGS["bbbc013_rows_widget_seed1"] = "bbbc013_rows_widget_seed1"
+_TAGS["bbbc013_rows_widget_seed2"] = "bbbc013_rows_widget_seed2"
 
 
 @pytest.mark.parametrize("name", _CURVES)
