@@ -43,7 +43,6 @@ class ProgressJob:
         self._workers, self._handle, self._finished = workers, handle, finished
         self.worker: Any = None
         self._progress: Any = None
-        self._steps_before_bar = 0
         self._queue: deque[Any] = deque()
         self._handling = False
         workers.on_close(self._close_progress)
@@ -58,28 +57,17 @@ class ProgressJob:
         from napari.qt.threading import create_worker
         from napari.utils import progress
 
+        self._progress = progress(total=total, desc=desc)
         worker = create_worker(function, *args, _start_thread=False)
-        self.worker, self._steps_before_bar = worker, 0
+        self.worker = worker
         self._workers.start(
             worker, yielded=self._on_event, finished=lambda: self._on_event(_FINISHED)
         )
-        # The worker first: napari's progress bar takes the GUI thread about 0.2 s to build
-        # (and processes events meanwhile), time the worker's first steps can use.
-        bar = progress(total=total, desc=desc)
-        if self.worker is not worker:  # the run ended while the bar was being built
-            bar.close()
-            return worker
-        self._progress = bar
-        self.advance(self._steps_before_bar)
         return worker
 
     def advance(self, steps: int = 1) -> None:
-        """Move the progress bar on by ``steps`` (counted until the bar exists)."""
-        if steps <= 0:
-            return
-        if self._progress is None:
-            self._steps_before_bar += steps
-        else:
+        """Move the progress bar on by ``steps``."""
+        if self._progress is not None and steps > 0:
             self._progress.update(steps)
 
     def cancel(self) -> None:
