@@ -93,6 +93,17 @@ MODELS: dict[str, Model] = {
             )
             for seed in (1, 2)
         ),
+        Model(  # the trainer widget's defaults with the alternate doses held out
+            "bbbc013_altdose_widget",
+            {
+                "--holdout-doses": ALTERNATE_DOSES,
+                "--objective": "jump",
+                "--steps": "600",
+                "--lr": "1e-3",
+            },
+            data="bbbc013",
+            recipe=BBBC013_RECIPE,
+        ),
         Model(
             "bbbc013_altdose",
             {"--holdout-doses": ALTERNATE_DOSES},
@@ -194,6 +205,7 @@ EVALUATIONS: dict[str, Evaluation] = {
                 ("bbbc013_rows_widget", "rows_widget_midpoint-pairs_s0"),
                 ("bbbc013_rows_widget_seed1", "rows_widget_midpoint-pairs_s1"),
                 ("bbbc013_rows_widget_seed2", "rows_widget_midpoint-pairs_s2"),
+                ("bbbc013_altdose_widget", "altdose_widget_midpoint-pairs_s0"),
             )
             for c in GRIDS
         ),

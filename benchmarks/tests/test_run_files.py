@@ -139,6 +139,7 @@ _TAGS["bbbc013_rows_jump3000_seed1"] = "b13_jump3000_s1"
 _TAGS["bbbc013_rows_widget"] = "b13_widget600"
 _TAGS["bbbc013_rows_widget_seed1"] = "bbbc013_rows_widget_seed1"
 _TAGS["bbbc013_rows_widget_seed2"] = "bbbc013_rows_widget_seed2"
+_TAGS["bbbc013_altdose_widget"] = "bbbc013_altdose_widget"
 
 
 @pytest.mark.parametrize("name", _CURVES)
@@ -170,9 +171,10 @@ def test_the_alternate_dose_model_is_trained_without_the_held_out_doses():
                     "trained_doses_uM"
                 ]
             )
-            for tag in ("rows_log10_s0", "altdose_log10_s0")
+            for tag in ("rows_log10_s0", "altdose_log10_s0", "altdose_widget_midpoint-pairs_s0")
         }
-        assert trained["rows_log10_s0"] - trained["altdose_log10_s0"] == held[compound]
+        for alt in ("altdose_log10_s0", "altdose_widget_midpoint-pairs_s0"):
+            assert trained["rows_log10_s0"] - trained[alt] == held[compound]
 
 
 def test_the_virtual_plate_run_matches_its_recorded_request():
