@@ -33,7 +33,7 @@ __all__ = ["RunDisplay"]
 _REFRESH_S = 0.5
 # The read-out plot (a full matplotlib redraw, about 0.1 s of the main thread) at most this
 # often while frames stream in, and once when the run ends: redrawing it with the layers
-# (every 0.5 s) took 2.6-2.9 s per Run of 16 cells, every 1 s 2.1-2.4 s (same machine, one
+# (every 0.5 s) took 2.6-2.9 s per Run of 16 cells, every 1 s 2.4 s (same machine, one
 # session, runs in alternation; docs/experiments/speed-levers.md).
 _PLOT_S = 1.0
 _MOSAIC_GAP_PX = 16  # between a field and the mosaic of its cells
