@@ -32,7 +32,8 @@ def _as_first_written(block: Any, x: Any, emb: Any) -> Any:
 def _forward_seconds(net: Any, inputs: tuple, dtype: Any) -> float:
     import torch
 
-    with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=dtype is not None):
+    low = dtype or torch.bfloat16  # autocast needs a dtype even when it is off
+    with torch.inference_mode(), torch.autocast("cpu", low, enabled=dtype is not None):
         start = time.perf_counter()
         net(*inputs)
         return time.perf_counter() - start

@@ -26,10 +26,11 @@ from .layers import TrajectoryStack, fit_view, follow_frame, group_names, label_
 
 __all__ = ["RunDisplay"]
 
-# Redraw the layers and the read-out at most this often while frames stream in. Drawing runs
-# on napari's main thread and holds the GIL the worker needs between its torch calls: in the
-# viewer on a 2-core CPU (scripts/bench_widget.py, 16 cells, 20 frames), refreshing every
-# 0.25 s (every frame) took 8.9-9.5 s per Run, every 0.5 s 6.6-7.2 s (docs/benchmarks.md).
+# Redraw the layers at most this often while frames stream in (the read-out plot at most every
+# _PLOT_S). Drawing runs on napari's main thread and holds the GIL the worker needs between its
+# torch calls: in the viewer on a 2-core CPU (scripts/bench_widget.py, 16 cells, 20 frames),
+# refreshing every 0.25 s (every frame) took 8.9-9.5 s per Run, every 0.5 s 6.6-7.2 s
+# (docs/benchmarks.md; layers and plot together then).
 _REFRESH_S = 0.5
 # The read-out plot (a full matplotlib redraw, about 0.1 s of the main thread) at most this
 # often while frames stream in, and once when the run ends: redrawing it with the layers
